@@ -1,0 +1,43 @@
+# fmnist: `make run` runs the pipeline, `make test` the test suite. `make help` lists the rest.
+SHELL := /bin/bash
+PYTHON ?= python3
+# uv from PATH when there is one, else a private copy in .tools/ (bootstrapped with pip).
+UV := $(or $(shell command -v uv 2>/dev/null),$(CURDIR)/.tools/bin/uv)
+RUN := $(UV) run --frozen --no-sync
+
+.DEFAULT_GOAL := help
+.PHONY: help setup run test test-fast lint format bench clean
+
+help: ## list the targets
+	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
+
+$(CURDIR)/.tools/bin/uv:
+	$(PYTHON) -m venv $(CURDIR)/.tools
+	$(CURDIR)/.tools/bin/python -m pip install --quiet uv
+
+setup: $(UV) ## install uv if missing, then the locked environment (.venv)
+	$(UV) sync --locked
+
+run: setup ## the whole pipeline: download -> prepare -> train -> evaluate -> register
+	$(RUN) dvc repro
+
+test: setup ## every test, integration tests included
+	$(RUN) pytest
+
+test-fast: setup ## unit tests only (no slow or integration tests)
+	$(RUN) pytest -m "not slow and not integration"
+
+lint: setup ## ruff and mypy
+	$(RUN) ruff check src tests bench
+	$(RUN) ruff format --check src tests bench
+	$(RUN) mypy
+
+format: setup ## apply ruff's formatting and fixes
+	$(RUN) ruff format src tests bench
+	$(RUN) ruff check --fix src tests bench
+
+bench: setup ## benchmarks against the tutorial's own code (prints medians and ratios)
+	$(RUN) python bench/bench_train.py
+
+clean: ## remove the environments (not data, models or the MLflow store)
+	rm -rf .venv .tools .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,1 @@
+"""Data: download (mirrors, verification), idx (parse), prepare (scale, split)."""

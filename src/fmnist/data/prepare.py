@@ -1,0 +1,47 @@
+"""Scale and split, exactly as the tutorial does, without its float64 copies."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from fmnist.config import PrepareConfig
+
+
+@dataclass(frozen=True)
+class Split:
+    """One split: x (n, 28, 28) float32 in [0, 1], y (n,) uint8."""
+
+    x: np.ndarray
+    y: np.ndarray
+
+
+def scale_images(images: np.ndarray) -> np.ndarray:
+    """(n, 28, 28) uint8 -> float32 in [0, 1]; bit-equal to float32(images / 255.0)."""
+    # Division is correctly rounded in float32, and float64 -> float32 double rounding is
+    # exact for division (53 >= 2 * 24 + 2 bits), so this equals the tutorial's x / 255.0.
+    out = images.astype(np.float32)
+    out /= np.float32(255.0)
+    return out
+
+
+def split_indices(labels: np.ndarray, cfg: PrepareConfig) -> tuple[np.ndarray, np.ndarray]:
+    """Train/val row indices, the very permutation train_test_split(x, y, ...) applies."""
+    from sklearn.model_selection import train_test_split
+
+    rows = np.arange(labels.shape[0])
+    train_rows, val_rows = train_test_split(
+        rows,
+        test_size=cfg.val_size,
+        random_state=cfg.seed,
+        stratify=labels if cfg.stratify else None,
+    )
+    return train_rows, val_rows
+
+
+def make_split(images: np.ndarray, labels: np.ndarray, rows: np.ndarray | None = None) -> Split:
+    """Select rows (all when None) of uint8 images and scale only those: one float32 copy."""
+    if rows is None:
+        return Split(scale_images(images), labels.astype(np.uint8, copy=True))
+    return Split(scale_images(images[rows]), labels[rows].astype(np.uint8))

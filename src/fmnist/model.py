@@ -1,0 +1,43 @@
+"""build_model(ModelConfig) -> keras.Sequential, the tutorial's networks from params."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from fmnist.config import ModelConfig
+
+if TYPE_CHECKING:
+    import keras
+
+N_CLASSES = 10
+IMAGE_SHAPE = (28, 28)
+FLAT_SIZE = IMAGE_SHAPE[0] * IMAGE_SHAPE[1]
+
+
+def input_shape(cfg: ModelConfig) -> tuple[int, ...]:
+    """(784,) for the tutorial's flat model, (28, 28) for the one with a Flatten layer."""
+    return (FLAT_SIZE,) if cfg.input == "flat" else IMAGE_SHAPE
+
+
+def build_model(cfg: ModelConfig) -> keras.Sequential:
+    """Input -> [Flatten] -> hidden Dense layers -> Dense(10, softmax), named cfg.name."""
+    import keras
+
+    from fmnist.keras_compat import allow_unicode_names
+
+    allow_unicode_names()
+    layers: list[keras.layers.Layer] = []
+    if cfg.input == "image":
+        layers.append(keras.layers.Flatten())
+    layers += [
+        keras.layers.Dense(h.units, activation=h.activation, name=h.name) for h in cfg.hidden
+    ]
+    layers.append(keras.layers.Dense(N_CLASSES, activation="softmax", name=cfg.output_name))
+    return keras.Sequential([keras.Input(shape=input_shape(cfg)), *layers], name=cfg.name)
+
+
+def summary_text(model: keras.Model) -> str:
+    """model.summary() exactly as Keras prints it, as plain text."""
+    lines: list[str] = []
+    model.summary(print_fn=lambda line, *_, **__: lines.append(line), line_length=None)
+    return "\n".join(lines) + "\n"

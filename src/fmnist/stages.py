@@ -1,0 +1,371 @@
+"""One run_<stage>() per DVC stage: the only place that reads and writes files."""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import hashlib
+import io
+import json
+import os
+import subprocess
+import tempfile
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from fmnist.config import Params
+from fmnist.errors import DataIntegrityError
+
+SPLITS = ("train", "val", "test")
+RAW_FILES = {  # split -> (images, labels) in data/raw
+    "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
+    "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
+}
+
+
+# ---------------------------------------------------------------- file helpers
+
+
+@contextlib.contextmanager
+def atomic_path(dest: Path) -> Iterator[Path]:
+    """A temporary path beside dest, renamed onto dest only if the block succeeds."""
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    fd, name = tempfile.mkstemp(prefix=f".{dest.stem}.", suffix=dest.suffix, dir=dest.parent)
+    os.close(fd)
+    tmp = Path(name)
+    try:
+        yield tmp
+        os.replace(tmp, dest)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def write_text(dest: Path, text: str) -> None:
+    with atomic_path(dest) as tmp:
+        tmp.write_text(text, encoding="utf-8")
+
+
+def write_json(dest: Path, data: Any) -> None:
+    write_text(dest, json.dumps(data, indent=2, ensure_ascii=False) + "\n")
+
+
+def read_json(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise DataIntegrityError(f"{path}: missing (run the stage that writes it first)") from None
+    except json.JSONDecodeError as exc:
+        raise DataIntegrityError(f"{path}: not valid JSON ({exc})") from None
+
+
+def write_csv(dest: Path, header: list[str], rows: list[list[Any]]) -> None:
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(header)
+    writer.writerows(rows)
+    write_text(dest, buffer.getvalue())
+
+
+def save_split(dest: Path, x: np.ndarray, y: np.ndarray) -> None:
+    """x (n, 28, 28) float32, y (n,) uint8 -> an uncompressed .npz, written atomically."""
+    with atomic_path(dest) as tmp, tmp.open("wb") as f:
+        np.savez(f, x=x, y=y)
+
+
+def load_split(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    """Read a prepared split and check it is what prepare writes."""
+    try:
+        with np.load(path) as data:
+            x, y = data["x"], data["y"]
+    except FileNotFoundError:
+        raise DataIntegrityError(f"{path}: missing (run `dvc repro prepare` first)") from None
+    except (KeyError, ValueError, OSError) as exc:
+        raise DataIntegrityError(
+            f"{path}: not a prepared split with arrays x and y ({exc})"
+        ) from None
+    if x.dtype != np.float32 or x.ndim != 3 or x.shape[1:] != (28, 28):
+        raise DataIntegrityError(f"{path}: x is {x.dtype} {x.shape}, expected float32 (n, 28, 28)")
+    if y.dtype != np.uint8 or y.shape != (x.shape[0],):
+        raise DataIntegrityError(
+            f"{path}: y is {y.dtype} {y.shape}, expected uint8 ({x.shape[0]},)"
+        )
+    return x, y
+
+
+def md5_file(path: Path) -> str:
+    digest = hashlib.md5()
+    with path.open("rb") as f:
+        while chunk := f.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def dvc_dir_md5(file_md5s: Mapping[str, str]) -> str:
+    """The hash DVC 3 gives a directory output (dvc.lock's `md5: ....dir`)."""
+    entries = [{"md5": md5, "relpath": rel} for rel, md5 in sorted(file_md5s.items())]
+    return hashlib.md5(json.dumps(entries, sort_keys=True).encode("utf-8")).hexdigest() + ".dir"
+
+
+def data_hash(directory: Path) -> str:
+    """DVC's hash of a data directory, computed the way DVC does, so a run leads to its data."""
+    files = {
+        p.relative_to(directory).as_posix(): md5_file(p)
+        for p in directory.rglob("*")
+        if p.is_file()
+    }
+    return dvc_dir_md5(files)
+
+
+def git_commit(root: Path) -> str:
+    """HEAD's commit, with '-dirty' when tracked files differ; 'unknown' outside git."""
+
+    def git(*args: str) -> str:
+        out = subprocess.run(["git", *args], cwd=root, capture_output=True, text=True, check=True)
+        return out.stdout.strip()
+
+    try:
+        commit = git("rev-parse", "HEAD")
+        dirty = git("status", "--porcelain", "--untracked-files=no")
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+    return f"{commit}-dirty" if dirty else commit
+
+
+# ---------------------------------------------------------------- download
+
+
+def run_download(params: Params, out_dir: Path, env_mirror: str | None) -> dict[str, str]:
+    """data/raw: the four decompressed files, verified; returns which mirror served each."""
+    from fmnist.data.download import HttpPolicy, download_dataset, mirror_order
+
+    mirrors = mirror_order(params.download.mirrors, env_mirror)
+    policy = HttpPolicy(timeout=params.download.timeout, retries=params.download.retries)
+    return download_dataset(mirrors, out_dir, policy)
+
+
+# ---------------------------------------------------------------- prepare
+
+
+def read_raw(raw_dir: Path, split: str) -> tuple[np.ndarray, np.ndarray]:
+    """(n, 28, 28) uint8 images and (n,) uint8 labels of a raw split, checked."""
+    from fmnist.data.idx import check_pair, parse_idx
+
+    images_name, labels_name = RAW_FILES[split]
+    arrays = []
+    for name, ndim in ((images_name, 3), (labels_name, 1)):
+        path = raw_dir / name
+        try:
+            data = path.read_bytes()
+        except FileNotFoundError:
+            raise DataIntegrityError(f"{path}: missing (run `dvc repro download` first)") from None
+        arrays.append(parse_idx(data, ndim=ndim, source=str(path)))
+    check_pair(arrays[0], arrays[1], source=str(raw_dir / images_name))
+    return arrays[0], arrays[1]
+
+
+def run_prepare(params: Params, raw_dir: Path, out_dir: Path) -> dict[str, int]:
+    """data/prepared/{train,val,test}.npz, scaled and split as the tutorial; returns sizes."""
+    from fmnist.data.prepare import make_split, split_indices
+
+    images, labels = read_raw(raw_dir, "train")
+    train_rows, val_rows = split_indices(labels, params.prepare)
+    sizes = {}
+    # One float32 split in memory at a time: peak stays far below the tutorial's float64 way.
+    for split, rows in (("train", train_rows), ("val", val_rows)):
+        part = make_split(images, labels, rows)
+        save_split(out_dir / f"{split}.npz", part.x, part.y)
+        sizes[split] = int(part.y.shape[0])
+        del part
+    test = make_split(*read_raw(raw_dir, "test"))
+    save_split(out_dir / "test.npz", test.x, test.y)
+    sizes["test"] = int(test.y.shape[0])
+    return sizes
+
+
+# ---------------------------------------------------------------- train
+
+
+@dataclass(frozen=True)
+class TrainOutputs:
+    model: Path  # models/model.keras
+    summary: Path  # models/summary.txt
+    run: Path  # models/run.json: the MLflow run and logged model
+    history: Path  # plots/train_history.csv, per-epoch metrics (DVC plots)
+    metrics: Path  # metrics/train.json, last epoch (DVC metrics)
+
+
+def run_name(params: Params) -> str:
+    acts = "-".join(h.activation for h in params.model.hidden)
+    return f"{params.train.optimizer}-{acts}-{params.train.epochs}ep"
+
+
+def run_train(
+    params: Params, data_dir: Path, out: TrainOutputs, tracking_uri: str, root: Path
+) -> dict[str, Any]:
+    """Fit the model from params, track it in MLflow, save it; returns the last epoch's metrics."""
+    from fmnist import tracking
+    from fmnist.model import build_model, summary_text
+    from fmnist.train import as_features, compile_model, fit_model, seed_everything
+
+    x_train, y_train = load_split(data_dir / "train.npz")
+    x_val, y_val = load_split(data_dir / "val.npz")
+    seed_everything(params.train.seed)
+    model = build_model(params.model)
+    compile_model(model, params.train)
+    summary = summary_text(model)
+    print(summary, flush=True)
+    tags = {
+        "fmnist.data.prepared": data_hash(data_dir),
+        "fmnist.git.commit": git_commit(root),
+        "fmnist.model.name": params.model.name,
+    }
+    with tracking.tracked_run(
+        tracking_uri, params.tracking.experiment, run_name=run_name(params), tags=tags
+    ) as run_id:
+        tracking.log_params(tracking.params_for_tracking(params))
+        tracking.log_text(summary, tracking.SUMMARY_ARTIFACT)
+        history = fit_model(
+            model,
+            (as_features(x_train, params.model), y_train),
+            (as_features(x_val, params.model), y_val),
+            params.train,
+            on_epoch_end=[tracking.log_epoch],
+        )
+        with atomic_path(out.model) as tmp_model:  # keeps the .keras suffix Keras wants
+            model.save(tmp_model)
+        model_uri, model_id = tracking.log_keras_model(model, as_features(x_val[:32], params.model))
+        last = {k: v[-1] for k, v in history.items()}
+        epochs = range(1, len(history["loss"]) + 1)
+        write_csv(
+            out.history,
+            ["epoch", *history],
+            [[e, *(history[k][e - 1] for k in history)] for e in epochs],
+        )
+        write_json(out.metrics, last)
+        write_text(out.summary, summary)
+        write_json(
+            out.run,
+            {
+                "run_id": run_id,
+                "model_uri": model_uri,
+                "model_id": model_id,
+                "optimizer": params.train.optimizer,
+                **tags,
+            },
+        )
+    return last
+
+
+# ---------------------------------------------------------------- evaluate
+
+
+@dataclass(frozen=True)
+class EvaluateOutputs:
+    metrics: Path  # metrics/evaluate.json: test_loss, test_accuracy (DVC metrics)
+    classes: Path  # metrics/classes.json: per-class precision, recall, f1 (DVC metrics)
+    confusion_csv: Path  # plots/confusion.csv: actual,predicted per test image (DVC plot)
+    confusion_png: Path  # plots/confusion.png
+
+
+def load_keras_model(path: Path) -> Any:
+    """A saved .keras model, Unicode names and all."""
+    import keras
+
+    from fmnist.keras_compat import allow_unicode_names
+
+    allow_unicode_names()
+    if not path.is_file():
+        raise DataIntegrityError(f"{path}: missing (run `dvc repro train` first)")
+    try:
+        return keras.models.load_model(path)
+    except (OSError, ValueError) as exc:
+        raise DataIntegrityError(f"{path}: not a loadable Keras model ({exc})") from None
+
+
+def run_evaluate(
+    params: Params,
+    model_path: Path,
+    data_dir: Path,
+    run_path: Path,
+    out: EvaluateOutputs,
+    tracking_uri: str,
+) -> dict[str, float]:
+    """Test metrics, per-class report and confusion matrix, to files and to the train run."""
+    from fmnist import tracking
+    from fmnist.evaluate import (
+        CLASS_NAMES,
+        confusion_figure,
+        evaluate_predictions,
+        flat_class_metrics,
+    )
+
+    x_test, y_test = load_split(data_dir / "test.npz")
+    run_id = read_json(run_path)["run_id"]
+    model = load_keras_model(model_path)
+    x = x_test.reshape((x_test.shape[0], *model.input_shape[1:]))  # the model's own input form
+    result = evaluate_predictions(y_test, model.predict(x, batch_size=params.evaluate.batch_size))
+    headline = {"test_loss": result.test_loss, "test_accuracy": result.test_accuracy}
+    write_json(out.metrics, headline)
+    write_json(out.classes, result.per_class)
+    names = [
+        [CLASS_NAMES[a], CLASS_NAMES[p]] for a, p in zip(y_test, result.predicted, strict=True)
+    ]
+    write_csv(out.confusion_csv, ["actual", "predicted"], names)
+    figure = confusion_figure(result.confusion)
+    with atomic_path(out.confusion_png) as tmp:
+        figure.savefig(tmp, format="png")
+    with tracking.tracked_run(tracking_uri, params.tracking.experiment, run_id=run_id):
+        tracking.log_metrics({**headline, **flat_class_metrics(result.per_class)})
+        tracking.log_dict(result.per_class, "evaluation/classes.json")
+        tracking.log_artifact(out.confusion_png, "evaluation")
+    return headline
+
+
+# ---------------------------------------------------------------- register
+
+
+def run_register(
+    params: Params,
+    run_path: Path,
+    metrics_path: Path,
+    summary_path: Path,
+    out_path: Path,
+    tracking_uri: str,
+) -> dict[str, Any]:
+    """A new registry version of the trained model, alias `challenger`; returns its record."""
+    from fmnist.registry import CHALLENGER, describe_version, register_version
+
+    run = read_json(run_path)
+    metrics = read_json(metrics_path)
+    try:
+        summary = summary_path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise DataIntegrityError(f"{summary_path}: missing (run `dvc repro train` first)") from None
+    tags = {
+        **{k: f"{v:.4f}" for k, v in metrics.items()},
+        "run_id": run["run_id"],
+        "data.prepared": run["fmnist.data.prepared"],
+        "git.commit": run["fmnist.git.commit"],
+        "optimizer": run["optimizer"],
+        "model.name": run["fmnist.model.name"],
+    }
+    version = register_version(
+        tracking_uri,
+        params.register_.model_name,
+        run["model_uri"],
+        description=describe_version(run["fmnist.model.name"], summary, metrics),
+        tags=tags,
+    )
+    record = {
+        "name": version.name,
+        "version": int(version.version),
+        "alias": CHALLENGER,
+        "run_id": run["run_id"],
+        **metrics,
+    }
+    write_json(out_path, record)
+    return record

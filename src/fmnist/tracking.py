@@ -1,0 +1,153 @@
+"""Everything that talks to MLflow tracking: runs, params, metrics, artifacts, models."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from fmnist.errors import TrackingError, first_line
+
+if TYPE_CHECKING:
+    import keras
+    import numpy as np
+
+    from fmnist.config import Params
+
+DEFAULT_DB = "mlflow.db"
+SUMMARY_ARTIFACT = "model_summary.txt"
+MODEL_ARTIFACT = "model"
+
+
+def default_tracking_uri(root: Path) -> str:
+    """MLflow's own default, `sqlite:///mlflow.db`, made absolute at the repo root."""
+    return f"sqlite:///{(root / DEFAULT_DB).resolve()}"
+
+
+def flatten(value: Any, prefix: str = "") -> dict[str, Any]:
+    """{'train': {'epochs': 5}} -> {'train.epochs': 5}; lists get their index as a key."""
+    if isinstance(value, Mapping):
+        items = list(value.items())
+    elif isinstance(value, list | tuple):
+        items = list(enumerate(value))
+    else:
+        return {prefix: value}
+    flat: dict[str, Any] = {}
+    for key, item in items:
+        flat.update(flatten(item, f"{prefix}.{key}" if prefix else str(key)))
+    return flat
+
+
+def params_for_tracking(params: Params) -> dict[str, str]:
+    """Every param that shapes a model, flat, as MLflow stores them (strings)."""
+    dumped = params.model_dump(mode="json", by_alias=True, exclude={"download"})
+    return {k: str(v) for k, v in flatten(dumped).items()}
+
+
+@contextlib.contextmanager
+def tracked_run(
+    uri: str,
+    experiment: str,
+    *,
+    run_id: str | None = None,
+    run_name: str | None = None,
+    tags: Mapping[str, str] | None = None,
+) -> Iterator[str]:
+    """Open (or resume) a run; it ends FINISHED, or FAILED/KILLED if the block raises."""
+    import mlflow
+    from mlflow.exceptions import MlflowException
+
+    mlflow.set_tracking_uri(uri)
+    try:
+        experiment_id = None if run_id else mlflow.set_experiment(experiment).experiment_id
+        run = mlflow.start_run(
+            run_id=run_id, run_name=run_name, tags=dict(tags or {}), experiment_id=experiment_id
+        )
+    except MlflowException as exc:
+        raise TrackingError(f"MLflow at {uri}: {first_line(exc)}") from None
+    with run:
+        yield run.info.run_id
+
+
+def log_params(params: Mapping[str, str]) -> None:
+    import mlflow
+
+    mlflow.log_params(dict(params))
+
+
+def log_metrics(metrics: Mapping[str, float], step: int | None = None) -> None:
+    import mlflow
+
+    mlflow.log_metrics({k: float(v) for k, v in metrics.items()}, step=step)
+
+
+def log_epoch(epoch: int, logs: Mapping[str, float]) -> None:
+    """Keras epoch-end hook: the epoch's metrics at step = epoch (1-based, as Keras prints)."""
+    log_metrics(logs, step=epoch)
+
+
+def log_text(text: str, artifact_file: str) -> None:
+    import mlflow
+
+    mlflow.log_text(text, artifact_file)
+
+
+def log_dict(data: Mapping[str, Any], artifact_file: str) -> None:
+    import mlflow
+
+    mlflow.log_dict(dict(data), artifact_file)
+
+
+def log_artifact(path: Path, artifact_path: str | None = None) -> None:
+    import mlflow
+
+    mlflow.log_artifact(str(path), artifact_path)
+
+
+def log_keras_model(model: keras.Model, x_sample: np.ndarray) -> tuple[str, str]:
+    """Log the model the MLflow 3 way, with a signature; return (model_uri, model_id)."""
+    import keras as _keras
+    import mlflow
+    import mlflow.keras
+    from mlflow.models import infer_signature
+
+    # No input_example: with MLflow 3.17 and Keras 3.15 it fails (input_example.json not
+    # found). The signature is inferred from a real batch and its real output instead.
+    signature = infer_signature(x_sample, model.predict(x_sample, verbose=0))
+    info = mlflow.keras.log_model(
+        model,
+        name=MODEL_ARTIFACT,
+        signature=signature,
+        # Given, not inferred: inference reloads the model in a subprocess (seconds).
+        pip_requirements=_requirements(_keras.__version__),
+    )
+    return info.model_uri, info.model_id
+
+
+def _requirements(keras_version: str) -> list[str]:
+    from importlib.metadata import PackageNotFoundError, version
+
+    reqs = [f"keras=={keras_version}"]
+    for dist in ("tensorflow-cpu", "tensorflow", "numpy"):
+        try:
+            reqs.append(f"{dist}=={version(dist)}")
+        except PackageNotFoundError:
+            continue
+    return reqs
+
+
+def run_tags(uri: str, run_id: str) -> dict[str, str]:
+    """The tags of a run (KeyError-free: an unknown run is a TrackingError)."""
+    from mlflow import MlflowClient
+    from mlflow.exceptions import MlflowException
+
+    try:
+        return dict(MlflowClient(uri).get_run(run_id).data.tags)
+    except MlflowException as exc:
+        raise TrackingError(f"MLflow at {uri}: run {run_id}: {first_line(exc)}") from None
+
+
+def to_json(data: Any) -> str:
+    return json.dumps(data, indent=2, ensure_ascii=False) + "\n"

@@ -1,0 +1,86 @@
+"""Shared fixtures: tiny synthetic Fashion-MNIST in IDX form, params, a temporary MLflow store."""
+
+from __future__ import annotations
+
+import gzip
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from fmnist.config import Params, parse_params
+from fmnist.data.idx import encode_idx
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+REPO = Path(__file__).resolve().parents[1]
+SHARED_DATA = REPO.parent / "shared" / "datasets" / "fashion-mnist"
+
+
+def synthetic_images(n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """(n, 28, 28) uint8 images whose class shows in where the bright block sits, (n,) labels."""
+    rng = np.random.default_rng(seed)
+    labels = np.arange(n, dtype=np.uint8) % 10
+    rng.shuffle(labels)
+    images = rng.integers(0, 60, size=(n, 28, 28), dtype=np.uint8)
+    for i, label in enumerate(labels):
+        row, col = divmod(int(label), 5)
+        images[i, 4 + row * 12 : 12 + row * 12, 2 + col * 5 : 6 + col * 5] = 250
+    return images, labels
+
+
+def write_gz(path: Path, data: bytes) -> Path:
+    path.write_bytes(gzip.compress(data, mtime=0))
+    return path
+
+
+@pytest.fixture
+def raw_arrays() -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    return {"train": synthetic_images(300, seed=1), "test": synthetic_images(100, seed=2)}
+
+
+@pytest.fixture
+def raw_dir(tmp_path: Path, raw_arrays: dict[str, tuple[np.ndarray, np.ndarray]]) -> Path:
+    """data/raw as the download stage leaves it, with synthetic content."""
+    from fmnist.stages import RAW_FILES
+
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    for split, (images_name, labels_name) in RAW_FILES.items():
+        images, labels = raw_arrays[split]
+        (raw / images_name).write_bytes(encode_idx(images))
+        (raw / labels_name).write_bytes(encode_idx(labels))
+    return raw
+
+
+@pytest.fixture
+def tiny_params() -> Params:
+    """Params for seconds-long trainings on synthetic data."""
+    return parse_params(
+        {
+            "train": {"epochs": 2, "batch_size": 16, "steps_per_execution": 4, "seed": 7},
+            "model": {"hidden": [{"units": 16, "activation": "relu", "name": "hidden"}]},
+        }
+    )
+
+
+@pytest.fixture
+def prepared_dir(tmp_path: Path, raw_dir: Path, tiny_params: Params) -> Path:
+    from fmnist.stages import run_prepare
+
+    out = tmp_path / "prepared"
+    run_prepare(tiny_params, raw_dir, out)
+    return out
+
+
+@pytest.fixture
+def tracking_uri(tmp_path: Path) -> str:
+    """A fresh MLflow store: a real sqlite database in a temporary folder."""
+    return f"sqlite:///{tmp_path / 'mlflow.db'}"
+
+
+@pytest.fixture(autouse=True)
+def _isolate_mlflow(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Tests never write into the repo's store or artifact folder."""
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.chdir(tmp_path)

@@ -1,0 +1,93 @@
+"""A temporary copy of the repo, run with the real DVC through its CLI."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import REPO, SHARED_DATA
+
+PROJECT_FILES = [
+    "src",
+    "params.yaml",
+    "dvc.yaml",
+    ".dvc/config",
+    ".dvcignore",
+    ".gitignore",
+    "pyproject.toml",
+]
+GIT_ENV = {
+    "GIT_AUTHOR_NAME": "fmnist tests", "GIT_AUTHOR_EMAIL": "tests@fmnist.invalid",
+    "GIT_COMMITTER_NAME": "fmnist tests", "GIT_COMMITTER_EMAIL": "tests@fmnist.invalid",
+}  # fmt: skip
+
+
+def data_mirror() -> str:
+    """The real Fashion-MNIST files: FMNIST_DATA_MIRROR, the shared copy, or Debian's package."""
+    for candidate in (
+        os.environ.get("FMNIST_DATA_MIRROR"),
+        str(SHARED_DATA),
+        "/usr/share/datasets/fashion-mnist",
+    ):
+        if candidate and Path(candidate, "t10k-labels-idx1-ubyte.gz").is_file():
+            return candidate
+    pytest.skip("no local copy of the Fashion-MNIST files (set FMNIST_DATA_MIRROR)")
+
+
+Runner = Callable[..., subprocess.CompletedProcess[str]]
+
+
+@pytest.fixture
+def repo(tmp_path: Path) -> Path:
+    """A fresh git + DVC repo holding the project's pipeline, committed."""
+    dest = tmp_path / "repo"
+    dest.mkdir()
+    for name in PROJECT_FILES:
+        src = REPO / name
+        if src.is_dir():
+            shutil.copytree(src, dest / name, ignore=shutil.ignore_patterns("__pycache__"))
+        else:
+            (dest / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(src, dest / name)
+    run = make_runner(dest)
+    run("git", "init", "-q", "-b", "main")
+    run("git", "add", "-A")
+    run("git", "commit", "-q", "-m", "pipeline")
+    return dest
+
+
+def make_runner(cwd: Path, extra_env: dict[str, str] | None = None) -> Runner:
+    venv_bin = str(Path(sys.executable).parent)
+    env = {
+        **os.environ,
+        **GIT_ENV,
+        "PATH": f"{venv_bin}{os.pathsep}{os.environ['PATH']}",
+        "FMNIST_DATA_MIRROR": data_mirror(),
+        "MLFLOW_TRACKING_URI": f"sqlite:///{cwd / 'mlflow.db'}",
+        **(extra_env or {}),
+    }
+
+    def run(
+        *args: str, check: bool = True, timeout: float = 900
+    ) -> subprocess.CompletedProcess[str]:
+        result = subprocess.run(
+            args, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout
+        )
+        if check and result.returncode != 0:
+            raise AssertionError(
+                f"{' '.join(args)} exited {result.returncode}:\n{result.stdout}\n{result.stderr}"
+            )
+        return result
+
+    return run
+
+
+@pytest.fixture
+def dvc(repo: Path) -> Runner:
+    return make_runner(repo)

@@ -1,0 +1,126 @@
+"""The DVC pipeline on the real data, driven through DVC's CLI in a temporary repo."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+from mlflow import MlflowClient
+from sklearn.model_selection import train_test_split
+
+from tests.integration.conftest import Runner, data_mirror
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+
+def tutorial_arrays(mirror: str) -> dict[str, np.ndarray]:
+    """The tutorial's own way, read from the same files: x / 255.0 (float64), then split."""
+
+    def read(name: str, offset: int) -> np.ndarray:
+        return np.frombuffer(
+            gzip.decompress(Path(mirror, name).read_bytes()), np.uint8, offset=offset
+        )
+
+    train_input = read("train-images-idx3-ubyte.gz", 16).reshape(-1, 28, 28)
+    train_target = read("train-labels-idx1-ubyte.gz", 8)
+    test_input = read("t10k-images-idx3-ubyte.gz", 16).reshape(-1, 28, 28)
+    train_scaled, val_scaled, train_t, val_t = train_test_split(
+        train_input / 255.0, train_target, test_size=0.2, random_state=42
+    )
+    return {
+        "train": train_scaled,
+        "val": val_scaled,
+        "train_y": train_t,
+        "val_y": val_t,
+        "test": test_input / 255.0,
+    }
+
+
+def ran_stages(output: str) -> list[str]:
+    return re.findall(r"Running stage '(\w+)'", output)
+
+
+def test_prepare_matches_the_tutorial(repo: Path, dvc: Runner) -> None:
+    result = dvc("dvc", "repro", "prepare")
+    assert ran_stages(result.stdout) == ["download", "prepare"]
+    expected = tutorial_arrays(data_mirror())
+    for split, n in (("train", 48000), ("val", 12000), ("test", 10000)):
+        with np.load(repo / "data/prepared" / f"{split}.npz") as data:
+            x, y = data["x"], data["y"]
+        assert x.shape == (n, 28, 28) and x.dtype == np.float32 and y.dtype == np.uint8
+        assert np.array_equal(x, expected[split].astype(np.float32))
+        if split != "test":
+            assert np.array_equal(y, expected[f"{split}_y"])
+    # a second repro has nothing to do
+    again = dvc("dvc", "repro", "prepare")
+    assert ran_stages(again.stdout) == []
+    # changing val_size re-runs prepare only
+    params = yaml.safe_load((repo / "params.yaml").read_text())
+    params["prepare"]["val_size"] = 0.25
+    (repo / "params.yaml").write_text(yaml.safe_dump(params, allow_unicode=True))
+    assert ran_stages(dvc("dvc", "repro", "prepare").stdout) == ["prepare"]
+    with np.load(repo / "data/prepared/val.npz") as data:
+        assert data["y"].shape == (15000,)
+
+
+def test_push_pull_round_trip(repo: Path, dvc: Runner, tmp_path: Path) -> None:
+    dvc("dvc", "repro", "download")
+    remote = tmp_path / "remote"
+    dvc("dvc", "remote", "add", "-d", "local", str(remote))
+    dvc("dvc", "push")
+    before = {p.name: p.read_bytes() for p in (repo / "data/raw").iterdir()}
+    for path in (repo / "data/raw").iterdir():
+        path.unlink()
+    (repo / "data/raw").rmdir()
+    import shutil
+
+    shutil.rmtree(repo / ".dvc/cache")
+    dvc("dvc", "pull", "download")
+    assert {p.name: p.read_bytes() for p in (repo / "data/raw").iterdir()} == before
+
+
+def test_full_pipeline(repo: Path, dvc: Runner) -> None:
+    """download -> prepare -> train -> evaluate -> register with the tutorial's settings."""
+    first = dvc("dvc", "repro")
+    assert ran_stages(first.stdout) == ["download", "prepare", "train", "evaluate", "register"]
+    train = json.loads((repo / "metrics/train.json").read_text())
+    assert train["accuracy"] >= 0.87 and train["val_accuracy"] >= 0.86  # the tutorial: 0.8788
+    test = json.loads((repo / "metrics/evaluate.json").read_text())
+    assert test["test_accuracy"] >= 0.84
+
+    assert ran_stages(dvc("dvc", "repro").stdout) == []
+
+    # The run's data tag is the hash DVC itself recorded for data/prepared.
+    lock = yaml.safe_load((repo / "dvc.lock").read_text())
+    prepared_md5 = next(
+        o["md5"] for o in lock["stages"]["prepare"]["outs"] if o["path"] == "data/prepared"
+    )
+    client = MlflowClient(f"sqlite:///{repo / 'mlflow.db'}")
+    run_id = json.loads((repo / "models/run.json").read_text())["run_id"]
+    run = client.get_run(run_id)
+    assert run.data.tags["fmnist.data.prepared"] == prepared_md5
+    assert run.data.tags["fmnist.git.commit"] == dvc("git", "rev-parse", "HEAD").stdout.strip()
+    assert [m.step for m in client.get_metric_history(run_id, "loss")] == [1, 2, 3, 4, 5]
+    assert run.data.params["model.name"] == "패션 MNIST 모델"
+    version = client.get_model_version_by_alias("fashion-mnist", "challenger")
+    assert version.run_id == run_id and "79,510" in version.description
+    assert "패션 MNIST 모델" in version.description
+
+    dvc("git", "add", "-A")
+    dvc("git", "commit", "-q", "-m", "first run")
+    params = yaml.safe_load((repo / "params.yaml").read_text())
+    params["train"]["epochs"] = 1
+    (repo / "params.yaml").write_text(yaml.safe_dump(params, allow_unicode=True))
+    assert ran_stages(dvc("dvc", "repro").stdout) == ["train", "evaluate", "register"]
+    latest = client.get_model_version_by_alias("fashion-mnist", "challenger")
+    assert int(latest.version) == int(version.version) + 1
+
+    diff = dvc("dvc", "metrics", "diff", "--json").stdout
+    assert "test_accuracy" in json.loads(diff)["metrics/evaluate.json"]
+    plots = dvc("dvc", "plots", "show", "--json").stdout
+    assert "train_history.csv" in plots and "confusion" in plots

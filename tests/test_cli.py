@@ -1,0 +1,58 @@
+"""The `fmnist` command as users run it: one line on stderr and a specific exit code."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from fmnist.errors import ConfigError, DataIntegrityError, DownloadError
+
+
+def fmnist(
+    *args: str, cwd: Path, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    import os
+
+    full_env = {**os.environ, **(env or {})}
+    return subprocess.run(
+        [sys.executable, "-m", "fmnist.cli", *args], cwd=cwd, env=full_env,
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+
+
+def one_line_error(result: subprocess.CompletedProcess[str]) -> str:
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert "Traceback" not in result.stderr
+    return lines[0]
+
+
+def test_bad_params_exit_2(tmp_path: Path) -> None:
+    (tmp_path / "params.yaml").write_text("train:\n  optimizer: adamw\n")
+    result = fmnist("train", cwd=tmp_path)
+    assert result.returncode == ConfigError.exit_code
+    line = one_line_error(result)
+    assert line.startswith("fmnist train: error: params.yaml: train.optimizer")
+    assert "'rmsprop'" in line and "adamw" in line
+
+
+def test_download_with_no_mirror(tmp_path: Path) -> None:
+    (tmp_path / "params.yaml").write_text(
+        f"download:\n  mirrors: [{tmp_path / 'none'}]\n  retries: 0\n"
+    )
+    result = fmnist("download", "--out", "raw", cwd=tmp_path, env={"FMNIST_DATA_MIRROR": ""})
+    assert result.returncode == DownloadError.exit_code
+    assert "FMNIST_DATA_MIRROR" in one_line_error(result)
+    assert list((tmp_path / "raw").iterdir()) == []
+
+
+@pytest.mark.slow
+def test_train_without_data(tmp_path: Path) -> None:
+    (tmp_path / "params.yaml").write_text("{}\n")
+    result = fmnist("train", "--data", "nowhere", cwd=tmp_path)
+    assert result.returncode == DataIntegrityError.exit_code
+    assert "nowhere/train.npz: missing" in one_line_error(result)
+    assert not (tmp_path / "mlflow.db").exists()  # no run was started

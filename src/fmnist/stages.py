@@ -10,6 +10,7 @@ import json
 import os
 import subprocess
 import tempfile
+import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -228,6 +229,7 @@ def run_train(
     ) as run_id:
         tracking.log_params(tracking.params_for_tracking(params))
         tracking.log_text(summary, tracking.SUMMARY_ARTIFACT)
+        started = time.perf_counter()
         history = fit_model(
             model,
             (as_features(x_train, params.model), y_train),
@@ -235,6 +237,9 @@ def run_train(
             params.train,
             on_epoch_end=[tracking.log_epoch],
         )
+        fit_seconds = time.perf_counter() - started
+        print(f"fit: {fit_seconds:.2f} s", flush=True)
+        tracking.log_metrics({"fit_seconds": fit_seconds})  # timing: MLflow only, not DVC
         with atomic_path(out.model) as tmp_model:  # keeps the .keras suffix Keras wants
             model.save(tmp_model)
         model_uri, model_id = tracking.log_keras_model(model, as_features(x_val[:32], params.model))
@@ -307,7 +312,7 @@ def run_evaluate(
     run_id = read_json(run_path)["run_id"]
     model = load_keras_model(model_path)
     x = x_test.reshape((x_test.shape[0], *model.input_shape[1:]))  # the model's own input form
-    result = evaluate_predictions(y_test, model.predict(x, batch_size=params.evaluate.batch_size))
+    result = evaluate_predictions(y_test, model.predict(x, batch_size=params.evaluate.batch_size, verbose=0))
     headline = {"test_loss": result.test_loss, "test_accuracy": result.test_accuracy}
     write_json(out.metrics, headline)
     write_json(out.classes, result.per_class)

@@ -27,10 +27,17 @@ TrackingOpt = Annotated[
     typer.Option(
         "--tracking-uri",
         envvar="MLFLOW_TRACKING_URI",
-        help="MLflow tracking URI [default: sqlite:///mlflow.db in this folder].",
+        help="MLflow tracking URI (default: sqlite:///mlflow.db in this folder).",
         show_default=False,
     ),
 ]
+
+# Paths that more than one stage takes, named once.
+DataOpt = Annotated[Path, typer.Option(help="Folder of prepared splits.")]
+ModelOpt = Annotated[Path, typer.Option(help="The model file (.keras).")]
+RunOpt = Annotated[Path, typer.Option(help="The MLflow run record (JSON).")]
+SummaryOpt = Annotated[Path, typer.Option(help="The Keras summary text.")]
+MetricsOpt = Annotated[Path, typer.Option(help="Metrics written (JSON).")]
 
 
 def _sigterm_as_interrupt(signum: int, frame: Any) -> None:
@@ -99,16 +106,12 @@ def prepare(
 @app.command()
 @user_errors
 def train(
-    data: Annotated[Path, typer.Option(help="Folder of prepared splits.")] = Path("data/prepared"),
-    model: Annotated[Path, typer.Option(help="Where to save the model.")] = Path(
-        "models/model.keras"
-    ),
-    summary: Annotated[Path, typer.Option(help="Keras summary text.")] = Path("models/summary.txt"),
-    run: Annotated[Path, typer.Option(help="The MLflow run record.")] = Path("models/run.json"),
+    data: DataOpt = Path("data/prepared"),
+    model: ModelOpt = Path("models/model.keras"),
+    summary: SummaryOpt = Path("models/summary.txt"),
+    run: RunOpt = Path("models/run.json"),
     history: Annotated[Path, typer.Option(help="Per-epoch CSV.")] = Path("plots/train_history.csv"),
-    metrics: Annotated[Path, typer.Option(help="Last epoch's metrics.")] = Path(
-        "metrics/train.json"
-    ),
+    metrics: MetricsOpt = Path("metrics/train.json"),
     params: ParamsOpt = Path("params.yaml"),
     tracking_uri: TrackingOpt = None,
 ) -> None:
@@ -123,10 +126,10 @@ def train(
 @app.command()
 @user_errors
 def evaluate(
-    model: Annotated[Path, typer.Option(help="The trained model.")] = Path("models/model.keras"),
-    data: Annotated[Path, typer.Option(help="Folder of prepared splits.")] = Path("data/prepared"),
-    run: Annotated[Path, typer.Option(help="The MLflow run record.")] = Path("models/run.json"),
-    metrics: Annotated[Path, typer.Option(help="Test metrics.")] = Path("metrics/evaluate.json"),
+    model: ModelOpt = Path("models/model.keras"),
+    data: DataOpt = Path("data/prepared"),
+    run: RunOpt = Path("models/run.json"),
+    metrics: MetricsOpt = Path("metrics/evaluate.json"),
     classes: Annotated[Path, typer.Option(help="Per-class report.")] = Path("metrics/classes.json"),
     confusion_csv: Annotated[Path, typer.Option(help="Confusion plot data.")] = Path(
         "plots/confusion.csv"
@@ -148,9 +151,11 @@ def evaluate(
 @app.command()
 @user_errors
 def register(
-    run: Annotated[Path, typer.Option(help="The MLflow run record.")] = Path("models/run.json"),
-    metrics: Annotated[Path, typer.Option(help="Test metrics.")] = Path("metrics/evaluate.json"),
-    summary: Annotated[Path, typer.Option(help="Keras summary text.")] = Path("models/summary.txt"),
+    run: RunOpt = Path("models/run.json"),
+    metrics: Annotated[Path, typer.Option(help="Test metrics to read (JSON).")] = Path(
+        "metrics/evaluate.json"
+    ),
+    summary: SummaryOpt = Path("models/summary.txt"),
     out: Annotated[Path, typer.Option(help="The registration record.")] = Path(
         "models/registered.json"
     ),

@@ -312,7 +312,9 @@ def run_evaluate(
     run_id = read_json(run_path)["run_id"]
     model = load_keras_model(model_path)
     x = x_test.reshape((x_test.shape[0], *model.input_shape[1:]))  # the model's own input form
-    result = evaluate_predictions(y_test, model.predict(x, batch_size=params.evaluate.batch_size, verbose=0))
+    result = evaluate_predictions(
+        y_test, model.predict(x, batch_size=params.evaluate.batch_size, verbose=0)
+    )
     headline = {"test_loss": result.test_loss, "test_accuracy": result.test_accuracy}
     write_json(out.metrics, headline)
     write_json(out.classes, result.per_class)

@@ -8,7 +8,6 @@ from typing import Any
 from fmnist.errors import TrackingError, first_line
 
 CHALLENGER = "challenger"
-CHAMPION = "champion"
 
 
 def describe_version(model_display_name: str, summary: str, metrics: Mapping[str, float]) -> str:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import json
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -147,7 +146,3 @@ def run_tags(uri: str, run_id: str) -> dict[str, str]:
         return dict(MlflowClient(uri).get_run(run_id).data.tags)
     except MlflowException as exc:
         raise TrackingError(f"MLflow at {uri}: run {run_id}: {first_line(exc)}") from None
-
-
-def to_json(data: Any) -> str:
-    return json.dumps(data, indent=2, ensure_ascii=False) + "\n"

@@ -213,3 +213,19 @@ def test_prepare_rejects_bad_raw_files(tmp_path: Path, raw_dir: Path, tiny_param
     (raw_dir / "train-labels-idx1-ubyte").unlink()
     with pytest.raises(DataIntegrityError, match="missing"):
         run_prepare(tiny_params, raw_dir, tmp_path / "prepared")
+
+
+def test_incomplete_run_record_is_one_clear_error(
+    tmp_path: Path, tiny_params: Params, tracking_uri: str
+) -> None:
+    run = tmp_path / "run.json"
+    run.write_text('{"run_id": "abc"}')
+    with pytest.raises(DataIntegrityError, match="run.json: missing model_uri, optimizer"):
+        run_register(
+            tiny_params,
+            run,
+            tmp_path / "m.json",
+            tmp_path / "s.txt",
+            tmp_path / "r.json",
+            tracking_uri,
+        )

@@ -63,6 +63,21 @@ def read_json(path: Path) -> Any:
         raise DataIntegrityError(f"{path}: not valid JSON ({exc})") from None
 
 
+RUN_RECORD_KEYS = (
+    "run_id", "model_uri", "optimizer",
+    "fmnist.data.prepared", "fmnist.git.commit", "fmnist.model.name",
+)  # fmt: skip
+
+
+def read_run_record(path: Path) -> dict[str, Any]:
+    """models/run.json as train writes it, every key present."""
+    record = read_json(path)
+    missing = [k for k in RUN_RECORD_KEYS if not isinstance(record, dict) or k not in record]
+    if missing:
+        raise DataIntegrityError(f"{path}: missing {', '.join(missing)} (re-run `dvc repro train`)")
+    return dict(record)
+
+
 def write_csv(dest: Path, header: list[str], rows: list[list[Any]]) -> None:
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
@@ -309,7 +324,7 @@ def run_evaluate(
     )
 
     x_test, y_test = load_split(data_dir / "test.npz")
-    run_id = read_json(run_path)["run_id"]
+    run_id = read_run_record(run_path)["run_id"]
     model = load_keras_model(model_path)
     x = x_test.reshape((x_test.shape[0], *model.input_shape[1:]))  # the model's own input form
     result = evaluate_predictions(
@@ -346,7 +361,7 @@ def run_register(
     """A new registry version of the trained model, alias `challenger`; returns its record."""
     from fmnist.registry import CHALLENGER, describe_version, register_version
 
-    run = read_json(run_path)
+    run = read_run_record(run_path)
     metrics = read_json(metrics_path)
     try:
         summary = summary_path.read_text(encoding="utf-8")

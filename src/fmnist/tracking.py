@@ -135,14 +135,3 @@ def _requirements(keras_version: str) -> list[str]:
         except PackageNotFoundError:
             continue
     return reqs
-
-
-def run_tags(uri: str, run_id: str) -> dict[str, str]:
-    """The tags of a run (KeyError-free: an unknown run is a TrackingError)."""
-    from mlflow import MlflowClient
-    from mlflow.exceptions import MlflowException
-
-    try:
-        return dict(MlflowClient(uri).get_run(run_id).data.tags)
-    except MlflowException as exc:
-        raise TrackingError(f"MLflow at {uri}: run {run_id}: {first_line(exc)}") from None

@@ -6,7 +6,7 @@ UV := $(or $(shell command -v uv 2>/dev/null),$(CURDIR)/.tools/bin/uv)
 RUN := $(UV) run --frozen --no-sync
 
 .DEFAULT_GOAL := help
-.PHONY: help setup run test test-fast lint format bench clean
+.PHONY: help setup run up down status test test-fast lint format bench clean
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -21,6 +21,15 @@ setup: $(UV) ## install uv if missing, then the locked environment (.venv)
 run: setup ## the whole pipeline: download -> prepare -> train -> evaluate -> register
 	$(RUN) dvc repro
 
+up: setup ## local stack on 127.0.0.1: Prefect server + worker + deployments, MLflow UI
+	$(RUN) fmnist stack up
+
+down: ## stop exactly what `make up` started
+	@if [ -x .venv/bin/fmnist ]; then .venv/bin/fmnist stack down; else echo "nothing was running"; fi
+
+status: ## what `make up` started, and whether each answers
+	@if [ -x .venv/bin/fmnist ]; then .venv/bin/fmnist stack status; else echo "down"; fi
+
 test: setup ## every test, integration tests included
 	$(RUN) pytest
 
@@ -28,16 +37,17 @@ test-fast: setup ## unit tests only (no slow or integration tests)
 	$(RUN) pytest -m "not slow and not integration"
 
 lint: setup ## ruff and mypy
-	$(RUN) ruff check src tests bench
-	$(RUN) ruff format --check src tests bench
+	$(RUN) ruff check src flows tests bench
+	$(RUN) ruff format --check src flows tests bench
 	$(RUN) mypy
 
 format: setup ## apply ruff's formatting and fixes
-	$(RUN) ruff format src tests bench
-	$(RUN) ruff check --fix src tests bench
+	$(RUN) ruff format src flows tests bench
+	$(RUN) ruff check --fix src flows tests bench
 
 bench: setup ## benchmarks against the tutorial's own code (prints medians and ratios)
 	$(RUN) python bench/bench_train.py
+	$(RUN) python bench/bench_prefect.py
 
 clean: ## remove the environments (not data, models or the MLflow store)
 	rm -rf .venv .tools .pytest_cache .mypy_cache .ruff_cache

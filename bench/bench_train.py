@@ -30,7 +30,10 @@ FILES = [
     "t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz",
 ]  # fmt: skip
 STAGES = ["download", "prepare", "train", "evaluate", "register"]
-PROJECT = ["src", "params.yaml", "dvc.yaml", ".dvc/config", ".dvcignore", "pyproject.toml"]
+PROJECT = [
+    "src", "flows", "params.yaml", "prefect.yaml", "dvc.yaml", ".dvc/config", ".dvcignore",
+    "pyproject.toml",
+]  # fmt: skip
 
 
 def measure(args: list[str], cwd: Path, env: dict[str, str]) -> tuple[float, float, str]:

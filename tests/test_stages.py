@@ -229,3 +229,12 @@ def test_incomplete_run_record_is_one_clear_error(
             tmp_path / "r.json",
             tracking_uri,
         )
+
+
+def test_workspace_root_sees_through_dvc_temp_experiments(tmp_path: Path) -> None:
+    from fmnist.tracking import workspace_root
+
+    temp = tmp_path / ".dvc" / "tmp" / "exps" / "standalone" / "tmpab12"
+    temp.mkdir(parents=True)
+    assert workspace_root(temp) == tmp_path.resolve()
+    assert workspace_root(tmp_path) == tmp_path.resolve()

@@ -68,9 +68,9 @@ def _params(path: Path) -> Any:
 
 
 def _tracking_uri(given: str | None) -> str:
-    from fmnist.tracking import default_tracking_uri
+    from fmnist.tracking import default_tracking_uri, workspace_root
 
-    return given or default_tracking_uri(Path.cwd())
+    return given or default_tracking_uri(workspace_root(Path.cwd()))
 
 
 @app.command()
@@ -167,6 +167,62 @@ def register(
 
     record = run_register(_params(params), run, metrics, summary, out, _tracking_uri(tracking_uri))
     typer.echo(f"registered {record['name']} version {record['version']} as @{record['alias']}")
+
+
+stack_app = typer.Typer(
+    help="The local stack: Prefect server + worker + deployments, MLflow UI (127.0.0.1).",
+    no_args_is_help=True,
+)
+app.add_typer(stack_app, name="stack")
+StateOpt = Annotated[Path, typer.Option(help="Where the stack keeps pids, logs, Prefect home.")]
+
+
+@stack_app.command("up")
+@user_errors
+def stack_up(
+    prefect_port: Annotated[int, typer.Option(help="Prefect server port.")] = 4200,
+    mlflow_port: Annotated[int, typer.Option(help="MLflow server port.")] = 5000,
+    state: StateOpt = Path(".stack"),
+    tracking_uri: TrackingOpt = None,
+) -> None:
+    """Start everything, wait until each answers its health check, print the URLs."""
+    from fmnist.stack import StackConfig, up
+
+    root = Path.cwd().resolve()
+    cfg = StackConfig(
+        root, (root / state).resolve(), prefect_port, mlflow_port, tracking_uri=tracking_uri
+    )
+    up(cfg, echo=typer.echo)
+    api = f"http://127.0.0.1:{prefect_port}/api"
+    typer.echo(
+        f"\nUp. In this folder Prefect uses {api} (prefect.toml); elsewhere:\n"
+        f"  export PREFECT_API_URL={api}\n"
+        "Run the pipeline:\n  prefect deployment run 'fashion-mnist-pipeline/default' --watch"
+    )
+
+
+@stack_app.command("down")
+@user_errors
+def stack_down(state: StateOpt = Path(".stack")) -> None:
+    """Stop exactly the processes `stack up` started."""
+    from fmnist.stack import down
+
+    stopped = down(Path.cwd().resolve(), state.resolve())
+    typer.echo(f"stopped: {', '.join(stopped)}" if stopped else "nothing was running")
+
+
+@stack_app.command("status")
+@user_errors
+def stack_status(state: StateOpt = Path(".stack")) -> None:
+    """What `stack up` started: pid, running, healthy, URL."""
+    from fmnist.stack import status
+
+    rows = status(state.resolve())
+    if not rows:
+        typer.echo("down (nothing recorded)")
+    for service, running, ok in rows:
+        state_word = "healthy" if ok else ("running" if running else "stopped")
+        typer.echo(f"{service.name:15} pid {service.pid:<7} {state_word:8} {service.url}")
 
 
 def main() -> None:

@@ -113,8 +113,8 @@ def describe_errors(exc: ValidationError) -> str:
     return "; ".join(parts)
 
 
-def load_params(path: Path) -> Params:
-    """Read and validate params.yaml; a missing file or bad YAML is a ConfigError."""
+def load_params(path: Path, overrides: Mapping[str, Any] | None = None) -> Params:
+    """Read and validate params.yaml (with dotted-key overrides applied); errors are one line."""
     try:
         raw = yaml.safe_load(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
@@ -123,4 +123,9 @@ def load_params(path: Path) -> Params:
         raise ConfigError(f"{path}: not valid YAML ({' '.join(str(exc).split())})") from None
     if raw is not None and not isinstance(raw, dict):
         raise ConfigError(f"{path}: expected a mapping of sections, got {type(raw).__name__}")
+    if overrides:
+        from fmnist.overrides import apply_dotted
+
+        raw = apply_dotted(raw or {}, overrides)
+        return parse_params(raw, source=f"{path} with {', '.join(overrides)} overridden")
     return parse_params(raw, source=str(path))

@@ -35,3 +35,9 @@ def first_line(exc: BaseException) -> str:
     """The first line of an exception's message (library messages can run to pages)."""
     text = str(exc).strip().splitlines()
     return text[0] if text else type(exc).__name__
+
+
+class StageError(FmnistError):
+    """A DVC stage (or DVC itself) failed; the message is the stage's own error line."""
+
+    exit_code = 6

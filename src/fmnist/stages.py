@@ -360,6 +360,7 @@ def run_register(
 ) -> dict[str, Any]:
     """A new registry version of the trained model, alias `challenger`; returns its record."""
     from fmnist.registry import CHALLENGER, describe_version, register_version
+    from fmnist.tracking import run_params
 
     run = read_run_record(run_path)
     metrics = read_json(metrics_path)
@@ -374,6 +375,12 @@ def run_register(
         "git.commit": run["fmnist.git.commit"],
         "optimizer": run["optimizer"],
         "model.name": run["fmnist.model.name"],
+        # the params the model was trained with (a flow run's overrides included)
+        **{
+            f"params.{k}": v
+            for k, v in run_params(tracking_uri, run["run_id"]).items()
+            if k.startswith(("model.", "train."))
+        },
     }
     version = register_version(
         tracking_uri,

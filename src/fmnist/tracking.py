@@ -20,9 +20,48 @@ SUMMARY_ARTIFACT = "model_summary.txt"
 MODEL_ARTIFACT = "model"
 
 
+def workspace_root(cwd: Path) -> Path:
+    """The repo a stage runs for: cwd itself, or the repo of a DVC temp experiment workspace.
+
+    `dvc exp run --temp` (and `dvc queue`) run stages in `<repo>/.dvc/tmp/exps/.../tmpXXXX`,
+    a folder DVC deletes afterwards; tracking must land in the repo's own store.
+    """
+    parts = cwd.resolve().parts
+    for i in range(len(parts) - 3):
+        if parts[i : i + 3] == (".dvc", "tmp", "exps"):
+            return Path(*parts[:i])
+    return cwd.resolve()
+
+
 def default_tracking_uri(root: Path) -> str:
     """MLflow's own default, `sqlite:///mlflow.db`, made absolute at the repo root."""
     return f"sqlite:///{(root / DEFAULT_DB).resolve()}"
+
+
+def _local_artifact_root(uri: str, experiment: str) -> str | None:
+    """For a sqlite store, artifacts go beside the database (not under whatever cwd is)."""
+    if not uri.startswith("sqlite:///"):
+        return None  # a tracking server decides where artifacts live
+    db = Path(uri.removeprefix("sqlite:///"))
+    safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in experiment)
+    return (db.parent / "mlruns" / safe).as_uri()
+
+
+def _experiment_id(uri: str, experiment: str) -> str:
+    import mlflow
+
+    found = mlflow.get_experiment_by_name(experiment)
+    if found is not None:
+        return str(found.experiment_id)
+    from mlflow.exceptions import MlflowException
+
+    try:
+        return str(mlflow.create_experiment(experiment, _local_artifact_root(uri, experiment)))
+    except MlflowException:  # created meanwhile by a concurrent run
+        found = mlflow.get_experiment_by_name(experiment)
+        if found is None:
+            raise
+        return str(found.experiment_id)
 
 
 def flatten(value: Any, prefix: str = "") -> dict[str, Any]:
@@ -60,7 +99,7 @@ def tracked_run(
 
     mlflow.set_tracking_uri(uri)
     try:
-        experiment_id = None if run_id else mlflow.set_experiment(experiment).experiment_id
+        experiment_id = None if run_id else _experiment_id(uri, experiment)
         run = mlflow.start_run(
             run_id=run_id, run_name=run_name, tags=dict(tags or {}), experiment_id=experiment_id
         )
@@ -135,3 +174,10 @@ def _requirements(keras_version: str) -> list[str]:
         except PackageNotFoundError:
             continue
     return reqs
+
+
+def run_params(uri: str, run_id: str) -> dict[str, str]:
+    """The params a run logged."""
+    from mlflow import MlflowClient
+
+    return dict(MlflowClient(uri).get_run(run_id).data.params)

@@ -15,6 +15,8 @@ from tests.conftest import REPO, SHARED_DATA
 
 PROJECT_FILES = [
     "src",
+    "flows",
+    "prefect.yaml",
     "params.yaml",
     "dvc.yaml",
     ".dvc/config",
@@ -43,11 +45,9 @@ def data_mirror() -> str:
 Runner = Callable[..., subprocess.CompletedProcess[str]]
 
 
-@pytest.fixture
-def repo(tmp_path: Path) -> Path:
-    """A fresh git + DVC repo holding the project's pipeline, committed."""
-    dest = tmp_path / "repo"
-    dest.mkdir()
+def copy_repo(dest: Path) -> Path:
+    """A fresh git + DVC repo at dest holding the project's pipeline, committed."""
+    dest.mkdir(parents=True)
     for name in PROJECT_FILES:
         src = REPO / name
         if src.is_dir():
@@ -62,9 +62,16 @@ def repo(tmp_path: Path) -> Path:
     return dest
 
 
-def make_runner(cwd: Path, extra_env: dict[str, str] | None = None) -> Runner:
+@pytest.fixture
+def repo(tmp_path: Path) -> Path:
+    """A fresh git + DVC repo holding the project's pipeline, committed."""
+    return copy_repo(tmp_path / "repo")
+
+
+def runner_env(cwd: Path, extra_env: dict[str, str] | None = None) -> dict[str, str]:
+    """This venv first on PATH, the real data mirror, and an MLflow store inside cwd."""
     venv_bin = str(Path(sys.executable).parent)
-    env = {
+    return {
         **os.environ,
         **GIT_ENV,
         "PATH": f"{venv_bin}{os.pathsep}{os.environ['PATH']}",
@@ -72,6 +79,10 @@ def make_runner(cwd: Path, extra_env: dict[str, str] | None = None) -> Runner:
         "MLFLOW_TRACKING_URI": f"sqlite:///{cwd / 'mlflow.db'}",
         **(extra_env or {}),
     }
+
+
+def make_runner(cwd: Path, extra_env: dict[str, str] | None = None) -> Runner:
+    env = runner_env(cwd, extra_env)
 
     def run(
         *args: str, check: bool = True, timeout: float = 900

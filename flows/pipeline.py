@@ -1,0 +1,94 @@
+"""Prefect flow `fashion-mnist-pipeline`: the DVC pipeline as a tracked, deployable run.
+
+Wiring only. DVC runs the stages (dvc.yaml stays the one definition of the pipeline);
+flow parameters become a DVC experiment's `--set-param`s, so params.yaml is never edited.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+from prefect import flow, get_run_logger, task
+from prefect.artifacts import create_markdown_artifact, create_table_artifact
+from prefect.runtime import flow_run
+
+from fmnist import experiments
+from fmnist.config import load_params
+from fmnist.overrides import RunOverrides, dotted_overrides, set_param_args
+from fmnist.tracking import default_tracking_uri
+
+ARTIFACT_KEY = "fashion-mnist-model"
+EPOCHS_ARTIFACT_KEY = "fashion-mnist-epochs"
+
+
+@task(name="download", retries=2, retry_delay_seconds=10)
+def download(root: Path, env: dict[str, str]) -> None:
+    """The download stage in the workspace: data lands in the DVC cache every run shares."""
+    experiments.reproduce(root, "download", env, get_run_logger().info)
+
+
+@task(name="experiment")
+def experiment(root: Path, name: str, set_params: list[str], env: dict[str, str]) -> str:
+    """prepare -> train -> evaluate -> register as DVC experiment NAME; returns its ref."""
+    return experiments.run_experiment(root, name, set_params, env, get_run_logger().info)
+
+
+@task(name="report")
+def report(root: Path, ref: str) -> dict[str, Any]:
+    """The markdown and per-epoch table artifacts of the registered model."""
+    result = experiments.report_experiment(root, ref)
+    create_markdown_artifact(
+        key=ARTIFACT_KEY, markdown=result.markdown, description="Registered model"
+    )
+    create_table_artifact(
+        key=EPOCHS_ARTIFACT_KEY, table=result.epochs, description="Per-epoch metrics"
+    )
+    return {"version": result.version, "run_id": result.run_id, "experiment": ref}
+
+
+def _experiment_name() -> str:
+    run_id = flow_run.get_id() or ""
+    return f"{flow_run.get_name() or 'pipeline'}-{run_id[:8]}".strip("-")
+
+
+@flow(name="fashion-mnist-pipeline")
+def pipeline(
+    epochs: int | None = None,
+    batch_size: int | None = None,
+    optimizer: Literal["sgd", "adagrad", "rmsprop", "adam"] | None = None,
+    learning_rate: float | None = None,
+    hidden_units: list[int] | None = None,
+    hidden_activation: str | None = None,
+    model_name: str | None = None,
+    download_retries: int = 2,
+    download_retry_delay: float = 10.0,
+) -> dict[str, Any]:
+    """download -> prepare -> train -> evaluate -> register; None keeps params.yaml's value."""
+    root = Path.cwd()
+    current = load_params(root / "params.yaml")
+    dotted = dotted_overrides(
+        RunOverrides(
+            epochs,
+            batch_size,
+            optimizer,
+            learning_rate,
+            hidden_units,
+            hidden_activation,
+            model_name,
+        ),
+        [layer.model_dump() for layer in current.model.hidden],
+    )
+    load_params(root / "params.yaml", dotted)  # a bad override fails here, in one line
+    tracking_uri = os.environ.get("MLFLOW_TRACKING_URI") or default_tracking_uri(root)
+    env = experiments.stage_env({"MLFLOW_TRACKING_URI": tracking_uri})
+    download.with_options(retries=download_retries, retry_delay_seconds=download_retry_delay)(
+        root, env
+    )
+    ref = experiment(root, _experiment_name(), set_param_args(dotted), env)
+    return report(root, ref)
+
+
+if __name__ == "__main__":
+    pipeline()

@@ -1,0 +1,37 @@
+"""What a pipeline run reports (Prefect artifacts): pure text and tables from its results."""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from fmnist.registry import describe_version
+
+
+def model_markdown(
+    *,
+    model_display_name: str,
+    summary: str,
+    metrics: Mapping[str, float],
+    registered: Mapping[str, Any],
+    aliases: Sequence[str],
+    experiment: str,
+) -> str:
+    """Markdown: the registered version and its aliases, the run, metrics and Keras summary."""
+    shown = ", ".join(f"@{a}" for a in aliases) or "none"
+    head = (
+        f"# {registered['name']} v{registered['version']}\n\n"
+        f"- registered model: `{registered['name']}` version **{registered['version']}**"
+        f" (aliases: {shown})\n"
+        f"- MLflow run id: `{registered['run_id']}`\n"
+        f"- DVC experiment: `{experiment}` (`dvc exp show`, `dvc exp apply {experiment}`)\n\n"
+    )
+    return head + describe_version(model_display_name, summary, metrics)
+
+
+def epoch_rows(history_csv: str) -> list[dict[str, float]]:
+    """The train stage's per-epoch CSV (epoch, loss, ...) as table rows, values rounded."""
+    rows = list(csv.DictReader(io.StringIO(history_csv)))
+    return [{k: int(v) if k == "epoch" else round(float(v), 6) for k, v in r.items()} for r in rows]

@@ -1,0 +1,165 @@
+"""The pipeline through a real Prefect server and process worker, deployed from prefect.yaml.
+
+One stack (server, work pool, worker, MLflow server; all on free loopback ports, Prefect home
+in a temporary folder) serves the tests of this module and is stopped at its end, pass or fail.
+"""
+
+from __future__ import annotations
+
+import http.server
+import re
+import subprocess
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from fmnist import stack
+from tests.integration.conftest import Runner, copy_repo, data_mirror, make_runner, runner_env
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+DEPLOYMENT = "fashion-mnist-pipeline/default"
+FAILING_REQUESTS = 5  # more than one stage attempt survives (download.retries = 3)
+
+
+class FlakyMirror(http.server.SimpleHTTPRequestHandler):
+    """Serves the dataset folder, but answers 503 to the first FAILING_REQUESTS requests."""
+
+    requests = 0
+    lock = threading.Lock()
+
+    def do_GET(self) -> None:
+        with FlakyMirror.lock:
+            FlakyMirror.requests += 1
+            fail = FlakyMirror.requests <= FAILING_REQUESTS
+        if fail:
+            self.send_error(503, "flaky mirror: try again")
+            return
+        super().do_GET()
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@dataclass
+class Stack:
+    repo: Path
+    run: Runner
+    env: dict[str, str]
+    services: list[stack.Service]
+    tracking_uri: str
+
+
+@pytest.fixture(scope="module")
+def flaky_mirror() -> Iterator[str]:
+    folder = Path(data_mirror())
+
+    def handler(*args: object) -> FlakyMirror:
+        return FlakyMirror(*args, directory=str(folder))  # type: ignore[arg-type]
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}/"
+    server.shutdown()
+    server.server_close()
+
+
+@pytest.fixture(scope="module")
+def prefect_stack(tmp_path_factory: pytest.TempPathFactory, flaky_mirror: str) -> Iterator[Stack]:
+    repo = copy_repo(tmp_path_factory.mktemp("prefect") / "repo")
+    tracking_uri = f"sqlite:///{repo / 'mlflow.db'}"
+    prefect_port = stack.free_port()
+    cfg = stack.StackConfig(
+        root=repo,
+        state_dir=repo / ".stack",
+        prefect_port=prefect_port,
+        mlflow_port=stack.free_port(),
+        tracking_uri=tracking_uri,
+        env={"FMNIST_DATA_MIRROR": flaky_mirror},
+    )
+    try:
+        services = stack.up(cfg)
+        api = {"PREFECT_API_URL": f"http://127.0.0.1:{prefect_port}/api"}
+        home = {"PREFECT_HOME": str(cfg.state_dir / "prefect")}
+        env = runner_env(repo, {**api, **home, "MLFLOW_TRACKING_URI": tracking_uri})
+        yield Stack(repo, make_runner(repo, env), env, services, tracking_uri)
+    finally:
+        recorded = stack.load_services(cfg.state_dir)
+        stack.down(repo, cfg.state_dir)
+        assert not any(stack._alive(s) for s in recorded), "a stack process survived down"
+        assert not (repo / stack.PREFECT_TOML).exists()
+
+
+def _flow_run_id(output: str) -> str:
+    found = re.search(r"UUID: ([0-9a-f-]{36})", output)
+    assert found, output
+    return found.group(1)
+
+
+def _start_run(stack_: Stack, *params: str) -> subprocess.Popen[str]:
+    args = ["prefect", "deployment", "run", DEPLOYMENT, "--watch", "--watch-timeout", "900"]
+    for param in params:
+        args += ["-p", param]
+    return subprocess.Popen(
+        args,
+        cwd=stack_.repo,
+        env=stack_.env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+
+
+def _versions(tracking_uri: str) -> list[dict[str, str]]:
+    from mlflow import MlflowClient
+
+    found = MlflowClient(tracking_uri).search_model_versions("name = 'fashion-mnist'")
+    return [dict(v.tags) | {"version": str(v.version)} for v in found]
+
+
+def test_two_deployment_runs_at_once_both_complete(prefect_stack: Stack) -> None:
+    """Started together: one waits its turn; both register a version with their params."""
+    params_before = (prefect_stack.repo / "params.yaml").read_bytes()
+    first = _start_run(prefect_stack, "epochs=1", "hidden_units=[32]")
+    second = _start_run(prefect_stack, "epochs=1", "optimizer=adam", "hidden_activation=relu")
+    outputs = [proc.communicate(timeout=1200)[0] for proc in (first, second)]
+    for proc, output in zip((first, second), outputs, strict=True):
+        assert proc.returncode == 0, output
+        assert "Completed" in output, output
+
+    assert (prefect_stack.repo / "params.yaml").read_bytes() == params_before
+    versions = {v["params.train.optimizer"]: v for v in _versions(prefect_stack.tracking_uri)}
+    assert set(versions) == {"rmsprop", "adam"}
+    assert versions["rmsprop"]["params.model.hidden.0.units"] == "32"
+    assert versions["adam"]["params.model.hidden.0.activation"] == "relu"
+    assert all(v["params.train.epochs"] == "1" for v in versions.values())
+    assert FlakyMirror.requests > FAILING_REQUESTS  # the download survived the 503s
+
+    exps = prefect_stack.run("dvc", "exp", "list", "--name-only").stdout.split()
+    assert len(exps) == 2, exps
+    shown = prefect_stack.run("prefect", "artifact", "inspect", "fashion-mnist-model").stdout
+    assert "challenger" in shown and "MLflow run id" in shown, shown
+    table = prefect_stack.run("prefect", "artifact", "inspect", "fashion-mnist-epochs").stdout
+    assert "val_accuracy" in table, table
+
+
+def test_failing_stage_fails_the_flow_run_with_its_error(prefect_stack: Stack) -> None:
+    """train cannot reach its tracking server: Failed, and train's own line is in the logs."""
+    unreachable = f"http://127.0.0.1:{stack.free_port()}"
+    env = (
+        f'env={{"MLFLOW_TRACKING_URI": "{unreachable}", '
+        '"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0", "MLFLOW_HTTP_REQUEST_TIMEOUT": "5"}'
+    )
+    result = prefect_stack.run(
+        "prefect", "deployment", "run", DEPLOYMENT, "-p", "epochs=1", "-p", "learning_rate=0.002",
+        "-jv", env, "--watch", "--watch-timeout", "900", check=False,
+    )  # fmt: skip
+    output = result.stdout + result.stderr
+    assert result.returncode != 0, output
+    assert "Failed" in output, output
+    logs = prefect_stack.run("prefect", "flow-run", "logs", _flow_run_id(output)).stdout
+    assert f"fmnist train: error: MLflow at {unreachable}" in logs, logs

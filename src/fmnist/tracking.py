@@ -179,5 +179,9 @@ def _requirements(keras_version: str) -> list[str]:
 def run_params(uri: str, run_id: str) -> dict[str, str]:
     """The params a run logged."""
     from mlflow import MlflowClient
+    from mlflow.exceptions import MlflowException
 
-    return dict(MlflowClient(uri).get_run(run_id).data.params)
+    try:
+        return dict(MlflowClient(uri).get_run(run_id).data.params)
+    except MlflowException as exc:
+        raise TrackingError(f"MLflow at {uri}: run {run_id}: {first_line(exc)}") from None

@@ -6,7 +6,7 @@ UV := $(or $(shell command -v uv 2>/dev/null),$(CURDIR)/.tools/bin/uv)
 RUN := $(UV) run --frozen --no-sync
 
 .DEFAULT_GOAL := help
-.PHONY: help setup run up down status test test-fast lint format bench clean
+.PHONY: help setup browser run up down status test test-fast lint format bench clean
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -17,6 +17,14 @@ $(CURDIR)/.tools/bin/uv:
 
 setup: $(UV) ## install uv if missing, then the locked environment (.venv)
 	$(UV) sync --locked
+
+browser: ## Debian's chromium, for the MLflow UI browser test (apt; no browser downloads)
+	@command -v chromium >/dev/null || { \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); export DEBIAN_FRONTEND=noninteractive; \
+	  $$SUDO apt-get install -y -q --no-install-recommends chromium >/dev/null 2>&1 || \
+	  { $$SUDO apt-get update -q >/dev/null && \
+	    $$SUDO apt-get install -y -q --no-install-recommends chromium >/dev/null; } || \
+	  echo "could not install chromium: the browser test will be skipped"; }
 
 run: setup ## the whole pipeline: download -> prepare -> train -> evaluate -> register
 	$(RUN) dvc repro
@@ -30,7 +38,7 @@ down: ## stop exactly what `make up` started
 status: ## what `make up` started, and whether each answers
 	@if [ -x .venv/bin/fmnist ]; then .venv/bin/fmnist stack status; else echo "down"; fi
 
-test: setup ## every test, integration tests included
+test: setup browser ## every test, integration tests included (installs chromium)
 	$(RUN) pytest
 
 test-fast: setup ## unit tests only (no slow or integration tests)

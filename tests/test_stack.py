@@ -1,10 +1,11 @@
 from __future__ import annotations
 
+import os
 import socket
-import subprocess
 import sys
 from pathlib import Path
 
+import psutil
 import pytest
 
 from fmnist import stack
@@ -24,8 +25,19 @@ def test_stop_ends_each_service_and_its_children(tmp_path: Path) -> None:
     assert all(stack._alive(s) for s in services)
     assert stack.stop(services, timeout=5) == ["a", "b"]
     assert not any(stack._alive(s) for s in services)
-    group = subprocess.run(["pgrep", "-g", str(services[0].pid)], capture_output=True)
-    assert group.returncode == 1  # nothing left in its process group
+    assert _live_group_members(services[0].pid) == []  # nothing left running in its group
+
+
+def _live_group_members(pgid: int) -> list[int]:
+    """Processes of a group that still run (zombies await their parent, they run nothing)."""
+    members = []
+    for proc in psutil.process_iter(["pid", "status"]):
+        try:
+            if os.getpgid(proc.pid) == pgid and proc.info["status"] != psutil.STATUS_ZOMBIE:
+                members.append(proc.pid)
+        except (ProcessLookupError, psutil.Error):
+            continue
+    return members
 
 
 def test_a_reused_pid_is_not_ours(tmp_path: Path) -> None:

@@ -11,6 +11,7 @@ from mlflow import MlflowClient
 
 from fmnist.config import Params
 from fmnist.errors import DataIntegrityError, TrackingError
+from fmnist.evaluate import CLASS_NAMES
 from fmnist.stages import (
     EvaluateOutputs,
     TrainOutputs,
@@ -103,15 +104,20 @@ def test_pipeline_tracks_and_registers(
     assert version.tags["data.prepared"] == data_hash(prepared_dir)
     assert "git.commit" in version.tags
 
-    # The registered model loads and predicts like the saved one.
+    # The registered model is the served pyfunc: raw 0-255 pixels in, the saved model's
+    # probabilities out (the scaling happens inside it).
     import keras
     import mlflow
 
-    loaded = mlflow.keras.load_model("models:/fashion-mnist@challenger")
-    x, _ = load_split(prepared_dir / "test.npz")
-    x = x.reshape(-1, 784)
+    loaded = mlflow.pyfunc.load_model("models:/fashion-mnist@challenger")
+    x, _ = load_split(prepared_dir / "test.npz")  # (n, 28, 28) float32 in [0, 1]
+    table = loaded.predict(np.rint(x * 255).reshape(-1, 784).astype(np.float64))
     saved = keras.models.load_model(out.model)
-    assert np.allclose(loaded.predict(x, verbose=0), saved.predict(x, verbose=0))
+    expected = saved.predict(x.reshape(-1, 784), verbose=0)
+    assert np.allclose(table[list(CLASS_NAMES)].to_numpy(), expected, atol=1e-6)
+    assert list(table["class_id"]) == list(expected.argmax(axis=1))
+    inputs = loaded.metadata.get_input_schema().inputs[0]
+    assert inputs.shape == (-1, 784) and "0-255" in loaded.metadata.metadata["input"]
 
 
 def test_same_seed_same_run(

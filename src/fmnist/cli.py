@@ -166,7 +166,95 @@ def register(
     from fmnist.stages import run_register
 
     record = run_register(_params(params), run, metrics, summary, out, _tracking_uri(tracking_uri))
-    typer.echo(f"registered {record['name']} version {record['version']} as @{record['alias']}")
+    aliases = " ".join(f"@{a}" for a in record["aliases"])
+    typer.echo(f"registered {record['name']} version {record['version']} as {aliases}")
+    typer.echo(f"promotion: {record['promotion']}")
+
+
+@app.command()
+@user_errors
+def models(params: ParamsOpt = Path("params.yaml"), tracking_uri: TrackingOpt = None) -> None:
+    """The registered model's versions: aliases, test accuracy, optimizer, created."""
+    from fmnist.registry import list_versions
+
+    name = _params(params).register_.model_name
+    rows = list_versions(_tracking_uri(tracking_uri), name)
+    if not rows:
+        typer.echo(f"{name}: no versions yet (run `make run`)")
+        return
+    typer.echo(f"{'version':>7}  {'aliases':22}  {'test_accuracy':>13}  {'optimizer':9}  created")
+    for r in rows:
+        aliases = " ".join(f"@{a}" for a in r.aliases)
+        typer.echo(
+            f"{r.version:>7}  {aliases:22}  {r.test_accuracy:>13}  {r.optimizer:9}  {r.created}"
+        )
+
+
+@app.command()
+@user_errors
+def promote(
+    version: Annotated[int, typer.Option(help="The version to make `champion`.")],
+    force: Annotated[bool, typer.Option(help="Promote even below register.min_accuracy.")] = False,
+    params: ParamsOpt = Path("params.yaml"),
+    tracking_uri: TrackingOpt = None,
+) -> None:
+    """Make a version `champion` by hand (it must reach register.min_accuracy unless --force)."""
+    from fmnist.stages import run_promote
+
+    p = _params(params)
+    reason = run_promote(p, version, force, _tracking_uri(tracking_uri))
+    typer.echo(f"{p.register_.model_name} v{version} is now @champion ({reason})")
+
+
+@app.command()
+@user_errors
+def rollback(params: ParamsOpt = Path("params.yaml"), tracking_uri: TrackingOpt = None) -> None:
+    """Give `champion` back to the version that held it before."""
+    from fmnist.registry import rollback as rollback_champion
+
+    name = _params(params).register_.model_name
+    before, after = rollback_champion(_tracking_uri(tracking_uri), name)
+    typer.echo(f"{name}: @champion moved back from v{before} to v{after}")
+
+
+@app.command()
+@user_errors
+def predict(
+    images: Annotated[list[Path], typer.Argument(help="Image files (28x28 grayscale PNG).")],
+    params: ParamsOpt = Path("params.yaml"),
+    tracking_uri: TrackingOpt = None,
+) -> None:
+    """Classify images with the champion model; prints each file's class name."""
+    from fmnist.stages import run_predict
+
+    for row in run_predict(_params(params), images, _tracking_uri(tracking_uri)):
+        note = f"  ({row['note']})" if row["note"] else ""
+        typer.echo(f"{row['image']}: {row['label']} (p={row['probability']:.3f}){note}")
+
+
+@app.command()
+@user_errors
+def serve(
+    port: Annotated[int, typer.Option(help="Port on 127.0.0.1.")] = 5001,
+    host: Annotated[str, typer.Option(help="Interface to bind.")] = "127.0.0.1",
+    params: ParamsOpt = Path("params.yaml"),
+    tracking_uri: TrackingOpt = None,
+) -> None:
+    """Serve the champion (MLflow's scoring server): POST raw 0-255 pixels to /invocations."""
+    import sys
+
+    from fmnist.registry import CHAMPION, champion_version
+    from fmnist.stages import champion_uri
+
+    p = _params(params)
+    uri = _tracking_uri(tracking_uri)
+    version = champion_version(uri, p.register_.model_name)  # a clear error if there is none
+    typer.echo(f"serving {p.register_.model_name} v{version} (@{CHAMPION}) on http://{host}:{port}")
+    command = [sys.executable, "-m", "mlflow", "models", "serve", "-m", champion_uri(p)]
+    command += ["--env-manager", "local", "--host", host, "--port", str(port)]
+    from fmnist.experiments import stage_env  # this venv's bin/ first: MLflow runs `uvicorn`
+
+    os.execve(sys.executable, command, stage_env({"MLFLOW_TRACKING_URI": uri}))
 
 
 stack_app = typer.Typer(

@@ -72,6 +72,10 @@ class EvaluateConfig(_Frozen):
 
 class RegisterConfig(_Frozen):
     model_name: str = Field(default="fashion-mnist", min_length=1, pattern=r"^[\w.\-]+$")
+    # promotion to `champion`: test accuracy at least min_accuracy, and more than min_delta
+    # above the current champion's
+    min_accuracy: Annotated[float, Field(ge=0, le=1)] = 0.80
+    min_delta: Annotated[float, Field(ge=0, le=1)] = 0.001
 
 
 class TrackingConfig(_Frozen):

@@ -25,7 +25,8 @@ def model_markdown(
         f"# {registered['name']} v{registered['version']}\n\n"
         f"- registered model: `{registered['name']}` version **{registered['version']}**"
         f" (aliases: {shown})\n"
-        f"- MLflow run id: `{registered['run_id']}`\n"
+        + (f"- promotion: {registered['promotion']}\n" if "promotion" in registered else "")
+        + f"- MLflow run id: `{registered['run_id']}`\n"
         f"- DVC experiment: `{experiment}` (`dvc exp show`, `dvc exp apply {experiment}`)\n\n"
     )
     return head + describe_version(model_display_name, summary, metrics)

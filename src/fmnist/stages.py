@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from fmnist.config import Params
-from fmnist.errors import DataIntegrityError
+from fmnist.errors import DataIntegrityError, TrackingError, first_line
 
 SPLITS = ("train", "val", "test")
 RAW_FILES = {  # split -> (images, labels) in data/raw
@@ -257,7 +257,8 @@ def run_train(
         tracking.log_metrics({"fit_seconds": fit_seconds})  # timing: MLflow only, not DVC
         with atomic_path(out.model) as tmp_model:  # keeps the .keras suffix Keras wants
             model.save(tmp_model)
-        model_uri, model_id = tracking.log_keras_model(model, as_features(x_val[:32], params.model))
+        raw_sample = np.rint(x_val[:32] * 255)  # the raw 0-255 pixels the served model takes
+        model_uri, model_id = tracking.log_served_model(out.model, raw_sample)
         last = {k: v[-1] for k, v in history.items()}
         epochs = range(1, len(history["loss"]) + 1)
         write_csv(
@@ -358,8 +359,8 @@ def run_register(
     out_path: Path,
     tracking_uri: str,
 ) -> dict[str, Any]:
-    """A new registry version of the trained model, alias `challenger`; returns its record."""
-    from fmnist.registry import CHALLENGER, describe_version, register_version
+    """A new registry version (alias `challenger`), then the promotion rule; returns its record."""
+    from fmnist.registry import CHALLENGER, CHAMPION, describe_version, promote, register_version
     from fmnist.tracking import run_params
 
     run = read_run_record(run_path)
@@ -389,12 +390,92 @@ def run_register(
         description=describe_version(run["fmnist.model.name"], summary, metrics),
         tags=tags,
     )
+    cfg = params.register_
+    decision = promote(
+        tracking_uri,
+        cfg.model_name,
+        int(version.version),
+        min_accuracy=cfg.min_accuracy,
+        min_delta=cfg.min_delta,
+        require_better=True,
+    )
     record = {
         "name": version.name,
         "version": int(version.version),
-        "alias": CHALLENGER,
+        "aliases": [CHALLENGER, CHAMPION] if decision.promote else [CHALLENGER],
+        "promoted": decision.promote,
+        "promotion": decision.reason,
         "run_id": run["run_id"],
         **metrics,
     }
     write_json(out_path, record)
     return record
+
+
+def run_promote(params: Params, version: int, force: bool, tracking_uri: str) -> str:
+    """Make a version `champion` by hand (threshold unless forced); returns why it was."""
+    from fmnist.registry import promote
+
+    cfg = params.register_
+    decision = promote(
+        tracking_uri,
+        cfg.model_name,
+        version,
+        min_accuracy=cfg.min_accuracy,
+        min_delta=cfg.min_delta,
+        require_better=False,
+        force=force,
+    )
+    if not decision.promote:
+        raise TrackingError(f"{cfg.model_name} v{version} not promoted: {decision.reason}")
+    return decision.reason
+
+
+def read_image(path: Path) -> tuple[np.ndarray, str | None]:
+    """A PNG (or any image Pillow reads) as (28, 28) uint8 grayscale; and a note if resized."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as image:
+            gray = image.convert("L")
+    except FileNotFoundError:
+        raise DataIntegrityError(f"{path}: no such image") from None
+    except (UnidentifiedImageError, OSError) as exc:
+        raise DataIntegrityError(f"{path}: not an image Pillow can read ({exc})") from None
+    note = None
+    if gray.size != (28, 28):
+        note = f"resized from {gray.size[0]}x{gray.size[1]} to 28x28"
+        gray = gray.resize((28, 28), Image.Resampling.LANCZOS)
+    return np.asarray(gray, dtype=np.uint8), note
+
+
+def champion_uri(params: Params) -> str:
+    """The registry URI of the serving model."""
+    from fmnist.registry import CHAMPION
+
+    return f"models:/{params.register_.model_name}@{CHAMPION}"
+
+
+def run_predict(params: Params, images: list[Path], tracking_uri: str) -> list[dict[str, Any]]:
+    """Classify image files with the champion; one record per file."""
+    import mlflow.pyfunc
+    from mlflow.exceptions import MlflowException
+
+    read = [read_image(path) for path in images]
+    pixels = np.stack([pixels for pixels, _ in read]).reshape(len(read), -1)  # (n, 784) uint8
+    mlflow.set_tracking_uri(tracking_uri)
+    uri = champion_uri(params)
+    try:
+        model = mlflow.pyfunc.load_model(uri)
+    except MlflowException as exc:
+        raise TrackingError(f"{uri}: {first_line(exc)}") from None
+    table = model.predict(pixels.astype(np.float64))
+    return [
+        {
+            "image": str(path),
+            "label": table["label"][i],
+            "probability": float(table[table["label"][i]][i]),
+            "note": note,
+        }
+        for i, (path, (_, note)) in enumerate(zip(images, read, strict=True))
+    ]

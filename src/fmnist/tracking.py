@@ -10,7 +10,6 @@ from typing import TYPE_CHECKING, Any
 from fmnist.errors import TrackingError, first_line
 
 if TYPE_CHECKING:
-    import keras
     import numpy as np
 
     from fmnist.config import Params
@@ -144,31 +143,47 @@ def log_artifact(path: Path, artifact_path: str | None = None) -> None:
     mlflow.log_artifact(str(path), artifact_path)
 
 
-def log_keras_model(model: keras.Model, x_sample: np.ndarray) -> tuple[str, str]:
-    """Log the model the MLflow 3 way, with a signature; return (model_uri, model_id)."""
+def log_served_model(keras_file: Path, sample_pixels: np.ndarray) -> tuple[str, str]:
+    """Log the model the MLflow 3 way: the pyfunc that serves it (raw pixels in, scaling
+    inside), with the Keras file as its artifact and a signature; return (model_uri, model_id).
+    """
     import keras as _keras
-    import mlflow
-    import mlflow.keras
+    import mlflow.pyfunc
+    import numpy  # at run time; `np` above is for the annotations
     from mlflow.models import infer_signature
 
+    from fmnist.serving import INPUT_DOC, FashionMnistClassifier
+
+    served = FashionMnistClassifier()
+    served.load_context(_Context({"keras_model": str(keras_file)}))
     # No input_example: with MLflow 3.17 and Keras 3.15 it fails (input_example.json not
-    # found). The signature is inferred from a real batch and its real output instead.
-    signature = infer_signature(x_sample, model.predict(x_sample, verbose=0))
-    info = mlflow.keras.log_model(
-        model,
+    # found). The signature comes from a real batch of raw pixels and the real output.
+    pixels = sample_pixels.reshape(len(sample_pixels), -1).astype(numpy.float64)
+    signature = infer_signature(pixels, served.predict(None, pixels))
+    info = mlflow.pyfunc.log_model(
         name=MODEL_ARTIFACT,
+        python_model=served,
+        artifacts={"keras_model": str(keras_file)},
         signature=signature,
+        metadata={"input": INPUT_DOC, "scaling": "x / 255 inside the model (scale_images)"},
         # Given, not inferred: inference reloads the model in a subprocess (seconds).
         pip_requirements=_requirements(_keras.__version__),
     )
     return info.model_uri, info.model_id
 
 
+class _Context:
+    """What load_context reads of MLflow's PythonModelContext."""
+
+    def __init__(self, artifacts: dict[str, str]) -> None:
+        self.artifacts = artifacts
+
+
 def _requirements(keras_version: str) -> list[str]:
     from importlib.metadata import PackageNotFoundError, version
 
     reqs = [f"keras=={keras_version}"]
-    for dist in ("tensorflow-cpu", "tensorflow", "numpy"):
+    for dist in ("tensorflow-cpu", "tensorflow", "numpy", "pandas", "scikit-learn", "mlflow"):
         try:
             reqs.append(f"{dist}=={version(dist)}")
         except PackageNotFoundError:

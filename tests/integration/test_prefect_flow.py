@@ -13,6 +13,7 @@ import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -126,7 +127,11 @@ def test_two_deployment_runs_at_once_both_complete(prefect_stack: Stack) -> None
     params_before = (prefect_stack.repo / "params.yaml").read_bytes()
     first = _start_run(prefect_stack, "epochs=1", "hidden_units=[32]")
     second = _start_run(prefect_stack, "epochs=1", "optimizer=adam", "hidden_activation=relu")
-    outputs = [proc.communicate(timeout=1200)[0] for proc in (first, second)]
+    try:
+        outputs = [proc.communicate(timeout=1200)[0] for proc in (first, second)]
+    finally:
+        for proc in (first, second):
+            proc.kill()  # no-op once they ended; never leave a watcher behind
     for proc, output in zip((first, second), outputs, strict=True):
         assert proc.returncode == 0, output
         assert "Completed" in output, output
@@ -139,12 +144,42 @@ def test_two_deployment_runs_at_once_both_complete(prefect_stack: Stack) -> None
     assert all(v["params.train.epochs"] == "1" for v in versions.values())
     assert FlakyMirror.requests > FAILING_REQUESTS  # the download survived the 503s
 
+    accuracy = {k: float(v["test_accuracy"]) for k, v in versions.items()}
+    champion = _champion(prefect_stack.tracking_uri)
+    assert float(champion.tags["test_accuracy"]) >= max(accuracy.values()) - 0.001
+    assert champion.tags["fmnist.promotion.promoted"] == "true"
+
     exps = prefect_stack.run("dvc", "exp", "list", "--name-only").stdout.split()
     assert len(exps) == 2, exps
     shown = prefect_stack.run("prefect", "artifact", "inspect", "fashion-mnist-model").stdout
     assert "challenger" in shown and "MLflow run id" in shown, shown
     table = prefect_stack.run("prefect", "artifact", "inspect", "fashion-mnist-epochs").stdout
     assert "val_accuracy" in table, table
+
+
+def _champion(tracking_uri: str) -> Any:
+    from mlflow import MlflowClient
+
+    return MlflowClient(tracking_uri).get_model_version_by_alias("fashion-mnist", "champion")
+
+
+def test_promote_model_deployment_moves_champion(prefect_stack: Stack) -> None:
+    before = str(_champion(prefect_stack.tracking_uri).version)
+    other = next(
+        v["version"] for v in _versions(prefect_stack.tracking_uri) if v["version"] != before
+    )
+    result = prefect_stack.run(
+        "prefect", "deployment", "run", "promote-model/default", "-p", f"version={other}",
+        "--watch", "--watch-timeout", "300",
+    )  # fmt: skip
+    assert "Completed" in result.stdout + result.stderr
+    assert str(_champion(prefect_stack.tracking_uri).version) == other
+    refused = prefect_stack.run(
+        "prefect", "deployment", "run", "promote-model/default", "-p", "version=99",
+        "--watch", "--watch-timeout", "300", check=False,
+    )  # fmt: skip
+    assert refused.returncode != 0
+    assert str(_champion(prefect_stack.tracking_uri).version) == other
 
 
 def test_failing_stage_fails_the_flow_run_with_its_error(prefect_stack: Stack) -> None:

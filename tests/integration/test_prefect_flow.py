@@ -181,6 +181,13 @@ def test_promote_model_deployment_moves_champion(prefect_stack: Stack) -> None:
     assert refused.returncode != 0
     assert str(_champion(prefect_stack.tracking_uri).version) == other
 
+    # The registry CLI against the stack's MLflow tracking server (not the sqlite file).
+    server = next(s.url for s in prefect_stack.services if s.name == "mlflow-server")
+    listed = prefect_stack.run("fmnist", "models", "--tracking-uri", server).stdout
+    assert f"{other:>7}  @" in listed and "@champion" in listed, listed
+    rolled = prefect_stack.run("fmnist", "rollback", "--tracking-uri", server).stdout
+    assert f"from v{other} to v{before}" in rolled, rolled
+
 
 def test_failing_stage_fails_the_flow_run_with_its_error(prefect_stack: Stack) -> None:
     """train cannot reach its tracking server: Failed, and train's own line is in the logs."""

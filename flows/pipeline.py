@@ -17,7 +17,7 @@ from prefect.runtime import flow_run
 from fmnist import experiments
 from fmnist.config import load_params
 from fmnist.overrides import RunOverrides, dotted_overrides, set_param_args
-from fmnist.tracking import default_tracking_uri
+from fmnist.tracking import resolve_tracking_uri
 
 ARTIFACT_KEY = "fashion-mnist-model"
 EPOCHS_ARTIFACT_KEY = "fashion-mnist-epochs"
@@ -81,7 +81,7 @@ def pipeline(
         [layer.model_dump() for layer in current.model.hidden],
     )
     load_params(root / "params.yaml", dotted)  # a bad override fails here, in one line
-    tracking_uri = os.environ.get("MLFLOW_TRACKING_URI") or default_tracking_uri(root)
+    tracking_uri = resolve_tracking_uri(os.environ.get("MLFLOW_TRACKING_URI"), root)
     env = experiments.stage_env({"MLFLOW_TRACKING_URI": tracking_uri})
     download.with_options(retries=download_retries, retry_delay_seconds=download_retry_delay)(
         root, env

@@ -10,7 +10,7 @@ from prefect.artifacts import create_markdown_artifact
 
 from fmnist.config import load_params
 from fmnist.stages import run_promote
-from fmnist.tracking import default_tracking_uri
+from fmnist.tracking import resolve_tracking_uri
 
 
 @task(name="promote")
@@ -18,7 +18,7 @@ def promote(version: int, force: bool) -> str:
     """The registry's promotion (threshold unless forced); a refusal fails the run."""
     root = Path.cwd()
     params = load_params(root / "params.yaml")
-    uri = os.environ.get("MLFLOW_TRACKING_URI") or default_tracking_uri(root)
+    uri = resolve_tracking_uri(os.environ.get("MLFLOW_TRACKING_URI"), root)
     reason = run_promote(params, version, force, uri)
     message = f"`{params.register_.model_name}` v{version} is now **@champion**: {reason}"
     get_run_logger().info(message)

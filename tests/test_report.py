@@ -17,8 +17,12 @@ def test_model_markdown_names_version_aliases_run_and_summary() -> None:
         model_display_name="패션 MNIST 모델",
         summary='Model: "패션 MNIST 모델"\n Total params: 79,510',
         metrics={"test_accuracy": 0.85, "test_loss": 0.41},
-        registered={"name": "fashion-mnist", "version": 3, "run_id": "abc123"},
-        aliases=["challenger"],
+        registered={
+            "name": "fashion-mnist",
+            "version": 3,
+            "run_id": "abc123",
+            "aliases": ["challenger"],
+        },
         experiment="brave-fox-1234",
     )
     assert "`fashion-mnist` version **3**" in text

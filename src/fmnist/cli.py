@@ -68,9 +68,9 @@ def _params(path: Path) -> Any:
 
 
 def _tracking_uri(given: str | None) -> str:
-    from fmnist.tracking import default_tracking_uri, workspace_root
+    from fmnist.tracking import resolve_tracking_uri
 
-    return given or default_tracking_uri(workspace_root(Path.cwd()))
+    return resolve_tracking_uri(given, Path.cwd())
 
 
 @app.command()
@@ -243,6 +243,7 @@ def serve(
     """Serve the champion (MLflow's scoring server): POST raw 0-255 pixels to /invocations."""
     import sys
 
+    from fmnist.experiments import stage_env  # this venv's bin/ first: MLflow runs `uvicorn`
     from fmnist.registry import CHAMPION, champion_version
     from fmnist.stages import champion_uri
 
@@ -252,8 +253,6 @@ def serve(
     typer.echo(f"serving {p.register_.model_name} v{version} (@{CHAMPION}) on http://{host}:{port}")
     command = [sys.executable, "-m", "mlflow", "models", "serve", "-m", champion_uri(p)]
     command += ["--env-manager", "local", "--host", host, "--port", str(port)]
-    from fmnist.experiments import stage_env  # this venv's bin/ first: MLflow runs `uvicorn`
-
     os.execve(sys.executable, command, stage_env({"MLFLOW_TRACKING_URI": uri}))
 
 

@@ -138,7 +138,6 @@ def report_experiment(root: Path, ref: str) -> ExperimentReport:
         summary=experiment_file(root, ref, "models/summary.txt"),
         metrics=json.loads(experiment_file(root, ref, "metrics/evaluate.json")),
         registered=registered,
-        aliases=registered["aliases"],
         experiment=ref.rsplit("/", 1)[-1],
     )
     epochs = epoch_rows(experiment_file(root, ref, "plots/train_history.csv"))

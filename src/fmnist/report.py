@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from typing import Any
 
 from fmnist.registry import describe_version
@@ -16,11 +16,10 @@ def model_markdown(
     summary: str,
     metrics: Mapping[str, float],
     registered: Mapping[str, Any],
-    aliases: Sequence[str],
     experiment: str,
 ) -> str:
     """Markdown: the registered version and its aliases, the run, metrics and Keras summary."""
-    shown = ", ".join(f"@{a}" for a in aliases) or "none"
+    shown = ", ".join(f"@{a}" for a in registered["aliases"]) or "none"
     head = (
         f"# {registered['name']} v{registered['version']}\n\n"
         f"- registered model: `{registered['name']}` version **{registered['version']}**"

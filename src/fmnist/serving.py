@@ -57,8 +57,27 @@ def model_features(images: np.ndarray, input_rank: int) -> np.ndarray:
     return x.reshape(len(x), PIXELS) if input_rank == 2 else x
 
 
+def predict_table(model: Any, model_input: Any) -> Any:
+    """Raw pixels through a Keras model: validate, scale, predict -> a DataFrame of classes.
+
+    A bad input is an MlflowException(INVALID_PARAMETER_VALUE): the scoring server answers
+    400 with its one line.
+    """
+    import pandas as pd
+    from mlflow.exceptions import MlflowException
+    from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE
+
+    try:
+        images = check_pixels(model_input)
+    except ValueError as exc:
+        raise MlflowException(str(exc), error_code=INVALID_PARAMETER_VALUE) from None
+    x = model_features(images, len(model.input_shape))
+    probabilities = model.predict(x, verbose=0, batch_size=1024)
+    return pd.DataFrame(prediction_table(probabilities))
+
+
 class FashionMnistClassifier(PythonModel):
-    """MLflow pyfunc around the Keras model: validates, scales, predicts."""
+    """MLflow pyfunc around the Keras file (an artifact, loaded in load_context)."""
 
     def load_context(self, context: Any) -> None:
         import keras
@@ -69,14 +88,4 @@ class FashionMnistClassifier(PythonModel):
         self.model = keras.models.load_model(context.artifacts["keras_model"], compile=False)
 
     def predict(self, context: Any, model_input: Any, params: Any = None) -> Any:
-        import pandas as pd
-        from mlflow.exceptions import MlflowException
-        from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE
-
-        try:
-            images = check_pixels(model_input)
-        except ValueError as exc:  # the scoring server answers 400 with this line
-            raise MlflowException(str(exc), error_code=INVALID_PARAMETER_VALUE) from None
-        x = model_features(images, len(self.model.input_shape))
-        probabilities = self.model.predict(x, verbose=0, batch_size=1024)
-        return pd.DataFrame(prediction_table(probabilities))
+        return predict_table(self.model, model_input)

@@ -18,7 +18,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -186,16 +186,15 @@ def up(cfg: StackConfig, echo: Callable[[str], None] = print) -> list[Service]:
         if _port_busy(port):
             raise StackError(f"127.0.0.1:{port} is in use; {name} needs it (stop it or pick one)")
     cfg.state_dir.mkdir(parents=True, exist_ok=True)
-    from fmnist.tracking import default_tracking_uri
+    from fmnist.tracking import resolve_tracking_uri
 
-    tracking_uri = cfg.tracking_uri or default_tracking_uri(cfg.root)
+    tracking_uri = resolve_tracking_uri(cfg.tracking_uri, cfg.root)
     api = f"http://127.0.0.1:{cfg.prefect_port}/api"
     env = _env(cfg, api, tracking_uri)
     services: list[Service] = []
     try:
-        with _recording(cfg, services):
-            _up_prefect(cfg, env, api, services, echo)
-            _up_mlflow(cfg, env, tracking_uri, services, echo)
+        _up_prefect(cfg, env, api, services, echo)
+        _up_mlflow(cfg, env, tracking_uri, services, echo)
     except BaseException:
         stop(services)
         (cfg.state_dir / STATE_FILE).unlink(missing_ok=True)
@@ -204,13 +203,21 @@ def up(cfg: StackConfig, echo: Callable[[str], None] = print) -> list[Service]:
     return services
 
 
-@contextlib.contextmanager
-def _recording(cfg: StackConfig, services: list[Service]) -> Iterator[None]:
-    """Keep stack.json current while starting, so even a killed `up` can be taken down."""
-    try:
-        yield
-    finally:
-        _save(cfg, services)
+def _launch(
+    services: list[Service],
+    cfg: StackConfig,
+    name: str,
+    cmd: list[str],
+    env: Mapping[str, str],
+    url: str,
+    health: str,
+    timeout: float,
+) -> None:
+    """Start a service, record it at once (so even a killed `up` can be taken down), and
+    wait for its health check."""
+    services.append(_start(name, cmd, env, cfg, url, health))
+    _save(cfg, services)
+    _wait_healthy(services[-1], timeout)
 
 
 def _up_prefect(
@@ -225,9 +232,7 @@ def _up_prefect(
         *(*_bin("prefect"), "server", "start"),
         *("--host", "127.0.0.1", "--port", str(cfg.prefect_port)),
     ]
-    services.append(_start("prefect-server", server_cmd, env, cfg, ui, f"{api}/health"))
-    _save(cfg, services)
-    _wait_healthy(services[-1], timeout=120)
+    _launch(services, cfg, "prefect-server", server_cmd, env, ui, f"{api}/health", timeout=120)
     echo(f"Prefect server  {ui}")
     _run(
         [*_bin("prefect"), "work-pool", "create", WORK_POOL, "--type", "process", "--overwrite"],
@@ -252,9 +257,7 @@ def _up_prefect(
         *("--name", f"fmnist-{worker_port}", "--with-healthcheck"),
     ]
     health = f"http://127.0.0.1:{worker_port}/health"
-    services.append(_start("prefect-worker", worker_cmd, worker_env, cfg, health, health))
-    _save(cfg, services)
-    _wait_healthy(services[-1], timeout=90)
+    _launch(services, cfg, "prefect-worker", worker_cmd, worker_env, health, health, timeout=90)
     echo(f"Prefect worker  pool {WORK_POOL!r}, health {health}")
 
 
@@ -273,9 +276,7 @@ def _up_mlflow(
     ]
     # No job runner: its worker pool (GenAI evaluation jobs) is a dozen idle processes here.
     env = {**env, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
-    services.append(_start("mlflow-server", cmd, env, cfg, url, f"{url}/health"))
-    _save(cfg, services)
-    _wait_healthy(services[-1], timeout=120)
+    _launch(services, cfg, "mlflow-server", cmd, env, url, f"{url}/health", timeout=120)
     echo(f"MLflow UI       {url} (store {tracking_uri})")
 
 

@@ -14,12 +14,15 @@ import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from fmnist.config import Params
 from fmnist.errors import DataIntegrityError, TrackingError, first_line
+
+if TYPE_CHECKING:
+    from fmnist.registry import Decision
 
 SPLITS = ("train", "val", "test")
 RAW_FILES = {  # split -> (images, labels) in data/raw
@@ -258,7 +261,7 @@ def run_train(
         with atomic_path(out.model) as tmp_model:  # keeps the .keras suffix Keras wants
             model.save(tmp_model)
         raw_sample = np.rint(x_val[:32] * 255)  # the raw 0-255 pixels the served model takes
-        model_uri, model_id = tracking.log_served_model(out.model, raw_sample)
+        model_uri, model_id = tracking.log_served_model(model, out.model, raw_sample)
         last = {k: v[-1] for k, v in history.items()}
         epochs = range(1, len(history["loss"]) + 1)
         write_csv(
@@ -360,7 +363,7 @@ def run_register(
     tracking_uri: str,
 ) -> dict[str, Any]:
     """A new registry version (alias `challenger`), then the promotion rule; returns its record."""
-    from fmnist.registry import CHALLENGER, CHAMPION, describe_version, promote, register_version
+    from fmnist.registry import CHALLENGER, CHAMPION, describe_version, register_version
     from fmnist.tracking import run_params
 
     run = read_run_record(run_path)
@@ -390,15 +393,7 @@ def run_register(
         description=describe_version(run["fmnist.model.name"], summary, metrics),
         tags=tags,
     )
-    cfg = params.register_
-    decision = promote(
-        tracking_uri,
-        cfg.model_name,
-        int(version.version),
-        min_accuracy=cfg.min_accuracy,
-        min_delta=cfg.min_delta,
-        require_better=True,
-    )
+    decision = _apply_promotion_rule(params, int(version.version), tracking_uri, by_hand=False)
     record = {
         "name": version.name,
         "version": int(version.version),
@@ -412,22 +407,31 @@ def run_register(
     return record
 
 
-def run_promote(params: Params, version: int, force: bool, tracking_uri: str) -> str:
-    """Make a version `champion` by hand (threshold unless forced); returns why it was."""
+def _apply_promotion_rule(
+    params: Params, version: int, tracking_uri: str, *, by_hand: bool, force: bool = False
+) -> Decision:
+    """The registry's promotion with register's thresholds: automatic, or by hand."""
     from fmnist.registry import promote
 
     cfg = params.register_
-    decision = promote(
+    return promote(
         tracking_uri,
         cfg.model_name,
         version,
         min_accuracy=cfg.min_accuracy,
         min_delta=cfg.min_delta,
-        require_better=False,
+        require_better=not by_hand,
         force=force,
     )
+
+
+def run_promote(params: Params, version: int, force: bool, tracking_uri: str) -> str:
+    """Make a version `champion` by hand (threshold unless forced); returns why it was."""
+    decision = _apply_promotion_rule(params, version, tracking_uri, by_hand=True, force=force)
     if not decision.promote:
-        raise TrackingError(f"{cfg.model_name} v{version} not promoted: {decision.reason}")
+        raise TrackingError(
+            f"{params.register_.model_name} v{version} not promoted: {decision.reason}"
+        )
     return decision.reason
 
 

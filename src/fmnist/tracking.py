@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 from fmnist.errors import TrackingError, first_line
 
 if TYPE_CHECKING:
+    import keras
     import numpy as np
 
     from fmnist.config import Params
@@ -35,6 +36,11 @@ def workspace_root(cwd: Path) -> Path:
 def default_tracking_uri(root: Path) -> str:
     """MLflow's own default, `sqlite:///mlflow.db`, made absolute at the repo root."""
     return f"sqlite:///{(root / DEFAULT_DB).resolve()}"
+
+
+def resolve_tracking_uri(given: str | None, cwd: Path) -> str:
+    """The given URI (flag or MLFLOW_TRACKING_URI), else the repo's own sqlite store."""
+    return given or default_tracking_uri(workspace_root(cwd))
 
 
 def _local_artifact_root(uri: str, experiment: str) -> str | None:
@@ -143,7 +149,9 @@ def log_artifact(path: Path, artifact_path: str | None = None) -> None:
     mlflow.log_artifact(str(path), artifact_path)
 
 
-def log_served_model(keras_file: Path, sample_pixels: np.ndarray) -> tuple[str, str]:
+def log_served_model(
+    model: keras.Model, keras_file: Path, sample_pixels: np.ndarray
+) -> tuple[str, str]:
     """Log the model the MLflow 3 way: the pyfunc that serves it (raw pixels in, scaling
     inside), with the Keras file as its artifact and a signature; return (model_uri, model_id).
     """
@@ -152,17 +160,16 @@ def log_served_model(keras_file: Path, sample_pixels: np.ndarray) -> tuple[str, 
     import numpy  # at run time; `np` above is for the annotations
     from mlflow.models import infer_signature
 
-    from fmnist.serving import INPUT_DOC, FashionMnistClassifier
+    from fmnist.serving import INPUT_DOC, FashionMnistClassifier, predict_table
 
-    served = FashionMnistClassifier()
-    served.load_context(_Context({"keras_model": str(keras_file)}))
     # No input_example: with MLflow 3.17 and Keras 3.15 it fails (input_example.json not
-    # found). The signature comes from a real batch of raw pixels and the real output.
+    # found). The signature comes from a real batch of raw pixels and the real output of the
+    # served code path, run on the model in memory.
     pixels = sample_pixels.reshape(len(sample_pixels), -1).astype(numpy.float64)
-    signature = infer_signature(pixels, served.predict(None, pixels))
+    signature = infer_signature(pixels, predict_table(model, pixels))
     info = mlflow.pyfunc.log_model(
         name=MODEL_ARTIFACT,
-        python_model=served,
+        python_model=FashionMnistClassifier(),  # holds no model: it loads the artifact
         artifacts={"keras_model": str(keras_file)},
         signature=signature,
         metadata={"input": INPUT_DOC, "scaling": "x / 255 inside the model (scale_images)"},
@@ -170,13 +177,6 @@ def log_served_model(keras_file: Path, sample_pixels: np.ndarray) -> tuple[str, 
         pip_requirements=_requirements(_keras.__version__),
     )
     return info.model_uri, info.model_id
-
-
-class _Context:
-    """What load_context reads of MLflow's PythonModelContext."""
-
-    def __init__(self, artifacts: dict[str, str]) -> None:
-        self.artifacts = artifacts
 
 
 def _requirements(keras_version: str) -> list[str]:

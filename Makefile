@@ -6,7 +6,7 @@ UV := $(or $(shell command -v uv 2>/dev/null),$(CURDIR)/.tools/bin/uv)
 RUN := $(UV) run --frozen --no-sync
 
 .DEFAULT_GOAL := help
-.PHONY: help setup browser run up down status test test-fast lint format bench clean
+.PHONY: help setup browser postgres run up down status test test-fast lint format bench clean
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -16,7 +16,7 @@ $(CURDIR)/.tools/bin/uv:
 	$(CURDIR)/.tools/bin/python -m pip install --quiet uv
 
 setup: $(UV) ## install uv if missing, then the locked environment (.venv)
-	$(UV) sync --locked
+	$(UV) sync --locked --all-extras
 
 browser: ## Debian's chromium, for the MLflow UI browser test (apt; no browser downloads)
 	@command -v chromium >/dev/null || { \
@@ -25,6 +25,13 @@ browser: ## Debian's chromium, for the MLflow UI browser test (apt; no browser d
 	  { $$SUDO apt-get update -q >/dev/null && \
 	    $$SUDO apt-get install -y -q --no-install-recommends chromium >/dev/null; } || \
 	  echo "could not install chromium: the browser test will be skipped"; }
+
+postgres: ## Debian's postgresql (initdb, pg_ctl), for the production-profile tests (apt)
+	@command -v initdb >/dev/null || ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || { \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); export DEBIAN_FRONTEND=noninteractive; \
+	  $$SUDO apt-get install -y -q --no-install-recommends postgresql >/dev/null 2>&1 || \
+	  { $$SUDO apt-get update -q >/dev/null && \
+	    $$SUDO apt-get install -y -q --no-install-recommends postgresql >/dev/null; }; }
 
 run: setup ## the whole pipeline: download -> prepare -> train -> evaluate -> register
 	$(RUN) dvc repro
@@ -38,7 +45,7 @@ down: ## stop exactly what `make up` started
 status: ## what `make up` started, and whether each answers
 	@if [ -x .venv/bin/fmnist ]; then .venv/bin/fmnist stack status; else echo "down"; fi
 
-test: setup browser ## every test, integration tests included (installs chromium)
+test: setup browser postgres ## every test, integration tests included (installs chromium, postgresql)
 	$(RUN) pytest
 
 test-fast: setup ## unit tests only (no slow or integration tests)
@@ -56,6 +63,7 @@ format: setup ## apply ruff's formatting and fixes
 bench: setup ## benchmarks against the tutorial's own code (prints medians and ratios)
 	$(RUN) python bench/bench_train.py
 	$(RUN) python bench/bench_prefect.py
+	$(RUN) python bench/bench_sweep.py
 
 clean: ## remove the environments (not data, models or the MLflow store)
 	rm -rf .venv .tools .pytest_cache .mypy_cache .ruff_cache

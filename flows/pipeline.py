@@ -15,8 +15,8 @@ from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.runtime import flow_run
 
 from fmnist import experiments
-from fmnist.config import load_params
-from fmnist.overrides import RunOverrides, dotted_overrides, set_param_args
+from fmnist.overrides import RunOverrides
+from fmnist.stages import set_params_for
 from fmnist.tracking import resolve_tracking_uri
 
 ARTIFACT_KEY = "fashion-mnist-model"
@@ -67,26 +67,16 @@ def pipeline(
 ) -> dict[str, Any]:
     """download -> prepare -> train -> evaluate -> register; None keeps params.yaml's value."""
     root = Path.cwd()
-    current = load_params(root / "params.yaml")
-    dotted = dotted_overrides(
-        RunOverrides(
-            epochs,
-            batch_size,
-            optimizer,
-            learning_rate,
-            hidden_units,
-            hidden_activation,
-            model_name,
-        ),
-        [layer.model_dump() for layer in current.model.hidden],
+    overrides = RunOverrides(
+        epochs, batch_size, optimizer, learning_rate, hidden_units, hidden_activation, model_name
     )
-    load_params(root / "params.yaml", dotted)  # a bad override fails here, in one line
+    set_params = set_params_for(root, overrides)  # a bad override fails here, in one line
     tracking_uri = resolve_tracking_uri(os.environ.get("MLFLOW_TRACKING_URI"), root)
     env = experiments.stage_env({"MLFLOW_TRACKING_URI": tracking_uri})
     download.with_options(retries=download_retries, retry_delay_seconds=download_retry_delay)(
         root, env
     )
-    ref = experiment(root, _experiment_name(), set_param_args(dotted), env)
+    ref = experiment(root, _experiment_name(), set_params, env)
     return report(root, ref)
 
 

@@ -68,3 +68,19 @@ def test_flat_features_are_views() -> None:
     x = np.zeros((3, 28, 28), np.float32)
     flat = as_features(x, ModelConfig())
     assert flat.shape == (3, 784) and np.shares_memory(flat, x)
+
+
+def test_a_diverged_training_is_an_error_not_a_model() -> None:
+    from fmnist.errors import TrainingError
+
+    cfg = TrainConfig(epochs=2, batch_size=20, optimizer="sgd", learning_rate=1e30)
+    with pytest.raises(TrainingError, match=r"training diverged: loss nan at epoch 1 .*sgd"):
+        train_once(cfg)
+
+
+def test_check_converged_accepts_finite_losses() -> None:
+    from fmnist.train import check_converged
+
+    check_converged([2.3, 1.1, 0.7], TrainConfig())
+    with pytest.raises(Exception, match="loss inf at epoch 3"):
+        check_converged([2.3, 1.1, float("inf")], TrainConfig())

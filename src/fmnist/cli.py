@@ -54,9 +54,16 @@ def user_errors(command: F) -> F:
         signal.signal(signal.SIGTERM, _sigterm_as_interrupt)
         try:
             return command(*args, **kwargs)
-        except FmnistError as exc:
-            typer.echo(f"fmnist {command.__name__}: error: {exc}", err=True)
-            raise typer.Exit(exc.exit_code) from None
+        except Exception as exc:
+            from fmnist.errors import TrackingError
+            from fmnist.tracking import store_error_line
+
+            line = store_error_line(exc)  # sqlite and concurrent writers: name the fix
+            if line is None and not isinstance(exc, FmnistError):
+                raise  # a bug: the traceback is for us
+            code = TrackingError.exit_code if line else getattr(exc, "exit_code", 1)
+            typer.echo(f"fmnist {command.__name__}: error: {line or exc}", err=True)
+            raise typer.Exit(code) from None
 
     return wrapper  # type: ignore[return-value]
 
@@ -119,7 +126,12 @@ def train(
     from fmnist.stages import TrainOutputs, run_train
 
     outputs = TrainOutputs(model=model, summary=summary, run=run, history=history, metrics=metrics)
-    last = run_train(_params(params), data, outputs, _tracking_uri(tracking_uri), Path.cwd())
+    from fmnist.tracking import PARENT_ENV
+
+    parent = os.environ.get(PARENT_ENV) or None  # a sweep's run: this one becomes its child
+    last = run_train(
+        _params(params), data, outputs, _tracking_uri(tracking_uri), Path.cwd(), parent
+    )
     typer.echo(" ".join(f"{k}={v:.4f}" for k, v in last.items()))
 
 
@@ -256,6 +268,56 @@ def serve(
     os.execve(sys.executable, command, stage_env({"MLFLOW_TRACKING_URI": uri}))
 
 
+@app.command()
+@user_errors
+def sweep(
+    optimizer: Annotated[
+        list[str] | None,
+        typer.Option(help="An optimizer of the grid (repeat it); default the tutorial's four."),
+    ] = None,
+    activation: Annotated[
+        list[str] | None,
+        typer.Option(help="A hidden activation of the grid (repeat it); default sigmoid, relu."),
+    ] = None,
+    epochs: Annotated[int | None, typer.Option(help="Epochs for every training.")] = None,
+    batch_size: Annotated[int | None, typer.Option(help="Batch size for every training.")] = None,
+    learning_rate: Annotated[float | None, typer.Option(help="For every training.")] = None,
+    jobs: Annotated[int, typer.Option(help="Trainings at a time.", min=1)] = 1,
+    name: Annotated[
+        str | None, typer.Option(help="The sweep's name (default sweep-<time>).")
+    ] = None,
+    params: ParamsOpt = Path("params.yaml"),
+    tracking_uri: TrackingOpt = None,
+) -> None:
+    """Train the grid (optimizers x activations) as DVC experiments and nested MLflow runs,
+    then register the best and apply the promotion rule. No Prefect needed."""
+    import time
+
+    from fmnist.overrides import RunOverrides
+    from fmnist.stages import plan_sweep, run_sweep
+    from fmnist.sweep import ACTIVATIONS, OPTIMIZERS
+
+    root = Path.cwd()
+    sweep_name = name or time.strftime("sweep-%Y%m%d-%H%M%S")
+    base = RunOverrides(epochs=epochs, batch_size=batch_size, learning_rate=learning_rate)
+    plan = plan_sweep(root, sweep_name, optimizer or OPTIMIZERS, activation or ACTIVATIONS, base)
+    typer.echo(f"{sweep_name}: {len(plan)} trainings, {jobs} at a time")
+    result = run_sweep(
+        _params(params), root, sweep_name, plan, jobs, _tracking_uri(tracking_uri), typer.echo
+    )
+    typer.echo(f"\n{'training':18} {'test_accuracy':>13} {'test_loss':>9} {'fit s':>6}  status")
+    for row in result.rows:
+        acc, loss, fit = (row[k] for k in ("test_accuracy", "test_loss", "fit_seconds"))
+        typer.echo(
+            f"{row['training']:18} {acc if acc is not None else '-':>13} "
+            f"{loss if loss is not None else '-':>9} {fit if fit is not None else '-':>6}  "
+            f"{row['status']}"
+        )
+    reg = result.registered
+    aliases = " ".join(f"@{a}" for a in reg["aliases"])
+    typer.echo(f"registered {reg['name']} v{reg['version']} {aliases}: {reg['promotion']}")
+
+
 stack_app = typer.Typer(
     help="The local stack: Prefect server + worker + deployments, MLflow UI (127.0.0.1).",
     no_args_is_help=True,
@@ -271,13 +333,39 @@ def stack_up(
     mlflow_port: Annotated[int, typer.Option(help="MLflow server port.")] = 5000,
     state: StateOpt = Path(".stack"),
     tracking_uri: TrackingOpt = None,
+    mlflow_backend_uri: Annotated[
+        str | None,
+        typer.Option(
+            envvar="FMNIST_MLFLOW_BACKEND_URI",
+            help="Production: the MLflow server's database (postgresql://...); runs then "
+            "track through the server.",
+        ),
+    ] = None,
+    mlflow_artifacts: Annotated[
+        str | None,
+        typer.Option(envvar="FMNIST_MLFLOW_ARTIFACTS", help="The MLflow server's artifact root."),
+    ] = None,
+    prefect_database_url: Annotated[
+        str | None,
+        typer.Option(
+            envvar="FMNIST_PREFECT_DATABASE_URL",
+            help="Production: Prefect's database (postgresql+asyncpg://...).",
+        ),
+    ] = None,
 ) -> None:
     """Start everything, wait until each answers its health check, print the URLs."""
     from fmnist.stack import StackConfig, up
 
     root = Path.cwd().resolve()
     cfg = StackConfig(
-        root, (root / state).resolve(), prefect_port, mlflow_port, tracking_uri=tracking_uri
+        root,
+        (root / state).resolve(),
+        prefect_port,
+        mlflow_port,
+        tracking_uri=tracking_uri,
+        mlflow_backend_uri=mlflow_backend_uri,
+        mlflow_artifacts=mlflow_artifacts,
+        prefect_database_url=prefect_database_url,
     )
     up(cfg, echo=typer.echo)
     api = f"http://127.0.0.1:{prefect_port}/api"

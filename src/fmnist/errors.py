@@ -41,3 +41,9 @@ class StageError(FmnistError):
     """A DVC stage (or DVC itself) failed; the message is the stage's own error line."""
 
     exit_code = 6
+
+
+class TrainingError(FmnistError):
+    """Training ran but produced no usable model (the loss diverged to NaN or infinity)."""
+
+    exit_code = 8

@@ -13,7 +13,7 @@ import re
 import subprocess
 import sys
 from collections import deque
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -80,15 +80,18 @@ def run_experiment(
     set_params: list[str],
     env: Mapping[str, str],
     on_line: LineSink = print,
+    targets: Sequence[str] = (),
 ) -> str:
-    """`dvc exp run --temp`: the whole pipeline in a private copy; returns the experiment ref.
+    """`dvc exp run --temp`: the pipeline (up to targets, else all of it) in a private copy;
+    returns the experiment ref.
 
     The user's workspace (params.yaml, outputs, dvc.lock) is left as it was; the results
     live in the experiment (`dvc exp show`, `dvc exp apply NAME`) and in the DVC cache.
+    Several may run at once: each waits its turn for the repo lock only while DVC sets up
+    and collects, and trains in its own copy.
     """
-    run_dvc(
-        ["--wait-for-lock", "exp", "run", "--temp", "--name", name, *set_params], root, env, on_line
-    )
+    args = ["--wait-for-lock", "exp", "run", "--temp", "--name", name, *set_params, *targets]
+    run_dvc(args, root, env, on_line)
     return experiment_ref(root, name)
 
 

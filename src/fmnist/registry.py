@@ -41,7 +41,9 @@ def register_version(
     from mlflow import MlflowClient
     from mlflow.exceptions import MlflowException
 
-    mlflow.set_tracking_uri(uri)
+    from fmnist.tracking import open_store
+
+    open_store(uri)
     client = MlflowClient(uri)
     try:
         version = mlflow.register_model(model_uri, name, tags=dict(tags))
@@ -159,10 +161,11 @@ def promotion_lock(client: Any, name: str, timeout: float = 60.0) -> Iterator[No
 
 
 def _client(uri: str) -> Any:
-    import mlflow
     from mlflow import MlflowClient
 
-    mlflow.set_tracking_uri(uri)
+    from fmnist.tracking import open_store
+
+    open_store(uri)
     return MlflowClient(uri)
 
 

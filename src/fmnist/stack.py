@@ -46,6 +46,11 @@ class StackConfig:
     mlflow_port: int = 5000
     worker_port: int = 0  # the worker's health endpoint; 0 = any free port
     tracking_uri: str | None = None  # default: sqlite:///<root>/mlflow.db
+    # The production profile: the MLflow server on a database (postgresql://...) with its
+    # own artifact root, every run tracking through the server; Prefect on a database too.
+    mlflow_backend_uri: str | None = None  # default: the tracking store above
+    mlflow_artifacts: str | None = None  # default: <root>/mlruns
+    prefect_database_url: str | None = None  # postgresql+asyncpg://...; default: sqlite
     deploy: bool = True
     env: Mapping[str, str] = field(default_factory=dict)  # extra env for every process
 
@@ -188,13 +193,15 @@ def up(cfg: StackConfig, echo: Callable[[str], None] = print) -> list[Service]:
     cfg.state_dir.mkdir(parents=True, exist_ok=True)
     from fmnist.tracking import resolve_tracking_uri
 
-    tracking_uri = resolve_tracking_uri(cfg.tracking_uri, cfg.root)
+    store = cfg.mlflow_backend_uri or resolve_tracking_uri(cfg.tracking_uri, cfg.root)
+    # Runs write to the store directly (sqlite, the default) or through the server.
+    runs_uri = f"http://127.0.0.1:{cfg.mlflow_port}" if cfg.mlflow_backend_uri else store
     api = f"http://127.0.0.1:{cfg.prefect_port}/api"
-    env = _env(cfg, api, tracking_uri)
+    env = _env(cfg, api, runs_uri)
     services: list[Service] = []
     try:
         _up_prefect(cfg, env, api, services, echo)
-        _up_mlflow(cfg, env, tracking_uri, services, echo)
+        _up_mlflow(cfg, env, store, services, echo)
     except BaseException:
         stop(services)
         (cfg.state_dir / STATE_FILE).unlink(missing_ok=True)
@@ -232,7 +239,11 @@ def _up_prefect(
         *(*_bin("prefect"), "server", "start"),
         *("--host", "127.0.0.1", "--port", str(cfg.prefect_port)),
     ]
-    _launch(services, cfg, "prefect-server", server_cmd, env, ui, f"{api}/health", timeout=120)
+    server_env = dict(env)
+    if cfg.prefect_database_url:
+        server_env["PREFECT_SERVER_DATABASE_CONNECTION_URL"] = cfg.prefect_database_url
+    health = f"{api}/health"
+    _launch(services, cfg, "prefect-server", server_cmd, server_env, ui, health, timeout=120)
     echo(f"Prefect server  {ui}")
     _run(
         [*_bin("prefect"), "work-pool", "create", WORK_POOL, "--type", "process", "--overwrite"],
@@ -272,12 +283,21 @@ def _up_mlflow(
     cmd = [
         *(*_bin("mlflow"), "server", "--host", "127.0.0.1", "--port", str(cfg.mlflow_port)),
         *("--backend-store-uri", tracking_uri, "--workers", "1"),
-        *("--artifacts-destination", str(cfg.root / "mlruns")),
+        *("--artifacts-destination", cfg.mlflow_artifacts or str(cfg.root / "mlruns")),
     ]
     # No job runner: its worker pool (GenAI evaluation jobs) is a dozen idle processes here.
     env = {**env, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
     _launch(services, cfg, "mlflow-server", cmd, env, url, f"{url}/health", timeout=120)
-    echo(f"MLflow UI       {url} (store {tracking_uri})")
+    echo(f"MLflow UI       {url} (store {_redacted(tracking_uri)})")
+
+
+def _redacted(uri: str) -> str:
+    """A database URL without its password, for logs."""
+    scheme, sep, rest = uri.partition("://")
+    creds, at, host = rest.rpartition("@")
+    if not sep or not at or ":" not in creds:
+        return uri
+    return f"{scheme}://{creds.split(':', 1)[0]}:***@{host}"
 
 
 def _write_prefect_toml(root: Path, api: str) -> None:

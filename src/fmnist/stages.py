@@ -11,7 +11,7 @@ import os
 import subprocess
 import tempfile
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -19,9 +19,12 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from fmnist.config import Params
-from fmnist.errors import DataIntegrityError, TrackingError, first_line
+from fmnist.errors import DataIntegrityError, FmnistError, TrackingError, first_line
+from fmnist.sweep import Outcome, Training  # at run time: flows validate these as parameters
 
 if TYPE_CHECKING:
+    from fmnist.experiments import LineSink
+    from fmnist.overrides import RunOverrides
     from fmnist.registry import Decision
 
 SPLITS = ("train", "val", "test")
@@ -74,10 +77,23 @@ RUN_RECORD_KEYS = (
 
 def read_run_record(path: Path) -> dict[str, Any]:
     """models/run.json as train writes it, every key present."""
-    record = read_json(path)
+    return _checked_run_record(read_json(path), str(path))
+
+
+def read_run_record_text(text: str, where: str) -> dict[str, Any]:
+    """models/run.json's text (as an experiment committed it), every key present."""
+    try:
+        return _checked_run_record(json.loads(text), where)
+    except json.JSONDecodeError as exc:
+        raise DataIntegrityError(f"{where}: models/run.json is not valid JSON ({exc})") from None
+
+
+def _checked_run_record(record: Any, where: str) -> dict[str, Any]:
     missing = [k for k in RUN_RECORD_KEYS if not isinstance(record, dict) or k not in record]
     if missing:
-        raise DataIntegrityError(f"{path}: missing {', '.join(missing)} (re-run `dvc repro train`)")
+        raise DataIntegrityError(
+            f"{where}: missing {', '.join(missing)} (re-run `dvc repro train`)"
+        )
     return dict(record)
 
 
@@ -223,9 +239,15 @@ def run_name(params: Params) -> str:
 
 
 def run_train(
-    params: Params, data_dir: Path, out: TrainOutputs, tracking_uri: str, root: Path
+    params: Params,
+    data_dir: Path,
+    out: TrainOutputs,
+    tracking_uri: str,
+    root: Path,
+    parent_run_id: str | None = None,
 ) -> dict[str, Any]:
-    """Fit the model from params, track it in MLflow, save it; returns the last epoch's metrics."""
+    """Fit the model from params, track it in MLflow (as a child of parent_run_id, in a
+    sweep), save it; returns the last epoch's metrics."""
     from fmnist import tracking
     from fmnist.model import build_model, summary_text
     from fmnist.train import as_features, compile_model, fit_model, seed_everything
@@ -243,7 +265,11 @@ def run_train(
         "fmnist.model.name": params.model.name,
     }
     with tracking.tracked_run(
-        tracking_uri, params.tracking.experiment, run_name=run_name(params), tags=tags
+        tracking_uri,
+        params.tracking.experiment,
+        run_name=run_name(params),
+        tags=tags,
+        parent_run_id=parent_run_id,
     ) as run_id:
         tracking.log_params(tracking.params_for_tracking(params))
         tracking.log_text(summary, tracking.SUMMARY_ARTIFACT)
@@ -363,15 +389,29 @@ def run_register(
     tracking_uri: str,
 ) -> dict[str, Any]:
     """A new registry version (alias `challenger`), then the promotion rule; returns its record."""
-    from fmnist.registry import CHALLENGER, CHAMPION, describe_version, register_version
-    from fmnist.tracking import run_params
-
     run = read_run_record(run_path)
     metrics = read_json(metrics_path)
     try:
         summary = summary_path.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise DataIntegrityError(f"{summary_path}: missing (run `dvc repro train` first)") from None
+    record = register_trained(params, run, metrics, summary, tracking_uri)
+    write_json(out_path, record)
+    return record
+
+
+def register_trained(
+    params: Params,
+    run: Mapping[str, Any],
+    metrics: Mapping[str, float],
+    summary: str,
+    tracking_uri: str,
+) -> dict[str, Any]:
+    """Register what train recorded (run.json), with evaluate's metrics and the Keras summary,
+    then apply the promotion rule; returns the registered record (registered.json)."""
+    from fmnist.registry import CHALLENGER, CHAMPION, describe_version, register_version
+    from fmnist.tracking import run_params
+
     tags = {
         **{k: f"{v:.4f}" for k, v in metrics.items()},
         "run_id": run["run_id"],
@@ -394,7 +434,7 @@ def run_register(
         tags=tags,
     )
     decision = _apply_promotion_rule(params, int(version.version), tracking_uri, by_hand=False)
-    record = {
+    return {
         "name": version.name,
         "version": int(version.version),
         "aliases": [CHALLENGER, CHAMPION] if decision.promote else [CHALLENGER],
@@ -403,8 +443,6 @@ def run_register(
         "run_id": run["run_id"],
         **metrics,
     }
-    write_json(out_path, record)
-    return record
 
 
 def _apply_promotion_rule(
@@ -467,7 +505,9 @@ def run_predict(params: Params, images: list[Path], tracking_uri: str) -> list[d
 
     read = [read_image(path) for path in images]
     pixels = np.stack([pixels for pixels, _ in read]).reshape(len(read), -1)  # (n, 784) uint8
-    mlflow.set_tracking_uri(tracking_uri)
+    from fmnist.tracking import open_store
+
+    open_store(tracking_uri)
     uri = champion_uri(params)
     try:
         model = mlflow.pyfunc.load_model(uri)
@@ -483,3 +523,162 @@ def run_predict(params: Params, images: list[Path], tracking_uri: str) -> list[d
         }
         for i, (path, (_, note)) in enumerate(zip(images, read, strict=True))
     ]
+
+
+# ---------------------------------------------------------------- sweep (and flow runs)
+
+
+def set_params_for(root: Path, overrides: RunOverrides) -> list[str]:
+    """A run's overrides as DVC `--set-param`s, checked against params.yaml first (a bad
+    value stops here, in one line, before anything runs)."""
+    from fmnist.config import load_params
+    from fmnist.overrides import dotted_overrides, set_param_args
+
+    params_file = root / "params.yaml"
+    current = load_params(params_file)
+    dotted = dotted_overrides(overrides, [layer.model_dump() for layer in current.model.hidden])
+    load_params(params_file, dotted)
+    return set_param_args(dotted)
+
+
+@dataclass(frozen=True)
+class PlannedTraining:
+    """One training of a sweep, its DVC experiment name and `--set-param`s."""
+
+    training: Training
+    experiment: str
+    set_params: list[str]
+
+
+def plan_sweep(
+    root: Path,
+    sweep_name: str,
+    optimizers: Sequence[str],
+    activations: Sequence[str],
+    base: RunOverrides,
+) -> list[PlannedTraining]:
+    """The grid, every cell validated against params.yaml before any training starts."""
+    from fmnist.sweep import grid, training_overrides
+
+    return [
+        PlannedTraining(
+            t, f"{sweep_name}-{t.name}", set_params_for(root, training_overrides(t, base))
+        )
+        for t in grid(optimizers, activations)
+    ]
+
+
+SWEEP_TARGET = "evaluate"  # a sweep's trainings stop here: only the best is registered
+
+
+def run_sweep_training(
+    root: Path,
+    planned: PlannedTraining,
+    parent_run_id: str,
+    env: Mapping[str, str],
+    tracking_uri: str,
+    on_line: LineSink = print,
+) -> Outcome:
+    """prepare -> train -> evaluate as DVC experiment planned.experiment, its MLflow run a
+    child of parent_run_id; a failure raises (StageError) and fails that child run only."""
+    from fmnist import experiments
+    from fmnist.tracking import PARENT_ENV, run_metrics
+
+    ref = experiments.run_experiment(
+        root,
+        planned.experiment,
+        planned.set_params,
+        {**env, PARENT_ENV: parent_run_id},
+        on_line,
+        targets=(SWEEP_TARGET,),
+    )
+    run = json.loads(experiments.experiment_file(root, ref, "models/run.json"))
+    metrics = json.loads(experiments.experiment_file(root, ref, "metrics/evaluate.json"))
+    fit = run_metrics(tracking_uri, run["run_id"]).get("fit_seconds")
+    return Outcome(
+        planned.training,
+        experiment=planned.experiment,
+        run_id=run["run_id"],
+        test_accuracy=float(metrics["test_accuracy"]),
+        test_loss=float(metrics["test_loss"]),
+        fit_seconds=fit,
+    )
+
+
+def failed_training(planned: PlannedTraining, exc: BaseException) -> Outcome:
+    """The outcome of a training that raised: its one-line error."""
+    return Outcome(planned.training, experiment=planned.experiment, error=first_line(exc))
+
+
+@dataclass(frozen=True)
+class SweepResult:
+    rows: list[dict[str, Any]]  # the comparison, best first
+    registered: dict[str, Any]  # the best training's registry record (as registered.json)
+
+
+def run_sweep_finish(
+    params: Params, root: Path, outcomes: Sequence[Outcome], tracking_uri: str
+) -> SweepResult:
+    """Log the comparison to the (active) parent run, register the best training's model
+    and apply the promotion rule. Every training failed: StageError, nothing registered."""
+    from fmnist import experiments, tracking
+    from fmnist.errors import StageError
+    from fmnist.sweep import best, comparison_rows
+
+    rows = comparison_rows(outcomes)
+    tracking.log_dict({"trainings": rows}, tracking.SWEEP_ARTIFACT)
+    failed = [o for o in outcomes if not o.ok]
+    tracking.log_metrics({"trainings": len(outcomes), "failed": len(failed)})
+    winner = best(outcomes)
+    if winner is None:
+        raise StageError(f"every training of the sweep failed; first: {failed[0].error}")
+    ref = experiments.experiment_ref(root, str(winner.experiment))
+    record = register_trained(
+        params,
+        read_run_record_text(experiments.experiment_file(root, ref, "models/run.json"), ref),
+        json.loads(experiments.experiment_file(root, ref, "metrics/evaluate.json")),
+        experiments.experiment_file(root, ref, "models/summary.txt"),
+        tracking_uri,
+    )
+    tracking.log_metrics({"best_test_accuracy": float(winner.test_accuracy or 0.0)})
+    tracking.set_tags(
+        {
+            "fmnist.sweep.best": winner.training.name,
+            "fmnist.sweep.best_run_id": str(winner.run_id),
+            "fmnist.registered.version": str(record["version"]),
+            "fmnist.registered.promotion": record["promotion"],
+        }
+    )
+    return SweepResult(rows, record)
+
+
+def run_sweep(
+    params: Params,
+    root: Path,
+    sweep_name: str,
+    plan: Sequence[PlannedTraining],
+    jobs: int,
+    tracking_uri: str,
+    on_line: LineSink = print,
+) -> SweepResult:
+    """The sweep without Prefect (`fmnist sweep`): up to `jobs` trainings at a time."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from fmnist import experiments, tracking
+
+    env = experiments.stage_env({"MLFLOW_TRACKING_URI": tracking_uri})
+    with tracking.sweep_run(tracking_uri, params.tracking.experiment, sweep_name, plan) as parent:
+
+        def one(planned: PlannedTraining) -> Outcome:
+            def tagged(line: str) -> None:
+                on_line(f"[{planned.training.name}] {line}")
+
+            try:
+                return run_sweep_training(root, planned, parent, env, tracking_uri, tagged)
+            except FmnistError as exc:
+                tagged(f"failed: {first_line(exc)}")
+                return failed_training(planned, exc)
+
+        with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
+            outcomes = list(pool.map(one, plan))
+        return run_sweep_finish(params, root, outcomes, tracking_uri)

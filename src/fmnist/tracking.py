@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -18,6 +18,9 @@ if TYPE_CHECKING:
 DEFAULT_DB = "mlflow.db"
 SUMMARY_ARTIFACT = "model_summary.txt"
 MODEL_ARTIFACT = "model"
+PARENT_TAG = "mlflow.parentRunId"  # how MLflow (and its UI) nests a child run under a parent
+SWEEP_ARTIFACT = "sweep/comparison.json"
+PARENT_ENV = "FMNIST_PARENT_RUN_ID"  # set by a sweep: the stages' runs become its children
 
 
 def workspace_root(cwd: Path) -> Path:
@@ -45,11 +48,56 @@ def resolve_tracking_uri(given: str | None, cwd: Path) -> str:
 
 def _local_artifact_root(uri: str, experiment: str) -> str | None:
     """For a sqlite store, artifacts go beside the database (not under whatever cwd is)."""
-    if not uri.startswith("sqlite:///"):
+    db = sqlite_path(uri)
+    if db is None:
         return None  # a tracking server decides where artifacts live
-    db = Path(uri.removeprefix("sqlite:///"))
     safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in experiment)
     return (db.parent / "mlruns" / safe).as_uri()
+
+
+def sqlite_path(uri: str) -> Path | None:
+    """The database file of a `sqlite:///` tracking URI; None for any other store."""
+    return Path(uri.removeprefix("sqlite:///")) if uri.startswith("sqlite:///") else None
+
+
+_ready: set[str] = set()
+
+
+def open_store(uri: str) -> None:
+    """Point MLflow at uri; a new sqlite store is created by one process at a time.
+
+    MLflow creates (and migrates) a sqlite store on first use; two processes doing that at
+    once crash (`duplicate column name`). An exclusive lock on `<db>.lock` beside the file
+    makes every other process wait until the tables exist.
+    """
+    import mlflow
+
+    mlflow.set_tracking_uri(uri)
+    db = sqlite_path(uri)
+    if db is None or uri in _ready:
+        return
+    import fcntl
+
+    from mlflow import MlflowClient
+
+    db.parent.mkdir(parents=True, exist_ok=True)
+    with open(f"{db}.lock", "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes
+        client = MlflowClient(uri)
+        client.search_experiments(max_results=1)  # creates the tracking tables
+        client.search_registered_models(max_results=1)  # ... and the registry's
+    _ready.add(uri)
+
+
+def store_error_line(exc: BaseException) -> str | None:
+    """One line for a sqlite store that refused a write because another process held it."""
+    if "database is locked" not in f"{type(exc).__name__}: {exc}":
+        return None
+    return (
+        "the sqlite MLflow store is locked by another writer (sqlite takes one at a time); "
+        "for concurrent runs use a tracking server: `make up`, then "
+        "MLFLOW_TRACKING_URI=http://127.0.0.1:5000"
+    )
 
 
 def _experiment_id(uri: str, experiment: str) -> str:
@@ -97,16 +145,19 @@ def tracked_run(
     run_id: str | None = None,
     run_name: str | None = None,
     tags: Mapping[str, str] | None = None,
+    parent_run_id: str | None = None,
 ) -> Iterator[str]:
-    """Open (or resume) a run; it ends FINISHED, or FAILED/KILLED if the block raises."""
+    """Open (or resume) a run, nested under parent_run_id if given; it ends FINISHED, or
+    FAILED/KILLED if the block raises."""
     import mlflow
     from mlflow.exceptions import MlflowException
 
-    mlflow.set_tracking_uri(uri)
+    tags = {**(tags or {}), **({PARENT_TAG: parent_run_id} if parent_run_id else {})}
     try:
+        open_store(uri)
         experiment_id = None if run_id else _experiment_id(uri, experiment)
         run = mlflow.start_run(
-            run_id=run_id, run_name=run_name, tags=dict(tags or {}), experiment_id=experiment_id
+            run_id=run_id, run_name=run_name, tags=tags, experiment_id=experiment_id
         )
     except MlflowException as exc:
         raise TrackingError(f"MLflow at {uri}: {first_line(exc)}") from None
@@ -129,6 +180,30 @@ def log_metrics(metrics: Mapping[str, float], step: int | None = None) -> None:
 def log_epoch(epoch: int, logs: Mapping[str, float]) -> None:
     """Keras epoch-end hook: the epoch's metrics at step = epoch (1-based, as Keras prints)."""
     log_metrics(logs, step=epoch)
+
+
+def set_tags(tags: Mapping[str, str]) -> None:
+    import mlflow
+
+    mlflow.set_tags(dict(tags))
+
+
+@contextlib.contextmanager
+def sweep_run(uri: str, experiment: str, name: str, plan: Sequence[Any]) -> Iterator[str]:
+    """The sweep's parent run (its trainings' runs nest under it); ends FAILED if it raises."""
+    with tracked_run(uri, experiment, run_name=name, tags={"fmnist.sweep": name}) as run_id:
+        log_params(
+            {
+                "sweep.trainings": ",".join(p.training.name for p in plan),
+                "sweep.size": str(len(plan)),
+            }
+        )
+        yield run_id
+
+
+def run_metrics(uri: str, run_id: str) -> dict[str, float]:
+    """The latest value of each metric a run logged."""
+    return dict(_run_data(uri, run_id).metrics)
 
 
 def log_text(text: str, artifact_file: str) -> None:
@@ -193,10 +268,15 @@ def _requirements(keras_version: str) -> list[str]:
 
 def run_params(uri: str, run_id: str) -> dict[str, str]:
     """The params a run logged."""
+    return dict(_run_data(uri, run_id).params)
+
+
+def _run_data(uri: str, run_id: str) -> Any:
     from mlflow import MlflowClient
     from mlflow.exceptions import MlflowException
 
+    open_store(uri)
     try:
-        return dict(MlflowClient(uri).get_run(run_id).data.params)
+        return MlflowClient(uri).get_run(run_id).data
     except MlflowException as exc:
         raise TrackingError(f"MLflow at {uri}: run {run_id}: {first_line(exc)}") from None

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from fmnist.config import ModelConfig, TrainConfig
+from fmnist.errors import TrainingError
 from fmnist.model import input_shape
 
 if TYPE_CHECKING:
@@ -75,7 +76,18 @@ def fit_model(
         epochs=cfg.epochs,
         batch_size=cfg.batch_size,
         validation_batch_size=VAL_BATCH_SIZE,
-        callbacks=hooks,
+        callbacks=[keras.callbacks.TerminateOnNaN(), *hooks],
         verbose=verbose,
     )
+    check_converged(history.history["loss"], cfg)
     return {k: [float(v) for v in history.history[k]] for k in HISTORY_KEYS}
+
+
+def check_converged(losses: Sequence[float], cfg: TrainConfig) -> None:
+    """A loss that became NaN or infinite is a failed training, never a model to register."""
+    for epoch, loss in enumerate(losses, start=1):
+        if not np.isfinite(loss):
+            raise TrainingError(
+                f"training diverged: loss {loss} at epoch {epoch} "
+                f"({cfg.optimizer}, learning_rate {cfg.learning_rate}); lower train.learning_rate"
+            )

@@ -1,0 +1,124 @@
+"""Prefect flow `fashion-mnist-sweep`: the tutorial's optimizer comparison in one parallel run.
+
+Wiring only. Each cell of the grid (optimizer x hidden activation) is a DVC experiment
+(prepare -> train -> evaluate) whose MLflow run nests under the sweep's parent run; the
+trainings run in parallel on Dask (a local cluster, or the scheduler at `dask_address`, whose
+workers need this project installed and the repo at the same path). Then the comparison
+artifact, and the best training registered under the promotion rule.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+import cloudpickle
+from prefect import flow, get_run_logger, task
+from prefect.artifacts import create_table_artifact
+from prefect.runtime import flow_run
+from prefect_dask import DaskTaskRunner
+
+from fmnist import experiments, stages
+from fmnist.config import load_params
+from fmnist.overrides import RunOverrides
+from fmnist.sweep import ACTIVATIONS, OPTIMIZERS, Outcome, comparison_rows
+from fmnist.tracking import resolve_tracking_uri, sweep_run
+
+ARTIFACT_KEY = "fashion-mnist-sweep"
+
+# Dask workers in other processes unpickle this module's tasks: send them by value (Prefect
+# loads a deployment's flow file under a module name those processes cannot import).
+cloudpickle.register_pickle_by_value(sys.modules[__name__])
+
+
+@task(name="training", task_run_name="training-{planned.training.name}")
+def training(
+    root: Path,
+    planned: stages.PlannedTraining,
+    parent_run_id: str,
+    env: dict[str, str],
+    tracking_uri: str,
+) -> Outcome:
+    """One cell of the grid as a DVC experiment; its MLflow run is the parent's child."""
+    return stages.run_sweep_training(
+        root, planned, parent_run_id, env, tracking_uri, get_run_logger().info
+    )
+
+
+@flow(name="sweep-trainings")
+def trainings(
+    root: Path,
+    plan: list[stages.PlannedTraining],
+    parent_run_id: str,
+    env: dict[str, str],
+    tracking_uri: str,
+) -> list[Outcome]:
+    """Every training at once on the task runner; a failed one is reported, not raised."""
+    futures = [training.submit(root, p, parent_run_id, env, tracking_uri) for p in plan]
+    outcomes = []
+    for planned, future in zip(plan, futures, strict=True):
+        result = future.result(raise_on_failure=False)
+        if isinstance(result, BaseException):
+            get_run_logger().warning("%s failed: %s", planned.training.name, result)
+            result = stages.failed_training(planned, result)
+        outcomes.append(result)
+    return outcomes
+
+
+def task_runner(dask_address: str | None, dask_workers: int | None) -> DaskTaskRunner:
+    """The given Dask scheduler, else a local cluster of dask_workers (default: one per CPU)."""
+    if dask_address:
+        return DaskTaskRunner(address=dask_address)
+    workers = dask_workers or os.cpu_count() or 1
+    return DaskTaskRunner(
+        cluster_kwargs={
+            "n_workers": workers,
+            "threads_per_worker": 1,  # one training per worker; TensorFlow threads inside
+            "host": "127.0.0.1",
+            "dashboard_address": None,
+        }
+    )
+
+
+def _sweep_name() -> str:
+    run_id = flow_run.get_id() or ""
+    return f"{flow_run.get_name() or 'sweep'}-{run_id[:8]}".strip("-")
+
+
+@flow(name="fashion-mnist-sweep")
+def sweep(
+    optimizers: list[str] = list(OPTIMIZERS),  # noqa: B006 (Prefect parameters are copied)
+    activations: list[str] = list(ACTIVATIONS),  # noqa: B006
+    epochs: int | None = None,
+    batch_size: int | None = None,
+    learning_rate: float | None = None,
+    hidden_units: list[int] | None = None,
+    dask_address: str | None = None,
+    dask_workers: int | None = None,
+) -> dict[str, Any]:
+    """optimizers x activations, in parallel; registers the best. None keeps params.yaml's."""
+    root = Path.cwd()
+    name = _sweep_name()
+    base = RunOverrides(epochs, batch_size, None, learning_rate, hidden_units)
+    plan = stages.plan_sweep(root, name, optimizers, activations, base)  # bad value: fails now
+    params = load_params(root / "params.yaml")
+    tracking_uri = resolve_tracking_uri(os.environ.get("MLFLOW_TRACKING_URI"), root)
+    env = experiments.stage_env({"MLFLOW_TRACKING_URI": tracking_uri})
+    with sweep_run(tracking_uri, params.tracking.experiment, name, plan) as parent_run_id:
+        runner = task_runner(dask_address, dask_workers)
+        outcomes = trainings.with_options(task_runner=runner)(  # type: ignore[arg-type]
+            root, plan, parent_run_id, env, tracking_uri
+        )
+        create_table_artifact(  # first: a sweep where every training failed shows them too
+            key=ARTIFACT_KEY,
+            table=comparison_rows(outcomes),
+            description=f"Sweep {name}: every training, best first",
+        )
+        result = stages.run_sweep_finish(params, root, outcomes, tracking_uri)
+    return {"sweep": name, "parent_run_id": parent_run_id, "registered": result.registered}
+
+
+if __name__ == "__main__":
+    sweep()

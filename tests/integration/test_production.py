@@ -1,0 +1,253 @@
+"""The production profile: MLflow and Prefect servers on a real PostgreSQL, runs pointed at
+them by environment variables only; the sweep on Dask; four pipelines at once.
+
+PostgreSQL (Debian's `postgresql`, installed by `make test`) is started by the test itself:
+`initdb` in a temporary folder, `pg_ctl` on a free loopback port, stopped at the end.
+"""
+
+from __future__ import annotations
+
+import glob
+import json
+import os
+import re
+import shutil
+import subprocess
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from fmnist import stack
+from tests.integration.conftest import Runner, copy_repo, data_mirror, make_runner, runner_env
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+USER = "fmnist"
+RATES = ["0.001", "0.002", "0.003", "0.004"]  # one per concurrent pipeline
+
+
+def pg_bin(name: str) -> str:
+    found = shutil.which(name) or next(
+        iter(sorted(glob.glob(f"/usr/lib/postgresql/*/bin/{name}"))), None
+    )
+    if not found:
+        pytest.fail(f"{name} not found: `make test` installs Debian's postgresql package")
+    return found
+
+
+def as_db_owner(owner: str | None, *cmd: str) -> list[str]:
+    """PostgreSQL refuses to run as root: then it runs as the package's `postgres` user."""
+    return ["runuser", "-u", owner, "--", *cmd] if owner else list(cmd)
+
+
+@dataclass
+class Postgres:
+    port: int
+
+    def url(self, database: str, driver: str = "postgresql") -> str:
+        return f"{driver}://{USER}@127.0.0.1:{self.port}/{database}"
+
+    def query(self, database: str, sql: str) -> list[tuple]:
+        import psycopg
+
+        with psycopg.connect(self.url(database)) as conn, conn.cursor() as cur:
+            cur.execute(sql)
+            return list(cur.fetchall())
+
+
+def _run(cmd: list[str]) -> None:
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=120, check=False)
+    assert done.returncode == 0, f"{' '.join(cmd)}: {done.stderr or done.stdout}"
+
+
+@pytest.fixture(scope="module")
+def postgres() -> Iterator[Postgres]:
+    # Not under pytest's tmp folders: those are private to root, and a root PostgreSQL runs
+    # as the `postgres` user, who must reach its data folder.
+    folder = Path(tempfile.mkdtemp(prefix="fmnist-pg-"))
+    owner = "postgres" if os.geteuid() == 0 else None
+    if owner:
+        shutil.chown(folder, owner, owner)
+    data, port = folder / "data", stack.free_port()
+    ctl = [pg_bin("pg_ctl"), "-D", str(data), "-w"]
+    try:
+        _run(as_db_owner(owner, pg_bin("initdb"), "-D", str(data), "-U", USER, "-A", "trust",
+                         "-E", "UTF8", "--no-locale"))  # fmt: skip
+        options = f"-p {port} -k {folder} -c listen_addresses=127.0.0.1"
+        _run(as_db_owner(owner, *ctl, "-o", options, "-l", str(folder / "log"), "start"))
+        for database in ("mlflow", "prefect"):
+            _run([pg_bin("createdb"), "-h", "127.0.0.1", "-p", str(port), "-U", USER, database])
+        yield Postgres(port)
+    finally:
+        if (data / "postmaster.pid").exists():
+            subprocess.run(as_db_owner(owner, *ctl, "-m", "fast", "stop"), timeout=120, check=False)
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+@dataclass
+class Production:
+    repo: Path
+    run: Runner
+    env: dict[str, str]
+    mlflow_uri: str
+    artifacts: Path
+    pg: Postgres
+
+
+@pytest.fixture(scope="module")
+def production(
+    tmp_path_factory: pytest.TempPathFactory, postgres: Postgres
+) -> Iterator[Production]:
+    root = tmp_path_factory.mktemp("production")
+    repo = copy_repo(root / "repo")
+    artifacts = root / "artifacts"
+    prefect_port, mlflow_port = stack.free_port(), stack.free_port()
+    cfg = stack.StackConfig(
+        root=repo,
+        state_dir=repo / ".stack",
+        prefect_port=prefect_port,
+        mlflow_port=mlflow_port,
+        mlflow_backend_uri=postgres.url("mlflow"),
+        mlflow_artifacts=str(artifacts),
+        prefect_database_url=postgres.url("prefect", "postgresql+asyncpg"),
+        env={"FMNIST_DATA_MIRROR": data_mirror()},  # the worker's data source (no internet)
+    )
+    try:
+        stack.up(cfg)
+        mlflow_uri = f"http://127.0.0.1:{mlflow_port}"
+        # What a user sets, and nothing else: the two servers' URLs.
+        env = runner_env(
+            repo,
+            {
+                "PREFECT_API_URL": f"http://127.0.0.1:{prefect_port}/api",
+                "MLFLOW_TRACKING_URI": mlflow_uri,
+            },
+        )
+        yield Production(repo, make_runner(repo, env), env, mlflow_uri, artifacts, postgres)
+    finally:
+        recorded = stack.load_services(cfg.state_dir)
+        stack.down(repo, cfg.state_dir)
+        assert not any(stack._alive(s) for s in recorded), "a stack process survived down"
+
+
+def deployment_run(prod: Production, deployment: str, *params: str) -> str:
+    args = ["prefect", "deployment", "run", deployment, "--watch", "--watch-timeout", "900"]
+    for param in params:
+        args += ["-p", param]
+    result = prod.run(*args, timeout=1000)
+    assert "Completed" in result.stdout, result.stdout + result.stderr
+    return result.stdout
+
+
+def client(prod: Production):  # type: ignore[no-untyped-def]
+    from mlflow import MlflowClient
+
+    return MlflowClient(prod.mlflow_uri)
+
+
+def test_pipeline_runs_on_postgres_through_the_servers(production: Production) -> None:
+    deployment_run(production, "fashion-mnist-pipeline/default", "epochs=1")
+    versions = client(production).search_model_versions("name = 'fashion-mnist'")
+    assert len(versions) == 1
+    run = client(production).get_run(versions[0].run_id)
+    assert run.info.status == "FINISHED"
+    assert [m.step for m in client(production).get_metric_history(run.info.run_id, "loss")] == [1]
+    # Everything landed in PostgreSQL and the separate artifact root, nothing in the repo.
+    assert production.pg.query("mlflow", "select count(*) from model_versions")[0][0] == 1
+    assert production.pg.query("prefect", "select count(*) from flow_run")[0][0] >= 1
+    assert list(production.artifacts.rglob("model_summary.txt"))
+    assert not (production.repo / "mlflow.db").exists()
+
+
+def test_sweep_on_dask_registers_the_best_child(production: Production) -> None:
+    before = {v.version for v in client(production).search_model_versions("name = 'fashion-mnist'")}
+    output = deployment_run(
+        production,
+        "fashion-mnist-sweep/default",
+        'optimizers=["adam", "sgd"]',
+        'activations=["relu"]',
+        "epochs=1",
+        "dask_workers=2",
+    )
+    mlflow = client(production)
+    experiment = mlflow.get_experiment_by_name("fashion-mnist")
+    parents = mlflow.search_runs([experiment.experiment_id], "tags.`fmnist.sweep` != ''")
+    assert len(parents) == 1, output
+    parent = parents[0]
+    assert parent.info.status == "FINISHED"
+    children = mlflow.search_runs(
+        [experiment.experiment_id], f"tags.`mlflow.parentRunId` = '{parent.info.run_id}'"
+    )
+    assert sorted(c.info.run_name for c in children) == ["adam-relu-1ep", "sgd-relu-1ep"]
+    assert {c.info.status for c in children} == {"FINISHED"}
+    best = max(children, key=lambda c: c.data.metrics["test_accuracy"])
+    assert parent.data.tags["fmnist.sweep.best_run_id"] == best.info.run_id
+    assert parent.data.metrics["trainings"] == 2 and parent.data.metrics["failed"] == 0
+    # the comparison: a Prefect table artifact and the parent run's artifact
+    artifact = production.run("prefect", "artifact", "inspect", "fashion-mnist-sweep").stdout
+    assert "adam-relu" in artifact and "sgd-relu" in artifact
+    folder = production.repo.parent / "downloaded"
+    folder.mkdir(exist_ok=True)
+    local = mlflow.download_artifacts(parent.info.run_id, "sweep/comparison.json", str(folder))
+    rows = json.loads(Path(local).read_text())
+    assert [r["status"] for r in rows["trainings"]] == ["best", "ok"]
+    # the best child, and only it, became a new version, with the promotion rule's decision
+    new = [
+        v for v in mlflow.search_model_versions("name = 'fashion-mnist'") if v.version not in before
+    ]
+    assert [v.run_id for v in new] == [best.info.run_id]
+    assert (
+        "fmnist.promotion.reason" in mlflow.get_model_version("fashion-mnist", new[0].version).tags
+    )
+    # each training is a DVC experiment
+    names = production.run("dvc", "exp", "list", "--name-only").stdout.split()
+    assert sum(bool(re.search(r"-(adam|sgd)-relu$", n)) for n in names) == 2
+
+
+def test_four_pipelines_at_once_lose_nothing(production: Production) -> None:
+    mlflow = client(production)
+    before = {v.version for v in mlflow.search_model_versions("name = 'fashion-mnist'")}
+    procs = [
+        subprocess.Popen(
+            [
+                "dvc",
+                "--wait-for-lock",
+                "exp",
+                "run",
+                "--temp",
+                "--name",
+                f"together-{i}",
+                "-S",
+                "train.epochs=1",
+                "-S",
+                f"train.learning_rate={rate}",
+            ],
+            cwd=production.repo,
+            env=production.env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        for i, rate in enumerate(RATES)
+    ]
+    outputs = [p.communicate(timeout=900)[0] for p in procs]
+    for proc, out in zip(procs, outputs, strict=True):
+        assert proc.returncode == 0, out[-3000:]
+    new = [
+        v for v in mlflow.search_model_versions("name = 'fashion-mnist'") if v.version not in before
+    ]
+    assert len(new) == 4
+    rates = set()
+    for version in new:
+        run = mlflow.get_run(version.run_id)
+        assert run.info.status == "FINISHED"
+        rates.add(run.data.params["train.learning_rate"])
+        for key in ("loss", "accuracy", "val_loss", "val_accuracy"):
+            assert [m.step for m in mlflow.get_metric_history(run.info.run_id, key)] == [1]
+        assert {"test_accuracy", "test_loss", "fit_seconds"} <= set(run.data.metrics)
+    assert rates == set(RATES)
+    champion = mlflow.get_model_version_by_alias("fashion-mnist", "champion")
+    assert champion.version is not None

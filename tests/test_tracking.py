@@ -1,0 +1,70 @@
+"""Tracking against real sqlite stores: concurrent first use, nested runs, locked stores."""
+
+from __future__ import annotations
+
+import multiprocessing
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+
+from mlflow import MlflowClient
+
+from fmnist.tracking import PARENT_TAG, open_store, store_error_line, tracked_run
+from tests.conftest import REPO
+
+
+def _first_use(uri: str, experiment: str) -> str:
+    with tracked_run(uri, experiment, run_name="concurrent") as run_id:
+        return run_id
+
+
+def test_four_processes_creating_one_new_store_at_once_all_succeed(tmp_path: Path) -> None:
+    """Unlocked, MLflow's table creation races ("duplicate column name") in all but one."""
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    with multiprocessing.get_context("spawn").Pool(4) as pool:
+        run_ids = pool.starmap(_first_use, [(uri, "fashion-mnist")] * 4)
+    runs = MlflowClient(uri).search_runs(
+        [MlflowClient(uri).get_experiment_by_name("fashion-mnist").experiment_id]
+    )
+    assert sorted(r.info.run_id for r in runs) == sorted(run_ids)
+    assert {r.info.status for r in runs} == {"FINISHED"}
+
+
+def test_a_run_nests_under_its_parent(tracking_uri: str) -> None:
+    with tracked_run(tracking_uri, "sweeps", run_name="sweep") as parent:
+        pass
+    with tracked_run(tracking_uri, "sweeps", run_name="child", parent_run_id=parent) as child:
+        pass
+    assert MlflowClient(tracking_uri).get_run(child).data.tags[PARENT_TAG] == parent
+
+
+def test_store_error_line_names_the_fix_only_for_a_locked_store() -> None:
+    locked = sqlite3.OperationalError("database is locked")
+    line = store_error_line(locked)
+    assert line is not None
+    assert "tracking server" in line and "MLFLOW_TRACKING_URI=http://" in line
+    assert "\n" not in line
+    assert store_error_line(sqlite3.OperationalError("no such table: runs")) is None
+
+
+def test_a_cli_command_on_a_store_another_process_holds_is_one_line(
+    tmp_path: Path, tracking_uri: str
+) -> None:
+    open_store(tracking_uri)  # the tables exist; now another writer holds the database
+    holder = sqlite3.connect(tmp_path / "mlflow.db", isolation_level=None)
+    holder.execute("BEGIN EXCLUSIVE")
+    try:
+        result = subprocess.run(
+            [sys.executable, "-m", "fmnist.cli", "models", "--tracking-uri", tracking_uri,
+             "--params", str(REPO / "params.yaml")],
+            cwd=tmp_path, capture_output=True, text=True, timeout=120,
+        )  # fmt: skip
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+    assert result.returncode == 5, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in result.stderr, result.stderr
+    assert lines[0].startswith("fmnist models: error: the sqlite MLflow store is locked")
+    assert "use a tracking server" in lines[0]

@@ -68,7 +68,8 @@ def open_store(uri: str) -> None:
 
     MLflow creates (and migrates) a sqlite store on first use; two processes doing that at
     once crash (`duplicate column name`). An exclusive lock on `<db>.lock` beside the file
-    makes every other process wait until the tables exist.
+    makes every other process wait until the tables exist; the lock file then records the
+    database's inode, so later processes skip the (second-long) creation check.
     """
     import mlflow
 
@@ -78,15 +79,27 @@ def open_store(uri: str) -> None:
         return
     import fcntl
 
-    from mlflow import MlflowClient
-
     db.parent.mkdir(parents=True, exist_ok=True)
-    with open(f"{db}.lock", "a") as lock:
+    with open(f"{db}.lock", "a+", encoding="utf-8") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes
-        client = MlflowClient(uri)
-        client.search_experiments(max_results=1)  # creates the tracking tables
-        client.search_registered_models(max_results=1)  # ... and the registry's
+        lock.seek(0)
+        if lock.read().strip() != _created_mark(db):
+            from mlflow import MlflowClient
+
+            client = MlflowClient(uri)
+            client.search_experiments(max_results=1)  # creates the tracking tables
+            client.search_registered_models(max_results=1)  # ... and the registry's
+            lock.truncate(0)
+            lock.write(_created_mark(db))
     _ready.add(uri)
+
+
+def _created_mark(db: Path) -> str:
+    """Names this database file (a deleted and re-created one gets a new inode)."""
+    try:
+        return f"created {db.stat().st_ino}"
+    except FileNotFoundError:
+        return "absent"
 
 
 def store_error_line(exc: BaseException) -> str | None:

@@ -27,6 +27,8 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 USER = "fmnist"
 RATES = ["0.001", "0.002", "0.003", "0.004"]  # one per concurrent pipeline
+SWEEP = "fashion-mnist-sweep/default"
+TINY_GRID = ('optimizers=["adam", "sgd"]', 'activations=["relu"]', "epochs=1")  # 2 trainings
 
 
 def pg_bin(name: str) -> str:
@@ -133,12 +135,14 @@ def production(
         assert not any(stack._alive(s) for s in recorded), "a stack process survived down"
 
 
-def deployment_run(prod: Production, deployment: str, *params: str) -> str:
+def deployment_run(prod: Production, deployment: str, *params: str, ends: str = "Completed") -> str:
     args = ["prefect", "deployment", "run", deployment, "--watch", "--watch-timeout", "900"]
     for param in params:
         args += ["-p", param]
-    result = prod.run(*args, timeout=1000)
-    assert "Completed" in result.stdout, result.stdout + result.stderr
+    result = prod.run(*args, timeout=1000, check=ends == "Completed")
+    assert f"Flow run finished successfully in '{ends}'" in result.stdout or (
+        ends != "Completed" and f"'{ends}'" in result.stdout
+    ), result.stdout + result.stderr
     return result.stdout
 
 
@@ -164,14 +168,7 @@ def test_pipeline_runs_on_postgres_through_the_servers(production: Production) -
 
 def test_sweep_on_dask_registers_the_best_child(production: Production) -> None:
     before = {v.version for v in client(production).search_model_versions("name = 'fashion-mnist'")}
-    output = deployment_run(
-        production,
-        "fashion-mnist-sweep/default",
-        'optimizers=["adam", "sgd"]',
-        'activations=["relu"]',
-        "epochs=1",
-        "dask_workers=2",
-    )
+    output = deployment_run(production, SWEEP, *TINY_GRID, "dask_workers=2")
     mlflow = client(production)
     experiment = mlflow.get_experiment_by_name("fashion-mnist")
     parents = mlflow.search_runs([experiment.experiment_id], "tags.`fmnist.sweep` != ''")
@@ -251,3 +248,27 @@ def test_four_pipelines_at_once_lose_nothing(production: Production) -> None:
     assert rates == set(RATES)
     champion = mlflow.get_model_version_by_alias("fashion-mnist", "champion")
     assert champion.version is not None
+
+
+def test_sweep_where_every_training_diverges_registers_nothing(production: Production) -> None:
+    mlflow = client(production)
+    before = len(mlflow.search_model_versions("name = 'fashion-mnist'"))
+    output = deployment_run(production, SWEEP, *TINY_GRID, "learning_rate=1e30", ends="Failed")
+    run_id = re.search(r"UUID: ([0-9a-f-]{36})", output)
+    assert run_id, output
+    state = production.run("prefect", "flow-run", "inspect", run_id.group(1)).stdout
+    assert "every training of the sweep failed" in " ".join(state.split()), state
+    experiment = mlflow.get_experiment_by_name("fashion-mnist").experiment_id
+    parent = mlflow.search_runs(
+        [experiment], "tags.`fmnist.sweep` != ''", order_by=["attributes.start_time DESC"]
+    )[0]
+    assert parent.info.status == "FAILED"
+    assert parent.data.metrics["failed"] == 2
+    children = mlflow.search_runs(
+        [experiment], f"tags.`mlflow.parentRunId` = '{parent.info.run_id}'"
+    )
+    assert {c.info.status for c in children} == {"FAILED"} and len(children) == 2
+    artifact = production.run("prefect", "artifact", "inspect", "fashion-mnist-sweep").stdout
+    artifact = " ".join(artifact.split())  # the CLI wraps long lines
+    assert artifact.count("training diverged") == 2, artifact
+    assert len(mlflow.search_model_versions("name = 'fashion-mnist'")) == before

@@ -33,6 +33,13 @@ ARTIFACT_KEY = "fashion-mnist-sweep"
 cloudpickle.register_pickle_by_value(sys.modules[__name__])
 
 
+@task(name="prepare", retries=2, retry_delay_seconds=10)
+def prepare(root: Path, env: dict[str, str]) -> None:
+    """download -> prepare in the workspace, once: every training then restores the data
+    from DVC's cache instead of fetching and preparing it again."""
+    experiments.reproduce(root, "prepare", env, get_run_logger().info)
+
+
 @task(name="training", task_run_name="training-{planned.training.name}")
 def training(
     root: Path,
@@ -113,6 +120,7 @@ def sweep(
     params = load_params(root / "params.yaml")
     tracking_uri = resolve_tracking_uri(os.environ.get("MLFLOW_TRACKING_URI"), root)
     env = experiments.stage_env({"MLFLOW_TRACKING_URI": tracking_uri})
+    prepare(root, env)
     with sweep_run(tracking_uri, params.tracking.experiment, name, plan) as parent_run_id:
         runner = task_runner(dask_address, dask_workers, len(plan))
         outcomes = trainings.with_options(task_runner=runner)(  # type: ignore[arg-type]

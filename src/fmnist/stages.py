@@ -667,6 +667,8 @@ def run_sweep(
     from fmnist import experiments, tracking
 
     env = experiments.stage_env({"MLFLOW_TRACKING_URI": tracking_uri})
+    # The data once, in the workspace: every training restores it from DVC's cache.
+    experiments.reproduce(root, "prepare", env, on_line)
     with tracking.sweep_run(tracking_uri, params.tracking.experiment, sweep_name, plan) as parent:
 
         def one(planned: PlannedTraining) -> Outcome:

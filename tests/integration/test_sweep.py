@@ -59,3 +59,6 @@ def test_a_diverging_training_fails_only_its_child_run(
     assert client.get_model_version_by_alias("fashion-mnist", "champion").run_id == (
         adam_run.info.run_id
     )
+    # The data was prepared once, in the workspace; no training prepared it again.
+    assert not [ln for ln in lines if ln.startswith("[") and "Running stage 'prepare'" in ln]
+    assert any("prepare" in line for line in lines if line.startswith("[adam-relu] "))

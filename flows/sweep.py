@@ -79,13 +79,14 @@ def task_runner(
 ) -> DaskTaskRunner:
     """The given Dask scheduler, else a local cluster of dask_workers.
 
-    Default: two per CPU (at most one per training). A training spends much of its time in
-    single-threaded imports, DVC and I/O: 8 trainings on 2 CPUs took 197 s one at a time,
-    141 s two at a time, 109 s four at a time (bench/bench_sweep.py).
+    Default: one per CPU (at most one per training). Measured on 2 CPUs, the 8-training
+    sweep through this flow took 139.7 and 129.2 s with 2 workers, 150.5 and 142.5 s with 4
+    (`fmnist sweep`'s threads gained from 4: 109 s against 141 s; here each worker is a
+    process of its own).
     """
     if dask_address:
         return DaskTaskRunner(address=dask_address)
-    workers = dask_workers or max(1, min(trainings, 2 * (os.cpu_count() or 1)))
+    workers = dask_workers or max(1, min(trainings, os.cpu_count() or 1))
     return DaskTaskRunner(
         cluster_kwargs={
             "n_workers": workers,

@@ -16,8 +16,9 @@ from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
-from fmnist.errors import StageError
+from fmnist.errors import DataIntegrityError, StageError
 
 LineSink = Callable[[str], None]
 _ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
@@ -116,6 +117,14 @@ def experiment_file(root: Path, ref: str, path: str) -> str:
     return _git(root, "show", f"{ref}:{path}")
 
 
+def experiment_json(root: Path, ref: str, path: str) -> Any:
+    """A JSON file (metrics, run records) as the experiment committed it."""
+    try:
+        return json.loads(experiment_file(root, ref, path))
+    except json.JSONDecodeError as exc:
+        raise DataIntegrityError(f"{ref}:{path}: not valid JSON ({exc})") from None
+
+
 @dataclass(frozen=True)
 class ExperimentReport:
     """What a finished experiment registered, for the flow's artifacts."""
@@ -134,12 +143,12 @@ def report_experiment(root: Path, ref: str) -> ExperimentReport:
     """
     from fmnist.report import epoch_rows, model_markdown
 
-    registered = json.loads(experiment_file(root, ref, "models/registered.json"))
-    run = json.loads(experiment_file(root, ref, "models/run.json"))
+    registered = experiment_json(root, ref, "models/registered.json")
+    run = experiment_json(root, ref, "models/run.json")
     markdown = model_markdown(
         model_display_name=run["fmnist.model.name"],
         summary=experiment_file(root, ref, "models/summary.txt"),
-        metrics=json.loads(experiment_file(root, ref, "metrics/evaluate.json")),
+        metrics=experiment_json(root, ref, "metrics/evaluate.json"),
         registered=registered,
         experiment=ref.rsplit("/", 1)[-1],
     )

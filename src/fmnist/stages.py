@@ -80,12 +80,12 @@ def read_run_record(path: Path) -> dict[str, Any]:
     return _checked_run_record(read_json(path), str(path))
 
 
-def read_run_record_text(text: str, where: str) -> dict[str, Any]:
-    """models/run.json's text (as an experiment committed it), every key present."""
-    try:
-        return _checked_run_record(json.loads(text), where)
-    except json.JSONDecodeError as exc:
-        raise DataIntegrityError(f"{where}: models/run.json is not valid JSON ({exc})") from None
+def experiment_run_record(root: Path, ref: str) -> dict[str, Any]:
+    """models/run.json as DVC experiment ref committed it, every key present."""
+    from fmnist.experiments import experiment_json
+
+    path = "models/run.json"
+    return _checked_run_record(experiment_json(root, ref, path), f"{ref}:{path}")
 
 
 def _checked_run_record(record: Any, where: str) -> dict[str, Any]:
@@ -592,8 +592,8 @@ def run_sweep_training(
         on_line,
         targets=(SWEEP_TARGET,),
     )
-    run = json.loads(experiments.experiment_file(root, ref, "models/run.json"))
-    metrics = json.loads(experiments.experiment_file(root, ref, "metrics/evaluate.json"))
+    run = experiment_run_record(root, ref)
+    metrics = experiments.experiment_json(root, ref, "metrics/evaluate.json")
     fit = run_metrics(tracking_uri, run["run_id"]).get("fit_seconds")
     return Outcome(
         planned.training,
@@ -635,8 +635,8 @@ def run_sweep_finish(
     ref = experiments.experiment_ref(root, str(winner.experiment))
     record = register_trained(
         params,
-        read_run_record_text(experiments.experiment_file(root, ref, "models/run.json"), ref),
-        json.loads(experiments.experiment_file(root, ref, "metrics/evaluate.json")),
+        experiment_run_record(root, ref),
+        experiments.experiment_json(root, ref, "metrics/evaluate.json"),
         experiments.experiment_file(root, ref, "models/summary.txt"),
         tracking_uri,
     )

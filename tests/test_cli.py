@@ -56,3 +56,28 @@ def test_train_without_data(tmp_path: Path) -> None:
     assert result.returncode == DataIntegrityError.exit_code
     assert "nowhere/train.npz: missing" in one_line_error(result)
     assert not (tmp_path / "mlflow.db").exists()  # no run was started
+
+
+def test_output_reaches_a_pipe_and_the_exit_code_is_kept() -> None:
+    """main() ends the process without interpreter teardown: stdout must still be flushed."""
+    result = fmnist("--help", cwd=Path.cwd())
+    assert result.returncode == 0 and "train" in result.stdout
+    result = fmnist("no-such-command", cwd=Path.cwd())
+    assert result.returncode == 2
+
+
+def test_mlflow_telemetry_is_off_in_fmnist_processes() -> None:
+    """MLflow 3 posts usage data to its vendor unless told not to (or it sees CI)."""
+    import os
+
+    ci_markers = {"CI", "PYTEST_CURRENT_TEST", "GITHUB_ACTIONS", "MLFLOW_DISABLE_TELEMETRY"}
+    env = {k: v for k, v in os.environ.items() if k not in ci_markers}
+    code = (
+        "import fmnist, mlflow\n"
+        "from mlflow.telemetry.utils import _IS_IN_CI_ENV_OR_TESTING, is_telemetry_disabled\n"
+        "print(_IS_IN_CI_ENV_OR_TESTING, is_telemetry_disabled())\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120
+    )
+    assert result.stdout.split() == ["False", "True"], result.stderr

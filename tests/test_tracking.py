@@ -10,7 +10,13 @@ from pathlib import Path
 
 from mlflow import MlflowClient
 
-from fmnist.tracking import PARENT_TAG, open_store, store_error_line, tracked_run
+from fmnist.tracking import (
+    PARENT_TAG,
+    open_store,
+    store_created_alongside,
+    store_error_line,
+    tracked_run,
+)
 from tests.conftest import REPO
 
 
@@ -68,3 +74,27 @@ def test_a_cli_command_on_a_store_another_process_holds_is_one_line(
     assert len(lines) == 1 and "Traceback" not in result.stderr, result.stderr
     assert lines[0].startswith("fmnist models: error: the sqlite MLflow store is locked")
     assert "use a tracking server" in lines[0]
+
+
+def test_a_new_store_is_created_alongside_a_block_by_a_second_process(tmp_path: Path) -> None:
+    """While the block runs, a helper process creates the store (tables and lock mark); the
+    block's own run then finds it ready. For a store that exists there is no helper."""
+    import psutil
+
+    import fmnist.tracking
+
+    def helpers() -> list[psutil.Process]:
+        return [p for p in psutil.Process().children() if p.cmdline()[-1] == uri]
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    with store_created_alongside(uri):
+        (helper,) = helpers()
+        with tracked_run(uri, "fashion-mnist", run_name="alongside") as run_id:
+            pass
+    assert not helper.is_running()  # waited for
+    mark = (tmp_path / "mlflow.db.lock").read_text()
+    assert mark == f"created {(tmp_path / 'mlflow.db').stat().st_ino}"
+    assert MlflowClient(uri).get_run(run_id).info.status == "FINISHED"
+    fmnist.tracking._ready.clear()  # as a new process sees it: only the lock mark
+    with store_created_alongside(uri):
+        assert helpers() == []

@@ -6,16 +6,23 @@ import numpy as np
 import pytest
 
 from fmnist.config import LayerConfig, ModelConfig, TrainConfig
+from fmnist.data.prepare import scale_images
 from fmnist.model import build_model
-from fmnist.train import as_features, compile_model, fit_model, make_optimizer, seed_everything
+from fmnist.train import (
+    compile_model,
+    fit_model,
+    make_optimizer,
+    pixel_batches,
+    seed_everything,
+    training_batches,
+)
 from tests.conftest import synthetic_images
 
 SMALL_MODEL = ModelConfig(hidden=(LayerConfig(units=32, activation="relu"),))
 
 
 def data(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    images, labels = synthetic_images(n, seed=seed)
-    return as_features(images.astype(np.float32) / 255, SMALL_MODEL), labels
+    return synthetic_images(n, seed=seed)  # uint8 pixels, as the train stage feeds them
 
 
 def train_once(cfg: TrainConfig, epochs_seen: list | None = None) -> dict[str, list[float]]:
@@ -27,7 +34,8 @@ def train_once(cfg: TrainConfig, epochs_seen: list | None = None) -> dict[str, l
         if epochs_seen is not None
         else []
     )
-    return fit_model(model, data(400, 1), data(100, 2), cfg, on_epoch_end=hooks, verbose=0)
+    batches = training_batches(data(400, 1), data(100, 2), model, cfg)
+    return fit_model(model, batches, cfg, on_epoch_end=hooks, verbose=0)
 
 
 def test_loss_falls_and_hooks_see_every_epoch() -> None:
@@ -64,10 +72,39 @@ def test_optimizers(name: str, cls: str) -> None:
         assert opt.momentum == 0.5
 
 
-def test_flat_features_are_views() -> None:
-    x = np.zeros((3, 28, 28), np.float32)
-    flat = as_features(x, ModelConfig())
-    assert flat.shape == (3, 784) and np.shares_memory(flat, x)
+@pytest.mark.parametrize("form", ["flat", "image"])
+def test_pixel_batches_feed_exactly_the_prepared_values(form: str) -> None:
+    """Scaled as fed: each batch is scale_images(pixels) (prepare's float32 x / 255, bit for
+    bit) in the model's input shape; unshuffled batches keep row order, the last one partial."""
+    pixels, labels = synthetic_images(70, seed=5)
+    model = build_model(ModelConfig(input=form))
+    batches = pixel_batches(pixels, labels, model.input_shape, batch_size=32, shuffle=False)
+    assert int(batches.cardinality()) == 3  # known: Keras' progress bar shows 1/3, 2/3, ...
+    xs, ys = zip(*[(x.numpy(), y.numpy()) for x, y in batches], strict=True)
+    assert [len(y) for y in ys] == [32, 32, 6]
+    x = np.concatenate(xs)
+    assert x.dtype == np.float32 and x.shape[1:] == model.input_shape[1:]
+    assert np.array_equal(x.reshape(70, 28, 28), scale_images(pixels))
+    assert np.array_equal(np.concatenate(ys), labels)
+
+
+def shuffled_orders(seed: int, epochs: int) -> list[list[int]]:
+    """The row order pixel_batches feeds in each epoch (rows tagged with their index)."""
+    pixels, labels = synthetic_images(64, seed=6)
+    pixels[:, 0, 0] = np.arange(64)
+    seed_everything(seed)
+    batches = pixel_batches(pixels, labels, (None, 784), 16, shuffle=True)
+    return [
+        [int(v) for x, _ in batches for v in np.rint(x.numpy()[:, 0] * 255)] for _ in range(epochs)
+    ]
+
+
+def test_pixel_batches_shuffle_all_rows_anew_each_epoch_and_repeatably() -> None:
+    first, second = shuffled_orders(seed=1, epochs=2)
+    assert sorted(first) == sorted(second) == list(range(64))
+    assert first != second != list(range(64))  # a new permutation every epoch
+    assert shuffled_orders(seed=1, epochs=2) == [first, second]  # the same ones under a seed
+    assert shuffled_orders(seed=2, epochs=1) != [first]
 
 
 def test_a_diverged_training_is_an_error_not_a_model() -> None:

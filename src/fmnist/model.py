@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from fmnist.config import ModelConfig
 
@@ -21,12 +21,10 @@ def input_shape(cfg: ModelConfig) -> tuple[int, ...]:
 
 def build_model(cfg: ModelConfig) -> keras.Sequential:
     """Input -> [Flatten] -> hidden Dense layers -> Dense(10, softmax), named cfg.name."""
-    import keras
+    from fmnist.keras_compat import load_keras
 
-    from fmnist.keras_compat import allow_unicode_names
-
-    allow_unicode_names()
-    layers: list[keras.layers.Layer] = []
+    keras = load_keras()
+    layers: list[Any] = []
     if cfg.input == "image":
         layers.append(keras.layers.Flatten())
     layers += [

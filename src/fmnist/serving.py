@@ -80,11 +80,9 @@ class FashionMnistClassifier(PythonModel):
     """MLflow pyfunc around the Keras file (an artifact, loaded in load_context)."""
 
     def load_context(self, context: Any) -> None:
-        import keras
+        from fmnist.keras_compat import load_keras
 
-        from fmnist.keras_compat import allow_unicode_names
-
-        allow_unicode_names()
+        keras = load_keras()
         self.model = keras.models.load_model(context.artifacts["keras_model"], compile=False)
 
     def predict(self, context: Any, model_input: Any, params: Any = None) -> Any:

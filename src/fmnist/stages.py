@@ -11,6 +11,7 @@ import os
 import subprocess
 import tempfile
 import time
+import zipfile
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -111,24 +112,62 @@ def save_split(dest: Path, x: np.ndarray, y: np.ndarray) -> None:
         np.savez(f, x=x, y=y)
 
 
-def load_split(path: Path) -> tuple[np.ndarray, np.ndarray]:
-    """Read a prepared split and check it is what prepare writes."""
+def load_split(path: Path, *, as_pixels: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """Read a prepared split and check it is what prepare writes: x float32 (n, 28, 28), y uint8.
+
+    as_pixels: x comes back as the uint8 pixels prepare scaled (x == pixels / 255 exactly,
+    checked), a quarter of the memory; the float32 array is read in chunks and is never whole
+    in memory.
+    """
     try:
-        with np.load(path) as data:
-            x, y = data["x"], data["y"]
+        with zipfile.ZipFile(path) as archive:
+            with archive.open("y.npy") as f:
+                y = np.lib.format.read_array(f)
+            with archive.open("x.npy") as f:
+                x = _read_images(f, path, as_pixels)
     except FileNotFoundError:
         raise DataIntegrityError(f"{path}: missing (run `dvc repro prepare` first)") from None
-    except (KeyError, ValueError, OSError) as exc:
+    except (KeyError, ValueError, OSError, EOFError, zipfile.BadZipFile) as exc:
         raise DataIntegrityError(
             f"{path}: not a prepared split with arrays x and y ({exc})"
         ) from None
-    if x.dtype != np.float32 or x.ndim != 3 or x.shape[1:] != (28, 28):
-        raise DataIntegrityError(f"{path}: x is {x.dtype} {x.shape}, expected float32 (n, 28, 28)")
     if y.dtype != np.uint8 or y.shape != (x.shape[0],):
         raise DataIntegrityError(
             f"{path}: y is {y.dtype} {y.shape}, expected uint8 ({x.shape[0]},)"
         )
     return x, y
+
+
+_CHUNK_ROWS = 2048  # 6.4 MB of float32 images at a time
+
+
+def _read_images(f: Any, path: Path, as_pixels: bool) -> np.ndarray:
+    """The x array of a split from its open .npy member, chunk by chunk."""
+    from fmnist.data.prepare import unscale_images
+
+    version = np.lib.format.read_magic(f)
+    header = (
+        np.lib.format.read_array_header_1_0
+        if version == (1, 0)
+        else np.lib.format.read_array_header_2_0
+    )
+    shape, fortran_order, dtype = header(f)
+    if dtype != np.float32 or len(shape) != 3 or shape[1:] != (28, 28) or fortran_order:
+        raise DataIntegrityError(f"{path}: x is {dtype} {shape}, expected float32 (n, 28, 28)")
+    out = np.empty(shape, np.uint8 if as_pixels else np.float32)
+    for start in range(0, shape[0], _CHUNK_ROWS):
+        rows = min(_CHUNK_ROWS, shape[0] - start)
+        chunk = np.frombuffer(f.read(rows * 28 * 28 * 4), dtype=dtype)
+        if chunk.size != rows * 28 * 28:
+            raise DataIntegrityError(f"{path}: x is truncated at row {start}")
+        chunk = chunk.reshape(rows, 28, 28)
+        if as_pixels:
+            try:
+                chunk = unscale_images(chunk)
+            except ValueError as exc:
+                raise DataIntegrityError(f"{path}: x rows {start}-{start + rows}: {exc}") from None
+        out[start : start + rows] = chunk
+    return out
 
 
 def md5_file(path: Path) -> str:
@@ -249,14 +288,39 @@ def run_train(
     """Fit the model from params, track it in MLflow (as a child of parent_run_id, in a
     sweep), save it; returns the last epoch's metrics."""
     from fmnist import tracking
-    from fmnist.model import build_model, summary_text
-    from fmnist.train import as_features, compile_model, fit_model, seed_everything
+    from fmnist.model import build_model
+    from fmnist.train import compile_model, seed_everything, training_batches
 
-    x_train, y_train = load_split(data_dir / "train.npz")
-    x_val, y_val = load_split(data_dir / "val.npz")
-    seed_everything(params.train.seed)
-    model = build_model(params.model)
-    compile_model(model, params.train)
+    train = load_split(data_dir / "train.npz", as_pixels=True)
+    val = load_split(data_dir / "val.npz", as_pixels=True)
+    raw_sample = val[0][:32].copy()  # raw 0-255 pixels, as the served model takes them
+    with tracking.store_created_alongside(tracking_uri):  # while TensorFlow loads
+        seed_everything(params.train.seed)
+        model = build_model(params.model)
+        compile_model(model, params.train)
+        batches = training_batches(train, val, model, params.train)
+        del train, val  # the batches hold their own copy
+        return _fit_tracked(
+            params, model, batches, raw_sample, data_dir, out, tracking_uri, root, parent_run_id
+        )
+
+
+def _fit_tracked(
+    params: Params,
+    model: Any,
+    batches: Any,
+    raw_sample: np.ndarray,
+    data_dir: Path,
+    out: TrainOutputs,
+    tracking_uri: str,
+    root: Path,
+    parent_run_id: str | None,
+) -> dict[str, Any]:
+    """run_train's fit inside its MLflow run, and its outputs."""
+    from fmnist import tracking
+    from fmnist.model import summary_text
+    from fmnist.train import fit_model
+
     summary = summary_text(model)
     print(summary, flush=True)
     tags = {
@@ -274,19 +338,12 @@ def run_train(
         tracking.log_params(tracking.params_for_tracking(params))
         tracking.log_text(summary, tracking.SUMMARY_ARTIFACT)
         started = time.perf_counter()
-        history = fit_model(
-            model,
-            (as_features(x_train, params.model), y_train),
-            (as_features(x_val, params.model), y_val),
-            params.train,
-            on_epoch_end=[tracking.log_epoch],
-        )
+        history = fit_model(model, batches, params.train, on_epoch_end=[tracking.log_epoch])
         fit_seconds = time.perf_counter() - started
         print(f"fit: {fit_seconds:.2f} s", flush=True)
         tracking.log_metrics({"fit_seconds": fit_seconds})  # timing: MLflow only, not DVC
         with atomic_path(out.model) as tmp_model:  # keeps the .keras suffix Keras wants
             model.save(tmp_model)
-        raw_sample = np.rint(x_val[:32] * 255)  # the raw 0-255 pixels the served model takes
         model_uri, model_id = tracking.log_served_model(model, out.model, raw_sample)
         last = {k: v[-1] for k, v in history.items()}
         epochs = range(1, len(history["loss"]) + 1)
@@ -323,11 +380,9 @@ class EvaluateOutputs:
 
 def load_keras_model(path: Path) -> Any:
     """A saved .keras model, Unicode names and all."""
-    import keras
+    from fmnist.keras_compat import load_keras
 
-    from fmnist.keras_compat import allow_unicode_names
-
-    allow_unicode_names()
+    keras = load_keras()
     if not path.is_file():
         raise DataIntegrityError(f"{path}: missing (run `dvc repro train` first)")
     try:

@@ -94,6 +94,39 @@ def open_store(uri: str) -> None:
     _ready.add(uri)
 
 
+@contextlib.contextmanager
+def store_created_alongside(uri: str) -> Iterator[None]:
+    """Create a new sqlite store in a second process while the block runs (TensorFlow's
+    import, in train): the two seconds of MLflow's table creation then cost no wall time on
+    a second core. open_store's lock serializes it with everything else; the block's own
+    open_store waits for it. On exit the helper is waited for, never killed (a store cut off
+    mid-creation would be half-migrated). No-op for servers and stores that exist."""
+    db = sqlite_path(uri)
+    if db is None or uri in _ready or _lock_mark(db) == _created_mark(db):
+        yield
+        return
+    import subprocess
+    import sys
+
+    helper = subprocess.Popen(
+        [sys.executable, "-c", "import sys, fmnist.tracking as t; t.open_store(sys.argv[1])", uri],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,  # on failure the block's own open_store reports it
+    )
+    try:
+        yield
+    finally:
+        helper.wait()
+
+
+def _lock_mark(db: Path) -> str | None:
+    try:
+        return Path(f"{db}.lock").read_text(encoding="utf-8").strip()
+    except FileNotFoundError:
+        return None
+
+
 def _created_mark(db: Path) -> str:
     """Names this database file (a deleted and re-created one gets a new inode)."""
     try:

@@ -3,7 +3,7 @@ import pytest
 from sklearn.model_selection import train_test_split
 
 from fmnist.config import PrepareConfig
-from fmnist.data.prepare import make_split, scale_images, split_indices
+from fmnist.data.prepare import make_split, scale_images, split_indices, unscale_images
 from tests.conftest import synthetic_images
 
 
@@ -34,3 +34,17 @@ def test_stratified_split_keeps_class_shares() -> None:
     _, labels = synthetic_images(200, seed=6)
     _, val_rows = split_indices(labels, PrepareConfig(val_size=0.2, seed=1, stratify=True))
     assert np.bincount(labels[val_rows], minlength=10).tolist() == [4] * 10
+
+
+def test_unscaling_gives_back_every_pixel_exactly() -> None:
+    every_byte = np.arange(256, dtype=np.uint8).repeat(4).reshape(1, 32, 32)
+    pixels = unscale_images(scale_images(every_byte))
+    assert pixels.dtype == np.uint8 and np.array_equal(pixels, every_byte)
+
+
+@pytest.mark.parametrize("bad", [0.5, 1.5, -1 / 255, np.nan, np.nextafter(np.float32(1 / 255), 1)])
+def test_unscaling_refuses_what_is_not_a_pixel_over_255(bad: float) -> None:
+    scaled = scale_images(np.full((1, 28, 28), 7, np.uint8))
+    scaled[0, 3, 4] = bad
+    with pytest.raises(ValueError, match="not 0-255 pixels / 255"):
+        unscale_images(scaled)

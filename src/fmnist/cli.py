@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import os
 import signal
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any, NoReturn, TypeVar
@@ -412,7 +413,10 @@ def main() -> None:
         code = exc.code
     else:
         code = 0
-    exit_now(code if isinstance(code, int) else 1 if code else 0)
+    if code is not None and not isinstance(code, int):  # SystemExit("why"): say why, as Python does
+        print(code, file=sys.stderr)
+        code = 1
+    exit_now(code or 0)
 
 
 def exit_now(code: int) -> NoReturn:
@@ -424,7 +428,6 @@ def exit_now(code: int) -> NoReturn:
     in a normal exit; then stdio is flushed and the process ends with code.
     """
     import atexit
-    import sys
     import threading
 
     for thread in threading.enumerate():

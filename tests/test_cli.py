@@ -81,3 +81,25 @@ def test_mlflow_telemetry_is_off_in_fmnist_processes() -> None:
         [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120
     )
     assert result.stdout.split() == ["False", "True"], result.stderr
+
+
+def test_exit_now_stops_executors_and_waits_for_threads_like_a_normal_exit() -> None:
+    """A live ThreadPoolExecutor (idle workers wait for its exit hook) must not hang the exit;
+    a running non-daemon thread finishes first; atexit handlers run; the code is kept."""
+    code = (
+        "import atexit, threading, time\n"
+        "from concurrent.futures import ThreadPoolExecutor\n"
+        "from fmnist.cli import exit_now\n"
+        "pool = ThreadPoolExecutor(2); pool.submit(print, 'task', flush=True).result()\n"
+        "threading.Thread(target=lambda: (time.sleep(0.5), print('thread done'))).start()\n"
+        "atexit.register(print, 'atexit ran')\n"
+        "print('buffered, not flushed')\n"
+        "exit_now(3)\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 3, result.stderr
+    assert result.stdout.split("\n")[:4] == [
+        "task", "buffered, not flushed", "thread done", "atexit ran"
+    ]  # fmt: skip

@@ -145,6 +145,7 @@ _CHUNK_ROWS = 2048  # 6.4 MB of float32 images at a time
 def _read_images(f: Any, path: Path, as_pixels: bool) -> np.ndarray:
     """The x array of a split from its open .npy member, chunk by chunk."""
     from fmnist.data.prepare import unscale_images
+    from fmnist.model import IMAGE_SHAPE
 
     version = np.lib.format.read_magic(f)
     header = (
@@ -153,15 +154,16 @@ def _read_images(f: Any, path: Path, as_pixels: bool) -> np.ndarray:
         else np.lib.format.read_array_header_2_0
     )
     shape, fortran_order, dtype = header(f)
-    if dtype != np.float32 or len(shape) != 3 or shape[1:] != (28, 28) or fortran_order:
+    if dtype != np.float32 or len(shape) != 3 or shape[1:] != IMAGE_SHAPE or fortran_order:
         raise DataIntegrityError(f"{path}: x is {dtype} {shape}, expected float32 (n, 28, 28)")
     out = np.empty(shape, np.uint8 if as_pixels else np.float32)
+    row_values = IMAGE_SHAPE[0] * IMAGE_SHAPE[1]
     for start in range(0, shape[0], _CHUNK_ROWS):
         rows = min(_CHUNK_ROWS, shape[0] - start)
-        chunk = np.frombuffer(f.read(rows * 28 * 28 * 4), dtype=dtype)
-        if chunk.size != rows * 28 * 28:
+        chunk = np.frombuffer(f.read(rows * row_values * dtype.itemsize), dtype=dtype)
+        if chunk.size != rows * row_values:
             raise DataIntegrityError(f"{path}: x is truncated at row {start}")
-        chunk = chunk.reshape(rows, 28, 28)
+        chunk = chunk.reshape(rows, *IMAGE_SHAPE)
         if as_pixels:
             try:
                 chunk = unscale_images(chunk)

@@ -80,10 +80,9 @@ def open_store(uri: str) -> None:
     import fcntl
 
     db.parent.mkdir(parents=True, exist_ok=True)
-    with open(f"{db}.lock", "a+", encoding="utf-8") as lock:
+    with open(f"{db}.lock", "a", encoding="utf-8") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes
-        lock.seek(0)
-        if lock.read().strip() != _created_mark(db):
+        if _lock_mark(db) != _created_mark(db):
             from mlflow import MlflowClient
 
             client = MlflowClient(uri)
@@ -121,6 +120,7 @@ def store_created_alongside(uri: str) -> Iterator[None]:
 
 
 def _lock_mark(db: Path) -> str | None:
+    """What `<db>.lock` records: the created mark of the database it last saw created."""
     try:
         return Path(f"{db}.lock").read_text(encoding="utf-8").strip()
     except FileNotFoundError:

@@ -2,6 +2,8 @@
 
 Wiring only. DVC runs the stages (dvc.yaml stays the one definition of the pipeline);
 flow parameters become a DVC experiment's `--set-param`s, so params.yaml is never edited.
+When DVC already has this data, code and params it runs nothing and the run reports the
+version it reused (`force=true` retrains: a new MLflow run and a new registered version).
 """
 
 from __future__ import annotations
@@ -30,22 +32,36 @@ def download(root: Path, env: dict[str, str]) -> None:
 
 
 @task(name="experiment")
-def experiment(root: Path, name: str, set_params: list[str], env: dict[str, str]) -> str:
-    """prepare -> train -> evaluate -> register as DVC experiment NAME; returns its ref."""
-    return experiments.run_experiment(root, name, set_params, env, get_run_logger().info)
+def experiment(
+    root: Path, name: str, set_params: list[str], env: dict[str, str], force: bool = False
+) -> experiments.ExperimentRun:
+    """prepare -> train -> evaluate -> register as DVC experiment NAME; its ref, and which
+    stages DVC ran (force: every one)."""
+    return experiments.run_experiment(
+        root, name, set_params, env, get_run_logger().info, force=force
+    )
 
 
 @task(name="report")
-def report(root: Path, ref: str) -> dict[str, Any]:
-    """The markdown and per-epoch table artifacts of the registered model."""
-    result = experiments.report_experiment(root, ref)
+def report(root: Path, run: experiments.ExperimentRun) -> dict[str, Any]:
+    """The markdown and per-epoch table artifacts of the registered model; says so (log line,
+    artifact's first line) when DVC reused an earlier run's version instead of registering."""
+    reused = "register" in run.reused
+    result = experiments.report_experiment(root, run.ref, reused=reused)
+    if result.reuse:
+        get_run_logger().info(result.reuse)
     create_markdown_artifact(
         key=ARTIFACT_KEY, markdown=result.markdown, description="Registered model"
     )
     create_table_artifact(
         key=EPOCHS_ARTIFACT_KEY, table=result.epochs, description="Per-epoch metrics"
     )
-    return {"version": result.version, "run_id": result.run_id, "experiment": ref}
+    return {
+        "version": result.version,
+        "run_id": result.run_id,
+        "experiment": run.ref,
+        "reused": reused,
+    }
 
 
 def _experiment_name() -> str:
@@ -64,8 +80,10 @@ def pipeline(
     model_name: str | None = None,
     download_retries: int = 2,
     download_retry_delay: float = 10.0,
+    force: bool = False,
 ) -> dict[str, Any]:
-    """download -> prepare -> train -> evaluate -> register; None keeps params.yaml's value."""
+    """download -> prepare -> train -> evaluate -> register; None keeps params.yaml's value.
+    force: run every stage even if DVC already has their outputs (a new version)."""
     root = Path.cwd()
     overrides = RunOverrides(
         epochs, batch_size, optimizer, learning_rate, hidden_units, hidden_activation, model_name
@@ -76,8 +94,8 @@ def pipeline(
     download.with_options(retries=download_retries, retry_delay_seconds=download_retry_delay)(
         root, env
     )
-    ref = experiment(root, _experiment_name(), set_params, env)
-    return report(root, ref)
+    run = experiment(root, _experiment_name(), set_params, env, force)
+    return report(root, run)
 
 
 if __name__ == "__main__":

@@ -4,7 +4,9 @@ Wiring only. Each cell of the grid (optimizer x hidden activation) is a DVC expe
 (prepare -> train -> evaluate) whose MLflow run nests under the sweep's parent run; the
 trainings run in parallel on Dask (a local cluster, or the scheduler at `dask_address`, whose
 workers need this project installed and the repo at the same path). Then the comparison
-artifact, and the best training registered under the promotion rule.
+artifact, and the best training by validation accuracy registered under the promotion rule
+(which compares test accuracy with the champion's). A training DVC reused (same data, code
+and params as an earlier run) gets a child run linking to that run.
 """
 
 from __future__ import annotations
@@ -34,9 +36,10 @@ cloudpickle.register_pickle_by_value(sys.modules[__name__])
 
 
 @task(name="prepare", retries=2, retry_delay_seconds=10)
-def prepare(root: Path, env: dict[str, str]) -> None:
+def prepare(root: Path, tracking_uri: str) -> None:
     """download -> prepare in the workspace, once: every training then restores the data
     from DVC's cache instead of fetching and preparing it again."""
+    env = experiments.stage_env({"MLFLOW_TRACKING_URI": tracking_uri})
     experiments.reproduce(root, "prepare", env, get_run_logger().info)
 
 
@@ -45,10 +48,12 @@ def training(
     root: Path,
     planned: stages.PlannedTraining,
     parent_run_id: str,
-    env: dict[str, str],
     tracking_uri: str,
 ) -> Outcome:
-    """One cell of the grid as a DVC experiment; its MLflow run is the parent's child."""
+    """One cell of the grid as a DVC experiment; its MLflow run is the parent's child (or,
+    if DVC reused an earlier training, a child run linking to it). The environment is this
+    worker's own, never a parameter (Prefect stores parameters)."""
+    env = experiments.stage_env({"MLFLOW_TRACKING_URI": tracking_uri})
     return stages.run_sweep_training(
         root, planned, parent_run_id, env, tracking_uri, get_run_logger().info
     )
@@ -59,11 +64,10 @@ def trainings(
     root: Path,
     plan: list[stages.PlannedTraining],
     parent_run_id: str,
-    env: dict[str, str],
     tracking_uri: str,
 ) -> list[Outcome]:
     """Every training at once on the task runner; a failed one is reported, not raised."""
-    futures = [training.submit(root, p, parent_run_id, env, tracking_uri) for p in plan]
+    futures = [training.submit(root, p, parent_run_id, tracking_uri) for p in plan]
     outcomes = []
     for planned, future in zip(plan, futures, strict=True):
         result = future.result(raise_on_failure=False)
@@ -113,19 +117,19 @@ def sweep(
     dask_address: str | None = None,
     dask_workers: int | None = None,
 ) -> dict[str, Any]:
-    """optimizers x activations, in parallel; registers the best. None keeps params.yaml's."""
+    """optimizers x activations, in parallel; registers the best by validation accuracy.
+    None keeps params.yaml's value."""
     root = Path.cwd()
     name = _sweep_name()
     base = RunOverrides(epochs, batch_size, None, learning_rate, hidden_units)
     plan = stages.plan_sweep(root, name, optimizers, activations, base)  # bad value: fails now
     params = load_params(root / "params.yaml")
     tracking_uri = resolve_tracking_uri(os.environ.get("MLFLOW_TRACKING_URI"), root)
-    env = experiments.stage_env({"MLFLOW_TRACKING_URI": tracking_uri})
-    prepare(root, env)
+    prepare(root, tracking_uri)
     with sweep_run(tracking_uri, params.tracking.experiment, name, plan) as parent_run_id:
         runner = task_runner(dask_address, dask_workers, len(plan))
         outcomes = trainings.with_options(task_runner=runner)(  # type: ignore[arg-type]
-            root, plan, parent_run_id, env, tracking_uri
+            root, plan, parent_run_id, tracking_uri
         )
         create_table_artifact(  # first: a sweep where every training failed shows them too
             key=ARTIFACT_KEY,

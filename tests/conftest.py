@@ -39,18 +39,22 @@ def raw_arrays() -> dict[str, tuple[np.ndarray, np.ndarray]]:
     return {"train": synthetic_images(300, seed=1), "test": synthetic_images(100, seed=2)}
 
 
-@pytest.fixture
-def raw_dir(tmp_path: Path, raw_arrays: dict[str, tuple[np.ndarray, np.ndarray]]) -> Path:
-    """data/raw as the download stage leaves it, with synthetic content."""
+def write_raw(raw: Path, arrays: dict[str, tuple[np.ndarray, np.ndarray]]) -> Path:
+    """data/raw as the download stage leaves it, holding these arrays as IDX files."""
     from fmnist.stages import RAW_FILES
 
-    raw = tmp_path / "raw"
-    raw.mkdir()
+    raw.mkdir(parents=True, exist_ok=True)
     for split, (images_name, labels_name) in RAW_FILES.items():
-        images, labels = raw_arrays[split]
+        images, labels = arrays[split]
         (raw / images_name).write_bytes(encode_idx(images))
         (raw / labels_name).write_bytes(encode_idx(labels))
     return raw
+
+
+@pytest.fixture
+def raw_dir(tmp_path: Path, raw_arrays: dict[str, tuple[np.ndarray, np.ndarray]]) -> Path:
+    """data/raw as the download stage leaves it, with synthetic content."""
+    return write_raw(tmp_path / "raw", raw_arrays)
 
 
 @pytest.fixture

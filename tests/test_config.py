@@ -64,3 +64,8 @@ def test_load_params_errors(tmp_path: Path) -> None:
 
 def test_register_section_keeps_its_yaml_name() -> None:
     assert parse_params({"register": {"model_name": "shoes"}}).register_.model_name == "shoes"
+
+
+def test_a_model_name_keras_refuses_is_one_line() -> None:
+    with pytest.raises(ConfigError, match=r"^params.yaml: model.name: cannot contain '/' \(Keras"):
+        parse_params({"model": {"name": "shirts/shoes"}})

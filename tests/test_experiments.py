@@ -15,9 +15,12 @@ from fmnist.experiments import (
     reproduce,
     run_experiment,
     stage_env,
+    stages_in,
 )
 
 GIT = ["-c", "user.name=t", "-c", "user.email=t@t.invalid"]
+GIT_ENV = {"GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t.invalid",
+           "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@t.invalid"}  # fmt: skip
 
 
 def test_clean_line_keeps_the_last_redraw_without_colours() -> None:
@@ -34,6 +37,22 @@ def test_failure_line_prefers_the_stages_own_error() -> None:
     assert failure_line(lines, "dvc repro", 1) == lines[1]
     assert failure_line(lines[2:], "dvc repro", 1) == lines[2]
     assert failure_line(["noise"], "dvc repro", 255) == "dvc repro exited with 255: noise"
+
+
+def test_stages_in_tells_which_stages_dvc_ran_and_which_it_reused() -> None:
+    lines = [  # DVC 3's own wording, as run_dvc streams it
+        "Reproducing experiment 'brave-fox'",
+        "Stage 'download' didn't change, skipping",
+        "Stage 'prepare' is cached - skipping run, checking out outputs",
+        "Running stage 'train':",
+        "> fmnist train --data data/prepared --model models/model.keras",
+        "Epoch 1/1 ... Running stage 'x': not at the start of a line",
+        "Stage 'evaluate' is cached - skipping run, checking out outputs",
+        "Running stage 'register':",
+        "'data/raw.dvc' didn't change, skipping",
+    ]
+    assert stages_in(lines) == (("train", "register"), ("download", "prepare", "evaluate"))
+    assert stages_in([]) == ((), ())
 
 
 def test_stage_env_puts_this_interpreters_bin_first() -> None:
@@ -72,10 +91,11 @@ def test_reproduce_streams_lines_and_runs_the_stage(tiny_repo: Path) -> None:
 
 
 def test_experiment_leaves_the_workspace_alone(tiny_repo: Path) -> None:
-    env = stage_env({"GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t.invalid",
-                     "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@t.invalid"})  # fmt: skip
-    ref = run_experiment(tiny_repo, "three", ["-S", "n=3"], env, lambda line: None)
+    env = stage_env(GIT_ENV)
+    run = run_experiment(tiny_repo, "three", ["-S", "n=3"], env, lambda line: None)
+    ref = run.ref
     assert ref.endswith("/three")
+    assert (run.ran, run.reused) == (("count",), ())
     assert experiment_ref(tiny_repo, "three") == ref
     assert "n: 3" in experiment_file(tiny_repo, ref, "params.yaml")
     assert (tiny_repo / "params.yaml").read_text() == "n: 1\n"
@@ -87,3 +107,16 @@ def test_a_failing_stage_raises_its_own_line(tiny_repo: Path) -> None:
         run_experiment(tiny_repo, "two", ["-S", "n=2"], stage_env(), lambda line: None)
     with pytest.raises(StageError, match="not found"):
         experiment_ref(tiny_repo, "two")
+
+
+def test_an_experiment_dvc_already_has_is_reused_unless_forced(tiny_repo: Path) -> None:
+    env = stage_env(GIT_ENV)
+    lines: list[str] = []
+    first = run_experiment(tiny_repo, "five", ["-S", "n=5"], env, lines.append)
+    again = run_experiment(tiny_repo, "five-again", ["-S", "n=5"], env, lines.append)
+    forced = run_experiment(tiny_repo, "five-forced", ["-S", "n=5"], env, force=True)
+    assert (first.ran, first.reused) == (("count",), ())
+    assert (again.ran, again.reused) == ((), ("count",))  # from DVC's run cache
+    assert (forced.ran, forced.reused) == (("count",), ())
+    assert "Stage 'count' is cached - skipping run, checking out outputs" in lines  # streamed
+    assert experiment_file(tiny_repo, again.ref, "params.yaml") == "n: 5\n"

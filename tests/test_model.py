@@ -9,7 +9,6 @@ import numpy as np
 import pytest
 
 from fmnist.config import LayerConfig, ModelConfig
-from fmnist.keras_compat import tf_scope_name
 from fmnist.model import build_model, summary_text
 
 TUTORIAL_PARAMS = 79_510
@@ -84,17 +83,3 @@ def test_unicode_model_name_trains_and_predicts() -> None:
     model.fit(x, np.arange(32) % 10, epochs=1, verbose=0)
     assert model.predict(x, verbose=0).shape == (32, 10)
     assert model.name == "패션 MNIST 모델"
-
-
-@pytest.mark.parametrize("name", ["패션 MNIST 모델", " x", "_a", "a b", "모델"])
-def test_tf_scope_name_is_valid_and_distinct(name: str) -> None:
-    import re
-
-    scoped = tf_scope_name(name)
-    assert re.match(r"^[A-Za-z0-9.][A-Za-z0-9_.\\/>-]*$", scoped)
-    assert tf_scope_name(name) == scoped  # stable
-    assert tf_scope_name(name + "2") != scoped
-
-
-def test_valid_names_pass_through() -> None:
-    assert tf_scope_name("dense_1") == "dense_1"

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from hydra.core.override_parser.overrides_parser import OverridesParser
 
@@ -102,3 +104,26 @@ def test_good_override_validates() -> None:
     params = load_params(REPO / "params.yaml", {"train.epochs": 1, "model.name": "x y"})
     assert params.train.epochs == 1
     assert params.model.name == "x y"
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "${oc.env:HOME}",  # OmegaConf would put the worker's $HOME here
+        "a \\${b} and \\\\${c}",
+        "$HOME $(id) `id` {a: 1} [x]",
+        "x: [1, 2]",
+        "it's ${x}",
+    ],
+)
+def test_string_values_reach_params_yaml_as_literals(tmp_path: Path, value: str) -> None:
+    """Through what `dvc exp run -S` runs on params.yaml (Hydra's overrides, then OmegaConf):
+    no interpolation, no YAML, no shell."""
+    import yaml
+    from dvc.utils.hydra import apply_overrides
+
+    params = tmp_path / "params.yaml"
+    params.write_text("model:\n  name: x\n", encoding="utf-8")
+    [arg] = set_param_args({"model.name": value})[1:]
+    apply_overrides(str(params), [arg])
+    assert yaml.safe_load(params.read_text(encoding="utf-8"))["model"]["name"] == value

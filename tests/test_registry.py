@@ -7,15 +7,8 @@ import pytest
 from mlflow import MlflowClient
 
 from fmnist.errors import TrackingError
-from fmnist.registry import (
-    CHAMPION,
-    HISTORY_TAG,
-    decide_promotion,
-    list_versions,
-    previous_champion,
-    promote,
-    rollback,
-)
+from fmnist.promotion import CHAMPION, decide_promotion, previous_champion
+from fmnist.registry import HISTORY_TAG, list_versions, promote, rollback
 
 NAME = "fashion-mnist"
 RULE = {"min_accuracy": 0.80, "min_delta": 0.001}
@@ -133,3 +126,110 @@ def test_concurrent_promotions_leave_one_champion_and_lose_no_history(tmp_path: 
     assert _champion(client) == history[-1]  # the alias is the last one recorded
     holders = [r.version for r in list_versions(uri, NAME) if CHAMPION in r.aliases]
     assert len(holders) == 1
+
+
+# --- registering: per run, all or nothing, read back ------------------------------------------
+
+
+def _logged_run(uri: str, status: str = "FINISHED") -> tuple[str, str]:
+    """A real run with a logged model (MLflow 3's LoggedModel, as train logs one); returns
+    (run_id, model_uri) as models/run.json records them."""
+    import mlflow
+
+    mlflow.set_tracking_uri(uri)
+    client = MlflowClient(uri)
+    found = client.get_experiment_by_name("registry")
+    experiment = found.experiment_id if found else client.create_experiment("registry")
+    run_id = client.create_run(experiment).info.run_id
+    model = mlflow.initialize_logged_model(
+        name="model", source_run_id=run_id, experiment_id=experiment
+    )
+    mlflow.finalize_logged_model(model.model_id, "READY")
+    if status != "RUNNING":
+        client.set_terminated(run_id, status)
+    return run_id, f"models:/{model.model_id}"
+
+
+def _register(uri: str, run_id: str, model_uri: str) -> tuple[int, bool]:
+    from fmnist.registry import register_version
+
+    version, created, _ = register_version(
+        uri, NAME, model_uri, run_id, description="d", tags={"test_accuracy": "0.9000"}
+    )
+    return int(version.version), created
+
+
+def test_registering_a_run_twice_returns_its_first_version(tracking_uri: str) -> None:
+    from fmnist.registry import registered_record
+
+    run_id, model_uri = _logged_run(tracking_uri)
+    assert _register(tracking_uri, run_id, model_uri) == (1, True)
+    assert _register(tracking_uri, run_id, model_uri) == (1, False)
+    other, other_uri = _logged_run(tracking_uri)
+    assert _register(tracking_uri, other, other_uri) == (2, True)
+    assert [r.version for r in list_versions(tracking_uri, NAME)] == [2, 1]
+    assert registered_record(tracking_uri, NAME, 1)["aliases"] == []  # read back: moved on
+    assert registered_record(tracking_uri, NAME, 2)["aliases"] == ["challenger"]
+
+
+def test_a_version_whose_run_did_not_finish_is_refused_unless_forced(tracking_uri: str) -> None:
+    for status in ("RUNNING", "KILLED", "FAILED"):
+        run_id, model_uri = _logged_run(tracking_uri, status)
+        version, _ = _register(tracking_uri, run_id, model_uri)
+        decision = promote(tracking_uri, NAME, version, **RULE, require_better=True)
+        assert not decision.promote
+        assert decision.reason == f"its run {run_id} is {status}, not FINISHED (--force to promote)"
+    assert promote(tracking_uri, NAME, version, **RULE, require_better=False, force=True).promote
+
+
+def test_undoing_a_registration_gives_challenger_back(tracking_uri: str) -> None:
+    from fmnist.registry import undo_registration
+
+    first, first_uri = _logged_run(tracking_uri)
+    _register(tracking_uri, first, first_uri)
+    second, second_uri = _logged_run(tracking_uri)
+    from fmnist.registry import register_version
+
+    version, created, before = register_version(
+        tracking_uri, NAME, second_uri, second, description="d", tags={}
+    )
+    assert created and int(before.version) == 1
+    left = undo_registration(tracking_uri, NAME, int(version.version), before)
+    assert left == "the registry is as it was before"
+    client = MlflowClient(tracking_uri)
+    assert [int(v.version) for v in client.search_model_versions(f"name = '{NAME}'")] == [1]
+    assert int(client.get_model_version_by_alias(NAME, "challenger").version) == 1
+
+
+def test_a_failing_registry_stops_a_promotion_in_one_line(
+    tracking_uri: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A tracking server answering 500 to everything but its health check: the promotion
+    stops with one line naming the server (tests/integration/test_run_faults.py fails only the
+    champion lookup of a real server)."""
+    import http.server
+    import threading
+
+    class Broken(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(200 if self.path == "/health" else 500)
+            self.end_headers()
+            self.wfile.write(
+                b"OK" if self.path == "/health" else b'{"error_code": "INTERNAL_ERROR"}'
+            )
+
+        do_POST = do_GET
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Broken)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        uri = f"http://127.0.0.1:{server.server_address[1]}"
+        with pytest.raises(TrackingError, match=rf"^MLflow at {uri}: API request to .* 500 error"):
+            promote(uri, NAME, 1, **RULE, require_better=True)
+    finally:
+        server.shutdown()
+        server.server_close()

@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from fmnist.report import epoch_rows, model_markdown
+from fmnist.report import epoch_rows, model_markdown, reuse_line
 
 
 def test_epoch_rows_read_the_train_stages_history_csv() -> None:
@@ -31,3 +31,20 @@ def test_model_markdown_names_version_aliases_run_and_summary() -> None:
     assert "| test_accuracy | 0.8500 |" in text
     assert "79,510" in text
     assert "dvc exp apply brave-fox-1234" in text
+
+
+def test_a_reused_run_says_so_first_with_the_version_and_run_it_reused() -> None:
+    line = reuse_line(4, "abc123")
+    assert line == (
+        "reused version 4 from run abc123: DVC restored the pipeline's outputs "
+        "(same data, code and params); pass force=true to retrain"
+    )
+    text = model_markdown(
+        model_display_name="m",
+        summary="Total params: 1",
+        metrics={"test_accuracy": 0.85},
+        registered={"name": "fashion-mnist", "version": 4, "run_id": "abc123", "aliases": []},
+        experiment="e",
+        note=line,
+    )
+    assert text.startswith(line + "\n\n# fashion-mnist v4\n")

@@ -116,8 +116,11 @@ def test_pipeline_tracks_and_registers(
     expected = saved.predict(x.reshape(-1, 784), verbose=0)
     assert np.allclose(table[list(CLASS_NAMES)].to_numpy(), expected, atol=1e-6)
     assert list(table["class_id"]) == list(expected.argmax(axis=1))
-    inputs = loaded.metadata.get_input_schema().inputs[0]
-    assert inputs.shape == (-1, 784) and "0-255" in loaded.metadata.metadata["input"]
+    as_images = loaded.predict(np.rint(x * 255).reshape(-1, 28, 28).astype(np.uint8))
+    assert as_images.equals(table)  # 28x28 arrays and 784-value rows alike
+    assert loaded.metadata.get_input_schema() is None  # both forms: the model checks them
+    assert list(loaded.metadata.get_output_schema().input_names()) == list(table.columns)
+    assert "(n, 28, 28)" in " ".join(loaded.metadata.metadata["input_forms"])
 
 
 def test_same_seed_same_run(
@@ -285,3 +288,9 @@ def test_workspace_root_sees_through_dvc_temp_experiments(tmp_path: Path) -> Non
     temp.mkdir(parents=True)
     assert workspace_root(temp) == tmp_path.resolve()
     assert workspace_root(tmp_path) == tmp_path.resolve()
+
+
+def test_an_empty_split_is_one_error(tmp_path: Path) -> None:
+    save_split(tmp_path / "val.npz", np.zeros((0, 28, 28), np.float32), np.zeros(0, np.uint8))
+    with pytest.raises(DataIntegrityError, match=r"val.npz: the split is empty"):
+        load_split(tmp_path / "val.npz")

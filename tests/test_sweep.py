@@ -14,6 +14,7 @@ from fmnist.sweep import (
     best,
     comparison_rows,
     grid,
+    reuse_note,
     training_overrides,
 )
 
@@ -50,22 +51,46 @@ def test_a_cell_overrides_only_its_optimizer_and_activation() -> None:
     )
 
 
-def outcome(name: str, accuracy: float | None, loss: float | None = 0.5, **kw: object) -> Outcome:
+def outcome(
+    name: str,
+    val: float | None,
+    val_loss: float | None = 0.5,
+    test: float | None = 0.8,
+    **kw: object,
+) -> Outcome:
     optimizer, activation = name.split("-")
     return Outcome(
         Training(name, optimizer, activation),
         experiment=f"s-{name}",
-        test_accuracy=accuracy,
-        test_loss=loss,
+        val_accuracy=val,
+        val_loss=val_loss,
+        test_accuracy=test if val is not None else None,
+        test_loss=0.4 if val is not None else None,
         **kw,  # type: ignore[arg-type]
     )
 
 
-def test_best_is_the_highest_accuracy_then_the_lower_loss() -> None:
+def test_best_is_the_highest_validation_accuracy_then_the_lower_validation_loss() -> None:
     a = outcome("sgd-relu", 0.85, 0.40)
     b = outcome("adam-relu", 0.87, 0.38)
     c = outcome("rmsprop-relu", 0.87, 0.35)
     assert best([a, b, c]) is c
+    assert [r["training"] for r in comparison_rows([a, b, c])] == [
+        "rmsprop-relu", "adam-relu", "sgd-relu",
+    ]  # fmt: skip
+
+
+def test_test_accuracy_plays_no_part_in_choosing() -> None:
+    """The best test accuracy with a worse validation accuracy loses: no selection on test."""
+    peeked = outcome("adam-relu", 0.86, 0.30, test=0.90)
+    chosen = outcome("sgd-relu", 0.87, 0.45, test=0.84)
+    assert best([peeked, chosen]) is chosen
+    rows = comparison_rows([peeked, chosen])
+    assert [(r["training"], r["status"]) for r in rows] == [
+        ("sgd-relu", "best"),
+        ("adam-relu", "ok"),
+    ]
+    assert [r["test_accuracy"] for r in rows] == [0.84, 0.9]  # still reported for every cell
 
 
 def test_failed_trainings_never_win_and_all_failed_means_no_best() -> None:
@@ -74,6 +99,10 @@ def test_failed_trainings_never_win_and_all_failed_means_no_best() -> None:
     assert best([failed, ok]) is ok
     assert best([failed]) is None
     assert best([]) is None
+    # an error wins over any metrics it may carry
+    errored = outcome("rmsprop-relu", 0.99, 0.01, test=0.99, error="fmnist evaluate: error: x")
+    assert best([errored, ok]) is ok
+    assert comparison_rows([errored, ok])[-1]["status"] == "failed: fmnist evaluate: error: x"
 
 
 def test_comparison_rows_best_first_failed_last_with_their_error() -> None:
@@ -86,10 +115,20 @@ def test_comparison_rows_best_first_failed_last_with_their_error() -> None:
     )
     assert [r["training"] for r in rows] == ["rmsprop-relu", "sgd-relu", "adam-relu"]
     assert [r["status"] for r in rows] == ["best", "ok", "failed: diverged"]
-    assert rows[1]["test_accuracy"] == 0.8012
+    assert rows[1]["val_accuracy"] == 0.8012
     assert rows[1]["fit_seconds"] == 3.14
-    assert rows[2]["test_accuracy"] is None
+    assert rows[2]["val_accuracy"] is None and rows[2]["test_accuracy"] is None
     assert set(rows[0]) == {
-        "training", "optimizer", "activation", "test_accuracy", "test_loss", "fit_seconds",
-        "status", "experiment", "run_id",
+        "training", "optimizer", "activation", "val_accuracy", "val_loss", "test_accuracy",
+        "test_loss", "fit_seconds", "status", "experiment", "run_id", "reused_from",
     }  # fmt: skip
+
+
+def test_a_reused_training_says_which_run_it_reused() -> None:
+    reused = outcome("adam-relu", 0.88, run_id="r1", reused_from="r1")
+    rows = comparison_rows([outcome("sgd-relu", 0.80, run_id="r2"), reused])
+    assert [r["status"] for r in rows] == ["best, reused run r1", "ok"]
+    assert rows[0]["reused_from"] == "r1" and rows[1]["reused_from"] == ""
+    assert reuse_note("r1") == (
+        "reused run r1 (DVC restored its outputs: same data, code and params)"
+    )

@@ -12,9 +12,10 @@ from mlflow import MlflowClient
 
 from fmnist.tracking import (
     PARENT_TAG,
+    REUSED_TAG,
+    link_reused_run,
     open_store,
     store_created_alongside,
-    store_error_line,
     tracked_run,
 )
 from tests.conftest import REPO
@@ -45,15 +46,6 @@ def test_a_run_nests_under_its_parent(tracking_uri: str) -> None:
     assert MlflowClient(tracking_uri).get_run(child).data.tags[PARENT_TAG] == parent
 
 
-def test_store_error_line_names_the_fix_only_for_a_locked_store() -> None:
-    locked = sqlite3.OperationalError("database is locked")
-    line = store_error_line(locked)
-    assert line is not None
-    assert "tracking server" in line and "MLFLOW_TRACKING_URI=http://" in line
-    assert "\n" not in line
-    assert store_error_line(sqlite3.OperationalError("no such table: runs")) is None
-
-
 def test_a_cli_command_on_a_store_another_process_holds_is_one_line(
     tmp_path: Path, tracking_uri: str
 ) -> None:
@@ -72,7 +64,8 @@ def test_a_cli_command_on_a_store_another_process_holds_is_one_line(
     assert result.returncode == 5, result.stderr
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and "Traceback" not in result.stderr, result.stderr
-    assert lines[0].startswith("fmnist models: error: the sqlite MLflow store is locked")
+    store = f"the sqlite MLflow store {tmp_path / 'mlflow.db'} is locked by another writer"
+    assert lines[0].startswith(f"fmnist models: error: {store}")
     assert "use a tracking server" in lines[0]
 
 
@@ -98,3 +91,25 @@ def test_a_new_store_is_created_alongside_a_block_by_a_second_process(tmp_path: 
     fmnist.tracking._ready.clear()  # as a new process sees it: only the lock mark
     with store_created_alongside(uri):
         assert helpers() == []
+
+
+def test_a_sweep_links_a_training_dvc_reused_with_a_child_run(tracking_uri: str) -> None:
+    with tracked_run(tracking_uri, "sweeps", run_name="first") as first:
+        pass
+    with tracked_run(tracking_uri, "sweeps", run_name="adam", parent_run_id=first) as trained:
+        pass
+    with tracked_run(tracking_uri, "sweeps", run_name="second") as second:
+        pass
+    metrics = {"val_accuracy": 0.8, "test_accuracy": 0.79}
+    # the first sweep's own training: nothing to link
+    assert not link_reused_run(tracking_uri, first, "adam-relu", trained, metrics, "n")
+    # the second sweep got the same training back from DVC: a child run links to it
+    assert link_reused_run(tracking_uri, second, "adam-relu", trained, metrics, "reused it")
+    client = MlflowClient(tracking_uri)
+    experiment = client.get_experiment_by_name("sweeps").experiment_id
+    (link,) = client.search_runs([experiment], f"tags.`{PARENT_TAG}` = '{second}'")
+    assert (link.info.run_name, link.info.status) == ("adam-relu", "FINISHED")
+    assert link.data.tags[REUSED_TAG] == trained
+    assert link.data.tags["mlflow.note.content"] == "reused it"
+    assert link.data.metrics == metrics
+    assert len(client.search_runs([experiment], f"tags.`{PARENT_TAG}` = '{first}'")) == 1

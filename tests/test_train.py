@@ -7,6 +7,7 @@ import pytest
 
 from fmnist.config import LayerConfig, ModelConfig, TrainConfig
 from fmnist.data.prepare import scale_images
+from fmnist.errors import TrainingError
 from fmnist.model import build_model
 from fmnist.train import (
     compile_model,
@@ -115,9 +116,24 @@ def test_a_diverged_training_is_an_error_not_a_model() -> None:
         train_once(cfg)
 
 
-def test_check_converged_accepts_finite_losses() -> None:
+def test_check_converged_accepts_finite_losses_above_chance() -> None:
     from fmnist.train import check_converged
 
-    check_converged([2.3, 1.1, 0.7], TrainConfig())
-    with pytest.raises(Exception, match="loss inf at epoch 3"):
-        check_converged([2.3, 1.1, float("inf")], TrainConfig())
+    check_converged([2.3, 1.1, 0.7], [0.5, 0.7, 0.8], TrainConfig())
+    check_converged([2.3], [0.151], TrainConfig())  # just above 1.5 x chance
+    with pytest.raises(TrainingError, match="loss inf at epoch 3"):
+        check_converged([2.3, 1.1, float("inf")], [0.5, 0.6, 0.7], TrainConfig())
+
+
+def test_a_training_that_ends_at_chance_level_is_diverged() -> None:
+    from fmnist.train import check_converged
+
+    cfg = TrainConfig(optimizer="sgd", learning_rate=10.0)
+    with pytest.raises(
+        TrainingError,
+        match=r"^training diverged: val_accuracy 0\.1000 after epoch 2 is chance level "
+        r"\(<= 1\.5 x 1/10\) \(sgd, learning_rate 10\.0\); lower train\.learning_rate$",
+    ):
+        check_converged([2.3, 2.3], [0.4, 0.1], cfg)
+    with pytest.raises(TrainingError, match="chance level"):
+        check_converged([2.3], [0.15], cfg)  # at 1.5 x chance: still no model

@@ -13,8 +13,6 @@ from typing import Annotated, Any, NoReturn, TypeVar
 
 import typer
 
-from fmnist.errors import FmnistError
-
 app = typer.Typer(
     help="Fashion-MNIST with Keras: DVC stages, MLflow tracking and registry.",
     no_args_is_help=True,
@@ -42,32 +40,40 @@ SummaryOpt = Annotated[Path, typer.Option(help="The Keras summary text.")]
 MetricsOpt = Annotated[Path, typer.Option(help="Metrics written (JSON).")]
 
 
-def _sigterm_as_interrupt(signum: int, frame: Any) -> None:
-    raise KeyboardInterrupt(f"signal {signum}")
-
-
 def user_errors(command: F) -> F:
-    """Users' mistakes end as one line on stderr and the error's exit code, not a traceback."""
+    """Users' mistakes and the world's faults end as one line on stderr and a specific exit
+    code (fmnist.failures), not a traceback; Ctrl-C and SIGTERM as `interrupted` and 130/143."""
 
     @functools.wraps(command)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
+        from fmnist.failures import failure_line, interrupted_line, raise_interrupted
+
         # A terminated stage (dvc, Prefect cancelling) unwinds like Ctrl-C: runs end KILLED,
         # temporary files are removed.
-        signal.signal(signal.SIGTERM, _sigterm_as_interrupt)
+        signal.signal(signal.SIGTERM, raise_interrupted)
+        name = command.__name__.replace("_", " ")  # stack_up -> `stack up`, as typed
         try:
             return command(*args, **kwargs)
-        except Exception as exc:
-            from fmnist.errors import TrackingError
-            from fmnist.tracking import store_error_line
-
-            line = store_error_line(exc)  # sqlite and concurrent writers: name the fix
-            if line is None and not isinstance(exc, FmnistError):
-                raise  # a bug: the traceback is for us
-            code = TrackingError.exit_code if line else getattr(exc, "exit_code", 1)
-            typer.echo(f"fmnist {command.__name__}: error: {line or exc}", err=True)
+        except KeyboardInterrupt as exc:
+            line, code = interrupted_line(exc)
+            typer.echo(f"fmnist {name}: {line}", err=True)
             raise typer.Exit(code) from None
+        except Exception as exc:
+            failure = failure_line(exc, _tracking_uri_in_use())
+            if failure is None:
+                raise  # a bug: the traceback is for us
+            typer.echo(f"fmnist {name}: error: {failure[0]}", err=True)
+            raise typer.Exit(failure[1]) from None
 
     return wrapper  # type: ignore[return-value]
+
+
+def _tracking_uri_in_use() -> str | None:
+    """The store this command used (for naming it in an error), if it opened one."""
+    mlflow = sys.modules.get("mlflow")
+    if mlflow is not None:
+        return str(mlflow.get_tracking_uri())
+    return os.environ.get("MLFLOW_TRACKING_URI")
 
 
 def _params(path: Path) -> Any:
@@ -211,7 +217,10 @@ def models(params: ParamsOpt = Path("params.yaml"), tracking_uri: TrackingOpt = 
 @user_errors
 def promote(
     version: Annotated[int, typer.Option(help="The version to make `champion`.")],
-    force: Annotated[bool, typer.Option(help="Promote even below register.min_accuracy.")] = False,
+    force: Annotated[
+        bool,
+        typer.Option(help="Promote below register.min_accuracy, or if its run did not finish."),
+    ] = False,
     params: ParamsOpt = Path("params.yaml"),
     tracking_uri: TrackingOpt = None,
 ) -> None:
@@ -237,12 +246,15 @@ def rollback(params: ParamsOpt = Path("params.yaml"), tracking_uri: TrackingOpt 
 @app.command()
 @user_errors
 def predict(
-    images: Annotated[list[Path], typer.Argument(help="Image files (28x28 grayscale PNG).")],
+    images: Annotated[
+        list[Path],
+        typer.Argument(help="Image files: PNG of any bit depth and colour (28x28 grayscale best)."),
+    ],
     params: ParamsOpt = Path("params.yaml"),
     tracking_uri: TrackingOpt = None,
 ) -> None:
     """Classify images with the champion model; prints each file's class name."""
-    from fmnist.stages import run_predict
+    from fmnist.scoring import run_predict
 
     for row in run_predict(_params(params), images, _tracking_uri(tracking_uri)):
         note = f"  ({row['note']})" if row["note"] else ""
@@ -252,25 +264,23 @@ def predict(
 @app.command()
 @user_errors
 def serve(
-    port: Annotated[int, typer.Option(help="Port on 127.0.0.1.")] = 5001,
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 5001,
     host: Annotated[str, typer.Option(help="Interface to bind.")] = "127.0.0.1",
+    max_request_mb: Annotated[
+        float,
+        typer.Option(min=0.001, help="Largest request body in MB (10^6 bytes); larger get 413."),
+    ] = 50.0,
     params: ParamsOpt = Path("params.yaml"),
     tracking_uri: TrackingOpt = None,
 ) -> None:
-    """Serve the champion (MLflow's scoring server): POST raw 0-255 pixels to /invocations."""
-    import sys
-
-    from fmnist.experiments import stage_env  # this venv's bin/ first: MLflow runs `uvicorn`
-    from fmnist.registry import CHAMPION, champion_version
-    from fmnist.stages import champion_uri
+    """Serve the champion (fmnist's scoring server): POST raw 0-255 pixels to /invocations."""
+    from fmnist.scoring import bind, load_champion, serve
 
     p = _params(params)
     uri = _tracking_uri(tracking_uri)
-    version = champion_version(uri, p.register_.model_name)  # a clear error if there is none
-    typer.echo(f"serving {p.register_.model_name} v{version} (@{CHAMPION}) on http://{host}:{port}")
-    command = [sys.executable, "-m", "mlflow", "models", "serve", "-m", champion_uri(p)]
-    command += ["--env-manager", "local", "--host", host, "--port", str(port)]
-    os.execve(sys.executable, command, stage_env({"MLFLOW_TRACKING_URI": uri}))
+    sock = bind(host, port)  # a busy port is said before the model loads
+    served = load_champion(uri, p.register_.model_name)  # a clear error if there is none
+    serve(sock, served, int(max_request_mb * 1e6), typer.echo)
 
 
 @app.command()
@@ -295,7 +305,8 @@ def sweep(
     tracking_uri: TrackingOpt = None,
 ) -> None:
     """Train the grid (optimizers x activations) as DVC experiments and nested MLflow runs,
-    then register the best and apply the promotion rule. No Prefect needed."""
+    then register the best by validation accuracy and apply the promotion rule. No Prefect
+    needed."""
     import time
 
     from fmnist.overrides import RunOverrides
@@ -310,14 +321,18 @@ def sweep(
     result = run_sweep(
         _params(params), root, sweep_name, plan, jobs, _tracking_uri(tracking_uri), typer.echo
     )
-    typer.echo(f"\n{'training':18} {'test_accuracy':>13} {'test_loss':>9} {'fit s':>6}  status")
+    widths = {
+        "val_accuracy": 12,
+        "val_loss": 8,
+        "test_accuracy": 13,
+        "test_loss": 9,
+        "fit_seconds": 6,
+    }
+    heads = " ".join(f"{'fit s' if k == 'fit_seconds' else k:>{w}}" for k, w in widths.items())
+    typer.echo(f"\n{'training':18} {heads}  status")  # best by val_accuracy first
     for row in result.rows:
-        acc, loss, fit = (row[k] for k in ("test_accuracy", "test_loss", "fit_seconds"))
-        typer.echo(
-            f"{row['training']:18} {acc if acc is not None else '-':>13} "
-            f"{loss if loss is not None else '-':>9} {fit if fit is not None else '-':>6}  "
-            f"{row['status']}"
-        )
+        values = " ".join(f"{'-' if row[k] is None else row[k]:>{w}}" for k, w in widths.items())
+        typer.echo(f"{row['training']:18} {values}  {row['status']}")
     reg = result.registered
     aliases = " ".join(f"@{a}" for a in reg["aliases"])
     typer.echo(f"registered {reg['name']} v{reg['version']} {aliases}: {reg['promotion']}")
@@ -359,8 +374,14 @@ def stack_up(
     ] = None,
 ) -> None:
     """Start everything, wait until each answers its health check, print the URLs."""
-    from fmnist.stack import StackConfig, up
+    from fmnist.stack import StackConfig, redact, up
 
+    if any(redact(arg) != arg for arg in sys.argv):
+        typer.echo(
+            "fmnist stack up: warning: a password on this command line is visible to every "
+            "user (ps); set FMNIST_MLFLOW_BACKEND_URI / FMNIST_PREFECT_DATABASE_URL instead",
+            err=True,
+        )
     root = Path.cwd().resolve()
     cfg = StackConfig(
         root,
@@ -384,25 +405,36 @@ def stack_up(
 @stack_app.command("down")
 @user_errors
 def stack_down(state: StateOpt = Path(".stack")) -> None:
-    """Stop exactly the processes `stack up` started."""
-    from fmnist.stack import down
+    """Stop the processes of the stack: those `stack up` recorded and their children."""
+    from fmnist.stack import STATE_FILE, down
 
     stopped = down(Path.cwd().resolve(), state.resolve())
-    typer.echo(f"stopped: {', '.join(stopped)}" if stopped else "nothing was running")
+    if stopped.damaged:
+        record = state / STATE_FILE
+        why = f"{record} was damaged ({stopped.damaged})"
+        typer.echo(f"{why}; stopped what carries the stack's marker, removed the record", err=True)
+    names = [*stopped.services, *(f"unrecorded {p}" for p in stopped.unrecorded)]
+    typer.echo(f"stopped: {', '.join(names)}" if names else "nothing was running")
 
 
 @stack_app.command("status")
 @user_errors
 def stack_status(state: StateOpt = Path(".stack")) -> None:
-    """What `stack up` started: pid, running, healthy, URL."""
+    """What `stack up` started: pid, healthy / running / stopped, URL, orphans."""
     from fmnist.stack import status
 
-    rows = status(state.resolve())
-    if not rows:
+    report = status(state.resolve())
+    if not report.services and not report.unrecorded:
         typer.echo("down (nothing recorded)")
-    for service, running, ok in rows:
-        state_word = "healthy" if ok else ("running" if running else "stopped")
-        typer.echo(f"{service.name:15} pid {service.pid:<7} {state_word:8} {service.url}")
+    for row in report.services:
+        line = f"{row.service.name:15} pid {row.service.pid:<7} {row.state:8} {row.service.url}"
+        if row.orphans:
+            line += f"  its process died; orphans still run: {', '.join(row.orphans)}"
+        typer.echo(line)
+    if report.unrecorded:
+        typer.echo(f"unrecorded processes of this stack: {', '.join(report.unrecorded)}")
+    if report.unrecorded or any(row.orphans for row in report.services):
+        typer.echo("`make down` stops them all")
 
 
 SHORT_LIVED_GC = (50_000, 20, 100)  # gc thresholds for a command (Python's: 700, 10, 10)
@@ -415,12 +447,19 @@ def main() -> None:
     # Keras, MLflow): with Python's thresholds the collector rescans them all 8 times in a
     # train stage (1.1 s here). Young cycles are still collected; full passes become rare.
     gc.set_threshold(*SHORT_LIVED_GC)
+    from fmnist.store import bound_http_waits
+
     try:
+        bound_http_waits()  # a tracking server that dies mid-command costs ~1 min, not 4+
         app(prog_name="fmnist")
     except SystemExit as exc:
         code = exc.code
     else:
         code = 0
+    # The command is over (its result said, its run ended): a Ctrl-C or SIGTERM now would
+    # only tear the exit itself apart (a traceback from a library's exit hook, or worse).
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     if code is not None and not isinstance(code, int):  # SystemExit("why"): say why, as Python does
         print(code, file=sys.stderr)
         code = 1

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from fmnist.errors import ConfigError
 
@@ -31,8 +31,11 @@ class _Frozen(BaseModel):
 
 class DownloadConfig(_Frozen):
     mirrors: tuple[str, ...] = Field(default=DEFAULT_MIRRORS, min_length=1)
-    timeout: Annotated[float, Field(gt=0)] = 60.0  # seconds per HTTP request
+    # Per file and HTTP mirror: `timeout` s to connect, for the answer and between two reads;
+    # done within timeout + bytes received / min_speed s of the first request, retries included.
+    timeout: Annotated[float, Field(gt=0)] = 10.0  # seconds
     retries: Annotated[int, Field(ge=0, le=10)] = 3  # extra attempts per HTTP mirror
+    min_speed: Annotated[float, Field(gt=0)] = 50_000  # bytes/s, averaged
 
 
 class PrepareConfig(_Frozen):
@@ -52,6 +55,13 @@ class ModelConfig(_Frozen):
     input: Literal["flat", "image"] = "flat"
     hidden: tuple[LayerConfig, ...] = (LayerConfig(units=100, activation="sigmoid", name="hidden"),)
     output_name: str | None = "output"
+
+    @field_validator("name")
+    @classmethod
+    def _no_slash(cls, name: str) -> str:
+        if "/" in name:
+            raise ValueError("cannot contain '/' (Keras separates name scopes with it)")
+        return name
 
 
 class TrainConfig(_Frozen):
@@ -113,7 +123,8 @@ def describe_errors(exc: ValidationError) -> str:
             continue
         got = err.get("input")
         shown = "" if isinstance(got, dict | list) else f" (got {got!r})"
-        parts.append(f"{key}: {err['msg']}{shown}")
+        message = str(err["msg"]).removeprefix("Value error, ")  # our validators' own words
+        parts.append(f"{key}: {message}{shown}")
     return "; ".join(parts)
 
 

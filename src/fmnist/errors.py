@@ -44,6 +44,7 @@ class StageError(FmnistError):
 
 
 class TrainingError(FmnistError):
-    """Training ran but produced no usable model (the loss diverged to NaN or infinity)."""
+    """Training ran but produced no usable model: the loss diverged to NaN or infinity, or
+    the last validation accuracy is at chance level."""
 
     exit_code = 8

@@ -7,10 +7,8 @@ from typing import Any
 
 import numpy as np
 
-CLASS_NAMES = (
-    "T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
-    "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot",
-)  # fmt: skip
+from fmnist_model.images import CLASS_NAMES
+
 _EPSILON = 1e-7  # Keras clips probabilities to [eps, 1 - eps] in its cross-entropy
 
 

@@ -6,6 +6,7 @@ stages are skipped and every output stays versioned.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import os
@@ -13,7 +14,7 @@ import re
 import subprocess
 import sys
 from collections import deque
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,6 +24,12 @@ from fmnist.errors import DataIntegrityError, StageError
 LineSink = Callable[[str], None]
 _ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 _OUR_ERROR = re.compile(r"^fmnist \w+: error: ")
+# What DVC (3.x) prints for each stage of a repro: it ran it, or reused its outputs (restored
+# from the run cache, or unchanged against dvc.lock).
+_RAN = re.compile(r"^Running stage '([^']+)':$")
+_REUSED = re.compile(
+    r"^Stage '([^']+)' (?:is cached - skipping run, checking out outputs|didn't change, skipping)$"
+)
 
 
 def clean_line(raw: str) -> str:
@@ -59,20 +66,66 @@ def run_dvc(args: list[str], root: Path, env: Mapping[str, str], on_line: LineSi
         stderr=subprocess.STDOUT,
     ) as proc:
         assert proc.stdout is not None
-        # Split on "\n" only: Keras redraws its progress bar with "\r"; keep the last draw.
-        for raw in io.TextIOWrapper(proc.stdout, encoding="utf-8", errors="replace", newline="\n"):
-            line = clean_line(raw)
-            if line:
-                tail.append(line)
-                on_line(line)
+        try:
+            # Split on "\n" only: Keras redraws its progress bar with "\r"; keep the last draw.
+            lines = io.TextIOWrapper(proc.stdout, encoding="utf-8", errors="replace", newline="\n")
+            for raw in lines:
+                line = clean_line(raw)
+                if line:
+                    tail.append(line)
+                    on_line(line)
+        except BaseException:  # interrupted (Ctrl-C, SIGTERM): DVC stops its stage too
+            _stop(proc)
+            raise
         returncode = proc.wait()
     if returncode:
         raise StageError(failure_line(list(tail), " ".join(command), returncode))
 
 
+def _stop(proc: subprocess.Popen[bytes], grace: float = 30.0) -> None:
+    """SIGTERM to DVC and the stage it runs (whose MLflow run then ends KILLED), SIGKILL to
+    what is left after grace seconds. DVC stays in our process group, so a group-wide stop
+    (Prefect cancelling a flow run) reaches it as before."""
+    import psutil
+
+    try:
+        family = [*psutil.Process(proc.pid).children(recursive=True), psutil.Process(proc.pid)]
+    except psutil.NoSuchProcess:
+        return
+    for member in family:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            member.terminate()
+    _, alive = psutil.wait_procs(family, timeout=grace)
+    for member in alive:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            member.kill()
+    proc.wait()
+
+
 def reproduce(root: Path, stage: str, env: Mapping[str, str], on_line: LineSink = print) -> None:
     """`dvc repro STAGE` in the workspace, waiting for DVC's repo lock instead of failing."""
     run_dvc(["--wait-for-lock", "repro", stage], root, env, on_line)
+
+
+@dataclass(frozen=True)
+class ExperimentRun:
+    """A finished `dvc exp run`: its git ref, and which stages DVC ran or reused."""
+
+    ref: str
+    ran: tuple[str, ...] = ()  # stages whose command ran
+    reused: tuple[str, ...] = ()  # restored from DVC's run cache, or unchanged (dvc.lock)
+
+
+def stages_in(lines: Iterable[str]) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """(ran, reused): the stages DVC's output lines say it ran, and those it reused."""
+    ran: list[str] = []
+    reused: list[str] = []
+    for line in lines:
+        if found := _RAN.match(line):
+            ran.append(found.group(1))
+        elif found := _REUSED.match(line):
+            reused.append(found.group(1))
+    return tuple(ran), tuple(reused)
 
 
 def run_experiment(
@@ -82,18 +135,29 @@ def run_experiment(
     env: Mapping[str, str],
     on_line: LineSink = print,
     targets: Sequence[str] = (),
-) -> str:
+    *,
+    force: bool = False,
+) -> ExperimentRun:
     """`dvc exp run --temp`: the pipeline (up to targets, else all of it) in a private copy;
-    returns the experiment ref.
+    returns the experiment's ref and which stages ran.
 
     The user's workspace (params.yaml, outputs, dvc.lock) is left as it was; the results
     live in the experiment (`dvc exp show`, `dvc exp apply NAME`) and in the DVC cache.
     Several may run at once: each waits its turn for the repo lock only while DVC sets up
-    and collects, and trains in its own copy.
+    and collects, and trains in its own copy. A stage whose data, code and params match what
+    DVC already has is reused, not run; force (`--force`) runs every stage regardless.
     """
-    args = ["--wait-for-lock", "exp", "run", "--temp", "--name", name, *set_params, *targets]
-    run_dvc(args, root, env, on_line)
-    return experiment_ref(root, name)
+    force_arg = ["--force"] if force else []
+    args = ["--wait-for-lock", "exp", "run", "--temp", *force_arg, "--name", name]
+    stage_lines: list[str] = []
+
+    def watched(line: str) -> None:
+        if _RAN.match(line) or _REUSED.match(line):
+            stage_lines.append(line)
+        on_line(line)
+
+    run_dvc([*args, *set_params, *targets], root, env, watched)
+    return ExperimentRun(experiment_ref(root, name), *stages_in(stage_lines))
 
 
 def _git(root: Path, *args: str) -> str:
@@ -133,24 +197,29 @@ class ExperimentReport:
     epochs: list[dict[str, float]]
     version: int
     run_id: str
+    reuse: str | None = None  # the line saying which version it reused, if DVC did
 
 
-def report_experiment(root: Path, ref: str) -> ExperimentReport:
-    """The experiment's registered version, metrics, history and summary, as it committed them.
+def report_experiment(root: Path, ref: str, reused: bool = False) -> ExperimentReport:
+    """The experiment's registered version, metrics, history and summary, as it committed them;
+    reused: DVC did not run register (the version is an earlier run's), and the report says so.
 
     All read from the experiment's commit (small git-tracked outputs), no tracking server
     round trip: the report shows exactly what this run produced.
     """
-    from fmnist.report import epoch_rows, model_markdown
+    from fmnist.report import epoch_rows, model_markdown, reuse_line
 
     registered = experiment_json(root, ref, "models/registered.json")
     run = experiment_json(root, ref, "models/run.json")
+    version, run_id = int(registered["version"]), registered["run_id"]
+    reuse = reuse_line(version, run_id) if reused else None
     markdown = model_markdown(
         model_display_name=run["fmnist.model.name"],
         summary=experiment_file(root, ref, "models/summary.txt"),
         metrics=experiment_json(root, ref, "metrics/evaluate.json"),
         registered=registered,
         experiment=ref.rsplit("/", 1)[-1],
+        note=reuse,
     )
     epochs = epoch_rows(experiment_file(root, ref, "plots/train_history.csv"))
-    return ExperimentReport(markdown, epochs, int(registered["version"]), registered["run_id"])
+    return ExperimentReport(markdown, epochs, version, run_id, reuse)

@@ -6,33 +6,22 @@ jax for TFLite; kept out of that import they cost nothing (measured here: -0.8 s
 -82 MiB per process, and jax another 0.4 s and 40 MiB). A stage that needs one of them
 imports it itself, later, as usual.
 
-Unicode names: Keras 3 on TensorFlow cannot run models whose names TensorFlow's graph
-naming rejects.
-
-Keras keeps a layer's or model's name for itself (summary, saving, `model.name`) and also
-hands it to TensorFlow twice: as a name scope in `fit` and `predict`, and inside the names
-of optimizer variables (`<model>_<layer>_kernel_velocity`). TensorFlow allows only
-`[A-Za-z0-9.][A-Za-z0-9_.\\/>-]*` there, so the tutorial's `패션 MNIST 모델` fails with
-"not a valid root scope name". The fix is at those two seams of Keras' TensorFlow backend:
-TensorFlow gets an ASCII spelling of the name (stable, collision-resistant), while Keras'
-own names, and so everything a user sees or saves, stay exactly as given.
+Unicode names: the fix lives with the served model (`fmnist_model.unicode_names`), which
+every registered version carries; stages install it through here.
 """
 
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import importlib.abc
 import os
-import re
 import sys
 from collections.abc import Iterator, Sequence
 from types import ModuleType
 from typing import Any
 
-_VALID_SCOPE = re.compile(r"^[A-Za-z0-9.][A-Za-z0-9_.\\/>-]*$")
-_INVALID_CHAR = re.compile(r"[^A-Za-z0-9_.\\/>-]")
-_installed = False
+from fmnist_model.unicode_names import allow_unicode_names
+
 OPTIONAL_AT_IMPORT = ("sklearn", "pandas", "matplotlib")  # Keras tries these, then goes on
 TFLITE_OPTIONAL = "jax"  # TensorFlow's import tries jax (for TFLite); Keras' NumPy backend needs it
 
@@ -78,48 +67,3 @@ def _kept_out(packages: Sequence[str]) -> Iterator[None]:
         yield
     finally:
         sys.meta_path.remove(finder)
-
-
-def tf_scope_name(name: str) -> str:
-    """A TensorFlow-valid scope name for `name`: itself when valid, else an ASCII spelling."""
-    if not name or _VALID_SCOPE.match(name):
-        return name
-    ascii_part = _INVALID_CHAR.sub("_", name).strip("_") or "scope"
-    if not _VALID_SCOPE.match(ascii_part):
-        ascii_part = f"x{ascii_part}"
-    digest = hashlib.sha1(name.encode("utf-8")).hexdigest()[:8]
-    return f"{ascii_part}_{digest}"
-
-
-def allow_unicode_names() -> None:
-    """Install the fix into Keras' TensorFlow backend (idempotent; no-op on other backends)."""
-    global _installed
-    if _installed:
-        return
-    import keras
-
-    if keras.backend.backend() != "tensorflow":
-        _installed = True
-        return
-    import tensorflow as tf
-    from keras.src.backend.tensorflow import core
-
-    original_init = core.name_scope.__init__
-
-    def __init__(self: Any, name: str, **kwargs: Any) -> None:
-        original_init(self, name, **kwargs)
-        self._tf_name_scope = tf.name_scope(tf_scope_name(name))
-
-    original_initialize = core.Variable._initialize
-
-    def _initialize(self: Any, value: Any) -> None:
-        keras_name = self._name
-        self._name = tf_scope_name(keras_name)
-        try:
-            original_initialize(self, value)
-        finally:
-            self._name = keras_name
-
-    core.name_scope.__init__ = __init__
-    core.Variable._initialize = _initialize
-    _installed = True

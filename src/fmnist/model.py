@@ -5,13 +5,12 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from fmnist.config import ModelConfig
+from fmnist_model.images import CLASS_NAMES, FLAT_SIZE, IMAGE_SHAPE
 
 if TYPE_CHECKING:
     import keras
 
-N_CLASSES = 10
-IMAGE_SHAPE = (28, 28)
-FLAT_SIZE = IMAGE_SHAPE[0] * IMAGE_SHAPE[1]
+N_CLASSES = len(CLASS_NAMES)
 
 
 def input_shape(cfg: ModelConfig) -> tuple[int, ...]:

@@ -87,9 +87,12 @@ def hydra_value(value: Any) -> str:
     if isinstance(value, int | float):
         return repr(value)
     if isinstance(value, str):
-        # Hydra: a backslash is an escape only before a quote (or the closing quote).
+        # A literal: `${...}` would be resolved by OmegaConf (`${oc.env:HOME}` pulls the
+        # worker's environment in), so every `${` is escaped (`\${`, with the backslashes
+        # before it doubled). Then Hydra: a backslash escapes only a quote (or the closing one).
+        literal = re.sub(r"(\\*)\$\{", lambda m: m.group(1) * 2 + "\\${", value)
         escaped = re.sub(
-            r"(\\*)('|$)", lambda m: m.group(1) * 2 + ("\\'" if m.group(2) else ""), value
+            r"(\\*)('|$)", lambda m: m.group(1) * 2 + ("\\'" if m.group(2) else ""), literal
         )
         return f"'{escaped}'"
     if isinstance(value, Mapping):

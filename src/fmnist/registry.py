@@ -1,163 +1,29 @@
-"""The MLflow model registry: register versions, aliases (never stages)."""
+"""The MLflow model registry: versions, aliases (never stages), the promotion rule applied.
+
+Registering is idempotent per run (a run's second registration returns its first version),
+all or nothing (a failure deletes the new version and puts `challenger` back), and what is
+reported afterwards is read back from the registry, never assumed.
+"""
 
 from __future__ import annotations
 
-import contextlib
 import json
-import time
-from collections.abc import Collection, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from fmnist.errors import TrackingError, first_line
+from fmnist.promotion import (
+    CHALLENGER,
+    CHAMPION,
+    METRIC,
+    Decision,
+    decide_promotion,
+    previous_champion,
+)
+from fmnist.registry_lock import promotion_lock
 
-CHALLENGER = "challenger"
-
-
-def describe_version(model_display_name: str, summary: str, metrics: Mapping[str, float]) -> str:
-    """Markdown for a model version: the metrics table and the Keras summary."""
-    rows = "\n".join(f"| {k} | {v:.4f} |" for k, v in metrics.items())
-    return (
-        f"**{model_display_name}**\n\n| metric | value |\n|---|---|\n{rows}\n\n"
-        f"Keras summary:\n\n```\n{summary.rstrip()}\n```\n"
-    )
-
-
-def register_version(
-    uri: str,
-    name: str,
-    model_uri: str,
-    *,
-    description: str,
-    tags: Mapping[str, str],
-    alias: str = CHALLENGER,
-) -> Any:
-    """Register model_uri as a new version of `name` with description, tags and alias.
-
-    All or nothing: if describing or aliasing fails, the new version is deleted again, so a
-    failed registration leaves neither a half-made version nor a moved alias.
-    """
-    import mlflow
-    from mlflow import MlflowClient
-    from mlflow.exceptions import MlflowException
-
-    from fmnist.tracking import open_store
-
-    open_store(uri)
-    client = MlflowClient(uri)
-    try:
-        version = mlflow.register_model(model_uri, name, tags=dict(tags))
-    except MlflowException as exc:
-        raise TrackingError(f"registering {model_uri} as {name!r}: {first_line(exc)}") from None
-    try:
-        client.update_model_version(name, version.version, description=description)
-        client.set_registered_model_alias(name, alias, version.version)
-    except BaseException as exc:
-        client.delete_model_version(name, version.version)
-        if isinstance(exc, MlflowException):
-            raise TrackingError(
-                f"registering {name} v{version.version}: {first_line(exc)}"
-            ) from None
-        raise
-    return client.get_model_version(name, version.version)
-
-
-CHAMPION = "champion"
-METRIC = "test_accuracy"
 HISTORY_TAG = "fmnist.champion_history"  # versions that held `champion`, oldest first
-LOCK_SUFFIX = ".promotion-lock"
-
-
-@dataclass(frozen=True)
-class Decision:
-    """Whether a version becomes champion, why, and what it was compared with."""
-
-    promote: bool
-    reason: str
-    compared_version: int | None = None
-    compared_accuracy: float | None = None
-
-    def as_tags(self) -> dict[str, str]:
-        return {
-            "fmnist.promotion.promoted": str(self.promote).lower(),
-            "fmnist.promotion.reason": self.reason,
-            "fmnist.promotion.compared_version": str(self.compared_version or ""),
-            "fmnist.promotion.compared_accuracy": (
-                "" if self.compared_accuracy is None else f"{self.compared_accuracy:.4f}"
-            ),
-        }
-
-
-def decide_promotion(
-    accuracy: float,
-    champion: tuple[int, float] | None,
-    *,
-    min_accuracy: float,
-    min_delta: float,
-    require_better: bool = True,
-    force: bool = False,
-) -> Decision:
-    """The promotion rule: at least min_accuracy, and more than min_delta above the champion.
-
-    By hand (`require_better=False`) only the threshold applies; `force` skips it too.
-    """
-    version, current = champion if champion else (None, None)
-    if accuracy < min_accuracy and not force:
-        reason = f"{METRIC} {accuracy:.4f} is below min_accuracy {min_accuracy:.4f}"
-        return Decision(False, reason, version, current)
-    if force:
-        return Decision(True, "forced by hand", version, current)
-    if not require_better:
-        return Decision(True, f"promoted by hand ({METRIC} {accuracy:.4f})", version, current)
-    if champion is None or current is None:
-        return Decision(True, f"no champion yet ({METRIC} {accuracy:.4f})")
-    gain = accuracy - current
-    if gain > min_delta:
-        reason = f"{METRIC} {accuracy:.4f} beats champion v{version} ({current:.4f}) by {gain:+.4f}"
-        return Decision(True, reason, version, current)
-    reason = (
-        f"{METRIC} {accuracy:.4f} does not beat champion v{version} ({current:.4f}) "
-        f"by more than min_delta {min_delta:.4f}"
-    )
-    return Decision(False, reason, version, current)
-
-
-def previous_champion(
-    history: Sequence[int], current: int, existing: Collection[int]
-) -> int | None:
-    """The version that held champion before `current` and still exists, if any."""
-    for version in reversed(history):
-        if version != current and version in existing:
-            return version
-    return None
-
-
-@contextlib.contextmanager
-def promotion_lock(client: Any, name: str, timeout: float = 60.0) -> Iterator[None]:
-    """A registry-wide mutex: a marker registered model only one process can create.
-
-    Works the same on the sqlite store and on a tracking server (the database's unique
-    name is the arbiter), so concurrent promotions run one after the other.
-    """
-    lock = f"{name}{LOCK_SUFFIX}"
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            client.create_registered_model(
-                lock, description=f"held while a promotion of {name} runs; safe to delete if stale"
-            )
-            break
-        except Exception as exc:  # exists (held), or the store was busy: try again
-            if time.monotonic() > deadline:
-                raise TrackingError(
-                    f"{name}: another promotion holds {lock!r} ({first_line(exc)}); "
-                    f"if none runs, delete that registered model"
-                ) from None
-            time.sleep(0.2)
-    try:
-        yield
-    finally:
-        client.delete_registered_model(lock)
 
 
 def _client(uri: str) -> Any:
@@ -169,14 +35,121 @@ def _client(uri: str) -> Any:
     return MlflowClient(uri)
 
 
-def _champion(client: Any, name: str) -> tuple[int, float] | None:
+def _not_found(exc: Exception) -> bool:
+    """MLflow's 'no such model / alias' (the only error that means 'none')."""
+    code = getattr(exc, "error_code", "")
+    alias_missing = (
+        code == "INVALID_PARAMETER_VALUE" and "alias" in str(exc) and ("not found" in str(exc))
+    )
+    return code == "RESOURCE_DOES_NOT_EXIST" or alias_missing
+
+
+def _alias_version(client: Any, name: str, alias: str) -> Any | None:
+    """The version holding alias; None only when the model or the alias does not exist."""
     from mlflow.exceptions import MlflowException
 
     try:
-        version = client.get_model_version_by_alias(name, CHAMPION)
-    except MlflowException:
-        return None
-    return int(version.version), float(version.tags.get(METRIC, "nan"))
+        return client.get_model_version_by_alias(name, alias)
+    except MlflowException as exc:
+        if _not_found(exc):
+            return None
+        raise TrackingError(f"{name}: looking up @{alias}: {first_line(exc)}") from None
+
+
+def _champion(client: Any, name: str) -> tuple[int, float] | None:
+    found = _alias_version(client, name, CHAMPION)
+    return None if found is None else (int(found.version), float(found.tags.get(METRIC, "nan")))
+
+
+def version_of_run(client: Any, name: str, run_id: str) -> Any | None:
+    """The version already registered from run_id, if any (the oldest)."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        found = client.search_model_versions(f"name = '{name}' and run_id = '{run_id}'")
+    except MlflowException as exc:
+        if _not_found(exc):
+            return None
+        raise
+    return min(found, key=lambda v: int(v.version)) if found else None
+
+
+def register_version(
+    uri: str,
+    name: str,
+    model_uri: str,
+    run_id: str,
+    *,
+    description: str,
+    tags: Mapping[str, str],
+) -> tuple[Any, bool, Any | None]:
+    """Run run_id's model as a version of `name` (alias `challenger`, description, tags);
+    returns (version, created, the version that held `challenger` before). A run registered
+    before gets its version back, unchanged."""
+    import mlflow
+    from mlflow.exceptions import MlflowException
+
+    client = _client(uri)
+    try:
+        existing = version_of_run(client, name, run_id)
+        if existing is not None:
+            return existing, False, None
+        before = _alias_version(client, name, CHALLENGER)
+        version = mlflow.register_model(model_uri, name, tags=dict(tags))
+    except MlflowException as exc:
+        raise TrackingError(f"registering {model_uri} as {name!r}: {first_line(exc)}") from None
+    try:
+        client.update_model_version(name, version.version, description=description)
+        client.set_registered_model_alias(name, CHALLENGER, version.version)
+        return client.get_model_version(name, version.version), True, before
+    except BaseException as exc:
+        left = undo_registration(uri, name, int(version.version), before)
+        if isinstance(exc, MlflowException):
+            cause = first_line(exc)
+            raise TrackingError(f"registering {name} v{version.version}: {cause}; {left}") from None
+        raise
+
+
+def undo_registration(uri: str, name: str, version: int, challenger_before: Any | None) -> str:
+    """Delete a version registered by a step that then failed and give `challenger` back to
+    the version that held it; returns what the registry is left as (one clause)."""
+    from mlflow.exceptions import MlflowException
+
+    client = _client(uri)
+    try:
+        champion = _alias_version(client, name, CHAMPION)
+        if champion is not None and int(champion.version) == version:
+            return f"v{version} holds @{CHAMPION} already, so it was kept"
+        client.delete_model_version(name, str(version))
+        if challenger_before is not None:
+            client.set_registered_model_alias(name, CHALLENGER, challenger_before.version)
+    except (MlflowException, TrackingError) as exc:
+        return (
+            f"v{version} was left registered ({first_line(exc)}); the next `dvc repro` "
+            "finds it (registration is per run) and applies the promotion rule again"
+        )
+    return "the registry is as it was before"
+
+
+def registered_record(uri: str, name: str, version: int) -> dict[str, Any]:
+    """A version as the registry holds it now: aliases and promotion decision read back."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        found = _client(uri).get_model_version(name, str(version))
+    except MlflowException as exc:
+        raise TrackingError(f"{name} v{version}: reading it back: {first_line(exc)}") from None
+    aliases = sorted(found.aliases)
+    return {
+        "name": name,
+        "version": int(found.version),
+        "aliases": aliases,
+        "promoted": CHAMPION in aliases,
+        "promotion": found.tags.get("fmnist.promotion.reason", ""),
+        "run_id": found.run_id,
+        # the metrics the version was registered (and is judged) with, as its tags hold them
+        **{k: float(found.tags[k]) for k in ("test_loss", METRIC) if k in found.tags},
+    }
 
 
 def _history(client: Any, name: str) -> list[int]:
@@ -189,8 +162,10 @@ def _version(client: Any, name: str, version: int) -> Any:
 
     try:
         return client.get_model_version(name, str(version))
-    except MlflowException:
-        raise TrackingError(f"{name} has no version {version}") from None
+    except MlflowException as exc:
+        if _not_found(exc):
+            raise TrackingError(f"{name} has no version {version}") from None
+        raise
 
 
 def _move_champion(client: Any, name: str, version: int, history: list[int]) -> None:
@@ -207,6 +182,15 @@ def _move_champion(client: Any, name: str, version: int, history: list[int]) -> 
         raise
 
 
+def _unfinished_run(client: Any, candidate: Any) -> str | None:
+    """Why the version's run disqualifies it (not FINISHED), or None (also for a version
+    registered from files, with no run)."""
+    if not candidate.run_id:
+        return None
+    status = client.get_run(candidate.run_id).info.status
+    return None if status == "FINISHED" else f"its run {candidate.run_id} is {status}"
+
+
 def promote(
     uri: str,
     name: str,
@@ -216,27 +200,34 @@ def promote(
     min_delta: float,
     require_better: bool,
     force: bool = False,
+    echo: Callable[[str], None] = print,
 ) -> Decision:
-    """Apply the promotion rule to a version; record the decision on it; move `champion`."""
+    """Apply the promotion rule to a version; record the decision on it; move `champion`.
+
+    A version whose run did not end FINISHED is refused unless forced."""
     from mlflow.exceptions import MlflowException
 
     client = _client(uri)
     try:
-        with promotion_lock(client, name):
+        with promotion_lock(client, name, echo=echo):
             candidate = _version(client, name, version)
             if METRIC not in candidate.tags:
                 raise TrackingError(f"{name} v{version} has no {METRIC} tag to judge it by")
             current = _champion(client, name)
             if current and current[0] == version:
                 return Decision(False, f"v{version} is already champion", *current)
-            decision = decide_promotion(
-                float(candidate.tags[METRIC]),
-                current,
-                min_accuracy=min_accuracy,
-                min_delta=min_delta,
-                require_better=require_better,
-                force=force,
-            )
+            unfinished = None if force else _unfinished_run(client, candidate)
+            if unfinished:
+                decision = Decision(False, f"{unfinished}, not FINISHED (--force to promote)")
+            else:
+                decision = decide_promotion(
+                    float(candidate.tags[METRIC]),
+                    current,
+                    min_accuracy=min_accuracy,
+                    min_delta=min_delta,
+                    require_better=require_better,
+                    force=force,
+                )
             for key, value in decision.as_tags().items():
                 client.set_model_version_tag(name, str(version), key, value)
             if decision.promote:
@@ -284,10 +275,16 @@ def list_versions(uri: str, name: str) -> list[VersionRow]:
     """Every version of the registered model, newest first, with its aliases."""
     import datetime as dt
 
+    from mlflow.exceptions import MlflowException
+
     client = _client(uri)
+    try:
+        found_versions = client.search_model_versions(f"name = '{name}'")
+        versions = [client.get_model_version(name, v.version) for v in found_versions]
+    except MlflowException as exc:
+        raise TrackingError(f"listing {name}'s versions: {first_line(exc)}") from None
     rows = []
-    for found in client.search_model_versions(f"name = '{name}'"):
-        version = client.get_model_version(name, found.version)  # search omits aliases
+    for version in versions:  # (search omits aliases: each is read once more)
         created = dt.datetime.fromtimestamp(version.creation_timestamp / 1000, tz=dt.UTC)
         rows.append(
             VersionRow(

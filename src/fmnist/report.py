@@ -7,8 +7,6 @@ import io
 from collections.abc import Mapping
 from typing import Any
 
-from fmnist.registry import describe_version
-
 
 def model_markdown(
     *,
@@ -17,11 +15,13 @@ def model_markdown(
     metrics: Mapping[str, float],
     registered: Mapping[str, Any],
     experiment: str,
+    note: str | None = None,
 ) -> str:
-    """Markdown: the registered version and its aliases, the run, metrics and Keras summary."""
+    """Markdown: the registered version and its aliases, the run, metrics and Keras summary;
+    a note (say, that the run reused an earlier version) first."""
     shown = ", ".join(f"@{a}" for a in registered["aliases"]) or "none"
     head = (
-        f"# {registered['name']} v{registered['version']}\n\n"
+        (f"{note}\n\n" if note else "") + f"# {registered['name']} v{registered['version']}\n\n"
         f"- registered model: `{registered['name']}` version **{registered['version']}**"
         f" (aliases: {shown})\n"
         + (f"- promotion: {registered['promotion']}\n" if "promotion" in registered else "")
@@ -31,7 +31,24 @@ def model_markdown(
     return head + describe_version(model_display_name, summary, metrics)
 
 
+def reuse_line(version: int, run_id: str) -> str:
+    """What a pipeline run says when DVC ran none of its stages: which version it got."""
+    return (
+        f"reused version {version} from run {run_id}: DVC restored the pipeline's outputs "
+        "(same data, code and params); pass force=true to retrain"
+    )
+
+
 def epoch_rows(history_csv: str) -> list[dict[str, float]]:
     """The train stage's per-epoch CSV (epoch, loss, ...) as table rows, values rounded."""
     rows = list(csv.DictReader(io.StringIO(history_csv)))
     return [{k: int(v) if k == "epoch" else round(float(v), 6) for k, v in r.items()} for r in rows]
+
+
+def describe_version(model_display_name: str, summary: str, metrics: Mapping[str, float]) -> str:
+    """Markdown for a model version: the metrics table and the Keras summary."""
+    rows = "\n".join(f"| {k} | {v:.4f} |" for k, v in metrics.items())
+    return (
+        f"**{model_display_name}**\n\n| metric | value |\n|---|---|\n{rows}\n\n"
+        f"Keras summary:\n\n```\n{summary.rstrip()}\n```\n"
+    )

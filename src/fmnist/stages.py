@@ -2,18 +2,15 @@
 
 from __future__ import annotations
 
-import contextlib
 import csv
 import hashlib
 import io
 import json
-import os
 import subprocess
-import tempfile
 import time
 import warnings
 import zipfile
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -22,12 +19,13 @@ import numpy as np
 
 from fmnist.config import Params
 from fmnist.errors import DataIntegrityError, FmnistError, TrackingError, first_line
+from fmnist.files import atomic_path
 from fmnist.sweep import Outcome, Training  # at run time: flows validate these as parameters
 
 if TYPE_CHECKING:
     from fmnist.experiments import LineSink
     from fmnist.overrides import RunOverrides
-    from fmnist.registry import Decision
+    from fmnist.promotion import Decision
 
 SPLITS = ("train", "val", "test")
 RAW_FILES = {  # split -> (images, labels) in data/raw
@@ -37,20 +35,6 @@ RAW_FILES = {  # split -> (images, labels) in data/raw
 
 
 # ---------------------------------------------------------------- file helpers
-
-
-@contextlib.contextmanager
-def atomic_path(dest: Path) -> Iterator[Path]:
-    """A temporary path beside dest, renamed onto dest only if the block succeeds."""
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, name = tempfile.mkstemp(prefix=f".{dest.stem}.", suffix=dest.suffix, dir=dest.parent)
-    os.close(fd)
-    tmp = Path(name)
-    try:
-        yield tmp
-        os.replace(tmp, dest)
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 def write_text(dest: Path, text: str) -> None:
@@ -132,6 +116,8 @@ def load_split(path: Path, *, as_pixels: bool = False) -> tuple[np.ndarray, np.n
         raise DataIntegrityError(
             f"{path}: not a prepared split with arrays x and y ({exc})"
         ) from None
+    if x.shape[0] == 0:
+        raise DataIntegrityError(f"{path}: the split is empty (re-run `dvc repro prepare`)")
     if y.dtype != np.uint8 or y.shape != (x.shape[0],):
         raise DataIntegrityError(
             f"{path}: y is {y.dtype} {y.shape}, expected uint8 ({x.shape[0]},)"
@@ -145,7 +131,7 @@ _CHUNK_ROWS = 2048  # 6.4 MB of float32 images at a time
 def _read_images(f: Any, path: Path, as_pixels: bool) -> np.ndarray:
     """The x array of a split from its open .npy member, chunk by chunk."""
     from fmnist.data.prepare import unscale_images
-    from fmnist.model import IMAGE_SHAPE
+    from fmnist_model.images import IMAGE_SHAPE
 
     version = np.lib.format.read_magic(f)
     header = (
@@ -220,7 +206,8 @@ def run_download(params: Params, out_dir: Path, env_mirror: str | None) -> dict[
     from fmnist.data.download import HttpPolicy, download_dataset, mirror_order
 
     mirrors = mirror_order(params.download.mirrors, env_mirror)
-    policy = HttpPolicy(timeout=params.download.timeout, retries=params.download.retries)
+    cfg = params.download
+    policy = HttpPolicy(timeout=cfg.timeout, retries=cfg.retries, min_speed=cfg.min_speed)
     return download_dataset(mirrors, out_dir, policy)
 
 
@@ -322,6 +309,7 @@ def _fit_tracked(
     """run_train's fit inside its MLflow run, and its outputs."""
     from fmnist import tracking
     from fmnist.model import summary_text
+    from fmnist.served_model import log_served_model
     from fmnist.train import fit_model
 
     summary = summary_text(model)
@@ -347,7 +335,7 @@ def _fit_tracked(
         tracking.log_metrics({"fit_seconds": fit_seconds})  # timing: MLflow only, not DVC
         with atomic_path(out.model) as tmp_model:  # keeps the .keras suffix Keras wants
             model.save(tmp_model)
-        model_uri, model_id = tracking.log_served_model(model, out.model, raw_sample)
+        model_uri, model_id = log_served_model(model, out.model, raw_sample)
         last = {k: v[-1] for k, v in history.items()}
         epochs = range(1, len(history["loss"]) + 1)
         write_csv(
@@ -431,10 +419,15 @@ def run_evaluate(
     figure = confusion_figure(result.confusion)
     with atomic_path(out.confusion_png) as tmp:
         figure.savefig(tmp, format="png")
-    with tracking.tracked_run(tracking_uri, params.tracking.experiment, run_id=run_id):
-        tracking.log_metrics({**headline, **flat_class_metrics(result.per_class)})
-        tracking.log_dict(result.per_class, "evaluation/classes.json")
-        tracking.log_artifact(out.confusion_png, "evaluation")
+    # Added to the training's run without reopening it: the run stays FINISHED whatever
+    # happens here (an interrupted evaluate cannot end it FAILED or leave it RUNNING).
+    tracking.log_to_run(
+        tracking_uri,
+        run_id,
+        metrics={**headline, **flat_class_metrics(result.per_class)},
+        dicts={"evaluation/classes.json": result.per_class},
+        files=[(out.confusion_png, "evaluation")],
+    )
     return headline
 
 
@@ -470,7 +463,8 @@ def register_trained(
 ) -> dict[str, Any]:
     """Register what train recorded (run.json), with evaluate's metrics and the Keras summary,
     then apply the promotion rule; returns the registered record (registered.json)."""
-    from fmnist.registry import CHALLENGER, CHAMPION, describe_version, register_version
+    from fmnist.registry import register_version, registered_record
+    from fmnist.report import describe_version
     from fmnist.tracking import run_params
 
     tags = {
@@ -487,23 +481,37 @@ def register_trained(
             if k.startswith(("model.", "train."))
         },
     }
-    version = register_version(
+    name = params.register_.model_name
+    version, created, challenger_before = register_version(
         tracking_uri,
-        params.register_.model_name,
+        name,
         run["model_uri"],
+        run["run_id"],
         description=describe_version(run["fmnist.model.name"], summary, metrics),
         tags=tags,
     )
-    decision = _apply_promotion_rule(params, int(version.version), tracking_uri, by_hand=False)
-    return {
-        "name": version.name,
-        "version": int(version.version),
-        "aliases": [CHALLENGER, CHAMPION] if decision.promote else [CHALLENGER],
-        "promoted": decision.promote,
-        "promotion": decision.reason,
-        "run_id": run["run_id"],
-        **metrics,
-    }
+    number = int(version.version)
+    _promote_or_undo(params, number, tracking_uri, challenger_before if created else False)
+    return registered_record(tracking_uri, name, number)
+
+
+def _promote_or_undo(params: Params, version: int, tracking_uri: str, undo: Any) -> None:
+    """The promotion rule on a version just registered; if it fails, the registration is
+    undone (undo: the version that held `challenger` before, or False to leave it)."""
+    from fmnist.registry import undo_registration
+
+    try:
+        _apply_promotion_rule(params, version, tracking_uri, by_hand=False)
+    except BaseException as exc:
+        name = params.register_.model_name
+        left = (
+            f"v{version} stays as it was"
+            if undo is False
+            else undo_registration(tracking_uri, name, version, undo)
+        )
+        if isinstance(exc, FmnistError):
+            raise TrackingError(f"{first_line(exc)}; {left}") from None
+        raise
 
 
 def _apply_promotion_rule(
@@ -532,61 +540,6 @@ def run_promote(params: Params, version: int, force: bool, tracking_uri: str) ->
             f"{params.register_.model_name} v{version} not promoted: {decision.reason}"
         )
     return decision.reason
-
-
-def read_image(path: Path) -> tuple[np.ndarray, str | None]:
-    """A PNG (or any image Pillow reads) as (28, 28) uint8 grayscale; and a note if resized."""
-    from PIL import Image, UnidentifiedImageError
-
-    try:
-        with Image.open(path) as image:
-            gray = image.convert("L")
-    except FileNotFoundError:
-        raise DataIntegrityError(f"{path}: no such image") from None
-    except (UnidentifiedImageError, OSError) as exc:
-        raise DataIntegrityError(f"{path}: not an image Pillow can read ({exc})") from None
-    note = None
-    if gray.size != (28, 28):
-        note = f"resized from {gray.size[0]}x{gray.size[1]} to 28x28"
-        gray = gray.resize((28, 28), Image.Resampling.LANCZOS)
-    return np.asarray(gray, dtype=np.uint8), note
-
-
-def champion_uri(params: Params) -> str:
-    """The registry URI of the serving model."""
-    from fmnist.registry import CHAMPION
-
-    return f"models:/{params.register_.model_name}@{CHAMPION}"
-
-
-def run_predict(params: Params, images: list[Path], tracking_uri: str) -> list[dict[str, Any]]:
-    """Classify image files with the champion; one record per file."""
-    import mlflow.pyfunc
-    from mlflow.exceptions import MlflowException
-
-    read = [read_image(path) for path in images]
-    pixels = np.stack([pixels for pixels, _ in read]).reshape(len(read), -1)  # (n, 784) uint8
-    from fmnist.tracking import open_store
-
-    open_store(tracking_uri)
-    uri = champion_uri(params)
-    try:
-        model = mlflow.pyfunc.load_model(uri)
-    except MlflowException as exc:
-        raise TrackingError(f"{uri}: {first_line(exc)}") from None
-    table = model.predict(pixels.astype(np.float64))
-    return [
-        {
-            "image": str(path),
-            "label": table["label"][i],
-            "probability": float(table[table["label"][i]][i]),
-            "note": note,
-        }
-        for i, (path, (_, note)) in enumerate(zip(images, read, strict=True))
-    ]
-
-
-# ---------------------------------------------------------------- sweep (and flow runs)
 
 
 def set_params_for(root: Path, overrides: RunOverrides) -> list[str]:
@@ -641,9 +594,14 @@ def run_sweep_training(
     on_line: LineSink = print,
 ) -> Outcome:
     """prepare -> train -> evaluate as DVC experiment planned.experiment, its MLflow run a
-    child of parent_run_id; a failure raises (StageError) and fails that child run only."""
+    child of parent_run_id; a failure raises (StageError) and fails that child run only.
+
+    When DVC reused an earlier training (same data, code and params: no new MLflow run), the
+    store shows it (the run is not the parent's child): a small child run then links the
+    parent to it, and the outcome and the cell's log say `reused run R`."""
     from fmnist import experiments
-    from fmnist.tracking import PARENT_ENV, run_metrics
+    from fmnist.sweep import reuse_note
+    from fmnist.tracking import PARENT_ENV, link_reused_run, run_metrics
 
     ref = experiments.run_experiment(
         root,
@@ -652,17 +610,31 @@ def run_sweep_training(
         {**env, PARENT_ENV: parent_run_id},
         on_line,
         targets=(SWEEP_TARGET,),
-    )
-    run = experiment_run_record(root, ref)
-    metrics = experiments.experiment_json(root, ref, "metrics/evaluate.json")
-    fit = run_metrics(tracking_uri, run["run_id"]).get("fit_seconds")
+    ).ref
+    run_id = experiment_run_record(root, ref)["run_id"]
+    last_epoch = experiments.experiment_json(root, ref, "metrics/train.json")
+    tested = experiments.experiment_json(root, ref, "metrics/evaluate.json")
+    metrics = {
+        "val_accuracy": float(last_epoch["val_accuracy"]),
+        "val_loss": float(last_epoch["val_loss"]),
+        "test_accuracy": float(tested["test_accuracy"]),
+        "test_loss": float(tested["test_loss"]),
+    }
+    note = reuse_note(run_id)
+    name = planned.training.name
+    reused = link_reused_run(tracking_uri, parent_run_id, name, run_id, metrics, note)
+    if reused:
+        on_line(note)
     return Outcome(
         planned.training,
         experiment=planned.experiment,
-        run_id=run["run_id"],
-        test_accuracy=float(metrics["test_accuracy"]),
-        test_loss=float(metrics["test_loss"]),
-        fit_seconds=fit,
+        run_id=run_id,
+        val_accuracy=metrics["val_accuracy"],
+        val_loss=metrics["val_loss"],
+        test_accuracy=metrics["test_accuracy"],
+        test_loss=metrics["test_loss"],
+        fit_seconds=run_metrics(tracking_uri, run_id).get("fit_seconds"),
+        reused_from=run_id if reused else None,
     )
 
 
@@ -680,8 +652,9 @@ class SweepResult:
 def run_sweep_finish(
     params: Params, root: Path, outcomes: Sequence[Outcome], tracking_uri: str
 ) -> SweepResult:
-    """Log the comparison to the (active) parent run, register the best training's model
-    and apply the promotion rule. Every training failed: StageError, nothing registered."""
+    """Log the comparison to the (active) parent run, register the best training's model (by
+    validation accuracy) and apply the promotion rule (test accuracy against the champion's).
+    Every training failed: StageError, nothing registered."""
     from fmnist import experiments, tracking
     from fmnist.errors import StageError
     from fmnist.sweep import best, comparison_rows
@@ -701,7 +674,12 @@ def run_sweep_finish(
         experiments.experiment_file(root, ref, "models/summary.txt"),
         tracking_uri,
     )
-    tracking.log_metrics({"best_test_accuracy": float(winner.test_accuracy or 0.0)})
+    tracking.log_metrics(
+        {
+            "best_val_accuracy": float(winner.val_accuracy or 0.0),  # what chose it
+            "best_test_accuracy": float(winner.test_accuracy or 0.0),  # what promotion compares
+        }
+    )
     tracking.set_tags(
         {
             "fmnist.sweep.best": winner.training.name,

@@ -1,5 +1,9 @@
 """The tutorial's optimizer comparison as a grid: which trainings a sweep runs, which one wins.
 
+The winner is chosen on the validation split (val_accuracy, then val_loss), never on the test
+split: test accuracy is reported for every training and is what the promotion rule compares,
+so choosing by it too would make the test set part of model selection.
+
 Pure: names and numbers in, names and numbers out. Running the trainings (DVC experiments),
 tracking them (MLflow child runs) and registering the winner happen in stages.py.
 """
@@ -36,15 +40,18 @@ class Outcome:
 
     training: Training
     experiment: str | None = None  # the DVC experiment's name
-    run_id: str | None = None  # the MLflow child run
-    test_accuracy: float | None = None
+    run_id: str | None = None  # the MLflow run that trained the model (models/run.json)
+    val_accuracy: float | None = None  # the last epoch's (metrics/train.json): selection
+    val_loss: float | None = None
+    test_accuracy: float | None = None  # metrics/evaluate.json: reported, and promotion's
     test_loss: float | None = None
     fit_seconds: float | None = None
     error: str | None = None  # one line; None when it succeeded
+    reused_from: str | None = None  # run_id when DVC reused an earlier training (no new run)
 
     @property
     def ok(self) -> bool:
-        return self.error is None and self.test_accuracy is not None
+        return self.error is None and None not in (self.val_accuracy, self.test_accuracy)
 
 
 def _checked(kind: str, values: Sequence[str], allowed: Sequence[str]) -> list[str]:
@@ -74,34 +81,53 @@ def training_overrides(training: Training, base: RunOverrides) -> RunOverrides:
     )
 
 
+def _rank(o: Outcome) -> tuple[bool, float, float]:
+    """Sort key, best first: succeeded, higher val_accuracy, then lower val_loss."""
+    if not o.ok:
+        return (True, 0.0, 0.0)
+    return (False, -(o.val_accuracy or 0.0), o.val_loss if o.val_loss is not None else 0.0)
+
+
 def best(outcomes: Sequence[Outcome]) -> Outcome | None:
-    """The highest test accuracy among the trainings that succeeded (then the lower loss)."""
+    """The best by validation accuracy (ties: the lower val_loss) among the trainings that
+    succeeded; test accuracy plays no part. None if every training failed."""
     done = [o for o in outcomes if o.ok]
-    if not done:
-        return None
-    return max(done, key=lambda o: (o.test_accuracy, -(o.test_loss or 0.0)))
+    return min(done, key=_rank) if done else None
 
 
 def comparison_rows(outcomes: Sequence[Outcome]) -> list[dict[str, Any]]:
-    """One row per training, best first, failed ones last with their error."""
+    """One row per training, best by validation accuracy first, failed ones last with their
+    error; a reused training's status says which run it reused."""
     winner = best(outcomes)
-    ranked = sorted(
-        outcomes, key=lambda o: (not o.ok, -(o.test_accuracy or 0.0), o.test_loss or 0.0)
-    )
     return [
         {
             "training": o.training.name,
             "optimizer": o.training.optimizer,
             "activation": o.training.activation,
+            "val_accuracy": _rounded(o.val_accuracy),
+            "val_loss": _rounded(o.val_loss),
             "test_accuracy": _rounded(o.test_accuracy),
             "test_loss": _rounded(o.test_loss),
             "fit_seconds": _rounded(o.fit_seconds, 2),
-            "status": "best" if o is winner else ("ok" if o.ok else f"failed: {o.error}"),
+            "status": _status(o, o is winner),
             "experiment": o.experiment or "",
             "run_id": o.run_id or "",
+            "reused_from": o.reused_from or "",
         }
-        for o in ranked
+        for o in sorted(outcomes, key=_rank)
     ]
+
+
+def reuse_note(run_id: str) -> str:
+    """What a training DVC did not run says (its log line, its status, its MLflow note)."""
+    return f"reused run {run_id} (DVC restored its outputs: same data, code and params)"
+
+
+def _status(o: Outcome, is_best: bool) -> str:
+    if not o.ok:
+        return f"failed: {o.error}"
+    status = "best" if is_best else "ok"
+    return f"{status}, reused run {o.reused_from}" if o.reused_from else status
 
 
 def _rounded(value: float | None, digits: int = 4) -> float | None:

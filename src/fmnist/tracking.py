@@ -3,21 +3,19 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from fmnist.errors import TrackingError, first_line
+from fmnist.store import redact
 
 if TYPE_CHECKING:
-    import keras
-    import numpy as np
-
     from fmnist.config import Params
 
 DEFAULT_DB = "mlflow.db"
 SUMMARY_ARTIFACT = "model_summary.txt"
-MODEL_ARTIFACT = "model"
 PARENT_TAG = "mlflow.parentRunId"  # how MLflow (and its UI) nests a child run under a parent
 SWEEP_ARTIFACT = "sweep/comparison.json"
 PARENT_ENV = "FMNIST_PARENT_RUN_ID"  # set by a sweep: the stages' runs become its children
@@ -64,7 +62,9 @@ _ready: set[str] = set()
 
 
 def open_store(uri: str) -> None:
-    """Point MLflow at uri; a new sqlite store is created by one process at a time.
+    """Point MLflow at uri, once per process: the URI's scheme is checked, a tracking server
+    must answer within the deadline (fmnist.store), a new sqlite store is created by one
+    process at a time, and runs whose process died on this host are closed KILLED.
 
     MLflow creates (and migrates) a sqlite store on first use; two processes doing that at
     once crash (`duplicate column name`). An exclusive lock on `<db>.lock` beside the file
@@ -72,15 +72,40 @@ def open_store(uri: str) -> None:
     database's inode, so later processes skip the (second-long) creation check.
     """
     import mlflow
+    from mlflow.exceptions import MlflowException
+
+    from fmnist.store import check_reachable, check_scheme
 
     mlflow.set_tracking_uri(uri)
-    db = sqlite_path(uri)
-    if db is None or uri in _ready:
+    if uri in _ready:
         return
+    check_scheme(uri)
+    check_reachable(uri)
+    db = sqlite_path(uri)
+    try:
+        if db is not None:
+            _create_sqlite_once(uri, db)
+        _ready.add(uri)
+        _close_orphans(uri)
+    except MlflowException as exc:
+        raise TrackingError(f"MLflow at {redact(uri)}: {first_line(exc)}") from None
+
+
+def _create_sqlite_once(uri: str, db: Path) -> None:
     import fcntl
 
-    db.parent.mkdir(parents=True, exist_ok=True)
-    with open(f"{db}.lock", "a", encoding="utf-8") as lock:
+    if _lock_mark(db) == _created_mark(db):
+        return  # created before: nothing to write (a read-only store can still be read)
+    try:
+        db.parent.mkdir(parents=True, exist_ok=True)
+        lock = open(f"{db}.lock", "a", encoding="utf-8")  # noqa: SIM115 (held below)
+    except OSError as exc:
+        read_only = exc.errno in (errno.EROFS, errno.EACCES, errno.EPERM)
+        if read_only and db.is_file():
+            return  # an existing store we cannot write: reading works; a write says read-only
+        state = f"is read-only ({exc.strerror})" if read_only else f": {exc.strerror}"
+        raise TrackingError(f"the sqlite MLflow store {db} {state}".replace(" :", ":")) from None
+    with lock:
         fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes
         if _lock_mark(db) != _created_mark(db):
             from mlflow import MlflowClient
@@ -90,7 +115,18 @@ def open_store(uri: str) -> None:
             client.search_registered_models(max_results=1)  # ... and the registry's
             lock.truncate(0)
             lock.write(_created_mark(db))
-    _ready.add(uri)
+
+
+def _close_orphans(uri: str) -> None:
+    """Runs left RUNNING by a process of this host that died are ended KILLED (lifecycle)."""
+    from mlflow import MlflowClient
+
+    from fmnist.lifecycle import close_orphaned_runs
+
+    client = MlflowClient(uri)
+    ids = [e.experiment_id for e in client.search_experiments(max_results=1000)]
+    for run_id in close_orphaned_runs(client, ids):
+        print(f"fmnist: closed run {run_id} as KILLED: its process had died", flush=True)
 
 
 @contextlib.contextmanager
@@ -135,17 +171,6 @@ def _created_mark(db: Path) -> str:
         return "absent"
 
 
-def store_error_line(exc: BaseException) -> str | None:
-    """One line for a sqlite store that refused a write because another process held it."""
-    if "database is locked" not in f"{type(exc).__name__}: {exc}":
-        return None
-    return (
-        "the sqlite MLflow store is locked by another writer (sqlite takes one at a time); "
-        "for concurrent runs use a tracking server: `make up`, then "
-        "MLFLOW_TRACKING_URI=http://127.0.0.1:5000"
-    )
-
-
 def _experiment_id(uri: str, experiment: str) -> str:
     import mlflow
 
@@ -188,27 +213,76 @@ def tracked_run(
     uri: str,
     experiment: str,
     *,
-    run_id: str | None = None,
     run_name: str | None = None,
     tags: Mapping[str, str] | None = None,
     parent_run_id: str | None = None,
 ) -> Iterator[str]:
-    """Open (or resume) a run, nested under parent_run_id if given; it ends FINISHED, or
-    FAILED/KILLED if the block raises."""
+    """Start a run (nested under parent_run_id if given) owned by this process; it ends
+    FINISHED, FAILED if the block raises, KILLED if it is interrupted (Ctrl-C, SIGTERM)."""
     import mlflow
     from mlflow.exceptions import MlflowException
 
-    tags = {**(tags or {}), **({PARENT_TAG: parent_run_id} if parent_run_id else {})}
+    from fmnist.lifecycle import owner_tags
+
+    tags = {**(tags or {}), **owner_tags()}
+    tags |= {PARENT_TAG: parent_run_id} if parent_run_id else {}
     try:
         open_store(uri)
-        experiment_id = None if run_id else _experiment_id(uri, experiment)
-        run = mlflow.start_run(
-            run_id=run_id, run_name=run_name, tags=tags, experiment_id=experiment_id
-        )
+        experiment_id = _experiment_id(uri, experiment)
+        run = mlflow.start_run(run_name=run_name, tags=tags, experiment_id=experiment_id)
     except MlflowException as exc:
-        raise TrackingError(f"MLflow at {uri}: {first_line(exc)}") from None
-    with run:
+        raise TrackingError(f"MLflow at {redact(uri)}: {first_line(exc)}") from None
+    try:
         yield run.info.run_id
+    except KeyboardInterrupt:
+        _end_run(uri, "KILLED", report=False)
+        raise
+    except BaseException:
+        _end_run(uri, "FAILED", report=False)
+        raise
+    _end_run(uri, "FINISHED", report=True)
+
+
+def _end_run(uri: str, status: str, *, report: bool) -> None:
+    """End the active run; a store that fails now is one line when report (else the error
+    already on its way stays the one reported)."""
+    import mlflow
+    from mlflow.exceptions import MlflowException
+
+    try:
+        mlflow.end_run(status)
+    except MlflowException as exc:
+        if report:
+            line = f"MLflow at {redact(uri)}: ending the run {status}: {first_line(exc)}"
+            raise TrackingError(line) from None
+
+
+def log_to_run(
+    uri: str,
+    run_id: str,
+    metrics: Mapping[str, float],
+    dicts: Mapping[str, Mapping[str, Any]],
+    files: Sequence[tuple[Path, str]],
+) -> None:
+    """Add metrics, JSON and files to a run that has ended, without reopening it: its status
+    stays what it was, whatever happens here."""
+    import time
+
+    from mlflow import MlflowClient
+    from mlflow.entities import Metric
+    from mlflow.exceptions import MlflowException
+
+    open_store(uri)
+    client = MlflowClient(uri)
+    now = int(time.time() * 1000)
+    try:
+        client.log_batch(run_id, metrics=[Metric(k, float(v), now, 0) for k, v in metrics.items()])
+        for name, data in dicts.items():
+            client.log_dict(run_id, dict(data), name)
+        for path, artifact_dir in files:
+            client.log_artifact(run_id, str(path), artifact_dir)
+    except MlflowException as exc:
+        raise TrackingError(f"MLflow at {redact(uri)}: run {run_id}: {first_line(exc)}") from None
 
 
 def log_params(params: Mapping[str, str]) -> None:
@@ -270,48 +344,6 @@ def log_artifact(path: Path, artifact_path: str | None = None) -> None:
     mlflow.log_artifact(str(path), artifact_path)
 
 
-def log_served_model(
-    model: keras.Model, keras_file: Path, sample_pixels: np.ndarray
-) -> tuple[str, str]:
-    """Log the model the MLflow 3 way: the pyfunc that serves it (raw pixels in, scaling
-    inside), with the Keras file as its artifact and a signature; return (model_uri, model_id).
-    """
-    import keras as _keras
-    import mlflow.pyfunc
-    import numpy  # at run time; `np` above is for the annotations
-    from mlflow.models import infer_signature
-
-    from fmnist.serving import INPUT_DOC, FashionMnistClassifier, predict_table
-
-    # No input_example: with MLflow 3.17 and Keras 3.15 it fails (input_example.json not
-    # found). The signature comes from a real batch of raw pixels and the real output of the
-    # served code path, run on the model in memory.
-    pixels = sample_pixels.reshape(len(sample_pixels), -1).astype(numpy.float64)
-    signature = infer_signature(pixels, predict_table(model, pixels))
-    info = mlflow.pyfunc.log_model(
-        name=MODEL_ARTIFACT,
-        python_model=FashionMnistClassifier(),  # holds no model: it loads the artifact
-        artifacts={"keras_model": str(keras_file)},
-        signature=signature,
-        metadata={"input": INPUT_DOC, "scaling": "x / 255 inside the model (scale_images)"},
-        # Given, not inferred: inference reloads the model in a subprocess (seconds).
-        pip_requirements=_requirements(_keras.__version__),
-    )
-    return info.model_uri, info.model_id
-
-
-def _requirements(keras_version: str) -> list[str]:
-    from importlib.metadata import PackageNotFoundError, version
-
-    reqs = [f"keras=={keras_version}"]
-    for dist in ("tensorflow-cpu", "tensorflow", "numpy", "pandas", "scikit-learn", "mlflow"):
-        try:
-            reqs.append(f"{dist}=={version(dist)}")
-        except PackageNotFoundError:
-            continue
-    return reqs
-
-
 def run_params(uri: str, run_id: str) -> dict[str, str]:
     """The params a run logged."""
     return dict(_run_data(uri, run_id).params)
@@ -325,4 +357,40 @@ def _run_data(uri: str, run_id: str) -> Any:
     try:
         return MlflowClient(uri).get_run(run_id).data
     except MlflowException as exc:
-        raise TrackingError(f"MLflow at {uri}: run {run_id}: {first_line(exc)}") from None
+        raise TrackingError(f"MLflow at {redact(uri)}: run {run_id}: {first_line(exc)}") from None
+
+
+REUSED_TAG = "fmnist.reused_from_run"  # on a sweep's link run: the run DVC reused
+
+
+def link_reused_run(
+    uri: str,
+    parent_run_id: str,
+    name: str,
+    run_id: str,
+    metrics: Mapping[str, float],
+    note: str,
+) -> bool:
+    """A sweep cell whose training run_id is not parent_run_id's child (DVC reused an earlier
+    training: no new run was made) gets a FINISHED child run NAME under the parent, tagged
+    with run_id and noted, holding the cell's metrics; returns whether it was reused."""
+    import time
+
+    from mlflow import MlflowClient
+    from mlflow.entities import Metric, RunStatus
+    from mlflow.exceptions import MlflowException
+
+    open_store(uri)
+    client = MlflowClient(uri)
+    try:
+        if client.get_run(run_id).data.tags.get(PARENT_TAG) == parent_run_id:
+            return False
+        experiment_id = client.get_run(parent_run_id).info.experiment_id
+        tags = {PARENT_TAG: parent_run_id, REUSED_TAG: run_id, "mlflow.note.content": note}
+        link = client.create_run(experiment_id, run_name=name, tags=tags).info.run_id
+        now = int(time.time() * 1000)
+        client.log_batch(link, metrics=[Metric(k, float(v), now, 0) for k, v in metrics.items()])
+        client.set_terminated(link, RunStatus.to_string(RunStatus.FINISHED))
+    except MlflowException as exc:
+        raise TrackingError(f"MLflow at {redact(uri)}: run {run_id}: {first_line(exc)}") from None
+    return True

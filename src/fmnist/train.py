@@ -9,6 +9,7 @@ import numpy as np
 
 from fmnist.config import TrainConfig
 from fmnist.errors import TrainingError
+from fmnist_model.images import CLASS_NAMES
 
 if TYPE_CHECKING:
     import keras
@@ -126,15 +127,26 @@ def fit_model(
         callbacks=[keras.callbacks.TerminateOnNaN(), *hooks],
         verbose=verbose,
     )
-    check_converged(history.history["loss"], cfg)
+    check_converged(history.history["loss"], history.history.get("val_accuracy", []), cfg)
     return {k: [float(v) for v in history.history[k]] for k in HISTORY_KEYS}
 
 
-def check_converged(losses: Sequence[float], cfg: TrainConfig) -> None:
-    """A loss that became NaN or infinite is a failed training, never a model to register."""
+N_CLASSES = len(CLASS_NAMES)
+CHANCE = 1 / N_CLASSES
+CHANCE_FACTOR = 1.5  # a last val_accuracy at or below 1.5 x chance is no model
+
+
+def check_converged(
+    losses: Sequence[float], val_accuracies: Sequence[float], cfg: TrainConfig
+) -> None:
+    """A loss that became NaN or infinite, or a last validation accuracy at chance level, is a
+    diverged training, never a model to register (TrainingError with the hint)."""
+    hint = f"({cfg.optimizer}, learning_rate {cfg.learning_rate}); lower train.learning_rate"
     for epoch, loss in enumerate(losses, start=1):
         if not np.isfinite(loss):
-            raise TrainingError(
-                f"training diverged: loss {loss} at epoch {epoch} "
-                f"({cfg.optimizer}, learning_rate {cfg.learning_rate}); lower train.learning_rate"
-            )
+            raise TrainingError(f"training diverged: loss {loss} at epoch {epoch} {hint}")
+    if val_accuracies and val_accuracies[-1] <= CHANCE_FACTOR * CHANCE:
+        raise TrainingError(
+            f"training diverged: val_accuracy {val_accuracies[-1]:.4f} after epoch "
+            f"{len(val_accuracies)} is chance level (<= {CHANCE_FACTOR} x 1/{N_CLASSES}) {hint}"
+        )

@@ -102,3 +102,14 @@ def make_runner(cwd: Path, extra_env: dict[str, str] | None = None) -> Runner:
 @pytest.fixture
 def dvc(repo: Path) -> Runner:
     return make_runner(repo)
+
+
+def adopt_experiment(run: Runner, repo: Path, name: str) -> None:
+    """What a team does with an experiment it keeps: `dvc exp apply`, then commit the files
+    the experiment committed (dvc.lock, params.yaml, the small git-tracked outputs)."""
+    from fmnist.experiments import experiment_ref
+
+    ref = experiment_ref(repo, name)
+    run("dvc", "exp", "apply", name)
+    run("git", "add", *run("git", "diff", "--name-only", "HEAD", ref).stdout.split())
+    run("git", "commit", "-q", "-m", f"adopt {name}")

@@ -124,3 +124,42 @@ def test_full_pipeline(repo: Path, dvc: Runner) -> None:
     assert "test_accuracy" in json.loads(diff)["metrics/evaluate.json"]
     plots = dvc("dvc", "plots", "show", "--json").stdout
     assert "train_history.csv" in plots and "confusion" in plots
+
+
+def changed_stages(dvc: Runner) -> dict[str, set[str]]:
+    """`dvc status --json`: stage -> its changed deps, for each stage that is not up to date."""
+    status = json.loads(dvc("dvc", "status", "--json").stdout or "{}")
+    return {
+        stage: {path for item in changes for path in item.get("changed deps", {})}
+        for stage, changes in status.items()
+    }
+
+
+def test_status_follows_the_code_not_the_experiment_name(repo: Path, dvc: Runner) -> None:
+    """The deps are the modules each stage runs (tests/test_dvc_deps.py derives them): editing
+    one makes exactly the stages that run it stale; renaming the MLflow experiment, none."""
+    every_stage = ("download", "prepare", "train", "evaluate", "register")
+    assert tuple(ran_stages(dvc("dvc", "repro").stdout)) == every_stage
+    assert changed_stages(dvc) == {}
+
+    params = repo / "params.yaml"
+    text = params.read_text(encoding="utf-8")
+    assert "\n  experiment: fashion-mnist\n" in text
+    params.write_text(text.replace("experiment: fashion-mnist", "experiment: renamed"), "utf-8")
+    assert changed_stages(dvc) == {}  # not a DVC param: renaming it never retrains
+
+    for module, dep, stages in (
+        # imported by every command (its error path): a dep none of them declared before
+        ("src/fmnist/tracking.py", "src/fmnist/tracking.py", every_stage),
+        # the served model's code, which train ships whole: one folder dep, train's only
+        ("src/fmnist_model/pyfunc.py", "src/fmnist_model", ("train",)),
+        # ... its model_code.py too, which only MLflow runs (by path)
+        ("src/fmnist_model/model_code.py", "src/fmnist_model", ("train",)),
+    ):
+        source = repo / module
+        original = source.read_text(encoding="utf-8")
+        source.write_text(original + "# a comment changes the file's hash\n", encoding="utf-8")
+        changed = changed_stages(dvc)
+        source.write_text(original, encoding="utf-8")
+        assert changed == {stage: {dep} for stage in stages}, module
+    assert changed_stages(dvc) == {}

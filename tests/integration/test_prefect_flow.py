@@ -18,7 +18,14 @@ from typing import Any
 import pytest
 
 from fmnist import stack
-from tests.integration.conftest import Runner, copy_repo, data_mirror, make_runner, runner_env
+from tests.integration.conftest import (
+    Runner,
+    adopt_experiment,
+    copy_repo,
+    data_mirror,
+    make_runner,
+    runner_env,
+)
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -204,4 +211,61 @@ def test_failing_stage_fails_the_flow_run_with_its_error(prefect_stack: Stack) -
     assert result.returncode != 0, output
     assert "Failed" in output, output
     logs = prefect_stack.run("prefect", "flow-run", "logs", _flow_run_id(output)).stdout
-    assert f"fmnist train: error: MLflow at {unreachable}" in logs, logs
+    assert f"fmnist train: error: MLflow tracking server {unreachable} cannot be reached" in logs, (
+        logs
+    )
+
+
+def _deployment_run(stack_: Stack, *params: str) -> tuple[str, str]:
+    """A completed deployment run with these parameters: (flow run id, its logs)."""
+    args = ["prefect", "deployment", "run", DEPLOYMENT, "--watch", "--watch-timeout", "900"]
+    result = stack_.run(*args, *(a for p in params for a in ("-p", p)), timeout=1000)
+    output = result.stdout + result.stderr
+    assert "Completed" in output, output
+    run_id = _flow_run_id(output)
+    return run_id, stack_.run("prefect", "flow-run", "logs", run_id).stdout
+
+
+def test_a_rerun_dvc_already_has_is_reused_and_force_retrains(prefect_stack: Stack) -> None:
+    """Same parameters again: no new version, and the run says which one it reused.
+
+    DVC reuses the training when the experiment's baseline (dvc.lock) already records its
+    data, code and params, here because the first run was adopted (`dvc exp apply` + commit,
+    what a team does with a run it keeps). Without that the train stage runs again: DVC keeps
+    no run cache for a stage with a `cache: false` output (models/run.json)."""
+    params = ("epochs=1", "batch_size=64")
+    before = {v["version"] for v in _versions(prefect_stack.tracking_uri)}
+    first_id, first_logs = _deployment_run(prefect_stack, *params)
+    (version,) = [v for v in _versions(prefect_stack.tracking_uri) if v["version"] not in before]
+    assert version["params.train.batch_size"] == "64"
+    assert "reused version" not in first_logs
+
+    (name,) = [
+        n
+        for n in prefect_stack.run("dvc", "exp", "list", "--name-only").stdout.split()
+        if n.endswith(first_id[:8])
+    ]
+    adopt_experiment(prefect_stack.run, prefect_stack.repo, name)
+
+    _, logs = _deployment_run(prefect_stack, *params)
+    line = (
+        f"reused version {version['version']} from run {version['run_id']}: DVC restored the "
+        "pipeline's outputs (same data, code and params); pass force=true to retrain"
+    )
+    assert line in logs, logs
+    assert "Running stage 'train'" not in logs
+    assert {v["version"] for v in _versions(prefect_stack.tracking_uri)} == {
+        *before,
+        version["version"],
+    }
+    shown = prefect_stack.run("prefect", "artifact", "inspect", "fashion-mnist-model").stdout
+    assert f"reused version {version['version']} from run" in " ".join(shown.split()), shown
+
+    _, forced_logs = _deployment_run(prefect_stack, *params, "force=true")
+    assert "Running stage 'train'" in forced_logs and "reused version" not in forced_logs
+    (new,) = [
+        v
+        for v in _versions(prefect_stack.tracking_uri)
+        if v["version"] not in {*before, version["version"]}
+    ]
+    assert new["run_id"] != version["run_id"] and new["params.train.batch_size"] == "64"

@@ -26,6 +26,7 @@ from tests.integration.conftest import Runner, copy_repo, data_mirror, make_runn
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 USER = "fmnist"
+PASSWORD = "not-shown-7f3a"  # in the URLs given to the stack; trust auth never asks for it
 RATES = ["0.001", "0.002", "0.003", "0.004"]  # one per concurrent pipeline
 SWEEP = "fashion-mnist-sweep/default"
 TINY_GRID = ('optimizers=["adam", "sgd"]', 'activations=["relu"]', "epochs=1")  # 2 trainings
@@ -112,13 +113,15 @@ def production(
         state_dir=repo / ".stack",
         prefect_port=prefect_port,
         mlflow_port=mlflow_port,
-        mlflow_backend_uri=postgres.url("mlflow"),
+        mlflow_backend_uri=_with_password(postgres.url("mlflow")),
         mlflow_artifacts=str(artifacts),
-        prefect_database_url=postgres.url("prefect", "postgresql+asyncpg"),
+        prefect_database_url=_with_password(postgres.url("prefect", "postgresql+asyncpg")),
         env={"FMNIST_DATA_MIRROR": data_mirror()},  # the worker's data source (no internet)
     )
     try:
-        stack.up(cfg)
+        printed: list[str] = []
+        stack.up(cfg, echo=printed.append)
+        _assert_password_hidden(cfg, printed)
         mlflow_uri = f"http://127.0.0.1:{mlflow_port}"
         # What a user sets, and nothing else: the two servers' URLs.
         env = runner_env(
@@ -133,6 +136,21 @@ def production(
         recorded = stack.load_services(cfg.state_dir)
         stack.down(repo, cfg.state_dir)
         assert not any(stack._alive(s) for s in recorded), "a stack process survived down"
+
+
+def _with_password(url: str) -> str:
+    return url.replace(f"//{USER}@", f"//{USER}:{PASSWORD}@")
+
+
+def _assert_password_hidden(cfg: stack.StackConfig, printed: list[str]) -> None:
+    """Not on any command line (`ps`), in what `up` printed, or in the record."""
+    import psutil
+
+    assert "postgresql://fmnist:***@" in "\n".join(printed)
+    assert PASSWORD not in "\n".join(printed)
+    for proc in psutil.process_iter(["cmdline"]):
+        assert PASSWORD not in " ".join(proc.info["cmdline"] or []), proc.info["cmdline"]
+    assert PASSWORD not in (cfg.state_dir / stack.STATE_FILE).read_text()
 
 
 def deployment_run(prod: Production, deployment: str, *params: str, ends: str = "Completed") -> str:
@@ -180,8 +198,13 @@ def test_sweep_on_dask_registers_the_best_child(production: Production) -> None:
     )
     assert sorted(c.info.run_name for c in children) == ["adam-relu-1ep", "sgd-relu-1ep"]
     assert {c.info.status for c in children} == {"FINISHED"}
-    best = max(children, key=lambda c: c.data.metrics["test_accuracy"])
+    # chosen on validation, not on test
+    best = max(
+        children, key=lambda c: (c.data.metrics["val_accuracy"], -c.data.metrics["val_loss"])
+    )
     assert parent.data.tags["fmnist.sweep.best_run_id"] == best.info.run_id
+    for key in ("val_accuracy", "test_accuracy"):  # what chose it, what promotion compares
+        assert parent.data.metrics[f"best_{key}"] == pytest.approx(best.data.metrics[key])
     assert parent.data.metrics["trainings"] == 2 and parent.data.metrics["failed"] == 0
     # the comparison: a Prefect table artifact and the parent run's artifact
     artifact = production.run("prefect", "artifact", "inspect", "fashion-mnist-sweep").stdout

@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 
 from fmnist.errors import DataIntegrityError
+from fmnist_model.images import IMAGE_SHAPE
 
 _UBYTE = 0x08
-IMAGE_SHAPE = (28, 28)
 
 
 def parse_idx(data: bytes, *, ndim: int, source: str = "IDX data") -> np.ndarray:

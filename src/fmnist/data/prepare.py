@@ -7,6 +7,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from fmnist.config import PrepareConfig
+from fmnist_model.images import scale_images  # the served model scales with it too
 
 
 @dataclass(frozen=True)
@@ -15,15 +16,6 @@ class Split:
 
     x: np.ndarray
     y: np.ndarray
-
-
-def scale_images(images: np.ndarray) -> np.ndarray:
-    """(n, 28, 28) uint8 -> float32 in [0, 1]; bit-equal to float32(images / 255.0)."""
-    # Division is correctly rounded in float32, and float64 -> float32 double rounding is
-    # exact for division (53 >= 2 * 24 + 2 bits), so this equals the tutorial's x / 255.0.
-    out = images.astype(np.float32)
-    out /= np.float32(255.0)
-    return out
 
 
 def unscale_images(scaled: np.ndarray) -> np.ndarray:

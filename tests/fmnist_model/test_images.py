@@ -1,10 +1,11 @@
+"""The raw-pixel contract of the served model: both image forms in, one line for bad input."""
+
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from fmnist.evaluate import CLASS_NAMES
-from fmnist.serving import check_pixels, model_features, prediction_table
+from fmnist_model.images import CLASS_NAMES, check_pixels, model_features, prediction_table
 
 
 def test_both_image_forms_are_accepted_as_uint8() -> None:
@@ -23,7 +24,10 @@ def test_both_image_forms_are_accepted_as_uint8() -> None:
         (np.full((1, 784), -1), "0-255"),
         (np.full((1, 784), np.nan), "0-255"),
         (np.full((1, 784), 0.5), "whole numbers"),
-        (np.array([["a"] * 784]), "numbers 0-255"),
+        (np.array([["a"] * 784]), "numbers 0-255, got text"),
+        (np.ones((1, 784), dtype=bool), "numbers 0-255, got boolean"),
+        (np.array([[1, "2"] * 392], dtype=object), "numbers 0-255, got mixed"),
+        ([[0] * 784, [0] * 783], "ragged or mixed"),
     ],
 )
 def test_bad_pixels_are_one_clear_line(values: np.ndarray, message: str) -> None:

@@ -1,0 +1,195 @@
+"""The body of `POST /invocations` -> raw pixels, in the request formats of MLflow's scoring
+server (so its clients need not change).
+
+- `application/json`: `{"inputs": [...]}` or `{"instances": [...]}` holding (n, 784) rows or
+  (n, 28, 28) arrays, or `{"dataframe_split": {"columns": [...], "data": [[784 values], ...]}}`.
+- `text/csv`: one image per line, 784 comma-separated values (28x28 row-major); a first line
+  that is not an image (column names, or pandas' default header 0,1,...,783) is a header.
+
+The array keeps the kinds the request held: booleans and text are never turned into numbers,
+so the model's own check refuses them. Every refusal is one short line (RequestRefused) that
+never quotes the request.
+"""
+
+from __future__ import annotations
+
+import io
+import itertools
+import json
+import warnings
+from typing import Any
+
+import numpy as np
+
+from fmnist_model.images import FLAT_SIZE
+
+JSON_FORMS = ("inputs", "instances", "dataframe_split")
+ACCEPTED = (
+    'application/json ({"inputs": ...}, {"instances": ...} or {"dataframe_split": ...}) '
+    "or text/csv (784 values per line)"
+)
+_PANDAS_HEADER = [str(i) for i in range(FLAT_SIZE)]
+
+
+class RequestRefused(Exception):
+    """A request the server refuses: its HTTP status, error code and one-line message."""
+
+    def __init__(self, status: int, error_code: str, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.error_code = error_code
+        self.message = message
+
+
+def malformed(message: str) -> RequestRefused:
+    """400: the body is not a request of a form this server takes."""
+    return RequestRefused(400, "MALFORMED_REQUEST", message)
+
+
+def bad_pixels(message: str) -> RequestRefused:
+    """400: the request's form is fine, its pixels are not (the model's error code)."""
+    return RequestRefused(400, "INVALID_PARAMETER_VALUE", message)
+
+
+def read_pixels(content_type: str | None, body: bytes | bytearray) -> np.ndarray:
+    """The request's images as an array the model checks: (n, 784) or (n, 28, 28) if valid."""
+    media = (content_type or "").split(";", 1)[0].strip().lower()
+    if media == "application/json":
+        pixels = json_pixels(body)
+    elif media == "text/csv":
+        pixels = csv_pixels(body)
+    else:
+        raise RequestRefused(415, "UNSUPPORTED_MEDIA_TYPE", f"Content-Type must be {ACCEPTED}")
+    if pixels.size == 0:
+        raise bad_pixels("the request holds no pixel values")
+    return pixels
+
+
+# ---------------------------------------------------------------- JSON
+
+
+def json_pixels(body: bytes | bytearray) -> np.ndarray:
+    """An MLflow JSON request -> its images as an array of the kinds the JSON held."""
+    request = _parse_json(body)
+    if not (isinstance(request, dict) and len(request) == 1 and next(iter(request)) in JSON_FORMS):
+        raise malformed(
+            'the JSON body must be an object with one key: "inputs", "instances" or '
+            '"dataframe_split"'
+        )
+    ((form, value),) = request.items()
+    if form == "dataframe_split":
+        value = _split_rows(value)
+    if not isinstance(value, list):
+        raise malformed(f'"{form}" must be an array of images: (n, 784) or (n, 28, 28) pixels')
+    return pixel_array(value)
+
+
+def _parse_json(body: bytes | bytearray) -> Any:
+    try:
+        return json.loads(body)
+    except json.JSONDecodeError as exc:  # msg is the parser's few words, never the text
+        raise malformed(
+            f"malformed JSON: {exc.msg} at line {exc.lineno}, column {exc.colno}"
+        ) from None
+    except UnicodeDecodeError:
+        raise malformed("malformed JSON: the body is not UTF-8 text") from None
+    except RecursionError:
+        raise malformed("malformed JSON: nested too deeply") from None
+
+
+def _split_rows(split: Any) -> Any:
+    """dataframe_split's rows (its columns only counted: the model takes them in order)."""
+    if not (isinstance(split, dict) and "data" in split):
+        raise malformed('"dataframe_split" must be an object with "data": rows of 784 values')
+    rows, columns = split["data"], split.get("columns")
+    if columns is not None and not isinstance(columns, list):
+        raise malformed('"dataframe_split": "columns" must be an array of names')
+    first = rows[0] if isinstance(rows, list) and rows else None
+    if columns and isinstance(first, list) and len(columns) != len(first):
+        raise malformed(
+            f'"dataframe_split" names {len(columns)} columns but its first row holds '
+            f"{len(first)} values"
+        )
+    return rows
+
+
+def pixel_array(value: list[Any]) -> np.ndarray:
+    """Nested JSON arrays -> an array whose dtype is what they held.
+
+    NumPy would turn `[1, true]` into integers: booleans among numbers are refused here, in
+    the model's words; all-boolean or text arrays keep their dtype and the model refuses them.
+    """
+    try:
+        array = np.array(value)
+    except (ValueError, TypeError):  # ragged: rows of different lengths
+        raise bad_pixels("pixels must be an array of numbers (ragged or mixed input)") from None
+    if array.dtype.kind in "iuf":
+        if bool in _leaf_types(value, array.ndim):
+            raise bad_pixels("pixels must be numbers 0-255, got boolean values")
+    elif array.dtype == object and _leaf_types(value, array.ndim) <= {int, float}:
+        try:  # integers too large for int64: numbers all the same, out of range
+            return array.astype(np.float64)
+        except OverflowError:
+            raise bad_pixels("pixel values must lie in 0-255 (raw, unscaled)") from None
+    return array
+
+
+def _leaf_types(value: list[Any], ndim: int) -> set[type]:
+    """The types of the values at depth ndim of rectangular nested lists (C loops only)."""
+    leaves: Any = value
+    for _ in range(ndim - 1):
+        leaves = itertools.chain.from_iterable(leaves)
+    return set(map(type, leaves))
+
+
+# ---------------------------------------------------------------- CSV
+
+
+def csv_pixels(body: bytes | bytearray) -> np.ndarray:
+    """CSV lines of 784 numbers -> (n, 784) float64; a header line is skipped."""
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError:
+        raise malformed("malformed CSV: the body is not UTF-8 text") from None
+    header = _is_header(text.partition("\n")[0])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # "input contained no data": said below
+        try:
+            return np.loadtxt(
+                io.StringIO(text), delimiter=",", dtype=np.float64, ndmin=2,
+                skiprows=int(header), comments=None,
+            )  # fmt: skip
+        except ValueError:
+            raise _csv_fault(text, header) from None
+
+
+def _is_number(field: str) -> bool:
+    try:
+        float(field)
+    except ValueError:
+        return False
+    return "_" not in field  # Python's float takes 1_000, NumPy's parser does not
+
+
+def _is_header(line: str) -> bool:
+    fields = [field.strip() for field in line.rstrip("\r").split(",")]
+    return fields == _PANDAS_HEADER or not all(_is_number(field) for field in fields)
+
+
+def _csv_fault(text: str, header: bool) -> RequestRefused:
+    """Where a CSV body stops being rows of numbers, in one line (found only on error)."""
+    width, first = 0, 0  # values on the first data line, and its number
+    for number, line in enumerate(text.splitlines(), start=1):
+        if (number == 1 and header) or not line.strip():
+            continue
+        fields = line.split(",")
+        if not width:
+            width, first = len(fields), number
+        if len(fields) != width:
+            return malformed(
+                f"malformed CSV: line {number} has {len(fields)} values, line {first} {width}"
+            )
+        for column, field in enumerate(fields, start=1):
+            if not _is_number(field):
+                return bad_pixels(f"CSV line {number}, value {column}: not a number 0-255")
+    return malformed("malformed CSV: expected lines of comma-separated numbers")

@@ -1,0 +1,67 @@
+"""Keras models with Unicode names (the tutorial's `패션 MNIST 모델`) on TensorFlow.
+
+Keras keeps a layer's or model's name for itself (summary, saving, `model.name`) and also
+hands it to TensorFlow twice: as a name scope in `fit` and `predict`, and inside the names
+of optimizer variables (`<model>_<layer>_kernel_velocity`). TensorFlow allows only
+`[A-Za-z0-9.][A-Za-z0-9_.\\/>-]*` there, so the tutorial's name fails with "not a valid root
+scope name". Keras has no public hook for this, so `allow_unicode_names` patches those two
+seams of Keras' TensorFlow backend (the project's one use of private API): TensorFlow gets
+an ASCII spelling of the name (stable, collision-resistant), while Keras' own names, and so
+everything a user sees or saves, stay exactly as given. Keras' JAX and NumPy backends need
+no fix.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from typing import Any
+
+_VALID_SCOPE = re.compile(r"^[A-Za-z0-9.][A-Za-z0-9_.\\/>-]*$")
+_INVALID_CHAR = re.compile(r"[^A-Za-z0-9_.\\/>-]")
+_installed = False
+
+
+def tf_scope_name(name: str) -> str:
+    """A TensorFlow-valid scope name for `name`: itself when valid, else an ASCII spelling."""
+    if not name or _VALID_SCOPE.match(name):
+        return name
+    ascii_part = _INVALID_CHAR.sub("_", name).strip("_") or "scope"
+    if not _VALID_SCOPE.match(ascii_part):
+        ascii_part = f"x{ascii_part}"
+    digest = hashlib.sha1(name.encode("utf-8")).hexdigest()[:8]
+    return f"{ascii_part}_{digest}"
+
+
+def allow_unicode_names() -> None:
+    """Install the fix into Keras' TensorFlow backend (idempotent; no-op on other backends)."""
+    global _installed
+    if _installed:
+        return
+    import keras
+
+    if keras.backend.backend() != "tensorflow":
+        _installed = True
+        return
+    import tensorflow as tf
+    from keras.src.backend.tensorflow import core  # private: Keras has no public hook
+
+    original_init = core.name_scope.__init__
+
+    def __init__(self: Any, name: str, **kwargs: Any) -> None:
+        original_init(self, name, **kwargs)
+        self._tf_name_scope = tf.name_scope(tf_scope_name(name))
+
+    original_initialize = core.Variable._initialize
+
+    def _initialize(self: Any, value: Any) -> None:
+        keras_name = self._name
+        self._name = tf_scope_name(keras_name)
+        try:
+            original_initialize(self, value)
+        finally:
+            self._name = keras_name
+
+    core.name_scope.__init__ = __init__
+    core.Variable._initialize = _initialize
+    _installed = True

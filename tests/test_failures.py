@@ -55,3 +55,16 @@ def test_interruptions_are_130_and_143_with_what_was_undone() -> None:
         "interrupted (SIGTERM); nothing kept of the partial file",
         143,
     )
+
+
+def test_an_interrupt_during_a_deferred_block_is_raised_after_it() -> None:
+    import os
+
+    from fmnist.failures import interrupts_deferred
+
+    finished = False
+    with pytest.raises(KeyboardInterrupt), interrupts_deferred():
+        os.kill(os.getpid(), signal.SIGINT)  # a real signal, delivered inside the block
+        finished = True  # the block is not cut short
+    assert finished
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # put back

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import gc
+import logging
 import os
 import signal
 import sys
@@ -447,6 +448,9 @@ def main() -> None:
     # Keras, MLflow): with Python's thresholds the collector rescans them all 8 times in a
     # train stage (1.1 s here). Young cycles are still collected; full passes become rare.
     gc.set_threshold(*SHORT_LIVED_GC)
+    # MLflow's sqlite store logs every database error with its traceback before raising it;
+    # fmnist reports the same failure in one line (fmnist.failures).
+    logging.getLogger("mlflow.store.db.utils").setLevel(logging.CRITICAL)
     from fmnist.store import bound_http_waits
 
     try:
@@ -463,7 +467,17 @@ def main() -> None:
     if code is not None and not isinstance(code, int):  # SystemExit("why"): say why, as Python does
         print(code, file=sys.stderr)
         code = 1
+    if code in INTERRUPTED_CODES:
+        # Interrupted, perhaps inside a library's import or start-up: its exit hooks and
+        # threads may be half made (seen: SIGABRT from them). The run was ended KILLED and
+        # the temporary files removed on the way out; nothing else is left to do.
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
     exit_now(code or 0)
+
+
+INTERRUPTED_CODES = (128 + signal.SIGINT, 128 + signal.SIGTERM)  # 130, 143
 
 
 def exit_now(code: int) -> NoReturn:

@@ -7,8 +7,11 @@ and its traceback is for us.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import signal
+import threading
+from collections.abc import Iterator
 from typing import Any
 
 from fmnist.errors import FmnistError, TrackingError, first_line
@@ -37,6 +40,36 @@ class Interrupted(KeyboardInterrupt):
 def raise_interrupted(signum: int, frame: Any) -> None:
     """A signal handler: SIGTERM (dvc, Prefect cancelling) unwinds like Ctrl-C."""
     raise Interrupted(signum)
+
+
+@contextlib.contextmanager
+def interrupts_deferred() -> Iterator[None]:
+    """Ctrl-C and SIGTERM inside the block are remembered and raised when it is done.
+
+    For imports of native libraries: an interrupt raised inside their start-up callbacks
+    aborts the process from C++ (seen here: jaxlib's nanobind, SIGABRT, no message), or
+    leaves the extension half made. The wait is the import's few seconds. Signal handlers
+    belong to the main thread: elsewhere this is a no-op.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    received: list[int] = []
+    previous: dict[int, Any] = {
+        signum: signal.signal(signum, lambda signum, frame: received.append(signum))
+        for signum in (signal.SIGINT, signal.SIGTERM)
+    }
+    try:
+        yield
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+        if received:
+            handler = previous[received[0]]
+            if callable(handler):
+                handler(received[0], None)  # raises KeyboardInterrupt (or Interrupted)
+            elif handler == signal.SIG_DFL:
+                raise KeyboardInterrupt
 
 
 def interrupted_line(exc: KeyboardInterrupt) -> tuple[str, int]:

@@ -41,11 +41,15 @@ def infer_without_tensorflow() -> None:
 def load_keras() -> ModuleType:
     """The keras module, imported lean if this is the process's first import, and able to
     run models with Unicode names; every stage gets Keras through here."""
+    from fmnist.failures import interrupts_deferred
+
     if "keras" not in sys.modules:
         needs_jax = os.environ.get("KERAS_BACKEND") in ("jax", INFERENCE_BACKEND)
-        with _kept_out(OPTIONAL_AT_IMPORT + (() if needs_jax else (TFLITE_OPTIONAL,))):
+        keep_out = OPTIONAL_AT_IMPORT + (() if needs_jax else (TFLITE_OPTIONAL,))
+        with interrupts_deferred(), _kept_out(keep_out):
             import keras  # noqa: F401
-    allow_unicode_names()
+    with interrupts_deferred():
+        allow_unicode_names()  # imports TensorFlow itself on that backend
     return sys.modules["keras"]
 
 

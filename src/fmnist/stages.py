@@ -491,13 +491,15 @@ def register_trained(
         tags=tags,
     )
     number = int(version.version)
-    _promote_or_undo(params, number, tracking_uri, challenger_before if created else False)
+    _promote_or_undo(params, number, tracking_uri, created, challenger_before)
     return registered_record(tracking_uri, name, number)
 
 
-def _promote_or_undo(params: Params, version: int, tracking_uri: str, undo: Any) -> None:
-    """The promotion rule on a version just registered; if it fails, the registration is
-    undone (undo: the version that held `challenger` before, or False to leave it)."""
+def _promote_or_undo(
+    params: Params, version: int, tracking_uri: str, created: bool, challenger_before: Any
+) -> None:
+    """The promotion rule on a version; if it fails and this step created the version, the
+    registration is undone (`challenger` goes back to challenger_before)."""
     from fmnist.registry import undo_registration
 
     try:
@@ -505,9 +507,9 @@ def _promote_or_undo(params: Params, version: int, tracking_uri: str, undo: Any)
     except BaseException as exc:
         name = params.register_.model_name
         left = (
-            f"v{version} stays as it was"
-            if undo is False
-            else undo_registration(tracking_uri, name, version, undo)
+            undo_registration(tracking_uri, name, version, challenger_before)
+            if created
+            else f"v{version} stays as it was"
         )
         if isinstance(exc, FmnistError):
             raise TrackingError(f"{first_line(exc)}; {left}") from None

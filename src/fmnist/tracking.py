@@ -103,8 +103,8 @@ def _create_sqlite_once(uri: str, db: Path) -> None:
         read_only = exc.errno in (errno.EROFS, errno.EACCES, errno.EPERM)
         if read_only and db.is_file():
             return  # an existing store we cannot write: reading works; a write says read-only
-        state = f"is read-only ({exc.strerror})" if read_only else f": {exc.strerror}"
-        raise TrackingError(f"the sqlite MLflow store {db} {state}".replace(" :", ":")) from None
+        state = f" is read-only ({exc.strerror})" if read_only else f": {exc.strerror}"
+        raise TrackingError(f"the sqlite MLflow store {db}{state}") from None
     with lock:
         fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes
         if _lock_mark(db) != _created_mark(db):
@@ -266,23 +266,29 @@ def log_to_run(
 ) -> None:
     """Add metrics, JSON and files to a run that has ended, without reopening it: its status
     stays what it was, whatever happens here."""
-    import time
-
     from mlflow import MlflowClient
-    from mlflow.entities import Metric
     from mlflow.exceptions import MlflowException
 
     open_store(uri)
     client = MlflowClient(uri)
-    now = int(time.time() * 1000)
     try:
-        client.log_batch(run_id, metrics=[Metric(k, float(v), now, 0) for k, v in metrics.items()])
+        _log_metrics_to(client, run_id, metrics)
         for name, data in dicts.items():
             client.log_dict(run_id, dict(data), name)
         for path, artifact_dir in files:
             client.log_artifact(run_id, str(path), artifact_dir)
     except MlflowException as exc:
         raise TrackingError(f"MLflow at {redact(uri)}: run {run_id}: {first_line(exc)}") from None
+
+
+def _log_metrics_to(client: Any, run_id: str, metrics: Mapping[str, float]) -> None:
+    """Metrics (step 0, now) on run_id through the client: no active run is needed."""
+    import time
+
+    from mlflow.entities import Metric
+
+    now = int(time.time() * 1000)
+    client.log_batch(run_id, metrics=[Metric(k, float(v), now, 0) for k, v in metrics.items()])
 
 
 def log_params(params: Mapping[str, str]) -> None:
@@ -374,11 +380,11 @@ def link_reused_run(
     """A sweep cell whose training run_id is not parent_run_id's child (DVC reused an earlier
     training: no new run was made) gets a FINISHED child run NAME under the parent, tagged
     with run_id and noted, holding the cell's metrics; returns whether it was reused."""
-    import time
-
     from mlflow import MlflowClient
-    from mlflow.entities import Metric, RunStatus
+    from mlflow.entities import RunStatus
     from mlflow.exceptions import MlflowException
+
+    from fmnist.lifecycle import NOTE_TAG
 
     open_store(uri)
     client = MlflowClient(uri)
@@ -386,10 +392,9 @@ def link_reused_run(
         if client.get_run(run_id).data.tags.get(PARENT_TAG) == parent_run_id:
             return False
         experiment_id = client.get_run(parent_run_id).info.experiment_id
-        tags = {PARENT_TAG: parent_run_id, REUSED_TAG: run_id, "mlflow.note.content": note}
+        tags = {PARENT_TAG: parent_run_id, REUSED_TAG: run_id, NOTE_TAG: note}
         link = client.create_run(experiment_id, run_name=name, tags=tags).info.run_id
-        now = int(time.time() * 1000)
-        client.log_batch(link, metrics=[Metric(k, float(v), now, 0) for k, v in metrics.items()])
+        _log_metrics_to(client, link, metrics)
         client.set_terminated(link, RunStatus.to_string(RunStatus.FINISHED))
     except MlflowException as exc:
         raise TrackingError(f"MLflow at {redact(uri)}: run {run_id}: {first_line(exc)}") from None

@@ -19,6 +19,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 from bench_train import SHARED, measure, workspace
@@ -32,6 +33,37 @@ def set_params(ws: Path, learning_rate: float, epochs: int) -> None:
     text = re.sub(r"(?m)^(  learning_rate:) [^#\n]*", rf"\1 {learning_rate}", text)
     text = re.sub(r"(?m)^(  epochs:) [^#\n]*", rf"\1 {epochs}", text)
     (ws / "params.yaml").write_text(text)
+
+
+def phases(text: str, env: dict[str, str], returned: float) -> dict[str, float]:
+    """Where a deployment run's time went, from the Prefect API (wall-clock seconds): the run
+    created -> its flow started, each task, and the flow's end -> the CLI returned."""
+
+    from uuid import UUID
+
+    run_id = re.search(r"UUID: ([0-9a-f-]{36})", text)
+    if not run_id:
+        return {}
+    # Before Prefect is imported (it reads its settings then): this stack's server, and no
+    # ephemeral server of our own (whose telemetry would try to reach the internet).
+    os.environ.update({k: env[k] for k in ("PREFECT_API_URL", "PREFECT_HOME")})
+    os.environ["PREFECT_SERVER_ANALYTICS_ENABLED"] = "false"
+    from prefect.client.orchestration import get_client
+
+    with get_client(sync_client=True) as client:
+        run = client.read_flow_run(UUID(run_id.group(1)))
+        tasks = client.read_task_runs(limit=50)
+    mine = [t for t in tasks if t.flow_run_id == run.id and t.start_time and t.end_time]
+    out = {"created->flow start": (run.start_time - run.created).total_seconds()}
+    previous = run.start_time
+    for task in sorted(mine, key=lambda t: t.start_time):
+        name = task.name.split("-")[0]
+        out[f"gap before {name}"] = (task.start_time - previous).total_seconds()
+        out[f"task {name}"] = (task.end_time - task.start_time).total_seconds()
+        previous = task.end_time
+    out["last task->flow end"] = (run.end_time - previous).total_seconds()
+    out["flow end->CLI returned"] = returned - run.end_time.timestamp()
+    return out
 
 
 def main() -> None:
@@ -84,18 +116,32 @@ def main() -> None:
                     "-p",
                     f"learning_rate={lr_flow}",
                 ]
-                wall, _, _ = measure([*flow, "--watch"], ws, env)
+                wall, _, text = measure([*flow, "--watch"], ws, env)
+                returned = time.time()
                 results.setdefault("deployment_run.wall", []).append(wall)
+                for phase, seconds in phases(text, env, returned).items():
+                    results.setdefault(f"  {phase}", []).append(seconds)
                 print(f"round {i + 1}/{args.rounds} done", file=sys.stderr, flush=True)
         finally:
             stack.down(ws, cfg.state_dir)
 
     med = {k: statistics.median(v) for k, v in results.items()}
     print(f"\nmedians over {args.rounds} rounds, {args.epochs} epochs (seconds)")
-    for key in sorted(med):
-        print(f"  {key:22s} {med[key]:8.2f}   {[round(v, 2) for v in results[key]]}")
+    for key in med:  # the two walls, then where the deployment run's time went
+        print(f"  {key:28s} {med[key]:8.2f}   {[round(v, 2) for v in results[key]]}")
     ratio = med["deployment_run.wall"] / med["dvc_repro.wall"]
-    print(f"\nratio\n  deployment run / dvc repro   {ratio:.3f}   target <= 1.5")
+    tail = "  flow end->CLI returned"
+    done = [
+        w - s for w, s in zip(results["deployment_run.wall"], results.get(tail, []), strict=False)
+    ]
+    print("\nratios")
+    print(f"  deployment run / dvc repro                  {ratio:.3f}   target <= 1.2")
+    if done:
+        # `--watch` keeps the CLI 3 s after the run's terminal state for late log lines
+        # (Prefect 3.9: FlowRunSubscriber's straggler_timeout, no setting); the run itself
+        # is done, its results in MLflow and DVC, when the server records its end.
+        to_end = statistics.median(done) / med["dvc_repro.wall"]
+        print(f"  ... to the run's recorded end / dvc repro   {to_end:.3f}")
 
 
 if __name__ == "__main__":

@@ -96,9 +96,8 @@ def main() -> None:
             )
             sweeps[jobs] = wall
             print(f"sweep --jobs {jobs}: {wall:.1f} s", file=sys.stderr, flush=True)
-        lean = "from fmnist.keras_compat import load_keras; load_keras()"
-        tf_import = python_seconds(lean, ws, env)  # as train loads it
-        numpy_keras = python_seconds(lean, ws, {**env, "KERAS_BACKEND": "numpy"})  # evaluate
+        keras_import = "from fmnist.keras_compat import load_keras; load_keras()"
+        tf_import = python_seconds(keras_import, ws, env)  # as every stage loads it
         mlflow_import = python_seconds("import mlflow", ws, env)
         load = python_seconds(
             "import numpy as np\nfor s in ('train','val','test'):\n"
@@ -121,7 +120,6 @@ def main() -> None:
     parts = {
         "fit (train's own timer)": fit,
         "Keras import on TensorFlow (train)": tf_import,
-        "Keras import on NumPy (evaluate)": numpy_keras,
         "MLflow import x2 (train, evaluate)": 2 * mlflow_import,
         "data loading (3 splits, numpy)": load,
     }

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import gzip
 import os
+import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from fmnist.config import Params, parse_params
-from fmnist.data.idx import encode_idx
+from fmnist.core.idx import encode_idx
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 REPO = Path(__file__).resolve().parents[1]
@@ -41,7 +43,7 @@ def raw_arrays() -> dict[str, tuple[np.ndarray, np.ndarray]]:
 
 def write_raw(raw: Path, arrays: dict[str, tuple[np.ndarray, np.ndarray]]) -> Path:
     """data/raw as the download stage leaves it, holding these arrays as IDX files."""
-    from fmnist.stages import RAW_FILES
+    from fmnist.stages.prepare import RAW_FILES
 
     raw.mkdir(parents=True, exist_ok=True)
     for split, (images_name, labels_name) in RAW_FILES.items():
@@ -70,10 +72,10 @@ def tiny_params() -> Params:
 
 @pytest.fixture
 def prepared_dir(tmp_path: Path, raw_dir: Path, tiny_params: Params) -> Path:
-    from fmnist.stages import run_prepare
+    from fmnist.stages import prepare as prepare_stage
 
     out = tmp_path / "prepared"
-    run_prepare(tiny_params, raw_dir, out)
+    prepare_stage.run(tiny_params, raw_dir, out)
     return out
 
 
@@ -88,3 +90,12 @@ def _isolate_mlflow(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Tests never write into the repo's store or artifact folder."""
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     monkeypatch.chdir(tmp_path)
+
+
+@pytest.fixture(autouse=True)
+def _fast_tests_import_no_tensorflow(request: pytest.FixtureRequest) -> Iterator[None]:
+    """`make test-fast` (not slow) starts no TensorFlow: a test that imports it is slow."""
+    loaded = "tensorflow" in sys.modules
+    yield
+    if not loaded and "tensorflow" in sys.modules and not request.node.get_closest_marker("slow"):
+        pytest.fail("imported TensorFlow: mark the test slow (make test-fast skips those)")

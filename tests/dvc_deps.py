@@ -25,7 +25,7 @@ ALL = "*"  # a Symbol name: every top-level definition of the module
 
 @dataclass
 class Module:
-    name: str  # fmnist.data.idx
+    name: str  # fmnist.core.idx
     path: Path
     tree: ast.Module
     defs: dict[str, list[ast.stmt]] = field(default_factory=dict)  # top-level name -> stmts
@@ -274,13 +274,44 @@ def typer_command(module: Module, command: str, app: str = "app") -> str:
 
 def command_files(src: Path, entry: str, command: str) -> set[Path]:
     """The first-party files `<script> <command>` executes; entry is the script's
-    `module:function` (pyproject's [project.scripts]), command a Typer command of module."""
+    `module:function` (pyproject's [project.scripts]), command a Typer command of that
+    module's package."""
     modules = index_modules(src)
     module, _, function = entry.partition(":")
     reach = Reachability(modules)
     reach.reach(module, function)
-    reach.reach(module, typer_command(modules[module], command))
+    holder, name = command_function(modules, module, command)
+    reach.reach(holder, name)
+    for symbol in app_callbacks(modules, module):  # Typer runs them before every command
+        reach.reach(*symbol)
     return reach.files
+
+
+def app_callbacks(modules: dict[str, Module], package: str) -> list[Symbol]:
+    """Functions of package's modules decorated `@<x>.callback(...)` (Typer app options)."""
+    found: list[Symbol] = []
+    for name, module in sorted(modules.items()):
+        if name != package and not name.startswith(package + "."):
+            continue
+        for stmt in module.tree.body:
+            decorators = stmt.decorator_list if isinstance(stmt, ast.FunctionDef) else []
+            for deco in decorators:
+                func = deco.func if isinstance(deco, ast.Call) else deco
+                if isinstance(func, ast.Attribute) and func.attr == "callback":
+                    found.append((name, stmt.name))
+    return found
+
+
+def command_function(modules: dict[str, Module], package: str, command: str) -> Symbol:
+    """(module, function) of a Typer command defined in package or one of its modules (the
+    entry imports the module that holds it)."""
+    for name in sorted(modules):
+        if name == package or name.startswith(package + "."):
+            try:
+                return name, typer_command(modules[name], command)
+            except LookupError:
+                continue
+    raise LookupError(f"{package}: no command {command!r}")
 
 
 @dataclass(frozen=True)

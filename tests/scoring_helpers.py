@@ -15,16 +15,12 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from fmnist.config import parse_params
-from fmnist.stages import (
-    EvaluateOutputs,
-    TrainOutputs,
-    load_split,
-    run_evaluate,
-    run_prepare,
-    run_register,
-    run_train,
-)
+from fmnist.config import Params, parse_params
+from fmnist.stages import evaluate as evaluate_stage
+from fmnist.stages import prepare as prepare_stage
+from fmnist.stages import register as register_stage
+from fmnist.stages import train as train_stage
+from fmnist.stages.splits import load_split
 from tests.conftest import SHARED_DATA, synthetic_images, write_raw
 
 MODEL_NAME = "fashion-mnist"
@@ -49,27 +45,38 @@ def register_champion(base: Path) -> Champion:
     )
     arrays = {"train": synthetic_images(300, seed=1), "test": synthetic_images(100, seed=2)}
     prepared = base / "prepared"
-    run_prepare(params, write_raw(base / "raw", arrays), prepared)
+    prepare_stage.run(params, write_raw(base / "raw", arrays), prepared)
     uri = f"sqlite:///{base / 'mlflow.db'}"
-    m = base / "models"
-    train = TrainOutputs(m / "model.keras", m / "summary.txt", m / "run.json",
-                         base / "history.csv", base / "train.json")  # fmt: skip
-    run_train(params, prepared, train, uri, base)
-    evaluate = EvaluateOutputs(base / "evaluate.json", base / "classes.json",
-                               base / "confusion.csv", base / "confusion.png")  # fmt: skip
-    run_evaluate(params, train.model, prepared, train.run, evaluate, uri)
-    record = run_register(params, train.run, evaluate.metrics, train.summary,
-                          m / "registered.json", uri)  # fmt: skip
-    assert record["promoted"], record
+    train = train_evaluate_register(params, prepared, base / "models", uri)
     params_file = base / "params.yaml"
     params_file.write_text("register:\n  min_accuracy: 0.0\n")
     pixels, _ = load_split(prepared / "test.npz", as_pixels=True)
     return Champion(uri, params_file, train.model, pixels)
 
 
+def train_evaluate_register(
+    params: Params, prepared: Path, out: Path, uri: str
+) -> train_stage.TrainOutputs:
+    """The train, evaluate and register stages into out/; the version must become @champion."""
+    train = train_stage.TrainOutputs(
+        out / "model.keras", out / "summary.txt", out / "trained.json",
+        out / "history.csv", out / "train.json",
+    )  # fmt: skip
+    train_stage.run(params, prepared, train, uri, out)
+    evaluate = evaluate_stage.EvaluateOutputs(
+        out / "evaluate.json", out / "classes.json", out / "confusion.csv", out / "confusion.png"
+    )
+    evaluate_stage.run(params, train.model, prepared, train.trained, evaluate, uri)
+    record = register_stage.run(
+        params, train.trained, evaluate.metrics, train.summary, out / "registered.json", uri
+    )
+    assert record["promoted"], record
+    return train
+
+
 def real_test_images(n: int) -> np.ndarray:
     """The first n Fashion-MNIST test images, (n, 28, 28) uint8 (skips without a local copy)."""
-    from fmnist.data.idx import parse_idx
+    from fmnist.core.idx import parse_idx
 
     for folder in (os.environ.get("FMNIST_DATA_MIRROR"), str(SHARED_DATA),
                    "/usr/share/datasets/fashion-mnist"):  # fmt: skip

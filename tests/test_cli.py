@@ -59,7 +59,7 @@ def test_train_without_data(tmp_path: Path) -> None:
 
 
 def test_output_reaches_a_pipe_and_the_exit_code_is_kept() -> None:
-    """main() ends the process without interpreter teardown: stdout must still be flushed."""
+    """Help reaches a pipe whole; an unknown command is a usage error (2)."""
     result = fmnist("--help", cwd=Path.cwd())
     assert result.returncode == 0 and "train" in result.stdout
     result = fmnist("no-such-command", cwd=Path.cwd())
@@ -83,18 +83,24 @@ def test_mlflow_telemetry_is_off_in_fmnist_processes() -> None:
     assert result.stdout.split() == ["False", "True"], result.stderr
 
 
-def test_exit_now_stops_executors_and_waits_for_threads_like_a_normal_exit() -> None:
-    """A live ThreadPoolExecutor (idle workers wait for its exit hook) must not hang the exit;
-    a running non-daemon thread finishes first; atexit handlers run; the code is kept."""
+def test_a_command_exits_like_python_threads_joined_exit_hooks_run_code_kept() -> None:
+    """run_app ends with a normal interpreter exit (only the collector's teardown passes are
+    skipped, gc.freeze): a live ThreadPoolExecutor does not hang it, a running non-daemon
+    thread finishes first, atexit handlers run, buffered output arrives, the code is kept."""
     code = (
-        "import atexit, threading, time\n"
+        "import atexit, sys, threading, time\n"
         "from concurrent.futures import ThreadPoolExecutor\n"
-        "from fmnist.cli import exit_now\n"
-        "pool = ThreadPoolExecutor(2); pool.submit(print, 'task', flush=True).result()\n"
-        "threading.Thread(target=lambda: (time.sleep(0.5), print('thread done'))).start()\n"
-        "atexit.register(print, 'atexit ran')\n"
-        "print('buffered, not flushed')\n"
-        "exit_now(3)\n"
+        "import typer\n"
+        "from fmnist.cli.app import app, run_app\n"
+        "@app.command()\n"
+        "def work() -> None:\n"
+        "    pool = ThreadPoolExecutor(2); pool.submit(print, 'task', flush=True).result()\n"
+        "    threading.Thread(target=lambda: (time.sleep(0.5), print('thread done'))).start()\n"
+        "    atexit.register(print, 'atexit ran')\n"
+        "    print('buffered, not flushed')\n"
+        "    raise typer.Exit(3)\n"
+        "sys.argv = ['fmnist', 'work']\n"
+        "run_app()\n"
     )
     result = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, timeout=60

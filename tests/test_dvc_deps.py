@@ -58,18 +58,18 @@ def test_tracking_is_not_a_dvc_param() -> None:
 
 def test_a_removed_dep_is_reported_missing() -> None:
     spec = dvc_stages()["train"]
-    deps = [d for d in spec["deps"] if d != "src/fmnist/stages.py"]
+    deps = [d for d in spec["deps"] if d != "src/fmnist/stages/train.py"]
     assert len(deps) == len(spec["deps"]) - 1
     result = check_deps(deps, executed_files(spec["cmd"]))
-    assert result.missing == ["src/fmnist/stages.py"]
+    assert result.missing == ["src/fmnist/stages/train.py"]
     assert result.unexecuted == []
 
 
 def test_a_dep_no_longer_run_is_reported() -> None:
     spec = dvc_stages()["download"]
-    result = check_deps([*spec["deps"], "src/fmnist/stack.py"], executed_files(spec["cmd"]))
+    result = check_deps([*spec["deps"], "src/fmnist/stack/control.py"], executed_files(spec["cmd"]))
     assert result.missing == []
-    assert result.unexecuted == ["src/fmnist/stack.py"]
+    assert result.unexecuted == ["src/fmnist/stack/control.py"]
 
 
 def test_a_directory_dep_covers_its_files() -> None:
@@ -203,3 +203,12 @@ def test_the_analyzer_finds_commands_by_typer_name(synthetic_src: Path) -> None:
     assert synthetic_run(synthetic_src, "show-all") == other - {"pkg/never.py"}
     with pytest.raises(LookupError, match="no command 'other'"):
         synthetic_run(synthetic_src, "other")
+
+
+def test_a_stage_runs_only_its_own_cli_module_and_stage_module() -> None:
+    """One room per stage: `fmnist train` does not execute the stack's, the sweep's or
+    another stage's code, so editing those reruns nothing."""
+    executed = executed_files(dvc_stages()["train"]["cmd"])
+    assert "src/fmnist/cli/stages.py" in executed and "src/fmnist/stages/train.py" in executed
+    others = ("cli/stack.py", "cli/sweep.py", "cli/registry.py", "stages/evaluate.py", "sweep.py")
+    assert not [f for f in executed if f.removeprefix("src/fmnist/") in others]

@@ -6,9 +6,10 @@ from pathlib import Path
 import pytest
 from mlflow import MlflowClient
 
+from fmnist.champion import HISTORY_TAG, promote, rollback
+from fmnist.core.promotion import CHAMPION, decide_promotion, previous_champion
 from fmnist.errors import TrackingError
-from fmnist.promotion import CHAMPION, decide_promotion, previous_champion
-from fmnist.registry import HISTORY_TAG, list_versions, promote, rollback
+from fmnist.registry import list_versions
 
 NAME = "fashion-mnist"
 RULE = {"min_accuracy": 0.80, "min_delta": 0.001}
@@ -114,6 +115,7 @@ def _promote_in_process(uri: str, version: int) -> bool:
     return promote(uri, NAME, version, **RULE, require_better=False).promote
 
 
+@pytest.mark.slow  # processes racing, seconds of waiting
 def test_concurrent_promotions_leave_one_champion_and_lose_no_history(tmp_path: Path) -> None:
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     client = _versions(uri, [0.81, 0.82, 0.83, 0.84])
@@ -133,7 +135,7 @@ def test_concurrent_promotions_leave_one_champion_and_lose_no_history(tmp_path: 
 
 def _logged_run(uri: str, status: str = "FINISHED") -> tuple[str, str]:
     """A real run with a logged model (MLflow 3's LoggedModel, as train logs one); returns
-    (run_id, model_uri) as models/run.json records them."""
+    (run_id, model_uri) as models/trained.json records them."""
     import mlflow
 
     mlflow.set_tracking_uri(uri)

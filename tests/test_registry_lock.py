@@ -37,6 +37,7 @@ def test_a_lock_whose_holder_died_is_broken_at_once(tracking_uri: str) -> None:
     assert [m.name for m in client.search_registered_models()] == []  # released
 
 
+@pytest.mark.slow  # processes racing, seconds of waiting
 def test_a_live_holder_is_waited_for_with_progress_then_one_line(tracking_uri: str) -> None:
     client = MlflowClient(tracking_uri)
     with subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"]) as sleeper:

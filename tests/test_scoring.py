@@ -86,6 +86,7 @@ def _csv(pixels: np.ndarray) -> str:
     return "\n".join(",".join(map(str, row)) for row in pixels.reshape(len(pixels), 784))
 
 
+@pytest.mark.slow  # Keras/TensorFlow
 @pytest.mark.parametrize("form", ["inputs-784", "inputs-28x28", "instances", "split", "csv"])
 def test_every_request_form_gets_the_models_predictions(
     client: TestClient, champion: Champion, expected: np.ndarray, form: str
@@ -169,6 +170,7 @@ def test_unknown_paths_and_methods_are_json_lines(client: TestClient) -> None:
     assert wrong.headers["Allow"] == "POST"
 
 
+@pytest.mark.slow  # Keras/TensorFlow
 def test_ping_health_and_version_say_the_version(client: TestClient) -> None:
     for path in ("/ping", "/health"):
         response = client.get(path)
@@ -177,6 +179,7 @@ def test_ping_health_and_version_say_the_version(client: TestClient) -> None:
     assert version == {"name": MODEL_NAME, "model_version": 1, "alias": "champion"}
 
 
+@pytest.mark.slow  # Keras/TensorFlow
 def test_a_swapped_model_answers_from_the_next_request(
     client: TestClient, holder: ModelHolder, served: ServedModel, champion: Champion
 ) -> None:
@@ -207,6 +210,7 @@ def test_a_bug_is_500_with_one_line_and_the_traceback_only_in_the_log(
     assert any("/opt/secret" in str(r.exc_info) for r in caplog.records)
 
 
+@pytest.mark.slow  # Keras/TensorFlow
 def test_a_long_model_error_is_cut_to_its_first_line(champion: Champion) -> None:
     from mlflow.exceptions import MlflowException
     from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE
@@ -219,6 +223,7 @@ def test_a_long_model_error_is_cut_to_its_first_line(champion: Champion) -> None
     assert message.startswith("bad input xxx") and message.endswith("...")
 
 
+@pytest.mark.slow  # Keras/TensorFlow
 def test_run_predict_gives_every_png_form_the_same_predictions(
     champion: Champion, tmp_path: Path
 ) -> None:
@@ -237,6 +242,7 @@ def test_run_predict_gives_every_png_form_the_same_predictions(
     assert by_form[0, :, 0].tolist() == list(direct["label"])
 
 
+@pytest.mark.slow  # Keras/TensorFlow
 def test_load_champion_without_one_is_one_line(tmp_path: Path) -> None:
     with pytest.raises(TrackingError, match="has no @champion yet"):
         load_champion(f"sqlite:///{tmp_path / 'empty.db'}", MODEL_NAME)
@@ -253,7 +259,7 @@ def test_a_busy_port_is_one_line() -> None:
 def test_the_cli_default_limit_is_the_documented_one() -> None:
     import inspect
 
-    from fmnist.cli import serve
+    from fmnist.cli.serving import serve
 
     default = inspect.signature(serve).parameters["max_request_mb"].default
     assert default == DEFAULT_MAX_REQUEST_MB

@@ -8,14 +8,14 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from mlflow import MlflowClient
 
+from fmnist.mlflow_store import open_store, workspace_root
 from fmnist.tracking import (
     PARENT_TAG,
     REUSED_TAG,
     link_reused_run,
-    open_store,
-    store_created_alongside,
     tracked_run,
 )
 from tests.conftest import REPO
@@ -26,6 +26,7 @@ def _first_use(uri: str, experiment: str) -> str:
         return run_id
 
 
+@pytest.mark.slow  # processes racing, seconds of waiting
 def test_four_processes_creating_one_new_store_at_once_all_succeed(tmp_path: Path) -> None:
     """Unlocked, MLflow's table creation races ("duplicate column name") in all but one."""
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
@@ -46,6 +47,7 @@ def test_a_run_nests_under_its_parent(tracking_uri: str) -> None:
     assert MlflowClient(tracking_uri).get_run(child).data.tags[PARENT_TAG] == parent
 
 
+@pytest.mark.slow  # processes racing, seconds of waiting
 def test_a_cli_command_on_a_store_another_process_holds_is_one_line(
     tmp_path: Path, tracking_uri: str
 ) -> None:
@@ -69,30 +71,6 @@ def test_a_cli_command_on_a_store_another_process_holds_is_one_line(
     assert "use a tracking server" in lines[0]
 
 
-def test_a_new_store_is_created_alongside_a_block_by_a_second_process(tmp_path: Path) -> None:
-    """While the block runs, a helper process creates the store (tables and lock mark); the
-    block's own run then finds it ready. For a store that exists there is no helper."""
-    import psutil
-
-    import fmnist.tracking
-
-    def helpers() -> list[psutil.Process]:
-        return [p for p in psutil.Process().children() if p.cmdline()[-1] == uri]
-
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    with store_created_alongside(uri):
-        (helper,) = helpers()
-        with tracked_run(uri, "fashion-mnist", run_name="alongside") as run_id:
-            pass
-    assert not helper.is_running()  # waited for
-    mark = (tmp_path / "mlflow.db.lock").read_text()
-    assert mark == f"created {(tmp_path / 'mlflow.db').stat().st_ino}"
-    assert MlflowClient(uri).get_run(run_id).info.status == "FINISHED"
-    fmnist.tracking._ready.clear()  # as a new process sees it: only the lock mark
-    with store_created_alongside(uri):
-        assert helpers() == []
-
-
 def test_a_sweep_links_a_training_dvc_reused_with_a_child_run(tracking_uri: str) -> None:
     with tracked_run(tracking_uri, "sweeps", run_name="first") as first:
         pass
@@ -113,3 +91,10 @@ def test_a_sweep_links_a_training_dvc_reused_with_a_child_run(tracking_uri: str)
     assert link.data.tags["mlflow.note.content"] == "reused it"
     assert link.data.metrics == metrics
     assert len(client.search_runs([experiment], f"tags.`{PARENT_TAG}` = '{first}'")) == 1
+
+
+def test_workspace_root_sees_through_dvc_temp_experiments(tmp_path: Path) -> None:
+    temp = tmp_path / ".dvc" / "tmp" / "exps" / "standalone" / "tmpab12"
+    temp.mkdir(parents=True)
+    assert workspace_root(temp) == tmp_path.resolve()
+    assert workspace_root(tmp_path) == tmp_path.resolve()

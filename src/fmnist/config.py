@@ -139,7 +139,7 @@ def load_params(path: Path, overrides: Mapping[str, Any] | None = None) -> Param
     if raw is not None and not isinstance(raw, dict):
         raise ConfigError(f"{path}: expected a mapping of sections, got {type(raw).__name__}")
     if overrides:
-        from fmnist.overrides import apply_dotted
+        from fmnist.core.overrides import apply_dotted
 
         raw = apply_dotted(raw or {}, overrides)
         return parse_params(raw, source=f"{path} with {', '.join(overrides)} overridden")

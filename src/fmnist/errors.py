@@ -1,4 +1,4 @@
-"""Errors users can cause; cli.py maps each to an exit code and one line on stderr."""
+"""Errors users can cause; fmnist.failures maps each to an exit code and one line on stderr."""
 
 
 class FmnistError(Exception):

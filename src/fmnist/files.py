@@ -9,10 +9,16 @@ not mkstemp's 0600: nothing written through here is a secret.
 from __future__ import annotations
 
 import contextlib
+import csv
+import io
+import json
 import os
 import secrets
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import Any
+
+from fmnist.errors import DataIntegrityError
 
 
 @contextlib.contextmanager
@@ -43,3 +49,35 @@ def new_file_beside(dest: Path, suffix: str | None = None) -> Path:
             return tmp
         except FileExistsError:
             continue
+
+
+def write_text(dest: Path, text: str) -> None:
+    with atomic_path(dest) as tmp:
+        tmp.write_text(text, encoding="utf-8")
+
+
+def write_json(dest: Path, data: Any) -> None:
+    write_text(dest, json.dumps(data, indent=2, ensure_ascii=False) + "\n")
+
+
+def write_csv(dest: Path, header: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(header)
+    writer.writerows(rows)
+    write_text(dest, buffer.getvalue())
+
+
+def read_text(path: Path) -> str:
+    """A stage's input text; missing says which stage writes it."""
+    try:
+        return path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise DataIntegrityError(f"{path}: missing (run the stage that writes it first)") from None
+
+
+def read_json(path: Path) -> Any:
+    try:
+        return json.loads(read_text(path))
+    except json.JSONDecodeError as exc:
+        raise DataIntegrityError(f"{path}: not valid JSON ({exc})") from None

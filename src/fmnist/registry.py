@@ -1,4 +1,5 @@
-"""The MLflow model registry: versions, aliases (never stages), the promotion rule applied.
+"""The MLflow model registry: versions and aliases (never stages); moving `champion` is
+fmnist.champion.
 
 Registering is idempotent per run (a run's second registration returns its first version),
 all or nothing (a failure deletes the new version and puts `challenger` back), and what is
@@ -7,35 +8,28 @@ reported afterwards is read back from the registry, never assumed.
 
 from __future__ import annotations
 
-import json
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from fmnist.errors import TrackingError, first_line
-from fmnist.promotion import (
+from fmnist.core.promotion import (
     CHALLENGER,
     CHAMPION,
     METRIC,
-    Decision,
-    decide_promotion,
-    previous_champion,
 )
-from fmnist.registry_lock import promotion_lock
-
-HISTORY_TAG = "fmnist.champion_history"  # versions that held `champion`, oldest first
+from fmnist.errors import TrackingError, first_line
 
 
-def _client(uri: str) -> Any:
+def client_for(uri: str) -> Any:
     from mlflow import MlflowClient
 
-    from fmnist.tracking import open_store
+    from fmnist.mlflow_store import open_store
 
     open_store(uri)
     return MlflowClient(uri)
 
 
-def _not_found(exc: Exception) -> bool:
+def not_found(exc: Exception) -> bool:
     """MLflow's 'no such model / alias' (the only error that means 'none')."""
     code = getattr(exc, "error_code", "")
     alias_missing = (
@@ -44,20 +38,20 @@ def _not_found(exc: Exception) -> bool:
     return code == "RESOURCE_DOES_NOT_EXIST" or alias_missing
 
 
-def _alias_version(client: Any, name: str, alias: str) -> Any | None:
+def alias_version(client: Any, name: str, alias: str) -> Any | None:
     """The version holding alias; None only when the model or the alias does not exist."""
     from mlflow.exceptions import MlflowException
 
     try:
         return client.get_model_version_by_alias(name, alias)
     except MlflowException as exc:
-        if _not_found(exc):
+        if not_found(exc):
             return None
         raise TrackingError(f"{name}: looking up @{alias}: {first_line(exc)}") from None
 
 
-def _champion(client: Any, name: str) -> tuple[int, float] | None:
-    found = _alias_version(client, name, CHAMPION)
+def champion_of(client: Any, name: str) -> tuple[int, float] | None:
+    found = alias_version(client, name, CHAMPION)
     return None if found is None else (int(found.version), float(found.tags.get(METRIC, "nan")))
 
 
@@ -68,7 +62,7 @@ def version_of_run(client: Any, name: str, run_id: str) -> Any | None:
     try:
         found = client.search_model_versions(f"name = '{name}' and run_id = '{run_id}'")
     except MlflowException as exc:
-        if _not_found(exc):
+        if not_found(exc):
             return None
         raise
     return min(found, key=lambda v: int(v.version)) if found else None
@@ -89,13 +83,16 @@ def register_version(
     import mlflow
     from mlflow.exceptions import MlflowException
 
-    client = _client(uri)
+    from fmnist.console import library_prints
+
+    client = client_for(uri)
     try:
         existing = version_of_run(client, name, run_id)
         if existing is not None:
             return existing, False, None
-        before = _alias_version(client, name, CHALLENGER)
-        version = mlflow.register_model(model_uri, name, tags=dict(tags))
+        before = alias_version(client, name, CHALLENGER)
+        with library_prints():  # its two progress lines, only with --verbose
+            version = mlflow.register_model(model_uri, name, tags=dict(tags))
     except MlflowException as exc:
         raise TrackingError(f"registering {model_uri} as {name!r}: {first_line(exc)}") from None
     try:
@@ -115,9 +112,9 @@ def undo_registration(uri: str, name: str, version: int, challenger_before: Any 
     the version that held it; returns what the registry is left as (one clause)."""
     from mlflow.exceptions import MlflowException
 
-    client = _client(uri)
+    client = client_for(uri)
     try:
-        champion = _alias_version(client, name, CHAMPION)
+        champion = alias_version(client, name, CHAMPION)
         if champion is not None and int(champion.version) == version:
             return f"v{version} holds @{CHAMPION} already, so it was kept"
         client.delete_model_version(name, str(version))
@@ -136,7 +133,7 @@ def registered_record(uri: str, name: str, version: int) -> dict[str, Any]:
     from mlflow.exceptions import MlflowException
 
     try:
-        found = _client(uri).get_model_version(name, str(version))
+        found = client_for(uri).get_model_version(name, str(version))
     except MlflowException as exc:
         raise TrackingError(f"{name} v{version}: reading it back: {first_line(exc)}") from None
     aliases = sorted(found.aliases)
@@ -150,114 +147,6 @@ def registered_record(uri: str, name: str, version: int) -> dict[str, Any]:
         # the metrics the version was registered (and is judged) with, as its tags hold them
         **{k: float(found.tags[k]) for k in ("test_loss", METRIC) if k in found.tags},
     }
-
-
-def _history(client: Any, name: str) -> list[int]:
-    tags = client.get_registered_model(name).tags
-    return [int(v) for v in json.loads(tags.get(HISTORY_TAG, "[]"))]
-
-
-def _version(client: Any, name: str, version: int) -> Any:
-    from mlflow.exceptions import MlflowException
-
-    try:
-        return client.get_model_version(name, str(version))
-    except MlflowException as exc:
-        if _not_found(exc):
-            raise TrackingError(f"{name} has no version {version}") from None
-        raise
-
-
-def _move_champion(client: Any, name: str, version: int, history: list[int]) -> None:
-    """Point `champion` at version and record it; if recording fails, put the alias back."""
-    before = _champion(client, name)
-    client.set_registered_model_alias(name, CHAMPION, str(version))
-    try:
-        client.set_registered_model_tag(name, HISTORY_TAG, json.dumps(history))
-    except BaseException:
-        if before:
-            client.set_registered_model_alias(name, CHAMPION, str(before[0]))
-        else:
-            client.delete_registered_model_alias(name, CHAMPION)
-        raise
-
-
-def _unfinished_run(client: Any, candidate: Any) -> str | None:
-    """Why the version's run disqualifies it (not FINISHED), or None (also for a version
-    registered from files, with no run)."""
-    if not candidate.run_id:
-        return None
-    status = client.get_run(candidate.run_id).info.status
-    return None if status == "FINISHED" else f"its run {candidate.run_id} is {status}"
-
-
-def promote(
-    uri: str,
-    name: str,
-    version: int,
-    *,
-    min_accuracy: float,
-    min_delta: float,
-    require_better: bool,
-    force: bool = False,
-    echo: Callable[[str], None] = print,
-) -> Decision:
-    """Apply the promotion rule to a version; record the decision on it; move `champion`.
-
-    A version whose run did not end FINISHED is refused unless forced."""
-    from mlflow.exceptions import MlflowException
-
-    client = _client(uri)
-    try:
-        with promotion_lock(client, name, echo=echo):
-            candidate = _version(client, name, version)
-            if METRIC not in candidate.tags:
-                raise TrackingError(f"{name} v{version} has no {METRIC} tag to judge it by")
-            current = _champion(client, name)
-            if current and current[0] == version:
-                return Decision(False, f"v{version} is already champion", *current)
-            unfinished = None if force else _unfinished_run(client, candidate)
-            if unfinished:
-                decision = Decision(False, f"{unfinished}, not FINISHED (--force to promote)")
-            else:
-                decision = decide_promotion(
-                    float(candidate.tags[METRIC]),
-                    current,
-                    min_accuracy=min_accuracy,
-                    min_delta=min_delta,
-                    require_better=require_better,
-                    force=force,
-                )
-            for key, value in decision.as_tags().items():
-                client.set_model_version_tag(name, str(version), key, value)
-            if decision.promote:
-                _move_champion(client, name, version, [*_history(client, name), version])
-            return decision
-    except MlflowException as exc:
-        raise TrackingError(f"promoting {name} v{version}: {first_line(exc)}") from None
-
-
-def rollback(uri: str, name: str) -> tuple[int, int]:
-    """Give `champion` back to the previous champion; returns (from, to)."""
-    from mlflow.exceptions import MlflowException
-
-    client = _client(uri)
-    try:
-        with promotion_lock(client, name):
-            current = _champion(client, name)
-            if current is None:
-                raise TrackingError(f"{name} has no champion to roll back")
-            history = _history(client, name)
-            existing = {int(v.version) for v in client.search_model_versions(f"name = '{name}'")}
-            previous = previous_champion(history, current[0], existing)
-            if previous is None:
-                raise TrackingError(f"{name}: no previous champion to roll back to")
-            kept = history[: len(history) - history[::-1].index(previous)]
-            _move_champion(client, name, previous, kept)
-            client.set_model_version_tag(name, str(current[0]), "fmnist.rolled_back", "true")
-            return current[0], previous
-    except MlflowException as exc:
-        raise TrackingError(f"rolling back {name}: {first_line(exc)}") from None
 
 
 @dataclass(frozen=True)
@@ -277,7 +166,7 @@ def list_versions(uri: str, name: str) -> list[VersionRow]:
 
     from mlflow.exceptions import MlflowException
 
-    client = _client(uri)
+    client = client_for(uri)
     try:
         found_versions = client.search_model_versions(f"name = '{name}'")
         versions = [client.get_model_version(name, v.version) for v in found_versions]
@@ -300,7 +189,7 @@ def list_versions(uri: str, name: str) -> list[VersionRow]:
 
 def champion_version(uri: str, name: str) -> int:
     """The version holding `champion`; a clear error when there is none."""
-    found = _champion(_client(uri), name)
+    found = champion_of(client_for(uri), name)
     if found is None:
         raise TrackingError(f"{name} has no @{CHAMPION} yet (run `make run`, or `fmnist promote`)")
     return found[0]

@@ -32,8 +32,11 @@ def log_served_model(
     """
     import warnings
 
-    import mlflow.pyfunc
-    from mlflow.models import infer_signature
+    from fmnist.imports import long_lived
+
+    with long_lived():
+        import mlflow.pyfunc
+        from mlflow.models import infer_signature
 
     import fmnist_model
     from fmnist_model.pyfunc import KERAS_ARTIFACT, predict_table

@@ -1,134 +1,191 @@
-"""The tutorial's optimizer comparison as a grid: which trainings a sweep runs, which one wins.
-
-The winner is chosen on the validation split (val_accuracy, then val_loss), never on the test
-split: test accuracy is reported for every training and is what the promotion rule compares,
-so choosing by it too would make the test set part of model selection.
-
-Pure: names and numbers in, names and numbers out. Running the trainings (DVC experiments),
-tracking them (MLflow child runs) and registering the winner happen in stages.py.
-"""
+"""The sweep: plan the grid, run one training, finish (compare, register the best). Both
+`fmnist sweep` (threads, `run`) and the Prefect flow `fashion-mnist-sweep` (Dask tasks)
+call these; what wins and how the table reads is fmnist.core.grid."""
 
 from __future__ import annotations
 
-import dataclasses
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, get_args
+from pathlib import Path
+from typing import Any
 
-from fmnist.config import Activation, Optimizer
-from fmnist.errors import ConfigError
-from fmnist.overrides import RunOverrides
+from fmnist import dvc_cli, layout, records, tracking
+from fmnist.config import Params
+from fmnist.core.grid import (
+    Outcome,
+    Training,
+    best,
+    comparison_rows,
+    grid,
+    reuse_note,
+    training_overrides,
+)
+from fmnist.core.overrides import RunOverrides
+from fmnist.errors import FmnistError, StageError, first_line
 
-OPTIMIZERS = ("sgd", "adagrad", "rmsprop", "adam")  # the tutorial's list, in its order
-ACTIVATIONS = ("sigmoid", "relu")  # its first model's hidden activation, then its last's
-KNOWN_OPTIMIZERS: tuple[str, ...] = get_args(Optimizer)
-KNOWN_ACTIVATIONS: tuple[str, ...] = get_args(Activation)
+TARGET = "evaluate"  # a sweep's trainings stop here: only the best is registered
 
 
 @dataclass(frozen=True)
-class Training:
-    """One cell of the grid."""
-
-    name: str  # "adam-relu": the MLflow child run's and the DVC experiment's suffix
-    optimizer: str
-    activation: str
-
-
-@dataclass(frozen=True)
-class Outcome:
-    """What one training produced, or why it failed."""
+class PlannedTraining:
+    """One training of a sweep, its DVC experiment name and `--set-param`s."""
 
     training: Training
-    experiment: str | None = None  # the DVC experiment's name
-    run_id: str | None = None  # the MLflow run that trained the model (models/run.json)
-    val_accuracy: float | None = None  # the last epoch's (metrics/train.json): selection
-    val_loss: float | None = None
-    test_accuracy: float | None = None  # metrics/evaluate.json: reported, and promotion's
-    test_loss: float | None = None
-    fit_seconds: float | None = None
-    error: str | None = None  # one line; None when it succeeded
-    reused_from: str | None = None  # run_id when DVC reused an earlier training (no new run)
-
-    @property
-    def ok(self) -> bool:
-        return self.error is None and None not in (self.val_accuracy, self.test_accuracy)
+    experiment: str
+    set_params: list[str]
 
 
-def _checked(kind: str, values: Sequence[str], allowed: Sequence[str]) -> list[str]:
-    values = list(values)
-    if not values:
-        raise ConfigError(f"sweep {kind}: empty; give at least one of {', '.join(allowed)}")
-    unknown = [v for v in values if v not in allowed]
-    if unknown:
-        raise ConfigError(f"sweep {kind}: {unknown[0]!r} is not one of {', '.join(allowed)}")
-    repeated = sorted({v for v in values if values.count(v) > 1})
-    if repeated:
-        raise ConfigError(f"sweep {kind}: {repeated[0]!r} given twice")
-    return values
+@dataclass(frozen=True)
+class SweepResult:
+    rows: list[dict[str, Any]]  # the comparison, best first
+    registered: dict[str, Any]  # the best training's registered record (registered.json)
 
 
-def grid(optimizers: Sequence[str], activations: Sequence[str]) -> list[Training]:
-    """Every optimizer with every hidden activation (optimizer-major, as the tutorial lists)."""
-    opts = _checked("optimizers", optimizers, KNOWN_OPTIMIZERS)
-    acts = _checked("activations", activations, KNOWN_ACTIVATIONS)
-    return [Training(f"{o}-{a}", o, a) for o in opts for a in acts]
-
-
-def training_overrides(training: Training, base: RunOverrides) -> RunOverrides:
-    """The run's overrides for one cell: the sweep's common ones plus the cell's two values."""
-    return dataclasses.replace(
-        base, optimizer=training.optimizer, hidden_activation=training.activation
-    )
-
-
-def _rank(o: Outcome) -> tuple[bool, float, float]:
-    """Sort key, best first: succeeded, higher val_accuracy, then lower val_loss."""
-    if not o.ok:
-        return (True, 0.0, 0.0)
-    return (False, -(o.val_accuracy or 0.0), o.val_loss if o.val_loss is not None else 0.0)
-
-
-def best(outcomes: Sequence[Outcome]) -> Outcome | None:
-    """The best by validation accuracy (ties: the lower val_loss) among the trainings that
-    succeeded; test accuracy plays no part. None if every training failed."""
-    done = [o for o in outcomes if o.ok]
-    return min(done, key=_rank) if done else None
-
-
-def comparison_rows(outcomes: Sequence[Outcome]) -> list[dict[str, Any]]:
-    """One row per training, best by validation accuracy first, failed ones last with their
-    error; a reused training's status says which run it reused."""
-    winner = best(outcomes)
+def plan(
+    root: Path,
+    sweep_name: str,
+    optimizers: Sequence[str],
+    activations: Sequence[str],
+    base: RunOverrides,
+) -> list[PlannedTraining]:
+    """The grid, every cell validated against params.yaml before any training starts."""
     return [
-        {
-            "training": o.training.name,
-            "optimizer": o.training.optimizer,
-            "activation": o.training.activation,
-            "val_accuracy": _rounded(o.val_accuracy),
-            "val_loss": _rounded(o.val_loss),
-            "test_accuracy": _rounded(o.test_accuracy),
-            "test_loss": _rounded(o.test_loss),
-            "fit_seconds": _rounded(o.fit_seconds, 2),
-            "status": _status(o, o is winner),
-            "experiment": o.experiment or "",
-            "run_id": o.run_id or "",
-            "reused_from": o.reused_from or "",
-        }
-        for o in sorted(outcomes, key=_rank)
+        PlannedTraining(
+            t, f"{sweep_name}-{t.name}", dvc_cli.set_params_for(root, training_overrides(t, base))
+        )
+        for t in grid(optimizers, activations)
     ]
 
 
-def reuse_note(run_id: str) -> str:
-    """What a training DVC did not run says (its log line, its status, its MLflow note)."""
-    return f"reused run {run_id} (DVC restored its outputs: same data, code and params)"
+def run_training(
+    root: Path,
+    planned: PlannedTraining,
+    parent_run_id: str,
+    env: Mapping[str, str],
+    tracking_uri: str,
+    on_line: dvc_cli.LineSink = print,
+) -> Outcome:
+    """prepare -> train -> evaluate as DVC experiment planned.experiment, its MLflow run a
+    child of parent_run_id; a failure raises (StageError) and fails that child run only.
+
+    When DVC reused an earlier training (same data, code and params: no new MLflow run), the
+    store shows it (the run is not the parent's child): a small child run then links the
+    parent to it, and the outcome and the cell's log say `reused run R`."""
+    ref = dvc_cli.run_experiment(
+        root,
+        planned.experiment,
+        planned.set_params,
+        {**env, tracking.PARENT_ENV: parent_run_id},
+        on_line,
+        targets=(TARGET,),
+    ).ref
+    trained = _trained(root, ref)
+    run_id = trained["run_id"]
+    last_epoch = dvc_cli.experiment_json(root, ref, layout.TRAIN_METRICS)
+    tested = dvc_cli.experiment_json(root, ref, layout.TEST_METRICS)
+    metrics = {
+        "val_accuracy": float(last_epoch["val_accuracy"]),
+        "val_loss": float(last_epoch["val_loss"]),
+        "test_accuracy": float(tested["test_accuracy"]),
+        "test_loss": float(tested["test_loss"]),
+    }
+    note = reuse_note(run_id)
+    name = planned.training.name
+    reused = tracking.link_reused_run(tracking_uri, parent_run_id, name, run_id, metrics, note)
+    if reused:
+        on_line(note)
+    return Outcome(
+        planned.training,
+        experiment=planned.experiment,
+        run_id=run_id,
+        val_accuracy=metrics["val_accuracy"],
+        val_loss=metrics["val_loss"],
+        test_accuracy=metrics["test_accuracy"],
+        test_loss=metrics["test_loss"],
+        fit_seconds=tracking.run_metrics(tracking_uri, run_id).get("fit_seconds"),
+        reused_from=run_id if reused else None,
+    )
 
 
-def _status(o: Outcome, is_best: bool) -> str:
-    if not o.ok:
-        return f"failed: {o.error}"
-    status = "best" if is_best else "ok"
-    return f"{status}, reused run {o.reused_from}" if o.reused_from else status
+def _trained(root: Path, ref: str) -> dict[str, Any]:
+    """The trained record as experiment ref committed it, every key present."""
+    record = dvc_cli.experiment_json(root, ref, layout.TRAINED)
+    return records.checked_trained(record, f"{ref}:{layout.TRAINED.as_posix()}")
 
 
-def _rounded(value: float | None, digits: int = 4) -> float | None:
-    return None if value is None else round(value, digits)
+def failed_training(planned: PlannedTraining, exc: BaseException) -> Outcome:
+    """The outcome of a training that raised: its one-line error."""
+    return Outcome(planned.training, experiment=planned.experiment, error=first_line(exc))
+
+
+def finish(
+    params: Params, root: Path, outcomes: Sequence[Outcome], tracking_uri: str
+) -> SweepResult:
+    """Log the comparison to the (active) parent run, register the best training's model (by
+    validation accuracy) and apply the promotion rule (test accuracy against the champion's).
+    Every training failed: StageError, nothing registered."""
+    from fmnist.stages.register import register_trained
+
+    rows = comparison_rows(outcomes)
+    tracking.log_dict({"trainings": rows}, tracking.SWEEP_ARTIFACT)
+    failed = [o for o in outcomes if not o.ok]
+    tracking.log_metrics({"trainings": len(outcomes), "failed": len(failed)})
+    winner = best(outcomes)
+    if winner is None:
+        raise StageError(f"every training of the sweep failed; first: {failed[0].error}")
+    ref = dvc_cli.experiment_ref(root, str(winner.experiment))
+    record = register_trained(
+        params,
+        _trained(root, ref),
+        dvc_cli.experiment_json(root, ref, layout.TEST_METRICS),
+        dvc_cli.experiment_file(root, ref, layout.SUMMARY),
+        tracking_uri,
+    )
+    tracking.log_metrics(
+        {
+            "best_val_accuracy": float(winner.val_accuracy or 0.0),  # what chose it
+            "best_test_accuracy": float(winner.test_accuracy or 0.0),  # what promotion compares
+        }
+    )
+    tracking.set_tags(
+        {
+            "fmnist.sweep.best": winner.training.name,
+            "fmnist.sweep.best_run_id": str(winner.run_id),
+            "fmnist.registered.version": str(record["version"]),
+            "fmnist.registered.promotion": record["promotion"],
+        }
+    )
+    return SweepResult(rows, record)
+
+
+def run(
+    params: Params,
+    root: Path,
+    sweep_name: str,
+    planned: Sequence[PlannedTraining],
+    jobs: int,
+    tracking_uri: str,
+    on_line: dvc_cli.LineSink = print,
+) -> SweepResult:
+    """The sweep without Prefect (`fmnist sweep`): up to `jobs` trainings at a time."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    env = dvc_cli.stage_env({"MLFLOW_TRACKING_URI": tracking_uri})
+    # The data once, in the workspace: every training restores it from DVC's cache.
+    dvc_cli.reproduce(root, "prepare", env, on_line)
+    experiment = params.tracking.experiment
+    with tracking.sweep_run(tracking_uri, experiment, sweep_name, planned) as parent:
+
+        def one(cell: PlannedTraining) -> Outcome:
+            def tagged(line: str) -> None:
+                on_line(f"[{cell.training.name}] {line}")
+
+            try:
+                return run_training(root, cell, parent, env, tracking_uri, tagged)
+            except FmnistError as exc:
+                tagged(f"failed: {first_line(exc)}")
+                return failed_training(cell, exc)
+
+        with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
+            outcomes = list(pool.map(one, planned))
+        return finish(params, root, outcomes, tracking_uri)

@@ -3,45 +3,21 @@
 from __future__ import annotations
 
 import contextlib
-import errno
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from fmnist.errors import TrackingError, first_line
+from fmnist.mlflow_store import open_store, sqlite_path
 from fmnist.store import redact
 
 if TYPE_CHECKING:
     from fmnist.config import Params
 
-DEFAULT_DB = "mlflow.db"
 SUMMARY_ARTIFACT = "model_summary.txt"
 PARENT_TAG = "mlflow.parentRunId"  # how MLflow (and its UI) nests a child run under a parent
 SWEEP_ARTIFACT = "sweep/comparison.json"
 PARENT_ENV = "FMNIST_PARENT_RUN_ID"  # set by a sweep: the stages' runs become its children
-
-
-def workspace_root(cwd: Path) -> Path:
-    """The repo a stage runs for: cwd itself, or the repo of a DVC temp experiment workspace.
-
-    `dvc exp run --temp` (and `dvc queue`) run stages in `<repo>/.dvc/tmp/exps/.../tmpXXXX`,
-    a folder DVC deletes afterwards; tracking must land in the repo's own store.
-    """
-    parts = cwd.resolve().parts
-    for i in range(len(parts) - 3):
-        if parts[i : i + 3] == (".dvc", "tmp", "exps"):
-            return Path(*parts[:i])
-    return cwd.resolve()
-
-
-def default_tracking_uri(root: Path) -> str:
-    """MLflow's own default, `sqlite:///mlflow.db`, made absolute at the repo root."""
-    return f"sqlite:///{(root / DEFAULT_DB).resolve()}"
-
-
-def resolve_tracking_uri(given: str | None, cwd: Path) -> str:
-    """The given URI (flag or MLFLOW_TRACKING_URI), else the repo's own sqlite store."""
-    return given or default_tracking_uri(workspace_root(cwd))
 
 
 def _local_artifact_root(uri: str, experiment: str) -> str | None:
@@ -51,124 +27,6 @@ def _local_artifact_root(uri: str, experiment: str) -> str | None:
         return None  # a tracking server decides where artifacts live
     safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in experiment)
     return (db.parent / "mlruns" / safe).as_uri()
-
-
-def sqlite_path(uri: str) -> Path | None:
-    """The database file of a `sqlite:///` tracking URI; None for any other store."""
-    return Path(uri.removeprefix("sqlite:///")) if uri.startswith("sqlite:///") else None
-
-
-_ready: set[str] = set()
-
-
-def open_store(uri: str) -> None:
-    """Point MLflow at uri, once per process: the URI's scheme is checked, a tracking server
-    must answer within the deadline (fmnist.store), a new sqlite store is created by one
-    process at a time, and runs whose process died on this host are closed KILLED.
-
-    MLflow creates (and migrates) a sqlite store on first use; two processes doing that at
-    once crash (`duplicate column name`). An exclusive lock on `<db>.lock` beside the file
-    makes every other process wait until the tables exist; the lock file then records the
-    database's inode, so later processes skip the (second-long) creation check.
-    """
-    import mlflow
-    from mlflow.exceptions import MlflowException
-
-    from fmnist.store import check_reachable, check_scheme
-
-    mlflow.set_tracking_uri(uri)
-    if uri in _ready:
-        return
-    check_scheme(uri)
-    check_reachable(uri)
-    db = sqlite_path(uri)
-    try:
-        if db is not None:
-            _create_sqlite_once(uri, db)
-        _ready.add(uri)
-        _close_orphans(uri)
-    except MlflowException as exc:
-        raise TrackingError(f"MLflow at {redact(uri)}: {first_line(exc)}") from None
-
-
-def _create_sqlite_once(uri: str, db: Path) -> None:
-    import fcntl
-
-    if _lock_mark(db) == _created_mark(db):
-        return  # created before: nothing to write (a read-only store can still be read)
-    try:
-        db.parent.mkdir(parents=True, exist_ok=True)
-        lock = open(f"{db}.lock", "a", encoding="utf-8")  # noqa: SIM115 (held below)
-    except OSError as exc:
-        read_only = exc.errno in (errno.EROFS, errno.EACCES, errno.EPERM)
-        if read_only and db.is_file():
-            return  # an existing store we cannot write: reading works; a write says read-only
-        state = f" is read-only ({exc.strerror})" if read_only else f": {exc.strerror}"
-        raise TrackingError(f"the sqlite MLflow store {db}{state}") from None
-    with lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes
-        if _lock_mark(db) != _created_mark(db):
-            from mlflow import MlflowClient
-
-            client = MlflowClient(uri)
-            client.search_experiments(max_results=1)  # creates the tracking tables
-            client.search_registered_models(max_results=1)  # ... and the registry's
-            lock.truncate(0)
-            lock.write(_created_mark(db))
-
-
-def _close_orphans(uri: str) -> None:
-    """Runs left RUNNING by a process of this host that died are ended KILLED (lifecycle)."""
-    from mlflow import MlflowClient
-
-    from fmnist.lifecycle import close_orphaned_runs
-
-    client = MlflowClient(uri)
-    ids = [e.experiment_id for e in client.search_experiments(max_results=1000)]
-    for run_id in close_orphaned_runs(client, ids):
-        print(f"fmnist: closed run {run_id} as KILLED: its process had died", flush=True)
-
-
-@contextlib.contextmanager
-def store_created_alongside(uri: str) -> Iterator[None]:
-    """Create a new sqlite store in a second process while the block runs (TensorFlow's
-    import, in train): the two seconds of MLflow's table creation then cost no wall time on
-    a second core. open_store's lock serializes it with everything else; the block's own
-    open_store waits for it. On exit the helper is waited for, never killed (a store cut off
-    mid-creation would be half-migrated). No-op for servers and stores that exist."""
-    db = sqlite_path(uri)
-    if db is None or uri in _ready or _lock_mark(db) == _created_mark(db):
-        yield
-        return
-    import subprocess
-    import sys
-
-    helper = subprocess.Popen(
-        [sys.executable, "-c", "import sys, fmnist.tracking as t; t.open_store(sys.argv[1])", uri],
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,  # on failure the block's own open_store reports it
-    )
-    try:
-        yield
-    finally:
-        helper.wait()
-
-
-def _lock_mark(db: Path) -> str | None:
-    """What `<db>.lock` records: the created mark of the database it last saw created."""
-    try:
-        return Path(f"{db}.lock").read_text(encoding="utf-8").strip()
-    except FileNotFoundError:
-        return None
-
-
-def _created_mark(db: Path) -> str:
-    """Names this database file (a deleted and re-created one gets a new inode)."""
-    try:
-        return f"created {db.stat().st_ino}"
-    except FileNotFoundError:
-        return "absent"
 
 
 def _experiment_id(uri: str, experiment: str) -> str:

@@ -9,7 +9,7 @@ import pandas as pd
 from mlflow.pyfunc import PythonModel
 
 from .images import check_pixels, model_features, prediction_table
-from .unicode_names import allow_unicode_names
+from .keras_file import load_keras_model
 
 KERAS_ARTIFACT = "keras_model"  # the .keras file, an artifact of the logged model
 
@@ -31,14 +31,6 @@ def predict_table(model: Any, model_input: Any) -> Any:
     x = model_features(images, len(model.input_shape))
     probabilities = model.predict(x, verbose=0, batch_size=1024)
     return pd.DataFrame(prediction_table(probabilities))
-
-
-def load_keras_model(path: str) -> Any:
-    """The .keras file, ready to predict on any Keras backend (Unicode model names too)."""
-    import keras
-
-    allow_unicode_names()
-    return keras.models.load_model(path, compile=False)
 
 
 class FashionMnistClassifier(PythonModel):

@@ -5,6 +5,8 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
+import pytest
+
 import fmnist_model
 
 PACKAGE = Path(fmnist_model.__file__).parent
@@ -20,6 +22,7 @@ def _imported_roots(path: Path) -> set[str]:
     return roots
 
 
+@pytest.mark.slow  # Keras/TensorFlow
 def test_the_served_package_imports_only_its_declared_requirements() -> None:
     allowed = {"fmnist_model", "numpy", "pandas", "keras", "tensorflow", "mlflow"}
     allowed |= {"__future__", "typing", "hashlib", "re"}  # the standard library it uses
@@ -29,6 +32,7 @@ def test_the_served_package_imports_only_its_declared_requirements() -> None:
         assert roots <= allowed, (path.name, roots - allowed)
 
 
+@pytest.mark.slow  # Keras/TensorFlow
 def test_the_models_from_code_entry_sets_the_pyfunc() -> None:
     source = (PACKAGE / "model_code.py").read_text(encoding="utf-8")
     assert "mlflow.models.set_model(FashionMnistClassifier())" in source

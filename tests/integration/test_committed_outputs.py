@@ -35,7 +35,7 @@ BYTE_IDENTICAL = (
     "models/summary.txt",
 )
 PER_RUN_KEYS = {
-    "models/run.json": {"run_id", "model_uri", "model_id", "fmnist.git.commit"},
+    "models/trained.json": {"run_id", "model_uri", "model_id", "fmnist.git.commit"},
     "models/registered.json": {"run_id", "version"},
 }
 PER_RUN_FILES = {"models/model.keras", *PER_RUN_KEYS}  # their hashes in dvc.lock may differ

@@ -17,8 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from fmnist.data.download import LocalDiskError
 from fmnist.errors import DownloadError
+from fmnist.gz_sink import LocalDiskError
 
 pytestmark = pytest.mark.integration
 
@@ -82,7 +82,8 @@ def start_download(cwd: Path, *prefix: str) -> subprocess.Popen[str]:
 
 
 def partial_files(raw: Path) -> list[Path]:
-    return [p for p in raw.iterdir() if p.name.endswith(".partial")] if raw.is_dir() else []
+    """The hidden files a download writes before they are verified (fmnist.files.atomic_path)."""
+    return [p for p in raw.iterdir() if p.name.startswith(".")] if raw.is_dir() else []
 
 
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])

@@ -101,7 +101,7 @@ def test_full_pipeline(repo: Path, dvc: Runner) -> None:
         o["md5"] for o in lock["stages"]["prepare"]["outs"] if o["path"] == "data/prepared"
     )
     client = MlflowClient(f"sqlite:///{repo / 'mlflow.db'}")
-    run_id = json.loads((repo / "models/run.json").read_text())["run_id"]
+    run_id = json.loads((repo / "models/trained.json").read_text())["run_id"]
     run = client.get_run(run_id)
     assert run.data.tags["fmnist.data.prepared"] == prepared_md5
     assert run.data.tags["fmnist.git.commit"] == dvc("git", "rev-parse", "HEAD").stdout.strip()

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from fmnist import stack, tracking
-from fmnist.registry import promote
+from fmnist.champion import promote
 from tests.conftest import REPO
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]

@@ -183,7 +183,7 @@ def _lying_proxy(upstream: str, fail_prefix: str) -> http.server.ThreadingHTTPSe
 def test_a_failing_champion_lookup_moves_nothing(
     mlflow_server: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from fmnist.registry import promote
+    from fmnist.champion import promote
 
     name = "fashion-mnist"
     import mlflow

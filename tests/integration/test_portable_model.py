@@ -25,15 +25,9 @@ import pytest
 
 from fmnist import stack
 from fmnist.config import Params
-from fmnist.stages import (
-    EvaluateOutputs,
-    TrainOutputs,
-    load_split,
-    run_evaluate,
-    run_register,
-    run_train,
-)
+from fmnist.stages.splits import load_split
 from tests.integration.test_serving import _post
+from tests.scoring_helpers import train_evaluate_register
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 REPO = Path(__file__).resolve().parents[2]
@@ -65,15 +59,7 @@ def host(tmp_path_factory: pytest.TempPathFactory) -> Host:
     uri = f"sqlite:///{store / 'mlflow.db'}"
     params = _tiny_champion_params()
     prepared = _prepared(base, params)
-    train = TrainOutputs(store / "model.keras", store / "summary.txt", store / "run.json",
-                         store / "history.csv", store / "train.json")  # fmt: skip
-    run_train(params, prepared, train, uri, base)
-    evaluate = EvaluateOutputs(store / "evaluate.json", store / "classes.json",
-                               store / "confusion.csv", store / "confusion.png")  # fmt: skip
-    run_evaluate(params, train.model, prepared, train.run, evaluate, uri)
-    record = run_register(params, train.run, evaluate.metrics, train.summary,
-                          store / "registered.json", uri)  # fmt: skip
-    assert record["promoted"], record
+    train = train_evaluate_register(params, prepared, store, uri)
 
     subprocess.run([_uv(), "venv", "-q", "--python", sys.executable, str(venv)], check=True)
     mlflow_pin = f"mlflow=={version('mlflow')}"
@@ -105,12 +91,12 @@ def _tiny_champion_params() -> Params:
 
 
 def _prepared(base: Path, params: Params) -> Path:
-    from fmnist.stages import run_prepare
+    from fmnist.stages import prepare as prepare_stage
     from tests.conftest import synthetic_images, write_raw
 
     arrays = {"train": synthetic_images(300, seed=5), "test": synthetic_images(100, seed=4)}
     raw = write_raw(base / "raw", arrays)
-    run_prepare(params, raw, base / "prepared")
+    prepare_stage.run(params, raw, base / "prepared")
     return base / "prepared"
 
 

@@ -98,7 +98,7 @@ def prefect_stack(tmp_path_factory: pytest.TempPathFactory, flaky_mirror: str) -
     finally:
         recorded = stack.load_services(cfg.state_dir)
         stack.down(repo, cfg.state_dir)
-        assert not any(stack._alive(s) for s in recorded), "a stack process survived down"
+        assert not any(stack.processes.alive(s) for s in recorded), "a stack process survived down"
         assert not (repo / stack.PREFECT_TOML).exists()
 
 
@@ -232,7 +232,7 @@ def test_a_rerun_dvc_already_has_is_reused_and_force_retrains(prefect_stack: Sta
     DVC reuses the training when the experiment's baseline (dvc.lock) already records its
     data, code and params, here because the first run was adopted (`dvc exp apply` + commit,
     what a team does with a run it keeps). Without that the train stage runs again: DVC keeps
-    no run cache for a stage with a `cache: false` output (models/run.json)."""
+    no run cache for a stage with a `cache: false` output (models/trained.json)."""
     params = ("epochs=1", "batch_size=64")
     before = {v["version"] for v in _versions(prefect_stack.tracking_uri)}
     first_id, first_logs = _deployment_run(prefect_stack, *params)

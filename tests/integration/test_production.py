@@ -135,7 +135,7 @@ def production(
     finally:
         recorded = stack.load_services(cfg.state_dir)
         stack.down(repo, cfg.state_dir)
-        assert not any(stack._alive(s) for s in recorded), "a stack process survived down"
+        assert not any(stack.processes.alive(s) for s in recorded), "a stack process survived down"
 
 
 def _with_password(url: str) -> str:

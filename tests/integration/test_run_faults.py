@@ -44,7 +44,7 @@ def _train_command(folder: Path, prepared: Path) -> list[str]:
     return [
         FMNIST, "train", "--data", str(prepared), "--params", str(folder / "params.yaml"),
         "--model", str(out / "model.keras"), "--summary", str(out / "summary.txt"),
-        "--run", str(out / "run.json"), "--history", str(out / "history.csv"),
+        "--trained", str(out / "run.json"), "--history", str(out / "history.csv"),
         "--metrics", str(out / "train.json"),
     ]  # fmt: skip
 
@@ -96,13 +96,13 @@ def _wait_mid_fit(uri: str, proc: subprocess.Popen[str], timeout: float = 180) -
 def prepared(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Synthetic splits as prepare writes them (600 training images)."""
     from fmnist.config import parse_params
-    from fmnist.stages import run_prepare
+    from fmnist.stages import prepare as prepare_stage
     from tests.conftest import synthetic_images, write_raw
 
     base = tmp_path_factory.mktemp("prepared")
     arrays = {"train": synthetic_images(600, seed=5), "test": synthetic_images(100, seed=4)}
     raw = write_raw(base / "raw", arrays)
-    run_prepare(parse_params({}), raw, base / "prepared")
+    prepare_stage.run(parse_params({}), raw, base / "prepared")
     return base / "prepared"
 
 
@@ -165,7 +165,7 @@ def test_an_interrupted_evaluate_leaves_the_training_run_finished(
     out = tmp_path / "out"
     evaluate = [
         FMNIST, "evaluate", "--model", str(out / "model.keras"), "--data", str(prepared),
-        "--run", str(out / "run.json"), "--params", str(tmp_path / "params.yaml"),
+        "--trained", str(out / "run.json"), "--params", str(tmp_path / "params.yaml"),
         "--metrics", str(out / "e.json"), "--classes", str(out / "c.json"),
         "--confusion-csv", str(out / "c.csv"), "--confusion-png", str(out / "c.png"),
     ]  # fmt: skip

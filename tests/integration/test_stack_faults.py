@@ -21,6 +21,7 @@ import psutil
 import pytest
 
 from fmnist import stack
+from fmnist.stack.processes import port_busy
 from tests.integration.conftest import copy_repo
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -82,7 +83,7 @@ def repo(tmp_path: Path) -> Iterator[Repo]:
 
 def _assert_down(repo: Repo) -> None:
     assert repo.marked() == []
-    assert not stack._port_busy(repo.prefect_port) and not stack._port_busy(repo.mlflow_port)
+    assert not port_busy(repo.prefect_port) and not port_busy(repo.mlflow_port)
     assert not (repo.state / stack.STATE_FILE).exists()
 
 
@@ -115,7 +116,7 @@ def test_a_killed_mlflow_server_leaves_its_worker_which_status_names_and_down_st
     assert "uvicorn" in worker.cmdline()
     top.send_signal(signal.SIGKILL)
     _wait_gone(top)
-    assert worker.is_running() and stack._port_busy(repo.mlflow_port)
+    assert worker.is_running() and port_busy(repo.mlflow_port)
 
     shown = repo.fmnist("status")
     assert shown.returncode == 0, shown.stderr

@@ -11,8 +11,9 @@ import pytest
 from mlflow import MlflowClient
 
 from fmnist.config import load_params
-from fmnist.overrides import RunOverrides
-from fmnist.stages import plan_sweep, run_sweep
+from fmnist.core.overrides import RunOverrides
+from fmnist.sweep import plan as plan_sweep
+from fmnist.sweep import run as run_sweep
 from fmnist.tracking import REUSED_TAG
 from tests.integration.conftest import Runner, adopt_experiment, runner_env
 

@@ -1,0 +1,41 @@
+"""The `fmnist` command (Typer): a thin adapter, one command per stage plus the registry,
+serving, sweep and local-stack commands; every one is a call into stages/ or a service.
+
+A command's module is imported only when that command runs (`fmnist train` loads
+fmnist.cli.stages, not the stack's commands), so a stage executes, and DVC tracks as its
+dependencies, only its own adapter; `fmnist --help` loads them all.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+from collections.abc import Sequence
+
+from fmnist.cli.app import app, run_app
+
+# command (first word) -> its module in fmnist.cli; the order of `fmnist --help`
+COMMAND_MODULES = {
+    **dict.fromkeys(("download", "prepare", "train", "evaluate", "register"), "stages"),
+    **dict.fromkeys(("models", "promote", "rollback"), "registry"),
+    **dict.fromkeys(("predict", "serve"), "serving"),
+    "sweep": "sweep",
+    "stack": "stack",
+}
+
+
+def load_commands(argv: Sequence[str] = ()) -> None:
+    """Register the module of the command argv names; every command if it names none."""
+    first = next((a for a in argv if not a.startswith("-")), None)
+    wanted = [COMMAND_MODULES[first]] if first in COMMAND_MODULES else COMMAND_MODULES.values()
+    for module in dict.fromkeys(wanted):
+        importlib.import_module(f"fmnist.cli.{module}")
+
+
+def main() -> None:
+    """Console-script entry point."""
+    load_commands(sys.argv[1:])
+    run_app()
+
+
+__all__ = ["COMMAND_MODULES", "app", "load_commands", "main"]

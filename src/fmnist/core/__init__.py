@@ -1,0 +1,1 @@
+"""Pure: arrays and config objects in, values out; no paths, environment or services."""

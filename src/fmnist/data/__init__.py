@@ -1,1 +1,0 @@
-"""Data: download (mirrors, verification), idx (parse), prepare (scale, split)."""

@@ -1,0 +1,28 @@
+"""What the flows share: the flow run's own name for what it creates, the store, DVC's env."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from prefect.runtime import flow_run
+
+from fmnist import dvc_cli
+from fmnist.mlflow_store import resolve_tracking_uri
+
+
+def flow_run_label(default: str) -> str:
+    """`<flow run name>-<id prefix>`: names the DVC experiment or sweep this flow run makes."""
+    run_id = flow_run.get_id() or ""
+    return f"{flow_run.get_name() or default}-{run_id[:8]}".strip("-")
+
+
+def tracking_uri(root: Path) -> str:
+    """MLFLOW_TRACKING_URI of the worker, else the project's sqlite store."""
+    return resolve_tracking_uri(os.environ.get("MLFLOW_TRACKING_URI"), root)
+
+
+def stage_env(uri: str) -> dict[str, str]:
+    """The environment DVC's stages run in: this worker's own, with the store. Never a flow
+    parameter (Prefect stores parameters)."""
+    return dvc_cli.stage_env({"MLFLOW_TRACKING_URI": uri})

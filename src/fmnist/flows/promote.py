@@ -1,0 +1,31 @@
+"""Prefect flow `promote-model`: `fmnist promote` as a deployment (wiring only)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from prefect import flow, get_run_logger, task
+from prefect.artifacts import create_markdown_artifact
+
+from fmnist import layout
+from fmnist.config import load_params
+from fmnist.flows.common import tracking_uri
+from fmnist.stages.register import promote as promote_version
+
+
+@task(name="promote")
+def promote(version: int, force: bool) -> str:
+    """The registry's promotion (threshold unless forced); a refusal fails the run."""
+    root = Path.cwd()
+    params = load_params(root / layout.PARAMS)
+    reason = promote_version(params, version, force, tracking_uri(root))
+    message = f"`{params.register_.model_name}` v{version} is now **@champion**: {reason}"
+    get_run_logger().info(message)
+    create_markdown_artifact(key="fashion-mnist-promotion", markdown=message)
+    return reason
+
+
+@flow(name="promote-model")
+def promote_model(version: int, force: bool = False) -> str:
+    """Make VERSION the registered model's `champion` (refused below min_accuracy unless force)."""
+    return promote(version, force)

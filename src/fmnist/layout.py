@@ -1,0 +1,24 @@
+"""Where the pipeline's files live, named once.
+
+The CLI's defaults, the readers of an experiment's commit and the tests take the paths from
+here; dvc.yaml spells the same paths on its command lines (tests/test_layout.py holds the two
+together). Relative to the project's root.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+PARAMS = Path("params.yaml")
+RAW = Path("data/raw")  # download: the four verified IDX files
+PREPARED = Path("data/prepared")  # prepare: train/val/test .npz splits
+MODEL = Path("models/model.keras")  # train
+SUMMARY = Path("models/summary.txt")  # train: Keras' summary(), kept in git
+TRAINED = Path("models/trained.json")  # train's record: its MLflow run and logged model
+HISTORY = Path("plots/train_history.csv")  # train: per-epoch metrics (DVC plots)
+TRAIN_METRICS = Path("metrics/train.json")  # train: the last epoch (DVC metrics)
+TEST_METRICS = Path("metrics/evaluate.json")  # evaluate: test_loss, test_accuracy
+CLASSES = Path("metrics/classes.json")  # evaluate: per-class precision, recall, f1
+CONFUSION_CSV = Path("plots/confusion.csv")  # evaluate: actual,predicted per test image
+CONFUSION_PNG = Path("plots/confusion.png")  # evaluate
+REGISTERED = Path("models/registered.json")  # register's record: the registry version

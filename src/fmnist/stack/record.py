@@ -1,0 +1,184 @@
+"""The stack's configuration and its record: `<state>/stack.json`, the services `up` started.
+
+Secrets stay out of sight: database URLs reach the servers by environment, never on a
+command line (which `ps` shows every user); the record holds redacted URLs only, and the
+state folder, the record and the servers' logs are private to the user (0700, 0600).
+A record that cannot be read as `up` writes it is a DamagedRecord: one line for the user.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import urllib.parse
+from collections.abc import Iterable, Mapping
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from fmnist.errors import FmnistError
+
+STATE_FILE = "stack.json"
+
+
+class StackError(FmnistError):
+    """The local stack could not start, or is in a state that needs the user's hand."""
+
+    exit_code = 7
+
+
+class DamagedRecord(StackError):
+    """stack.json is unreadable, not JSON, or not the list of services `up` writes."""
+
+    def __init__(self, path: Path, why: str) -> None:
+        self.path, self.why = path, why
+        super().__init__(
+            f"{_shown(path)} is damaged ({why}); run `fmnist stack down` to stop what can be found"
+        )
+
+
+@dataclass(frozen=True)
+class StackConfig:
+    """Where the stack lives and which loopback ports it takes."""
+
+    root: Path
+    state_dir: Path  # absolute: it is the marker every process of the stack carries
+    prefect_port: int = 4200
+    mlflow_port: int = 5000
+    worker_port: int = 0  # the worker's health endpoint; 0 = any free port
+    tracking_uri: str | None = None  # default: sqlite:///<root>/mlflow.db
+    # The production profile: the MLflow server on a database (postgresql://...) with its
+    # own artifact root, every run tracking through the server; Prefect on a database too.
+    mlflow_backend_uri: str | None = None  # default: the tracking store above
+    mlflow_artifacts: str | None = None  # default: <root>/mlruns
+    prefect_database_url: str | None = None  # postgresql+asyncpg://...; default: sqlite
+    deploy: bool = True
+    env: Mapping[str, str] = field(default_factory=dict)  # extra env for every process
+
+
+@dataclass(frozen=True)
+class Service:
+    """One process `up` started, as recorded in stack.json."""
+
+    name: str
+    pid: int
+    cmdline: list[str]  # as started, redacted
+    url: str
+    health_url: str
+    log: str
+    create_time: float | None = None  # psutil's; None in records made before it was kept
+
+
+# --- secrets ---------------------------------------------------------------------------------
+
+
+def redact(text: str, secrets: Iterable[str] = ()) -> str:
+    """text without passwords: `postgresql://user:***@host/db`, `password=***`, and each of
+    secrets (passwords known to be somewhere in it) as `***`."""
+    from fmnist.store import redact as redact_uris
+
+    text = redact_uris(text)
+    for secret in sorted(set(secrets), key=len, reverse=True):
+        if len(secret) >= 3:  # a 1-2 character "password" would mangle everything
+            text = text.replace(secret, "***")
+    return text
+
+
+def passwords(values: Iterable[str]) -> set[str]:
+    """The passwords in URLs among values (as written and percent-decoded)."""
+    found: set[str] = set()
+    for value in values:
+        if "://" not in value:
+            continue
+        with contextlib.suppress(ValueError):
+            password = urllib.parse.urlsplit(value).password
+            if password:
+                found |= {password, urllib.parse.unquote(password)}
+    return found
+
+
+def private_dir(path: Path) -> None:
+    """A folder only its owner can enter (the state dir: logs, Prefect home, the record)."""
+    path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    path.chmod(0o700)
+
+
+def private_file(path: Path, flags: int) -> int:
+    """An fd on path, created or not, readable by its owner only."""
+    fd = os.open(path, flags | os.O_CREAT, 0o600)
+    os.fchmod(fd, 0o600)  # a file from before may be wider
+    return fd
+
+
+# --- the record --------------------------------------------------------------------------------
+
+
+def _shown(path: Path) -> str:
+    """path as the user would type it: relative to the working folder when inside it."""
+    with contextlib.suppress(ValueError):
+        return str(path.relative_to(Path.cwd()))
+    return str(path)
+
+
+def save(cfg: StackConfig, services: list[Service]) -> None:
+    """Record services in `<state>/stack.json` (private, replaced whole: never half-written)."""
+    path = cfg.state_dir / STATE_FILE
+    tmp = path.with_suffix(".partial")
+    text = json.dumps([asdict(s) for s in services], indent=2)
+    with os.fdopen(private_file(tmp, os.O_WRONLY | os.O_TRUNC), "w", encoding="utf-8") as out:
+        out.write(text)
+    tmp.replace(path)
+
+
+def remove(state_dir: Path) -> None:
+    """Remove the record and a half-written one, if there are."""
+    for name in (STATE_FILE, Path(STATE_FILE).with_suffix(".partial").name):
+        (state_dir / name).unlink(missing_ok=True)
+
+
+def load_services(state_dir: Path) -> list[Service]:
+    """What the last `up` started (empty when the stack is down); DamagedRecord if the record
+    cannot be read as such."""
+    path = state_dir / STATE_FILE
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return []
+    except (OSError, UnicodeError) as exc:
+        raise DamagedRecord(path, f"unreadable: {exc}") from None
+    if not text.strip():
+        raise DamagedRecord(path, "empty")
+    try:
+        entries = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise DamagedRecord(path, f"not JSON: {exc}") from None
+    if not isinstance(entries, list):
+        raise DamagedRecord(path, f"a list of services expected, found {_kind(entries)}")
+    return [_service(path, i, entry) for i, entry in enumerate(entries, 1)]
+
+
+_FIELDS: dict[str, type | tuple[type, ...]] = {
+    "name": str, "pid": int, "cmdline": list, "url": str, "health_url": str, "log": str,
+}  # fmt: skip
+
+
+def _service(path: Path, number: int, entry: object) -> Service:
+    if not isinstance(entry, dict):
+        raise DamagedRecord(path, f"service {number} is {_kind(entry)}, not an object")
+    missing = [key for key in _FIELDS if key not in entry]
+    if missing:
+        raise DamagedRecord(path, f"service {number} lacks {', '.join(missing)}")
+    for key, kind in {**_FIELDS, "create_time": (int, float, type(None))}.items():
+        value = entry.get(key)
+        if not isinstance(value, kind) or isinstance(value, bool):
+            raise DamagedRecord(path, f"service {number}: {key} is {_kind(value)}")
+    if entry["pid"] <= 0 or not all(isinstance(arg, str) for arg in entry["cmdline"]):
+        raise DamagedRecord(path, f"service {number}: pid or cmdline out of shape")
+    return Service(
+        entry["name"], entry["pid"], entry["cmdline"], entry["url"], entry["health_url"],
+        entry["log"], entry.get("create_time"),
+    )  # fmt: skip
+
+
+def _kind(value: object) -> str:
+    return "null" if value is None else f"a {type(value).__name__}"

@@ -1,0 +1,239 @@
+"""What the stack starts: the Prefect server, its work pool, the deployments of prefect.yaml
+and a process worker, and the MLflow server; their command lines, environments and health
+checks, and the prefect.toml that points Prefect commands in the repo at the server.
+
+Each service starts in a session of its own carrying the stack's marker, logs to a private
+file under the state folder and is recorded at once (so even a killed `up` can be taken down).
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Iterable, Mapping
+from pathlib import Path
+
+import psutil
+
+from fmnist.stack.processes import MARKER, SERVICE_MARKER, alive, free_port, marker
+from fmnist.stack.record import (
+    Service,
+    StackConfig,
+    StackError,
+    passwords,
+    private_dir,
+    private_file,
+    redact,
+    save,
+)
+
+WORK_POOL = "fmnist"
+PREFECT_TOML = "prefect.toml"
+_TOML_MARK = "# written by `make up` (fmnist stack); `make down` removes it"
+
+
+def healthy(url: str, timeout: float = 2.0) -> bool:
+    """The URL answers 200 (loopback only; the stack never talks elsewhere)."""
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # never via a proxy
+    try:
+        with opener.open(url, timeout=timeout) as response:
+            return int(response.status) == 200
+    except (urllib.error.URLError, OSError, ValueError):
+        return False
+
+
+def _bin(name: str) -> list[str]:
+    """A tool of this environment (prefect, mlflow) as this interpreter's `-m`, whatever PATH says.
+
+    (So its command line reads `python -m mlflow ...`: the tool's name, not a console
+    script's interpreter.)
+    """
+    return [sys.executable, "-m", name]
+
+
+def service_env(cfg: StackConfig, api_url: str, tracking_uri: str) -> dict[str, str]:
+    """The environment of every process of the stack: Prefect's and MLflow's addresses, the
+    stage environment, cfg.env, and the marker."""
+    from fmnist.dvc_cli import stage_env
+
+    return stage_env(
+        {
+            "PREFECT_HOME": str(cfg.state_dir / "prefect"),
+            "PREFECT_API_URL": api_url,
+            "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+            "MLFLOW_TRACKING_URI": tracking_uri,
+            "FMNIST_ROOT": str(cfg.root),
+            **cfg.env,
+            MARKER: marker(cfg.state_dir),
+        }
+    )
+
+
+def start(
+    name: str, cmd: list[str], env: Mapping[str, str], cfg: StackConfig, url: str, health: str
+) -> Service:
+    """Start cmd as service name: its own session, the marker, a private log."""
+    logs = cfg.state_dir / "logs"
+    private_dir(cfg.state_dir)
+    private_dir(logs)
+    log = logs / f"{name}.log"  # servers may print what they connect to: 0600
+    out = private_file(log, os.O_WRONLY | os.O_APPEND)
+    try:
+        proc = subprocess.Popen(
+            cmd,
+            cwd=cfg.root,
+            env={**env, MARKER: marker(cfg.state_dir), SERVICE_MARKER: name},
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,  # its own session and group: down finds and stops its children
+        )
+    finally:
+        os.close(out)
+    started = psutil.Process(proc.pid).create_time()  # ours until reaped: it cannot be reused
+    shown = [redact(arg, passwords(cmd)) for arg in cmd]
+    return Service(name, proc.pid, shown, url, health, str(log), started)
+
+
+def wait_healthy(service: Service, timeout: float, secrets: Iterable[str] = ()) -> None:
+    """Until the service answers its health check; StackError (with the last line of its
+    log, redacted) if it exits or does not answer within timeout."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if healthy(service.health_url):
+            return
+        if not alive(service):
+            break
+        time.sleep(0.5)
+    tail = redact(_log_tail(Path(service.log)), secrets)
+    state = "exited" if not alive(service) else f"no answer after {timeout:.0f} s"
+    raise StackError(f"{service.name} {state} at {service.health_url}; log {service.log}: {tail}")
+
+
+def _log_tail(path: Path) -> str:
+    try:
+        lines = [ln for ln in path.read_text(errors="replace").splitlines() if ln.strip()]
+    except FileNotFoundError:
+        return "(no log)"
+    return lines[-1].strip() if lines else "(empty log)"
+
+
+def _run(cmd: list[str], env: Mapping[str, str], cwd: Path, what: str) -> None:
+    env = {**env, SERVICE_MARKER: "setup"}  # found and stopped like the services, if left
+    done = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, check=False)
+    if done.returncode:
+        lines = (done.stderr or done.stdout).strip().splitlines() or [f"exit {done.returncode}"]
+        raise StackError(f"{what} failed: {redact(lines[-1], passwords(env.values()))}")
+
+
+def _launch(
+    services: list[Service],
+    cfg: StackConfig,
+    name: str,
+    cmd: list[str],
+    env: Mapping[str, str],
+    url: str,
+    health: str,
+    timeout: float,
+) -> None:
+    """Start a service, record it at once (so even a killed `up` can be taken down), and
+    wait for its health check."""
+    services.append(start(name, cmd, env, cfg, url, health))
+    save(cfg, services)
+    wait_healthy(services[-1], timeout, passwords(env.values()))
+
+
+def up_prefect(
+    cfg: StackConfig,
+    env: Mapping[str, str],
+    api: str,
+    services: list[Service],
+    echo: Callable[[str], None],
+) -> None:
+    """Start the Prefect server, make the work pool and the deployments, start the worker."""
+    ui = api.removesuffix("/api")
+    server_cmd = [
+        *(*_bin("prefect"), "server", "start"),
+        *("--host", "127.0.0.1", "--port", str(cfg.prefect_port)),
+    ]
+    server_env = dict(env)
+    if cfg.prefect_database_url:  # by environment only: never on a command line
+        server_env["PREFECT_SERVER_DATABASE_CONNECTION_URL"] = cfg.prefect_database_url
+    health = f"{api}/health"
+    _launch(services, cfg, "prefect-server", server_cmd, server_env, ui, health, timeout=120)
+    echo(f"Prefect server  {ui}")
+    _run(
+        [*_bin("prefect"), "work-pool", "create", WORK_POOL, "--type", "process", "--overwrite"],
+        env,
+        cfg.root,
+        f"creating work pool {WORK_POOL!r}",
+    )
+    if cfg.deploy:
+        _run([*_bin("prefect"), "--no-prompt", "deploy", "--all"], env, cfg.root, "prefect deploy")
+        echo(f"deployed        {cfg.root / 'prefect.yaml'} (work pool {WORK_POOL!r})")
+    worker_port = cfg.worker_port or free_port()
+    worker_env = {
+        **env,
+        "PREFECT_WORKER_WEBSERVER_HOST": "127.0.0.1",
+        "PREFECT_WORKER_WEBSERVER_PORT": str(worker_port),
+        # Ask for new runs every second, not 10: a local worker picking up a run `prefect
+        # deployment run` just made is the latency users feel (one cheap loopback request).
+        "PREFECT_WORKER_QUERY_SECONDS": "1",
+    }
+    worker_cmd = [
+        *(*_bin("prefect"), "worker", "start", "--pool", WORK_POOL, "--type", "process"),
+        *("--name", f"fmnist-{worker_port}", "--with-healthcheck"),
+    ]
+    health = f"http://127.0.0.1:{worker_port}/health"
+    _launch(services, cfg, "prefect-worker", worker_cmd, worker_env, health, health, timeout=90)
+    echo(f"Prefect worker  pool {WORK_POOL!r}, health {health}")
+
+
+def mlflow_command(cfg: StackConfig, store: str) -> tuple[list[str], dict[str, str]]:
+    """The MLflow server's command line, and the environment that carries its store and
+    artifact locations (`mlflow server` reads them there): `ps` shows no password."""
+    cmd = [
+        *(*_bin("mlflow"), "server", "--host", "127.0.0.1", "--port", str(cfg.mlflow_port)),
+        *("--workers", "1"),
+    ]
+    env = {
+        "MLFLOW_BACKEND_STORE_URI": store,
+        "MLFLOW_ARTIFACTS_DESTINATION": cfg.mlflow_artifacts or str(cfg.root / "mlruns"),
+        # No job runner: its worker pool (GenAI evaluation jobs) is a dozen idle processes here.
+        "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false",
+    }
+    return cmd, env
+
+
+def up_mlflow(
+    cfg: StackConfig,
+    env: Mapping[str, str],
+    tracking_uri: str,
+    services: list[Service],
+    echo: Callable[[str], None],
+) -> None:
+    """Start the MLflow server on tracking_uri."""
+    url = f"http://127.0.0.1:{cfg.mlflow_port}"
+    cmd, server_env = mlflow_command(cfg, tracking_uri)
+    env = {**env, **server_env}
+    _launch(services, cfg, "mlflow-server", cmd, env, url, f"{url}/health", timeout=120)
+    echo(f"MLflow UI       {url} (store {redact(tracking_uri)})")
+
+
+def write_prefect_toml(root: Path, api: str) -> None:
+    """Point Prefect commands run in the repo (`prefect deployment run ...`) at this server."""
+    path = root / PREFECT_TOML
+    if path.exists() and _TOML_MARK not in path.read_text(encoding="utf-8"):
+        return  # the user's own settings file: never touched
+    path.write_text(f'{_TOML_MARK}\n[api]\nurl = "{api}"\n', encoding="utf-8")
+
+
+def remove_prefect_toml(root: Path) -> None:
+    """Remove the prefect.toml `up` wrote (the user's own is never touched)."""
+    toml = root / PREFECT_TOML
+    if toml.exists() and _TOML_MARK in toml.read_text(encoding="utf-8"):
+        toml.unlink()

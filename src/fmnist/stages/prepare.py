@@ -1,0 +1,51 @@
+"""The prepare stage: data/raw's IDX files -> data/prepared/{train,val,test}.npz, scaled by
+255 and split 80/20 as the tutorial does."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from fmnist.config import Params
+from fmnist.core.idx import check_pair, parse_idx
+from fmnist.core.split import make_split, split_indices
+from fmnist.errors import DataIntegrityError
+from fmnist.stages.splits import save_split
+
+RAW_FILES = {  # split -> (images, labels) in data/raw
+    "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
+    "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
+}
+
+
+def run(params: Params, raw_dir: Path, out_dir: Path) -> dict[str, int]:
+    """data/prepared/{train,val,test}.npz; returns each split's size."""
+    images, labels = read_raw(raw_dir, "train")  # (60000, 28, 28) uint8, (60000,) uint8
+    train_rows, val_rows = split_indices(labels, params.prepare)
+    sizes = {}
+    # One float32 split in memory at a time: peak stays far below the tutorial's float64 way.
+    for split, rows in (("train", train_rows), ("val", val_rows)):
+        part = make_split(images, labels, rows)  # x (n, 28, 28) float32 in [0, 1]
+        save_split(out_dir / f"{split}.npz", part.x, part.y)
+        sizes[split] = int(part.y.shape[0])
+        del part
+    test = make_split(*read_raw(raw_dir, "test"))
+    save_split(out_dir / "test.npz", test.x, test.y)
+    sizes["test"] = int(test.y.shape[0])
+    return sizes
+
+
+def read_raw(raw_dir: Path, split: str) -> tuple[np.ndarray, np.ndarray]:
+    """(n, 28, 28) uint8 images and (n,) uint8 labels of a raw split, checked."""
+    images_name, labels_name = RAW_FILES[split]
+    arrays = []
+    for name, ndim in ((images_name, 3), (labels_name, 1)):
+        path = raw_dir / name
+        try:
+            data = path.read_bytes()
+        except FileNotFoundError:
+            raise DataIntegrityError(f"{path}: missing (run `dvc repro download` first)") from None
+        arrays.append(parse_idx(data, ndim=ndim, source=str(path)))
+    check_pair(arrays[0], arrays[1], source=str(raw_dir / images_name))
+    return arrays[0], arrays[1]

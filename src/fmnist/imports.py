@@ -24,7 +24,6 @@ def long_lived() -> Iterator[None]:
     try:
         yield
     finally:
-        gc.collect()  # the import's own garbage is not kept forever
         gc.freeze()
         if was_enabled:
             gc.enable()

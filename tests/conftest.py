@@ -99,3 +99,12 @@ def _fast_tests_import_no_tensorflow(request: pytest.FixtureRequest) -> Iterator
     yield
     if not loaded and "tensorflow" in sys.modules and not request.node.get_closest_marker("slow"):
         pytest.fail("imported TensorFlow: mark the test slow (make test-fast skips those)")
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """Collecting imports no TensorFlow: a test module importing it at its top would load it
+    for `make test-fast` too, before the fixture above could tell which test needs it."""
+    if "tensorflow" in sys.modules:
+        raise pytest.UsageError(
+            "a test module imports TensorFlow at its top: import it in a slow test"
+        )

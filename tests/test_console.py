@@ -203,9 +203,12 @@ def test_library_prints_are_hidden_unless_verbose(capsys: pytest.CaptureFixture[
     console.quiet_libraries(verbose=False)
     with library_prints():
         print("Successfully registered model 'm'.", file=sys.stderr)
-    assert capsys.readouterr().err == ""
+        print("WARNING mlflow.store: something a user must see", file=sys.stderr)
+    assert capsys.readouterr().err == "WARNING mlflow.store: something a user must see\n"
     with pytest.raises(ValueError, match="boom"), library_prints():
-        raise ValueError("boom")  # errors still propagate
+        print("Created version '2' of model 'm'.", file=sys.stderr)
+        raise ValueError("boom")  # errors still propagate, and what was printed is shown
+    assert capsys.readouterr().err == "Created version '2' of model 'm'.\n"
     console.quiet_libraries(verbose=True)
     with library_prints():
         print("Created version '1' of model 'm'.", file=sys.stderr)

@@ -25,14 +25,14 @@ def test_a_written_file_gets_the_ordinary_mode(tmp_path: Path) -> None:
 
 
 def test_a_failed_write_keeps_what_the_destination_held(tmp_path: Path) -> None:
-    dest = tmp_path / "run.json"
+    dest = tmp_path / "trained.json"
     dest.write_text("before")
     with pytest.raises(OSError, match="No space") as caught, atomic_path(dest) as tmp:
         tmp.write_text("half")
         raise OSError(errno.ENOSPC, "No space left on device")  # as a writer library raises it
     assert caught.value.filename == str(dest)  # the failure names what was being written
     assert dest.read_text() == "before"
-    assert [p.name for p in tmp_path.iterdir()] == ["run.json"]
+    assert [p.name for p in tmp_path.iterdir()] == ["trained.json"]
 
 
 def test_new_files_never_collide(tmp_path: Path) -> None:

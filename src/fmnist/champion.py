@@ -32,7 +32,7 @@ def _version(client: Any, name: str, version: int) -> Any:
         raise
 
 
-def _movechampion_of(client: Any, name: str, version: int, history: list[int]) -> None:
+def _move_champion(client: Any, name: str, version: int, history: list[int]) -> None:
     """Point `champion` at version and record it; if recording fails, put the alias back."""
     before = champion_of(client, name)
     client.set_registered_model_alias(name, CHAMPION, str(version))
@@ -95,7 +95,7 @@ def promote(
             for key, value in decision.as_tags().items():
                 client.set_model_version_tag(name, str(version), key, value)
             if decision.promote:
-                _movechampion_of(client, name, version, [*_history(client, name), version])
+                _move_champion(client, name, version, [*_history(client, name), version])
             return decision
     except MlflowException as exc:
         raise TrackingError(f"promoting {name} v{version}: {first_line(exc)}") from None
@@ -117,7 +117,7 @@ def rollback(uri: str, name: str) -> tuple[int, int]:
             if previous is None:
                 raise TrackingError(f"{name}: no previous champion to roll back to")
             kept = history[: len(history) - history[::-1].index(previous)]
-            _movechampion_of(client, name, previous, kept)
+            _move_champion(client, name, previous, kept)
             client.set_model_version_tag(name, str(current[0]), "fmnist.rolled_back", "true")
             return current[0], previous
     except MlflowException as exc:

@@ -6,9 +6,10 @@ Training progress (fit_settings): on a terminal, Keras' own live progress bar; a
     epoch 1/5: loss=0.5523 accuracy=0.8065 val_loss=0.4431 val_accuracy=0.8441 (3.1 s)
 
 Library chatter (quiet_libraries): MLflow's INFO lines and one known WARNING per logged
-model, and its artifact-download progress bar; what a library prints itself inside
-library_prints (mlflow.register_model's "Successfully registered model '<name>'." and
-"Created version '<n>' of model '<name>'."). Nothing at ERROR or above is silenced by level.
+model, and its artifact-download progress bar; the lines a library prints itself that
+LIBRARY_PRINTS names, inside library_prints (mlflow.register_model's "Successfully registered
+model '<name>'." and "Created version '<n>' of model '<name>'."). Nothing at ERROR or above
+is silenced.
 Left as is (no public switch): TensorFlow's C++ "oneDNN custom operations are on" (TF 2.21
 ignores TF_CPP_MIN_LOG_LEVEL for it).
 
@@ -131,15 +132,32 @@ class _DropLines(logging.Filter):
 _chatter = {"shown": True}  # quiet_libraries(verbose=False) hides it
 
 
+# What libraries print themselves (not through logging) that library_prints drops:
+LIBRARY_PRINTS = (
+    "Successfully registered model ",  # mlflow.register_model, a new registered model
+    "Created version ",  # mlflow.register_model, every version
+    "Registered model ",  # "... already exists. Creating a new version of this model..."
+)
+
+
 @contextlib.contextmanager
 def library_prints() -> Iterator[None]:
-    """What a library prints to stderr itself (not through logging) inside the block: shown
-    only with --verbose. The block's exceptions propagate as usual (fmnist reports them)."""
+    """Inside the block, the lines LIBRARY_PRINTS names are shown only with --verbose; every
+    other line written to stderr (warnings, errors) is passed on when the block ends, and
+    all of it if the block raised."""
     if _chatter["shown"]:
         yield
         return
-    with contextlib.redirect_stderr(io.StringIO()):
-        yield
+    buffer = io.StringIO()
+    failed = True
+    try:
+        with contextlib.redirect_stderr(buffer):
+            yield
+        failed = False
+    finally:
+        lines = buffer.getvalue().splitlines(keepends=True)
+        kept = lines if failed else [x for x in lines if not x.startswith(LIBRARY_PRINTS)]
+        sys.stderr.write("".join(kept))
 
 
 def quiet_libraries(verbose: bool) -> None:

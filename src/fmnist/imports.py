@@ -12,7 +12,10 @@ from __future__ import annotations
 
 import contextlib
 import gc
+import importlib
+import sys
 from collections.abc import Iterator
+from types import ModuleType
 
 
 @contextlib.contextmanager
@@ -27,3 +30,11 @@ def long_lived() -> Iterator[None]:
         gc.freeze()
         if was_enabled:
             gc.enable()
+
+
+def load_mlflow() -> ModuleType:
+    """The mlflow module; its first import in the process is a long-lived one."""
+    if "mlflow" not in sys.modules:
+        with long_lived():
+            importlib.import_module("mlflow")
+    return sys.modules["mlflow"]

@@ -53,12 +53,11 @@ def open_store(uri: str) -> None:
     makes every other process wait until the tables exist; the lock file then records the
     database's inode, so later processes skip the (second-long) creation check.
     """
-    from fmnist.imports import long_lived
+    from fmnist.imports import load_mlflow
     from fmnist.store import check_reachable, check_scheme
 
-    with long_lived():
-        import mlflow
-        from mlflow.exceptions import MlflowException
+    mlflow = load_mlflow()
+    from mlflow.exceptions import MlflowException
 
     mlflow.set_tracking_uri(uri)
     if uri in _ready:
@@ -67,11 +66,10 @@ def open_store(uri: str) -> None:
     check_reachable(uri)
     db = sqlite_path(uri)
     try:
-        with long_lived():  # the store's first use builds its (process-long) ORM and engine
-            if db is not None:
-                _create_sqlite_once(uri, db)
-            _ready.add(uri)
-            _close_orphans(uri)
+        if db is not None:
+            _create_sqlite_once(uri, db)
+        _ready.add(uri)
+        _close_orphans(uri)
     except MlflowException as exc:
         raise TrackingError(f"MLflow at {redact(uri)}: {first_line(exc)}") from None
 

@@ -18,9 +18,12 @@ from fmnist.core.promotion import (
     METRIC,
 )
 from fmnist.errors import TrackingError, first_line
+from fmnist.imports import load_mlflow
 
 
 def client_for(uri: str) -> Any:
+    """A client of the store at uri, opened (fmnist.mlflow_store.open_store)."""
+    load_mlflow()  # the first import of the process is a long-lived one
     from mlflow import MlflowClient
 
     from fmnist.mlflow_store import open_store
@@ -80,7 +83,7 @@ def register_version(
     """Run run_id's model as a version of `name` (alias `challenger`, description, tags);
     returns (version, created, the version that held `challenger` before). A run registered
     before gets its version back, unchanged."""
-    import mlflow
+    mlflow = load_mlflow()
     from mlflow.exceptions import MlflowException
 
     from fmnist.console import library_prints

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from fmnist.errors import TrackingError, first_line
+from fmnist.imports import load_mlflow
 from fmnist.mlflow_store import open_store, sqlite_path
 from fmnist.store import redact
 
@@ -30,7 +31,7 @@ def _local_artifact_root(uri: str, experiment: str) -> str | None:
 
 
 def _experiment_id(uri: str, experiment: str) -> str:
-    import mlflow
+    mlflow = load_mlflow()
 
     found = mlflow.get_experiment_by_name(experiment)
     if found is not None:
@@ -77,7 +78,7 @@ def tracked_run(
 ) -> Iterator[str]:
     """Start a run (nested under parent_run_id if given) owned by this process; it ends
     FINISHED, FAILED if the block raises, KILLED if it is interrupted (Ctrl-C, SIGTERM)."""
-    import mlflow
+    mlflow = load_mlflow()
     from mlflow.exceptions import MlflowException
 
     from fmnist.lifecycle import owner_tags
@@ -104,7 +105,7 @@ def tracked_run(
 def _end_run(uri: str, status: str, *, report: bool) -> None:
     """End the active run; a store that fails now is one line when report (else the error
     already on its way stays the one reported)."""
-    import mlflow
+    mlflow = load_mlflow()
     from mlflow.exceptions import MlflowException
 
     try:
@@ -124,6 +125,7 @@ def log_to_run(
 ) -> None:
     """Add metrics, JSON and files to a run that has ended, without reopening it: its status
     stays what it was, whatever happens here."""
+    load_mlflow()  # the first import of the process is a long-lived one
     from mlflow import MlflowClient
     from mlflow.exceptions import MlflowException
 
@@ -150,13 +152,13 @@ def _log_metrics_to(client: Any, run_id: str, metrics: Mapping[str, float]) -> N
 
 
 def log_params(params: Mapping[str, str]) -> None:
-    import mlflow
+    mlflow = load_mlflow()
 
     mlflow.log_params(dict(params))
 
 
 def log_metrics(metrics: Mapping[str, float], step: int | None = None) -> None:
-    import mlflow
+    mlflow = load_mlflow()
 
     mlflow.log_metrics({k: float(v) for k, v in metrics.items()}, step=step)
 
@@ -167,7 +169,7 @@ def log_epoch(epoch: int, logs: Mapping[str, float]) -> None:
 
 
 def set_tags(tags: Mapping[str, str]) -> None:
-    import mlflow
+    mlflow = load_mlflow()
 
     mlflow.set_tags(dict(tags))
 
@@ -191,19 +193,19 @@ def run_metrics(uri: str, run_id: str) -> dict[str, float]:
 
 
 def log_text(text: str, artifact_file: str) -> None:
-    import mlflow
+    mlflow = load_mlflow()
 
     mlflow.log_text(text, artifact_file)
 
 
 def log_dict(data: Mapping[str, Any], artifact_file: str) -> None:
-    import mlflow
+    mlflow = load_mlflow()
 
     mlflow.log_dict(dict(data), artifact_file)
 
 
 def log_artifact(path: Path, artifact_path: str | None = None) -> None:
-    import mlflow
+    mlflow = load_mlflow()
 
     mlflow.log_artifact(str(path), artifact_path)
 
@@ -214,6 +216,7 @@ def run_params(uri: str, run_id: str) -> dict[str, str]:
 
 
 def _run_data(uri: str, run_id: str) -> Any:
+    load_mlflow()  # the first import of the process is a long-lived one
     from mlflow import MlflowClient
     from mlflow.exceptions import MlflowException
 
@@ -238,6 +241,7 @@ def link_reused_run(
     """A sweep cell whose training run_id is not parent_run_id's child (DVC reused an earlier
     training: no new run was made) gets a FINISHED child run NAME under the parent, tagged
     with run_id and noted, holding the cell's metrics; returns whether it was reused."""
+    load_mlflow()  # the first import of the process is a long-lived one
     from mlflow import MlflowClient
     from mlflow.entities import RunStatus
     from mlflow.exceptions import MlflowException

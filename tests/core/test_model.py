@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import warnings
+from typing import TYPE_CHECKING
 
-import keras
 import numpy as np
 import pytest
 
 from fmnist.config import LayerConfig, ModelConfig
 from fmnist.core.model import build_model, summary_text
+
+if TYPE_CHECKING:
+    import keras
 
 TUTORIAL_PARAMS = 79_510
 
@@ -25,6 +28,8 @@ def architecture(model: keras.Model) -> list[tuple[str, dict]]:
 
 def tutorial_models() -> list[keras.Sequential]:
     """The tutorial's code, as written (input_shape= on the first layer)."""
+    import keras
+
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # Keras 3 prefers keras.Input to input_shape=
         dense1 = keras.layers.Dense(100, activation="sigmoid", input_shape=(784,))
@@ -57,6 +62,8 @@ def test_default_is_the_tutorials_sigmoid_model_three_ways() -> None:
 
 @pytest.mark.slow  # Keras/TensorFlow
 def test_relu_model_with_flatten() -> None:
+    import keras
+
     cfg = ModelConfig(input="image", hidden=(LayerConfig(units=100, activation="relu"),), name="m")
     ours = build_model(cfg)
     with warnings.catch_warnings():

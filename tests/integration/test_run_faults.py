@@ -26,7 +26,7 @@ from tests.conftest import REPO
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 FMNIST = str(Path(sys.executable).parent / "fmnist")
-TRAIN_OUTPUTS = ("model.keras", "summary.txt", "run.json", "history.csv", "train.json")
+TRAIN_OUTPUTS = ("model.keras", "summary.txt", "trained.json", "history.csv", "train.json")
 
 
 def _params(folder: Path, **train: object) -> Path:
@@ -44,7 +44,7 @@ def _train_command(folder: Path, prepared: Path) -> list[str]:
     return [
         FMNIST, "train", "--data", str(prepared), "--params", str(folder / "params.yaml"),
         "--model", str(out / "model.keras"), "--summary", str(out / "summary.txt"),
-        "--trained", str(out / "run.json"), "--history", str(out / "history.csv"),
+        "--trained", str(out / "trained.json"), "--history", str(out / "history.csv"),
         "--metrics", str(out / "train.json"),
     ]  # fmt: skip
 
@@ -165,7 +165,7 @@ def test_an_interrupted_evaluate_leaves_the_training_run_finished(
     out = tmp_path / "out"
     evaluate = [
         FMNIST, "evaluate", "--model", str(out / "model.keras"), "--data", str(prepared),
-        "--trained", str(out / "run.json"), "--params", str(tmp_path / "params.yaml"),
+        "--trained", str(out / "trained.json"), "--params", str(tmp_path / "params.yaml"),
         "--metrics", str(out / "e.json"), "--classes", str(out / "c.json"),
         "--confusion-csv", str(out / "c.csv"), "--confusion-png", str(out / "c.png"),
     ]  # fmt: skip

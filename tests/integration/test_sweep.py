@@ -76,7 +76,7 @@ def test_a_training_dvc_reused_is_a_child_run_linked_to_the_original(
     """The same 1-cell sweep twice. DVC reuses a training when the experiment's baseline
     (dvc.lock) already records its data, code and params: here because the first sweep's
     training was adopted (`dvc exp apply` + commit). The train stage is never restored from
-    DVC's run cache: DVC keeps none for a stage with a `cache: false` output (run.json)."""
+    DVC's run cache: DVC keeps none for a stage with a `cache: false` output (trained.json)."""
     for key, value in runner_env(repo).items():
         monkeypatch.setenv(key, value)
     monkeypatch.chdir(repo)

@@ -18,7 +18,7 @@ pytestmark = pytest.mark.slow
 def test_register_with_an_unknown_model_creates_no_version(
     tmp_path: Path, tiny_params: Params, tracking_uri: str
 ) -> None:
-    run = tmp_path / "run.json"
+    run = tmp_path / "trained.json"
     run.write_text(json.dumps({
         "run_id": "0" * 32, "model_uri": "models:/m-doesnotexist", "optimizer": "adam",
         "fmnist.data.prepared": "x.dir", "fmnist.git.commit": "abc", "fmnist.model.name": "m",
@@ -38,9 +38,9 @@ def test_register_with_an_unknown_model_creates_no_version(
 def test_incomplete_run_record_is_one_clear_error(
     tmp_path: Path, tiny_params: Params, tracking_uri: str
 ) -> None:
-    run = tmp_path / "run.json"
+    run = tmp_path / "trained.json"
     run.write_text('{"run_id": "abc"}')
-    with pytest.raises(DataIntegrityError, match="run.json: missing model_uri, optimizer"):
+    with pytest.raises(DataIntegrityError, match="trained.json: missing model_uri, optimizer"):
         register_stage.run(
             tiny_params,
             run,

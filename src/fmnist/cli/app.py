@@ -116,10 +116,15 @@ def run_app() -> None:
         code = exc.code
     else:
         code = 0
-    # The command is over (its result said, its run ended): a Ctrl-C or SIGTERM now would
-    # only tear the exit itself apart (a traceback from a library's exit hook, or worse).
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+
+    # The command is over (its result said, its run ended): a Ctrl-C or SIGTERM now ends the
+    # process at once with the command's code, instead of tearing the exit apart (a traceback
+    # from a library's exit hook) or being ignored while a stuck hook holds it.
+    def now(signum: int, frame: Any) -> None:
+        os._exit(code if isinstance(code, int) else 1)
+
+    signal.signal(signal.SIGINT, now)
+    signal.signal(signal.SIGTERM, now)
     if code is not None and not isinstance(code, int):  # SystemExit("why"): say why, as Python does
         print(code, file=sys.stderr)
         code = 1

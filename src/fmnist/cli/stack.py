@@ -16,6 +16,7 @@ stack_app = typer.Typer(
 )
 app.add_typer(stack_app, name="stack")
 StateOpt = Annotated[Path, typer.Option(help="Where the stack keeps pids, logs, Prefect home.")]
+STATE = Path(".stack")  # the default state folder (gitignored)
 
 
 @stack_app.command("up")
@@ -23,7 +24,7 @@ StateOpt = Annotated[Path, typer.Option(help="Where the stack keeps pids, logs, 
 def stack_up(
     prefect_port: Annotated[int, typer.Option(help="Prefect server port.")] = 4200,
     mlflow_port: Annotated[int, typer.Option(help="MLflow server port.")] = 5000,
-    state: StateOpt = Path(".stack"),
+    state: StateOpt = STATE,
     tracking_uri_: TrackingOpt = None,
     mlflow_backend_uri: Annotated[
         str | None,
@@ -76,7 +77,7 @@ def stack_up(
 
 @stack_app.command("down")
 @user_errors
-def stack_down(state: StateOpt = Path(".stack")) -> None:
+def stack_down(state: StateOpt = STATE) -> None:
     """Stop the processes of the stack: those `stack up` recorded and their children."""
     from fmnist.stack import STATE_FILE, down
 
@@ -91,7 +92,7 @@ def stack_down(state: StateOpt = Path(".stack")) -> None:
 
 @stack_app.command("status")
 @user_errors
-def stack_status(state: StateOpt = Path(".stack")) -> None:
+def stack_status(state: StateOpt = STATE) -> None:
     """What `stack up` started: pid, healthy / running / stopped, URL, orphans."""
     from fmnist.stack import status
 

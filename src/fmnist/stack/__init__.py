@@ -33,7 +33,6 @@ from fmnist.stack.processes import (
     free_port,
     stop,
 )
-from fmnist.stack.processes import alive as _alive  # as the integration tests know it
 from fmnist.stack.record import (
     STATE_FILE,
     DamagedRecord,
@@ -59,7 +58,6 @@ __all__ = [
     "StackError",
     "StackStatus",
     "Stopped",
-    "_alive",
     "down",
     "find_processes",
     "free_port",

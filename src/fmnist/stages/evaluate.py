@@ -30,9 +30,9 @@ def load_model(path: Path) -> Any:
     from fmnist.keras_compat import load_keras
     from fmnist_model.keras_file import load_keras_model
 
-    load_keras()  # the import itself, with Ctrl-C deferred to its end
-    if not path.is_file():
+    if not path.is_file():  # said before TensorFlow's seconds of import
         raise DataIntegrityError(f"{path}: missing (run `dvc repro train` first)")
+    load_keras()  # the import itself, with Ctrl-C deferred to its end
     try:
         return load_keras_model(str(path))
     except (OSError, ValueError) as exc:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 import subprocess
 from pathlib import Path
 
@@ -11,12 +13,14 @@ UNVERSIONED = "unversioned"  # the data is not what dvc.lock records (or there i
 
 
 def data_version(root: Path, data_dir: Path) -> str:
-    """DVC's hash of data_dir as dvc.lock records it (`md5: ....dir`), when the folder still
-    holds what DVC recorded (file count and size); else UNVERSIONED.
+    """DVC's hash of data_dir as dvc.lock records it (`md5: ....dir`), when the folder holds
+    exactly what DVC recorded; else UNVERSIONED.
 
     Under `dvc repro` / `dvc exp run` a stage's inputs are in dvc.lock before the stage runs
-    (DVC writes each stage's entry when it finishes, and checks unchanged ones), so this is
-    the hash DVC itself uses; run by hand on changed data, it says so instead of guessing.
+    (DVC writes each stage's entry when it finishes, and checks unchanged ones). The record is
+    checked, not trusted: the folder's content hashed as DVC hashes a directory must give the
+    recorded hash (a re-prepared split of the same size would not), so a stage run by hand on
+    changed data says UNVERSIONED instead of naming data it did not read.
     """
     try:
         rel = data_dir.resolve().relative_to(root.resolve()).as_posix()
@@ -26,7 +30,7 @@ def data_version(root: Path, data_dir: Path) -> str:
     for out in _outs(lock):
         if out.get("path") == rel and str(out.get("md5", "")).endswith(".dir"):
             same = _folder_stats(data_dir) == (out.get("nfiles"), out.get("size"))
-            return str(out["md5"]) if same else UNVERSIONED
+            return str(out["md5"]) if same and dir_md5(data_dir) == out["md5"] else UNVERSIONED
     return UNVERSIONED
 
 
@@ -45,6 +49,25 @@ def _folder_stats(folder: Path) -> tuple[int, int]:
     """(files, bytes) of a folder, as DVC counts them for a directory output."""
     files = [p for p in folder.rglob("*") if p.is_file()]
     return len(files), sum(p.stat().st_size for p in files)
+
+
+def dir_md5(folder: Path) -> str:
+    """The hash DVC 3 gives a directory output: md5 of its sorted (relpath, md5) manifest."""
+    entries = [
+        {"md5": _md5(p), "relpath": p.relative_to(folder).as_posix()}
+        for p in sorted(folder.rglob("*"))
+        if p.is_file()
+    ]
+    entries.sort(key=lambda e: e["relpath"])
+    return hashlib.md5(json.dumps(entries, sort_keys=True).encode("utf-8")).hexdigest() + ".dir"
+
+
+def _md5(path: Path) -> str:
+    digest = hashlib.md5()
+    with path.open("rb") as f:
+        while chunk := f.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
 
 
 def git_commit(root: Path) -> str:

@@ -49,11 +49,15 @@ def phases(text: str, env: dict[str, str], returned: float) -> dict[str, float]:
     os.environ.update({k: env[k] for k in ("PREFECT_API_URL", "PREFECT_HOME")})
     os.environ["PREFECT_SERVER_ANALYTICS_ENABLED"] = "false"
     from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
 
     with get_client(sync_client=True) as client:
         run = client.read_flow_run(UUID(run_id.group(1)))
-        tasks = client.read_task_runs(limit=50)
-    mine = [t for t in tasks if t.flow_run_id == run.id and t.start_time and t.end_time]
+        # this run's tasks only (the server filters: an unfiltered page of task runs loses
+        # them once earlier rounds have made more than the page holds)
+        only_this = FlowRunFilter(id=FlowRunFilterId(any_=[run.id]))
+        tasks = client.read_task_runs(flow_run_filter=only_this)
+    mine = [t for t in tasks if t.start_time and t.end_time]
     out = {"created->flow start": (run.start_time - run.created).total_seconds()}
     previous = run.start_time
     for task in sorted(mine, key=lambda t: t.start_time):

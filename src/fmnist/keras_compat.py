@@ -23,7 +23,5 @@ def load_keras() -> ModuleType:
     if "keras" not in sys.modules:
         with interrupts_deferred(), long_lived():
             import keras  # noqa: F401
-
-            allow_unicode_names()  # imports TensorFlow's name scopes
     allow_unicode_names()  # once per process; a no-op after the first
     return sys.modules["keras"]

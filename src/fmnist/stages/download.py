@@ -175,8 +175,5 @@ def is_verified(path: Path, expected_sha256: str) -> bool:
     """True when path exists and its content hashes to expected_sha256."""
     if not path.is_file():
         return False
-    digest = hashlib.sha256()
     with path.open("rb") as f:
-        while chunk := f.read(CHUNK):
-            digest.update(chunk)
-    return digest.hexdigest() == expected_sha256
+        return hashlib.file_digest(f, "sha256").hexdigest() == expected_sha256

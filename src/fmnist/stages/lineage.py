@@ -53,21 +53,17 @@ def _folder_stats(folder: Path) -> tuple[int, int]:
 
 def dir_md5(folder: Path) -> str:
     """The hash DVC 3 gives a directory output: md5 of its sorted (relpath, md5) manifest."""
-    entries = [
-        {"md5": _md5(p), "relpath": p.relative_to(folder).as_posix()}
-        for p in sorted(folder.rglob("*"))
-        if p.is_file()
-    ]
-    entries.sort(key=lambda e: e["relpath"])
+    entries = sorted(
+        ({"md5": _md5(p), "relpath": p.relative_to(folder).as_posix()} for p in folder.rglob("*")
+         if p.is_file()),
+        key=lambda e: e["relpath"],
+    )  # fmt: skip
     return hashlib.md5(json.dumps(entries, sort_keys=True).encode("utf-8")).hexdigest() + ".dir"
 
 
 def _md5(path: Path) -> str:
-    digest = hashlib.md5()
     with path.open("rb") as f:
-        while chunk := f.read(1 << 20):
-            digest.update(chunk)
-    return digest.hexdigest()
+        return hashlib.file_digest(f, "md5").hexdigest()
 
 
 def git_commit(root: Path) -> str:

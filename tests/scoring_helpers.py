@@ -50,7 +50,7 @@ def register_champion(base: Path) -> Champion:
     train = train_evaluate_register(params, prepared, base / "models", uri)
     params_file = base / "params.yaml"
     params_file.write_text("register:\n  min_accuracy: 0.0\n")
-    pixels, _ = load_split(prepared / "test.npz", as_pixels=True)
+    pixels, _ = load_split(prepared / "test.npz")
     return Champion(uri, params_file, train.model, pixels)
 
 

@@ -13,7 +13,7 @@ import sys
 from types import ModuleType
 
 from fmnist.failures import interrupts_deferred
-from fmnist.imports import long_lived
+from fmnist.imports import few_malloc_arenas, long_lived
 from fmnist_model.unicode_names import allow_unicode_names
 
 
@@ -21,6 +21,7 @@ def load_keras() -> ModuleType:
     """The keras module, able to run models with Unicode names; every stage gets Keras
     through here."""
     if "keras" not in sys.modules:
+        few_malloc_arenas()
         with interrupts_deferred(), long_lived():
             import keras  # noqa: F401
     allow_unicode_names()  # once per process; a no-op after the first

@@ -15,8 +15,8 @@ from fmnist.core.fit import (
     training_batches,
 )
 from fmnist.core.model import build_model
-from fmnist.core.split import scale_images
 from fmnist.errors import TrainingError
+from fmnist_model.images import scale_images
 from tests.conftest import synthetic_images
 
 SMALL_MODEL = ModelConfig(hidden=(LayerConfig(units=32, activation="relu"),))
@@ -80,7 +80,7 @@ def test_optimizers(name: str, cls: str) -> None:
 @pytest.mark.slow  # Keras/TensorFlow
 @pytest.mark.parametrize("form", ["flat", "image"])
 def test_pixel_batches_feed_exactly_the_prepared_values(form: str) -> None:
-    """Scaled as fed: each batch is scale_images(pixels) (prepare's float32 x / 255, bit for
+    """Scaled as fed: each batch is scale_images(pixels) (the tutorial's x / 255, bit for
     bit) in the model's input shape; unshuffled batches keep row order, the last one partial."""
     pixels, labels = synthetic_images(70, seed=5)
     model = build_model(ModelConfig(input=form))

@@ -13,6 +13,7 @@ import yaml
 from mlflow import MlflowClient
 from sklearn.model_selection import train_test_split
 
+from fmnist_model.images import scale_images
 from tests.integration.conftest import Runner, data_mirror
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -52,8 +53,9 @@ def test_prepare_matches_the_tutorial(repo: Path, dvc: Runner) -> None:
     for split, n in (("train", 48000), ("val", 12000), ("test", 10000)):
         with np.load(repo / "data/prepared" / f"{split}.npz") as data:
             x, y = data["x"], data["y"]
-        assert x.shape == (n, 28, 28) and x.dtype == np.float32 and y.dtype == np.uint8
-        assert np.array_equal(x, expected[split].astype(np.float32))
+        assert x.shape == (n, 28, 28) and x.dtype == np.uint8 and y.dtype == np.uint8
+        # raw pixels; what the model's input step makes of them is the tutorial's x / 255
+        assert np.array_equal(scale_images(x), expected[split].astype(np.float32))
         if split != "test":
             assert np.array_equal(y, expected[f"{split}_y"])
     # a second repro has nothing to do

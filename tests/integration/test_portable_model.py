@@ -26,6 +26,7 @@ import pytest
 from fmnist import stack
 from fmnist.config import Params
 from fmnist.stages.splits import load_split
+from fmnist_model.images import scale_images
 from tests.integration.test_serving import _post
 from tests.scoring_helpers import train_evaluate_register
 
@@ -70,11 +71,12 @@ def host(tmp_path_factory: pytest.TempPathFactory) -> Host:
                             str(Path(sys.base_prefix) / "bin"), os.environ["PATH"]])  # fmt: skip
     env = {**os.environ, "PATH": path, "MLFLOW_TRACKING_URI": uri, "PYTHONNOUSERSITE": "1"}
     env.pop("VIRTUAL_ENV", None)
-    x, _ = load_split(prepared / "test.npz")
-    pixels = np.rint(x * 255).astype(np.uint8)
+    pixels, _ = load_split(prepared / "test.npz")
     import keras
 
-    expected = keras.models.load_model(train.model).predict(x.reshape(-1, 784), verbose=0)
+    expected = keras.models.load_model(train.model).predict(
+        scale_images(pixels).reshape(-1, 784), verbose=0
+    )
     return Host(venv / "bin" / "python", env, pixels, expected.argmax(axis=1), store)
 
 

@@ -18,7 +18,7 @@ def test_prepare_writes_the_three_splits(prepared_dir: Path, raw_arrays: dict) -
     x_val, _ = load_split(prepared_dir / "val.npz")
     x_test, y_test = load_split(prepared_dir / "test.npz")
     assert (x_train.shape[0], x_val.shape[0], x_test.shape[0]) == (240, 60, 100)
-    assert x_train.dtype == np.float32 and y_train.dtype == np.uint8
+    assert x_train.dtype == np.uint8 and y_train.dtype == np.uint8  # raw pixels
     assert np.array_equal(y_test, raw_arrays["test"][1])
     assert sorted(p.name for p in prepared_dir.iterdir()) == ["test.npz", "train.npz", "val.npz"]
 

@@ -17,6 +17,7 @@ from fmnist.stages import register as register_stage
 from fmnist.stages import train as train_stage
 from fmnist.stages.lineage import UNVERSIONED
 from fmnist.stages.splits import load_split, save_split
+from fmnist_model.images import scale_images
 from tests.stages.outputs import evaluate_outputs, train_outputs
 
 pytestmark = pytest.mark.slow
@@ -75,13 +76,13 @@ def test_pipeline_tracks_and_registers(
     import mlflow
 
     loaded = mlflow.pyfunc.load_model("models:/fashion-mnist@challenger")
-    x, _ = load_split(prepared_dir / "test.npz")  # (n, 28, 28) float32 in [0, 1]
-    table = loaded.predict(np.rint(x * 255).reshape(-1, 784).astype(np.float64))
+    pixels, _ = load_split(prepared_dir / "test.npz")  # (n, 28, 28) uint8
+    table = loaded.predict(pixels.reshape(-1, 784).astype(np.float64))
     saved = keras.models.load_model(out.model)
-    expected = saved.predict(x.reshape(-1, 784), verbose=0)
+    expected = saved.predict(scale_images(pixels).reshape(-1, 784), verbose=0)
     assert np.allclose(table[list(CLASS_NAMES)].to_numpy(), expected, atol=1e-6)
     assert list(table["class_id"]) == list(expected.argmax(axis=1))
-    as_images = loaded.predict(np.rint(x * 255).reshape(-1, 28, 28).astype(np.uint8))
+    as_images = loaded.predict(pixels)
     assert as_images.equals(table)  # 28x28 arrays and 784-value rows alike
     assert loaded.metadata.get_input_schema() is None  # both forms: the model checks them
     assert list(loaded.metadata.get_output_schema().input_names()) == list(table.columns)
@@ -113,13 +114,13 @@ def test_missing_prepared_data_starts_no_run(
 def test_mismatched_prepared_data(
     tmp_path: Path, prepared_dir: Path, tiny_params: Params, tracking_uri: str
 ) -> None:
-    save_split(prepared_dir / "val.npz", np.zeros((5, 28, 28), np.float32), np.zeros(4, np.uint8))
+    save_split(prepared_dir / "val.npz", np.zeros((5, 28, 28), np.uint8), np.zeros(4, np.uint8))
     with pytest.raises(
         DataIntegrityError, match=r"val.npz: y is uint8 \(4,\), expected uint8 \(5,\)"
     ):
         train_stage.run(tiny_params, prepared_dir, train_outputs(tmp_path), tracking_uri, tmp_path)
-    save_split(prepared_dir / "val.npz", np.zeros((5, 28, 28), np.float64), np.zeros(5, np.uint8))
-    with pytest.raises(DataIntegrityError, match="expected float32"):
+    save_split(prepared_dir / "val.npz", np.zeros((5, 28, 28), np.float32), np.zeros(5, np.uint8))
+    with pytest.raises(DataIntegrityError, match="expected uint8"):
         train_stage.run(tiny_params, prepared_dir, train_outputs(tmp_path), tracking_uri, tmp_path)
     (prepared_dir / "val.npz").write_bytes(b"garbage")
     with pytest.raises(DataIntegrityError, match="not a prepared split"):

@@ -53,7 +53,7 @@ def prepare(
     out: Annotated[Path, typer.Option(help="Folder for the .npz splits.")] = layout.PREPARED,
     params: ParamsOpt = PARAMS,
 ) -> None:
-    """Scale to float32 in [0, 1] and split train/val as the tutorial does."""
+    """Split train/val as the tutorial does (raw pixels; the model's input scales by 255)."""
     from fmnist.stages import prepare as stage
 
     sizes = stage.run(load_params(params), raw, out)

@@ -60,11 +60,12 @@ def pixel_batches(
 ) -> tf.data.Dataset:
     """Batches of (pixels / 255 in the model's input shape, labels), scaled as they are fed.
 
-    The model sees the very float32 values prepare writes (x / 255), while the data stays in
-    memory as uint8: a quarter of the size, and no float copy for Keras to make (the arrays
-    are copied into tensors once; drop them after). With shuffle, every epoch draws a new
-    permutation of all rows; under a seed the sequence of permutations repeats. (Keras' own
-    array input, seeded, repeats one permutation every epoch.)
+    The model sees scale_images(pixels) (the tutorial's x / 255 as float32, bit for bit),
+    while the data stays in memory as uint8: a quarter of the size, and no float copy for
+    Keras to make (the arrays are copied into tensors once; drop them after). With shuffle,
+    every epoch draws a new permutation of all rows; under a seed the sequence of
+    permutations repeats. (Keras' own array input, seeded, repeats one permutation every
+    epoch.)
     """
     import tensorflow as tf
 

@@ -1,4 +1,9 @@
-"""Scale and split, exactly as the tutorial does, without its float64 copies."""
+"""The tutorial's split of its training images, kept as raw pixels.
+
+Scaling by 255 is the model's input step (fmnist_model.images.scale_images): training feeds
+x / 255 batch by batch, evaluation and serving scale the same way, so there is one place that
+scales and the prepared splits stay uint8 (a quarter of float32's size on disk and in DVC).
+"""
 
 from __future__ import annotations
 
@@ -7,27 +12,14 @@ from dataclasses import dataclass
 import numpy as np
 
 from fmnist.config import PrepareConfig
-from fmnist_model.images import scale_images  # the served model scales with it too
 
 
 @dataclass(frozen=True)
 class Split:
-    """One split: x (n, 28, 28) float32 in [0, 1], y (n,) uint8."""
+    """One split: x (n, 28, 28) uint8 raw pixels 0-255, y (n,) uint8 labels."""
 
     x: np.ndarray
     y: np.ndarray
-
-
-def unscale_images(scaled: np.ndarray) -> np.ndarray:
-    """float32 pixels / 255 -> the uint8 pixels they were scaled from (a quarter of the memory).
-
-    Exact: scale_images(unscale_images(x)) == x bit for bit; a value that is not k / 255 for
-    an integer k in 0..255 (or is NaN) raises ValueError, so nothing is silently rounded.
-    """
-    pixels = np.rint(scaled * np.float32(255.0)).clip(0, 255).astype(np.uint8)
-    if not np.array_equal(scale_images(pixels), scaled):
-        raise ValueError("values are not 0-255 pixels / 255")
-    return pixels
 
 
 def split_indices(labels: np.ndarray, cfg: PrepareConfig) -> tuple[np.ndarray, np.ndarray]:
@@ -45,7 +37,7 @@ def split_indices(labels: np.ndarray, cfg: PrepareConfig) -> tuple[np.ndarray, n
 
 
 def make_split(images: np.ndarray, labels: np.ndarray, rows: np.ndarray | None = None) -> Split:
-    """Select rows (all when None) of uint8 images and scale only those: one float32 copy."""
+    """Rows (all when None) of uint8 images and their labels, as uint8 copies."""
     if rows is None:
-        return Split(scale_images(images), labels.astype(np.uint8, copy=True))
-    return Split(scale_images(images[rows]), labels[rows].astype(np.uint8))
+        return Split(images.astype(np.uint8, copy=True), labels.astype(np.uint8, copy=True))
+    return Split(images[rows].astype(np.uint8), labels[rows].astype(np.uint8))

@@ -13,7 +13,7 @@ from fmnist.errors import DataIntegrityError
 from fmnist.files import atomic_path, write_csv, write_json
 from fmnist.records import read_trained
 from fmnist.stages.splits import load_split
-from fmnist_model.images import CLASS_NAMES
+from fmnist_model.images import CLASS_NAMES, model_features
 
 
 @dataclass(frozen=True)
@@ -50,10 +50,10 @@ def run(
     """Test metrics, per-class report and confusion matrix; returns test_loss, test_accuracy."""
     from fmnist.core.metrics import confusion_figure, evaluate_predictions, flat_class_metrics
 
-    x_test, y_test = load_split(data_dir / "test.npz")  # (n, 28, 28) float32, (n,) uint8
+    x_test, y_test = load_split(data_dir / "test.npz")  # (n, 28, 28) uint8 pixels, (n,) uint8
     run_id = read_trained(trained_path)["run_id"]
     model = load_model(model_path)
-    x = x_test.reshape((x_test.shape[0], *model.input_shape[1:]))  # the model's own input form
+    x = model_features(x_test, len(model.input_shape))  # x / 255 in the model's input form
     proba = model.predict(x, batch_size=params.evaluate.batch_size, verbose=0)  # (n, 10)
     result = evaluate_predictions(y_test, proba)
     headline = {"test_loss": result.test_loss, "test_accuracy": result.test_accuracy}

@@ -1,5 +1,5 @@
-"""The prepare stage: data/raw's IDX files -> data/prepared/{train,val,test}.npz, scaled by
-255 and split 80/20 as the tutorial does."""
+"""The prepare stage: data/raw's IDX files -> data/prepared/{train,val,test}.npz, split 80/20
+as the tutorial does; raw pixels, scaled by 255 as the model's input step (core.split)."""
 
 from __future__ import annotations
 
@@ -24,12 +24,10 @@ def run(params: Params, raw_dir: Path, out_dir: Path) -> dict[str, int]:
     images, labels = read_raw(raw_dir, "train")  # (60000, 28, 28) uint8, (60000,) uint8
     train_rows, val_rows = split_indices(labels, params.prepare)
     sizes = {}
-    # One float32 split in memory at a time: peak stays far below the tutorial's float64 way.
     for split, rows in (("train", train_rows), ("val", val_rows)):
-        part = make_split(images, labels, rows)  # x (n, 28, 28) float32 in [0, 1]
+        part = make_split(images, labels, rows)  # x (n, 28, 28) uint8 pixels
         save_split(out_dir / f"{split}.npz", part.x, part.y)
         sizes[split] = int(part.y.shape[0])
-        del part
     test = make_split(*read_raw(raw_dir, "test"))
     save_split(out_dir / "test.npz", test.x, test.y)
     sizes["test"] = int(test.y.shape[0])

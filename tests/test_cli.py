@@ -109,3 +109,13 @@ def test_a_command_exits_like_python_threads_joined_exit_hooks_run_code_kept() -
     assert result.stdout.split("\n")[:4] == [
         "task", "buffered, not flushed", "thread done", "atexit ran"
     ]  # fmt: skip
+
+
+def test_score_with_bad_input_is_one_line_and_exit_3(tmp_path: Path) -> None:
+    (tmp_path / "batch").mkdir()
+    (tmp_path / "batch" / "notes.txt").write_text("not an image")
+    (tmp_path / "params.yaml").write_text("{}\n")  # every section at its default
+    result = fmnist("score", "batch", cwd=tmp_path)
+    assert result.returncode == 3
+    assert "notes.txt: not an image Pillow can read" in one_line_error(result)
+    assert not (tmp_path / "scores").exists() and not (tmp_path / "mlflow.db").exists()

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
 import warnings
 from collections.abc import Iterator
 from dataclasses import replace
@@ -23,6 +24,7 @@ from fmnist.scoring import (
     bind,
     create_app,
     load_champion,
+    load_version,
     run_predict,
 )
 from tests.scoring_helpers import (
@@ -190,6 +192,44 @@ def test_a_swapped_model_answers_from_the_next_request(
     assert client.get("/version").json()["model_version"] == 7
 
 
+class _Waiting:
+    """A model whose predict waits for `release` (a request under way at a swap)."""
+
+    def __init__(self) -> None:
+        self.entered, self.release = threading.Event(), threading.Event()
+
+    def predict(self, pixels: np.ndarray) -> Any:
+        import pandas as pd
+
+        self.entered.set()
+        assert self.release.wait(60)
+        return pd.DataFrame({"class_id": [0] * len(pixels)})
+
+
+def test_a_request_under_way_at_a_swap_is_answered_and_named_by_its_own_version() -> None:
+    old, new = _Waiting(), _Waiting()
+    new.release.set()
+    holder = ModelHolder(ServedModel(MODEL_NAME, 1, old))
+    answers: dict[str, Any] = {}
+    with TestClient(create_app(holder, LIMIT)) as test_client:
+
+        def post(key: str) -> None:
+            answers[key] = test_client.post("/invocations", json={"inputs": [[0] * 784]})
+
+        under_way = threading.Thread(target=post, args=("under way",))
+        under_way.start()
+        assert old.entered.wait(60)  # v1 is predicting
+        assert holder.swap(ServedModel(MODEL_NAME, 2, new)).version == 1
+        post("after")
+        old.release.set()
+        under_way.join(60)
+    for key, version in (("under way", 1), ("after", 2)):
+        response = answers[key]
+        assert response.status_code == 200, response.text
+        assert response.headers["X-Model-Version"] == str(version)
+        assert response.json()["model_version"] == version
+
+
 class _Broken:
     def __init__(self, error: Exception) -> None:
         self.error = error
@@ -240,6 +280,17 @@ def test_run_predict_gives_every_png_form_the_same_predictions(
     assert (by_form == by_form[0]).all()  # identical for every form
     direct = mlflow.pyfunc.load_model(f"models:/{MODEL_NAME}/1").predict(images)
     assert by_form[0, :, 0].tolist() == list(direct["label"])
+
+
+@pytest.mark.slow  # Keras/TensorFlow
+def test_load_version_loads_that_version_into_a_folder_it_makes(
+    champion: Champion, tmp_path: Path
+) -> None:
+    loaded = load_version(champion.tracking_uri, MODEL_NAME, 1, tmp_path / "new" / "v1")
+    assert loaded.version == 1 and (tmp_path / "new" / "v1" / "MLmodel").is_file()
+    assert len(loaded.predict(champion.pixels[:3])) == 3
+    with pytest.raises(TrackingError, match=f"^models:/{MODEL_NAME}/99: "):
+        load_version(champion.tracking_uri, MODEL_NAME, 99)
 
 
 @pytest.mark.slow  # Keras/TensorFlow

@@ -13,9 +13,14 @@ from mlflow import MlflowClient
 
 from fmnist.mlflow_store import open_store, workspace_root
 from fmnist.tracking import (
+    KIND_TAG,
+    MODEL_DEVELOPMENT,
     PARENT_TAG,
     REUSED_TAG,
+    ensure_experiment,
     link_reused_run,
+    log_epoch,
+    metric_history,
     tracked_run,
 )
 from tests.conftest import REPO
@@ -98,3 +103,28 @@ def test_workspace_root_sees_through_dvc_temp_experiments(tmp_path: Path) -> Non
     temp.mkdir(parents=True)
     assert workspace_root(temp) == tmp_path.resolve()
     assert workspace_root(tmp_path) == tmp_path.resolve()
+
+
+def test_every_experiment_fmnist_uses_is_a_model_development_one(tracking_uri: str) -> None:
+    """New ones are created with the kind, existing ones without it get it; a kind someone
+    chose is kept."""
+    open_store(tracking_uri)
+    client = MlflowClient(tracking_uri)
+    old = client.create_experiment("made-elsewhere")
+    chosen = client.create_experiment("chosen", tags={KIND_TAG: "genai_development"})
+    new = ensure_experiment(tracking_uri, "fashion-mnist")
+    with tracked_run(tracking_uri, "made-elsewhere"):
+        pass
+    assert ensure_experiment(tracking_uri, "chosen") == chosen
+    kinds = {e: client.get_experiment(e).tags.get(KIND_TAG) for e in (new, old, chosen)}
+    assert kinds == {new: MODEL_DEVELOPMENT, old: MODEL_DEVELOPMENT, chosen: "genai_development"}
+    assert MODEL_DEVELOPMENT == "custom_model_development"
+    assert ensure_experiment(tracking_uri, "fashion-mnist") == new
+
+
+def test_metric_history_is_in_step_order(tracking_uri: str) -> None:
+    with tracked_run(tracking_uri, "history") as run_id:
+        for epoch, loss in ((2, 0.5), (1, 0.9), (3, 0.4)):
+            log_epoch(epoch, {"loss": loss})
+    found = metric_history(tracking_uri, run_id, ["loss", "val_loss"])
+    assert found == {"loss": [0.9, 0.5, 0.4]}  # a metric never logged is left out

@@ -88,6 +88,28 @@ class RegisterConfig(_Frozen):
     min_delta: Annotated[float, Field(ge=0, le=1)] = 0.001
 
 
+class ScoreConfig(_Frozen):
+    # MLflow experiment of batch scoring runs (one run per scored batch), apart from training's
+    experiment: str = Field(default="fashion-mnist-batch-score", min_length=1)
+    batch_size: PositiveInt = 1000  # images per prediction call
+
+
+class MonitorConfig(_Frozen):
+    # A batch has drifted when at least drift_share of its features drifted from the
+    # champion's training data; a feature drifted when its distance is at least
+    # feature_threshold (Wasserstein, normed by the reference's spread, for the numbers;
+    # Jensen-Shannon for the predicted class).
+    drift_share: Annotated[float, Field(gt=0, le=1)] = 0.5
+    feature_threshold: Annotated[float, Field(gt=0)] = 0.1
+    reference_rows: Annotated[int, Field(ge=100)] = 10000  # sample of the training split
+    # Smaller batches are scored and reported but not judged: on the test set, 200 random
+    # images drifted by sampling noise alone in 2 draws of 5, 1000 images in none.
+    min_rows: PositiveInt = 1000
+    seed: int = 42
+    # started (not awaited) when a batch drifted; "" never retrains
+    retrain_deployment: str = Field(default="fashion-mnist-pipeline/default", pattern=r"^$|^.+/.+$")
+
+
 class TrackingConfig(_Frozen):
     experiment: str = Field(default="fashion-mnist", min_length=1)
 
@@ -103,6 +125,8 @@ class Params(_Frozen):
     # `register` would shadow BaseModel.register; the YAML key stays `register`.
     register_: RegisterConfig = Field(default=RegisterConfig(), alias="register")
     tracking: TrackingConfig = TrackingConfig()
+    score: ScoreConfig = ScoreConfig()
+    monitor: MonitorConfig = MonitorConfig()
 
 
 def parse_params(raw: Mapping[str, Any] | None, source: str = "params.yaml") -> Params:

@@ -22,3 +22,9 @@ CLASSES = Path("metrics/classes.json")  # evaluate: per-class precision, recall,
 CONFUSION_CSV = Path("plots/confusion.csv")  # evaluate: actual,predicted per test image
 CONFUSION_PNG = Path("plots/confusion.png")  # evaluate
 REGISTERED = Path("models/registered.json")  # register's record: the registry version
+
+# In the training's MLflow run, beside the Keras summary (tracking.SUMMARY_ARTIFACT): what
+# evaluate adds, and what each registered version's model card shows.
+CLASSES_ARTIFACT = "evaluation/classes.json"  # per-class precision, recall, f1, support
+CONFUSION_ARTIFACT = "evaluation/confusion.png"
+CURVES_ARTIFACT = "training/curves.png"  # loss and accuracy per epoch, train and val

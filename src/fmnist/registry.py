@@ -110,6 +110,16 @@ def register_version(
         raise
 
 
+def describe_version(uri: str, name: str, version: int, description: str) -> None:
+    """Set a version's description (markdown: MLflow's UI renders it)."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        client_for(uri).update_model_version(name, str(version), description=description)
+    except MlflowException as exc:
+        raise TrackingError(f"{name} v{version}: describing it: {first_line(exc)}") from None
+
+
 def undo_registration(uri: str, name: str, version: int, challenger_before: Any | None) -> str:
     """Delete a version registered by a step that then failed and give `challenger` back to
     the version that held it; returns what the registry is left as (one clause)."""

@@ -56,10 +56,13 @@ class ServedModel:
 
 class ModelHolder:
     """The model being served. A request reads `current` once, so it predicts with, and
-    reports, one version; `swap` replaces the model in one step (issue #15: follow @champion)."""
+    reports, one version, even if a swap comes meanwhile (the old model answers what it
+    started); `swap` replaces the model in one step (fmnist.champion_watch follows @champion).
+    """
 
     def __init__(self, served: ServedModel) -> None:
         self._served = served
+        self._swapping = threading.Lock()  # readers need none: one attribute read is atomic
 
     @property
     def current(self) -> ServedModel:
@@ -67,22 +70,36 @@ class ModelHolder:
 
     def swap(self, served: ServedModel) -> ServedModel:
         """Serve `served` from the next request on; return the model it replaces."""
-        previous, self._served = self._served, served
+        with self._swapping:  # two swappers cannot both return the same previous model
+            previous, self._served = self._served, served
         return previous
 
 
 def load_champion(tracking_uri: str, name: str) -> ServedModel:
     """The version holding @champion, loaded by its number (so the alias cannot move between
     reading it and loading the model)."""
-    import mlflow.pyfunc
-    from mlflow.exceptions import MlflowException
-
     from fmnist.registry import champion_version
 
     version = champion_version(tracking_uri, name)  # opens the store; one line if none
+    return load_version(tracking_uri, name, version)
+
+
+def load_version(
+    tracking_uri: str, name: str, version: int, dst_path: Path | None = None
+) -> ServedModel:
+    """A registered version, loaded (its artifacts downloaded into dst_path, created, if
+    given; else where MLflow puts them)."""
+    import mlflow.pyfunc
+    from mlflow.exceptions import MlflowException
+
+    from fmnist.mlflow_store import open_store
+
+    open_store(tracking_uri)
+    if dst_path is not None:
+        dst_path.mkdir(parents=True, exist_ok=True)  # MLflow downloads only into a folder
     uri = f"models:/{name}/{version}"
     try:
-        model = mlflow.pyfunc.load_model(uri)
+        model = mlflow.pyfunc.load_model(uri, dst_path=None if dst_path is None else str(dst_path))
     except MlflowException as exc:
         raise TrackingError(f"{uri}: {first_line(exc)}") from None
     return ServedModel(name, version, model)
@@ -228,14 +245,30 @@ def bind(host: str, port: int) -> socket.socket:
 
 
 def serve(
-    sock: socket.socket, served: ServedModel, max_request_bytes: int, echo: Callable[[str], Any]
+    sock: socket.socket,
+    served: ServedModel,
+    max_request_bytes: int,
+    echo: Callable[[str], Any],
+    *,
+    tracking_uri: str,
+    poll_seconds: float,
 ) -> None:
-    """Answer requests on sock until SIGINT or SIGTERM."""
+    """Answer requests on sock until SIGINT or SIGTERM, following @champion every
+    poll_seconds (0: never)."""
     import uvicorn
 
-    app = create_app(ModelHolder(served), max_request_bytes)
+    from fmnist.champion_watch import watch_champion
+
+    holder = ModelHolder(served)
+    app = create_app(holder, max_request_bytes)
     config = uvicorn.Config(app, log_level="info", server_header=False, proxy_headers=False)
     host, port = sock.getsockname()[:2]
     where = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
-    echo(f"serving {served.name} v{served.version} (@champion) on http://{where}")
-    uvicorn.Server(config).run(sockets=[sock])
+    follows = (
+        f"follows @champion (looks every {poll_seconds:g} s)"
+        if poll_seconds > 0
+        else "does not follow @champion (--poll-seconds 0)"
+    )
+    echo(f"serving {served.name} v{served.version} (@champion) on http://{where}; {follows}")
+    with watch_champion(holder, tracking_uri, poll_seconds):
+        uvicorn.Server(config).run(sockets=[sock])

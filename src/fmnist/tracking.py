@@ -19,6 +19,8 @@ SUMMARY_ARTIFACT = "model_summary.txt"
 PARENT_TAG = "mlflow.parentRunId"  # how MLflow (and its UI) nests a child run under a parent
 SWEEP_ARTIFACT = "sweep/comparison.json"
 PARENT_ENV = "FMNIST_PARENT_RUN_ID"  # set by a sweep: the stages' runs become its children
+KIND_TAG = "mlflow.experimentKind"  # an experiment's kind, as MLflow 3 records it
+MODEL_DEVELOPMENT = "custom_model_development"  # the kind of an experiment of training runs
 
 
 def _local_artifact_root(uri: str, experiment: str) -> str | None:
@@ -30,18 +32,36 @@ def _local_artifact_root(uri: str, experiment: str) -> str | None:
     return (db.parent / "mlruns" / safe).as_uri()
 
 
-def _experiment_id(uri: str, experiment: str) -> str:
-    mlflow = load_mlflow()
-
-    found = mlflow.get_experiment_by_name(experiment)
-    if found is not None:
-        return str(found.experiment_id)
+def ensure_experiment(uri: str, name: str) -> str:
+    """The id of experiment name, created if new; tagged (if not yet) as custom model
+    development, the kind MLflow 3's UI reads to open an experiment on its runs instead of
+    the GenAI overview. (MLflow 3.17's UI goes by its GenAI / Model training switch instead,
+    remembered by the browser; `?workflowType=machine_learning` in a link sets it.)"""
+    load_mlflow()  # the first import of the process is a long-lived one
+    from mlflow import MlflowClient
     from mlflow.exceptions import MlflowException
 
+    open_store(uri)
+    client = MlflowClient(uri)
     try:
-        return str(mlflow.create_experiment(experiment, _local_artifact_root(uri, experiment)))
-    except MlflowException:  # created meanwhile by a concurrent run
-        found = mlflow.get_experiment_by_name(experiment)
+        found = client.get_experiment_by_name(name)
+        if found is None:
+            return _create_experiment(client, uri, name)
+        if KIND_TAG not in found.tags:
+            client.set_experiment_tag(found.experiment_id, KIND_TAG, MODEL_DEVELOPMENT)
+        return str(found.experiment_id)
+    except MlflowException as exc:
+        raise TrackingError(f"MLflow at {redact(uri)}: {first_line(exc)}") from None
+
+
+def _create_experiment(client: Any, uri: str, name: str) -> str:
+    from mlflow.exceptions import MlflowException
+
+    root = _local_artifact_root(uri, name)
+    try:
+        return str(client.create_experiment(name, root, tags={KIND_TAG: MODEL_DEVELOPMENT}))
+    except MlflowException:  # created meanwhile by a concurrent run (which tagged it)
+        found = client.get_experiment_by_name(name)
         if found is None:
             raise
         return str(found.experiment_id)
@@ -62,8 +82,9 @@ def flatten(value: Any, prefix: str = "") -> dict[str, Any]:
 
 
 def params_for_tracking(params: Params) -> dict[str, str]:
-    """Every param that shapes a model, flat, as MLflow stores them (strings)."""
-    dumped = params.model_dump(mode="json", by_alias=True, exclude={"download"})
+    """Every param that shapes a model, flat, as MLflow stores them (strings); not where data
+    comes from, nor how batches are scored and monitored."""
+    dumped = params.model_dump(mode="json", by_alias=True, exclude={"download", "score", "monitor"})
     return {k: str(v) for k, v in flatten(dumped).items()}
 
 
@@ -85,9 +106,8 @@ def tracked_run(
 
     tags = {**(tags or {}), **owner_tags()}
     tags |= {PARENT_TAG: parent_run_id} if parent_run_id else {}
+    experiment_id = ensure_experiment(uri, experiment)
     try:
-        open_store(uri)
-        experiment_id = _experiment_id(uri, experiment)
         run = mlflow.start_run(run_name=run_name, tags=tags, experiment_id=experiment_id)
     except MlflowException as exc:
         raise TrackingError(f"MLflow at {redact(uri)}: {first_line(exc)}") from None
@@ -192,6 +212,21 @@ def run_metrics(uri: str, run_id: str) -> dict[str, float]:
     return dict(_run_data(uri, run_id).metrics)
 
 
+def metric_history(uri: str, run_id: str, keys: Sequence[str]) -> dict[str, list[float]]:
+    """Each key's values in step order (a training's: one per epoch), for the keys logged."""
+    load_mlflow()  # the first import of the process is a long-lived one
+    from mlflow import MlflowClient
+    from mlflow.exceptions import MlflowException
+
+    open_store(uri)
+    client = MlflowClient(uri)
+    try:
+        found = {k: client.get_metric_history(run_id, k) for k in keys}
+    except MlflowException as exc:
+        raise TrackingError(f"MLflow at {redact(uri)}: run {run_id}: {first_line(exc)}") from None
+    return {k: [m.value for m in sorted(v, key=lambda m: m.step)] for k, v in found.items() if v}
+
+
 def log_text(text: str, artifact_file: str) -> None:
     mlflow = load_mlflow()
 
@@ -208,11 +243,6 @@ def log_artifact(path: Path, artifact_path: str | None = None) -> None:
     mlflow = load_mlflow()
 
     mlflow.log_artifact(str(path), artifact_path)
-
-
-def run_params(uri: str, run_id: str) -> dict[str, str]:
-    """The params a run logged."""
-    return dict(_run_data(uri, run_id).params)
 
 
 def _run_data(uri: str, run_id: str) -> Any:

@@ -3,6 +3,7 @@ classified by `fmnist predict`."""
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import json
 import os
@@ -52,27 +53,44 @@ class Served:
 def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
     """A champion trained on synthetic data (rule threshold 0), served on a free port."""
     base = tmp_path_factory.mktemp("serving")
-    champion = register_champion(base)
+    with serving(register_champion(base), base / "serve.log") as server:
+        yield server
+
+
+def start_server(champion: Champion, log: Path, *options: str) -> tuple[Served, subprocess.Popen]:
+    """`fmnist serve` on a free port of 127.0.0.1, in its own process group, answering."""
     env = {**os.environ, "MLFLOW_TRACKING_URI": champion.tracking_uri}
     port = stack.free_port()
-    log = base / "serve.log"
     with log.open("wb") as out:
         server = subprocess.Popen(
             [str(BIN / "fmnist"), "serve", "--port", str(port),
-             "--params", str(champion.params_file)],
+             "--params", str(champion.params_file), *options],
             env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
         )  # fmt: skip
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 120
+    while not stack.healthy(f"{url}/ping"):
+        if server.poll() is not None or time.monotonic() > deadline:
+            stop_server(server)
+            raise AssertionError(f"the scoring server did not answer:\n{log.read_text()[-3000:]}")
+        time.sleep(0.5)
+    return Served(url, port, server.pid, champion, env, log), server
+
+
+def stop_server(server: subprocess.Popen, signum: int = signal.SIGTERM) -> int:
+    """Signal the server's process group; its exit code."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(server.pid, signum)
+    return server.wait(timeout=30)
+
+
+@contextlib.contextmanager
+def serving(champion: Champion, log: Path, *options: str) -> Iterator[Served]:
+    served, server = start_server(champion, log, *options)
     try:
-        url = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 120
-        while not stack.healthy(f"{url}/ping"):
-            assert server.poll() is None, log.read_text()[-3000:]
-            assert time.monotonic() < deadline, "the scoring server did not answer"
-            time.sleep(0.5)
-        yield Served(url, port, server.pid, champion, env, log)
+        yield served
     finally:
-        os.killpg(server.pid, signal.SIGTERM)
-        server.wait(timeout=30)
+        stop_server(server)
 
 
 def _send(

@@ -9,8 +9,10 @@ import numpy as np
 import pytest
 from mlflow import MlflowClient
 
+from fmnist import layout
 from fmnist.config import Params
 from fmnist.core.metrics import CLASS_NAMES
+from fmnist.datasets import file_digest
 from fmnist.errors import DataIntegrityError
 from fmnist.stages import evaluate as evaluate_stage
 from fmnist.stages import register as register_stage
@@ -45,6 +47,10 @@ def test_pipeline_tracks_and_registers(
     ).read_text()
     assert summary == out.summary.read_text() and "패션 MNIST 모델" in summary
     assert out.history.read_text().splitlines()[0] == "epoch,loss,accuracy,val_loss,val_accuracy"
+    inputs = {i.dataset.name: i for i in run.inputs.dataset_inputs}  # logged while it ran
+    assert sorted(inputs) == ["fashion-mnist-train", "fashion-mnist-val"]
+    assert inputs["fashion-mnist-train"].dataset.digest == file_digest(prepared_dir / "train.npz")
+    assert json.loads(inputs["fashion-mnist-val"].dataset.profile) == {"num_rows": 60}
 
     headline = evaluate_stage.run(
         tiny_params, out.model, prepared_dir, out.trained, evaluate_outputs(tmp_path), tracking_uri
@@ -54,6 +60,10 @@ def test_pipeline_tracks_and_registers(
     assert run.info.status == "FINISHED"
     assert run.data.metrics["test_accuracy"] == pytest.approx(headline["test_accuracy"])
     assert "test_f1_ankle_boot" in run.data.metrics
+    assert {i.dataset.name for i in run.inputs.dataset_inputs} == {
+        "fashion-mnist-train", "fashion-mnist-val", "fashion-mnist-test",
+    }  # fmt: skip
+    assert [a.path for a in client.list_artifacts(run_id, "training")] == [layout.CURVES_ARTIFACT]
     assert (tmp_path / "plots/confusion.png").read_bytes()[:4] == b"\x89PNG"
     assert len((tmp_path / "plots/confusion.csv").read_text().splitlines()) == 101
 
@@ -66,6 +76,8 @@ def test_pipeline_tracks_and_registers(
     assert version.run_id == run_id
     assert "패션 MNIST 모델" in version.description and "79,510" not in version.description
     assert "test_accuracy" in version.description and "hidden (Dense)" in version.description
+    assert "### Intended use" in version.description  # the model card
+    assert "**promoted to `champion`**: no champion yet" in version.description
     assert version.tags["run_id"] == run_id and version.tags["optimizer"] == "rmsprop"
     assert version.tags["data.prepared"] == UNVERSIONED
     assert "git.commit" in version.tags

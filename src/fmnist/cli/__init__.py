@@ -19,6 +19,7 @@ COMMAND_MODULES = {
     **dict.fromkeys(("download", "prepare", "train", "evaluate", "register"), "stages"),
     **dict.fromkeys(("models", "promote", "rollback"), "registry"),
     **dict.fromkeys(("predict", "serve"), "serving"),
+    "score": "score",
     "sweep": "sweep",
     "stack": "stack",
 }

@@ -45,6 +45,14 @@ def serve(
         float,
         typer.Option(min=0.001, help="Largest request body in MB (10^6 bytes); larger get 413."),
     ] = 50.0,
+    poll_seconds: Annotated[
+        float,
+        typer.Option(
+            min=0,
+            help="Seconds between looks at @champion: a version it moves to is loaded, warmed "
+            "up and swapped in without dropping a request. 0: never (keep the first).",
+        ),
+    ] = 10.0,
     params: ParamsOpt = PARAMS,
     tracking_uri_: TrackingOpt = None,
 ) -> None:
@@ -55,4 +63,5 @@ def serve(
     uri = tracking_uri(tracking_uri_)
     sock = bind(host, port)  # a busy port is said before the model loads
     served = load_champion(uri, p.register_.model_name)  # a clear error if there is none
-    serve(sock, served, int(max_request_mb * 1e6), typer.echo)
+    limit = int(max_request_mb * 1e6)
+    serve(sock, served, limit, typer.echo, tracking_uri=uri, poll_seconds=poll_seconds)

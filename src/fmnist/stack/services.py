@@ -222,6 +222,8 @@ def up_mlflow(
     env = {**env, **server_env}
     _launch(services, cfg, "mlflow-server", cmd, env, url, f"{url}/health", timeout=120)
     echo(f"MLflow UI       {url} (store {redact(tracking_uri)})")
+    # MLflow 3.17's UI opens an experiment on the GenAI overview unless this says otherwise
+    echo(f"  experiments   {url}/#/experiments?workflowType=machine_learning")
 
 
 def write_prefect_toml(root: Path, api: str) -> None:

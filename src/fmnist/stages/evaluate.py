@@ -1,19 +1,31 @@
 """The evaluate stage: the trained model on the test split, once: test metrics, per-class
-report and confusion matrix, to files and to the training's MLflow run."""
+report and confusion matrix, to files and to the training's MLflow run; the run also gets
+the training curves (drawn from its per-epoch metrics) and the test split as a dataset."""
 
 from __future__ import annotations
 
+import shutil
+import tempfile
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from fmnist import tracking
+from fmnist import layout, records, tracking
 from fmnist.config import Params
+from fmnist.datasets import log_datasets, split_input
 from fmnist.errors import DataIntegrityError
 from fmnist.files import atomic_path, write_csv, write_json
 from fmnist.records import read_trained
 from fmnist.stages.splits import load_split
 from fmnist_model.images import CLASS_NAMES, model_features
+
+if TYPE_CHECKING:
+    from mlflow.entities import DatasetInput
+
+    from fmnist.core.metrics import Evaluation
+
+CURVES = ("loss", "accuracy", "val_loss", "val_accuracy")  # the training's per-epoch metrics
 
 
 @dataclass(frozen=True)
@@ -47,11 +59,12 @@ def run(
     out: EvaluateOutputs,
     tracking_uri: str,
 ) -> dict[str, float]:
-    """Test metrics, per-class report and confusion matrix; returns test_loss, test_accuracy."""
-    from fmnist.core.metrics import confusion_figure, evaluate_predictions, flat_class_metrics
+    """Test metrics, per-class report and confusion matrix, to files and to the training's
+    run (with the training curves and the test split); returns test_loss, test_accuracy."""
+    from fmnist.core.metrics import confusion_figure, evaluate_predictions
 
     x_test, y_test = load_split(data_dir / "test.npz")  # (n, 28, 28) uint8 pixels, (n,) uint8
-    run_id = read_trained(trained_path)["run_id"]
+    trained = read_trained(trained_path)
     model = load_model(model_path)
     x = model_features(x_test, len(model.input_shape))  # x / 255 in the model's input form
     proba = model.predict(x, batch_size=params.evaluate.batch_size, verbose=0)  # (n, 10)
@@ -66,13 +79,63 @@ def run(
     figure = confusion_figure(result.confusion)
     with atomic_path(out.confusion_png) as tmp:
         figure.savefig(tmp, format="png")
-    # Added to the training's run without reopening it: the run stays FINISHED whatever
-    # happens here (an interrupted evaluate cannot end it FAILED or leave it RUNNING).
-    tracking.log_to_run(
-        tracking_uri,
-        run_id,
-        metrics={**headline, **flat_class_metrics(result.per_class)},
-        dicts={"evaluation/classes.json": result.per_class},
-        files=[(out.confusion_png, "evaluation")],
-    )
+    test_input = split_input(data_dir, "test", trained[records.DATA_TAG], len(y_test))
+    track_evaluation(tracking_uri, trained["run_id"], result, out.confusion_png, test_input)
     return headline
+
+
+def track_evaluation(
+    tracking_uri: str,
+    run_id: str,
+    result: Evaluation,
+    confusion_png: Path,
+    test_input: DatasetInput,
+) -> None:
+    """The evaluation added to the training's run without reopening it (the run stays
+    FINISHED whatever happens here; an interrupted evaluate cannot end it FAILED or leave it
+    RUNNING): test metrics, per-class report, the confusion matrix, the training curves
+    (from the run's per-epoch metrics) and the test split as a dataset."""
+    from fmnist.core.metrics import flat_class_metrics
+
+    history = tracking.metric_history(tracking_uri, run_id, CURVES)
+    headline = {"test_loss": result.test_loss, "test_accuracy": result.test_accuracy}
+    with tempfile.TemporaryDirectory() as tmp:
+        confusion, confusion_dir = _staged(Path(tmp), layout.CONFUSION_ARTIFACT)
+        shutil.copyfile(confusion_png, confusion)
+        curves, curves_dir = _staged(Path(tmp), layout.CURVES_ARTIFACT)
+        curves_figure(history).savefig(curves, format="png")
+        tracking.log_to_run(
+            tracking_uri,
+            run_id,
+            metrics={**headline, **flat_class_metrics(result.per_class)},
+            dicts={layout.CLASSES_ARTIFACT: result.per_class},
+            files=[(confusion, confusion_dir), (curves, curves_dir)],
+        )
+    log_datasets(tracking_uri, run_id, [test_input])
+
+
+def _staged(folder: Path, artifact: str) -> tuple[Path, str]:
+    """Where to write a file logged as artifact (named as its last part), and its folder."""
+    artifact_dir, name = artifact.rsplit("/", 1)
+    return folder / name, artifact_dir
+
+
+def curves_figure(history: Mapping[str, Sequence[float]]) -> Any:
+    """Loss and accuracy per epoch (train and val, as logged) side by side (matplotlib)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib import pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(8, 3.2), dpi=100)
+    for ax, metric in zip(axes, ("loss", "accuracy"), strict=True):
+        for key, label in ((metric, "train"), (f"val_{metric}", "val")):
+            values = history.get(key, [])
+            ax.plot(range(1, len(values) + 1), values, marker="o", label=label)
+        ax.set_xlabel("epoch")
+        ax.set_title(metric)
+        ax.grid(alpha=0.3)
+        ax.legend()
+    fig.suptitle("Training curves")
+    fig.tight_layout()
+    return fig

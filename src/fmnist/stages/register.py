@@ -1,19 +1,37 @@
 """The register stage: the trained model as a new registry version (alias `challenger`),
-then the promotion rule; models/registered.json is the version as the registry reads back.
+described by its model card, then the promotion rule; models/registered.json is the version
+as the registry reads back. The card is read from the training's run, which register never
+changes (a run is as it was when versioned); the version's description is set at
+registration and once more with the rule's result.
 
 Also the promotion by hand (`fmnist promote`), with the same section's thresholds."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from fmnist import records
+from fmnist import layout, records
 from fmnist.config import Params
 from fmnist.core.promotion import Decision
 from fmnist.errors import FmnistError, TrackingError, first_line
 from fmnist.files import read_json, read_text, write_json
+from fmnist.store import redact
+from fmnist.tracking import SUMMARY_ARTIFACT
+
+if TYPE_CHECKING:
+    from fmnist.core.card import CardFacts, DataFile
+
+_IMAGES = (  # the run's images a card shows (those evaluate logged), in order
+    ("Confusion matrix (test)", layout.CONFUSION_ARTIFACT),
+    ("Training curves", layout.CURVES_ARTIFACT),
+)
+_ARTIFACT_DIRS = sorted(
+    {p.rsplit("/", 1)[0] for p in (layout.CLASSES_ARTIFACT, *(p for _, p in _IMAGES))}
+)
+_CONTEXT_ORDER = ("training", "validation", "testing")  # the card's order of the datasets
 
 
 def run(
@@ -40,12 +58,16 @@ def register_trained(
     summary: str,
     tracking_uri: str,
 ) -> dict[str, Any]:
-    """Register a trained record with its test metrics and Keras summary, then apply the
-    promotion rule; returns the registered record, read back from the registry."""
-    from fmnist.core.report import describe_version
+    """Register a trained record with its test metrics and its model card (the version's
+    description), then apply the promotion rule; returns the registered record, read back
+    from the registry."""
+    from fmnist.core.card import model_card
     from fmnist.registry import register_version, registered_record
-    from fmnist.tracking import run_params
 
+    run = _read_run(tracking_uri, trained["run_id"])
+    trained_with = {  # the params the model was trained with (a flow run's overrides included)
+        k: v for k, v in run.data.params.items() if k.startswith(("model.", "train."))
+    }
     tags = {
         **{k: f"{v:.4f}" for k, v in metrics.items()},
         "run_id": trained["run_id"],
@@ -53,38 +75,43 @@ def register_trained(
         "git.commit": trained[records.COMMIT_TAG],
         "optimizer": trained["optimizer"],
         "model.name": trained[records.MODEL_NAME_TAG],
-        # the params the model was trained with (a flow run's overrides included)
-        **{
-            f"params.{k}": v
-            for k, v in run_params(tracking_uri, trained["run_id"]).items()
-            if k.startswith(("model.", "train."))
-        },
+        **{f"params.{k}": v for k, v in trained_with.items()},
     }
+    facts = _card_facts(tracking_uri, run, trained, metrics, summary, trained_with)
     name = params.register_.model_name
     version, created, challenger_before = register_version(
         tracking_uri,
         name,
         trained["model_uri"],
         trained["run_id"],
-        description=describe_version(trained[records.MODEL_NAME_TAG], summary, metrics),
+        description=model_card(facts),
         tags=tags,
     )
     number = int(version.version)
-    _promote_or_undo(params, number, tracking_uri, created, challenger_before)
+    _promote_or_undo(params, number, tracking_uri, created, challenger_before, facts)
     return registered_record(tracking_uri, name, number)
 
 
 def _promote_or_undo(
-    params: Params, version: int, tracking_uri: str, created: bool, challenger_before: Any
+    params: Params,
+    version: int,
+    tracking_uri: str,
+    created: bool,
+    challenger_before: Any,
+    facts: CardFacts,
 ) -> None:
-    """The promotion rule on a version; if it fails and this step created the version, the
-    registration is undone (`challenger` goes back to challenger_before)."""
-    from fmnist.registry import undo_registration
+    """The promotion rule on a version, its result added to the version's card (only when
+    this step created it: a card says its first decision); if that fails and this step
+    created the version, the registration is undone (`challenger` goes back)."""
+    from fmnist.core.card import model_card
+    from fmnist.registry import describe_version, undo_registration
 
+    name = params.register_.model_name
     try:
-        _apply_rule(params, version, tracking_uri, by_hand=False)
+        decision = _apply_rule(params, version, tracking_uri, by_hand=False)
+        if created:
+            describe_version(tracking_uri, name, version, model_card(facts, decision))
     except BaseException as exc:
-        name = params.register_.model_name
         left = (
             undo_registration(tracking_uri, name, version, challenger_before)
             if created
@@ -93,6 +120,95 @@ def _promote_or_undo(
         if isinstance(exc, FmnistError):
             raise TrackingError(f"{first_line(exc)}; {left}") from None
         raise
+
+
+def _read_run(tracking_uri: str, run_id: str) -> Any:
+    """The training's run as the store holds it: params, metrics, datasets."""
+    from mlflow.exceptions import MlflowException
+
+    from fmnist.registry import client_for
+
+    try:
+        return client_for(tracking_uri).get_run(run_id)
+    except MlflowException as exc:
+        where = f"MLflow at {redact(tracking_uri)}: run {run_id}"
+        raise TrackingError(f"{where}: {first_line(exc)}") from None
+
+
+def _card_facts(
+    tracking_uri: str,
+    run: Any,
+    trained: Mapping[str, Any],
+    metrics: Mapping[str, float],
+    summary: str,
+    trained_with: Mapping[str, str],
+) -> CardFacts:
+    """What the version's card says: the records, and what the training's run holds (its
+    datasets, evaluate's per-class report and images; those not logged are left out)."""
+    from mlflow.exceptions import MlflowException
+
+    from fmnist.core.card import CardFacts
+    from fmnist.registry import client_for
+
+    client, run_id = client_for(tracking_uri), run.info.run_id
+    try:
+        logged = {a.path for d in _ARTIFACT_DIRS for a in client.list_artifacts(run_id, d)}
+        per_class = (
+            _logged_json(client, run_id, layout.CLASSES_ARTIFACT)
+            if layout.CLASSES_ARTIFACT in logged
+            else None
+        )
+    except MlflowException as exc:
+        where = f"MLflow at {redact(tracking_uri)}: run {run_id}"
+        raise TrackingError(f"{where}: reading it for the model card: {first_line(exc)}") from None
+    return CardFacts(
+        model_name=trained[records.MODEL_NAME_TAG],
+        run_id=run_id,
+        data_version=trained[records.DATA_TAG],
+        data_files=_data_files(run, trained[records.DATA_TAG]),
+        params=trained_with,
+        summary=summary,
+        summary_artifact=SUMMARY_ARTIFACT,
+        metrics=metrics,
+        per_class=per_class,
+        images=[(title, path) for title, path in _IMAGES if path in logged],
+    )
+
+
+def _logged_json(client: Any, run_id: str, path: str) -> Any:
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        return read_json(Path(client.download_artifacts(run_id, path, tmp)))
+
+
+def _data_files(run: Any, data_version: str) -> list[DataFile]:
+    """The run's datasets (fmnist.datasets records them) in the card's order: training,
+    validation, testing, then others; a file's path without the `@<folder hash>` suffix."""
+    from mlflow.utils.mlflow_tags import MLFLOW_DATASET_CONTEXT
+
+    from fmnist.core.card import DataFile
+
+    files = []
+    for given in run.inputs.dataset_inputs if run.inputs else []:
+        dataset = given.dataset
+        context = next((t.value for t in given.tags if t.key == MLFLOW_DATASET_CONTEXT), "")
+        source = _json_object(dataset.source)
+        location = str(source.get("uri") or source.get("url") or dataset.source)
+        rows = _json_object(dataset.profile).get("num_rows")
+        path = location.removesuffix(f"@{data_version}")
+        files.append(DataFile(dataset.name, context, path, dataset.digest, rows))
+    order = {c: i for i, c in enumerate(_CONTEXT_ORDER)}
+    return sorted(files, key=lambda f: (order.get(f.context, len(order)), f.name))
+
+
+def _json_object(text: str | None) -> dict[str, Any]:
+    """A JSON object's fields; {} for anything else (another tool's dataset records)."""
+    try:
+        found = json.loads(text or "{}")
+    except ValueError:
+        return {}
+    return found if isinstance(found, dict) else {}
 
 
 def _apply_rule(

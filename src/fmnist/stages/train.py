@@ -12,6 +12,7 @@ import numpy as np
 
 from fmnist import records, tracking
 from fmnist.config import Params
+from fmnist.datasets import log_datasets, split_input
 from fmnist.files import atomic_path, write_csv, write_json, write_text
 from fmnist.stages.lineage import data_version, git_commit
 from fmnist.stages.splits import load_split
@@ -51,16 +52,23 @@ def run(
     seed_everything(params.train.seed)
     model = build_model(params.model)
     compile_model(model, params.train)
+    version = data_version(root, data_dir)
     tags = {
-        records.DATA_TAG: data_version(root, data_dir),
+        records.DATA_TAG: version,
         records.COMMIT_TAG: git_commit(root),
         records.MODEL_NAME_TAG: params.model.name,
     }
+    inputs = [  # the splits as the run's datasets: DVC's hashes of the files and their folder
+        split_input(data_dir, "train", version, len(train[1])),
+        split_input(data_dir, "val", version, len(val[1])),
+    ]
     # The batches hold their own copy of the data; the list is their only holder, so fitting
     # can hand them over and free that copy before the model is saved and logged.
     batches = [training_batches(train, val, model, params.train)]
     del train, val
-    return _fit_tracked(params, model, batches, raw_sample, tags, out, tracking_uri, parent_run_id)
+    return _fit_tracked(
+        params, model, batches, raw_sample, tags, inputs, out, tracking_uri, parent_run_id
+    )
 
 
 def _fit_tracked(
@@ -69,11 +77,13 @@ def _fit_tracked(
     batches: list[Any],
     raw_sample: np.ndarray,
     tags: dict[str, str],
+    inputs: list[Any],
     out: TrainOutputs,
     tracking_uri: str,
     parent_run_id: str | None,
 ) -> dict[str, Any]:
-    """The fit inside its MLflow run, and the stage's outputs."""
+    """The fit inside its MLflow run (tagged, with the datasets it used), and the stage's
+    outputs."""
     from fmnist.console import fit_settings
     from fmnist.core.fit import fit_model
     from fmnist.core.model import summary_text
@@ -89,6 +99,7 @@ def _fit_tracked(
         parent_run_id=parent_run_id,
     ) as run_id:
         tracking.log_params(tracking.params_for_tracking(params))
+        log_datasets(tracking_uri, run_id, inputs)  # training and validation splits
         tracking.log_text(summary, tracking.SUMMARY_ARTIFACT)
         started = time.perf_counter()
         verbose, progress = fit_settings()  # a live bar on a terminal, else a line per epoch

@@ -1,0 +1,136 @@
+"""Prefect flow `fashion-mnist-batch-score`: score a batch with the champion, check it for drift
+against the champion's training data, and start the retraining deployment when it drifted.
+
+Wiring only: the tasks call fmnist.score and fmnist.monitor, as `fmnist score` does.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from prefect import flow, get_run_logger, task
+from prefect.artifacts import create_markdown_artifact
+from prefect.cache_policies import NO_CACHE
+
+from fmnist import layout
+from fmnist import monitor as drift_check
+from fmnist import score as scoring
+from fmnist.config import Params, load_params
+from fmnist.core.drift import DriftSummary, markdown
+from fmnist.flows.common import tracking_uri
+
+ARTIFACT_KEY = "fashion-mnist-batch-score"
+
+
+@task(name="score", cache_policy=NO_CACHE)
+def score(
+    params: Params, input_path: Path, out: Path, uri: str, version: int | None
+) -> tuple[scoring.Scored, np.ndarray, scoring.ScoringModel, np.ndarray]:
+    """The batch's predictions file and scoring run (see fmnist.score)."""
+    scored, batch, scorer, proba = scoring.run(params, input_path, out, uri, version)
+    for line in scoring.report_lines(scored, params.score.experiment):
+        get_run_logger().info(line)
+    return scored, batch.pixels, scorer, proba
+
+
+@task(name="monitor", cache_policy=NO_CACHE)
+def monitor(
+    params: Params,
+    scored: scoring.Scored,
+    pixels: np.ndarray,
+    proba: np.ndarray,
+    scorer: scoring.ScoringModel,
+    uri: str,
+) -> tuple[DriftSummary, str]:
+    """Drift against the scoring version's training data, logged to the scoring run."""
+    summary, where = drift_check.run(params, Path.cwd(), scored, pixels, proba, scorer, uri)
+    get_run_logger().info(f"{summary.headline()} [reference: {where}]")
+    return summary, where
+
+
+@task(name="retrain", cache_policy=NO_CACHE)
+def retrain(deployment: str, scored: scoring.Scored, summary: DriftSummary) -> dict[str, str]:
+    """Start (not await) a run of the retraining deployment; its id and name."""
+    from prefect.client.schemas.objects import FlowRun
+    from prefect.deployments import run_deployment
+
+    started = run_deployment(
+        name=deployment,
+        timeout=0,  # started, not awaited: training takes its own time on its own worker
+        as_subflow=False,
+        tags=["fmnist", "retrain-on-drift"],
+    )
+    assert isinstance(started, FlowRun)  # called from sync code: the run, not a coroutine
+    why = f"batch {Path(scored.input).name} drifted ({len(summary.moved)} features)"
+    get_run_logger().info(f"started {deployment} run {started.name} ({started.id}): {why}")
+    return {"id": str(started.id), "name": started.name, "deployment": deployment}
+
+
+@flow(name="fashion-mnist-batch-score")
+def batch_score(
+    input: str,  # the deployment's parameter, as users type it: -p input=...
+    version: int | None = None,
+    out: str | None = None,
+    retrain_on_drift: bool = True,
+) -> dict[str, Any]:
+    """Score INPUT (a folder of PNGs, an IDX images file, or a .npz of raw pixels; relative to
+    the project) with the champion (or VERSION); check drift; retrain when it drifted."""
+    root = Path.cwd()
+    params = load_params(root / layout.PARAMS)
+    uri = tracking_uri(root)
+    input_path = root / input
+    dest = root / out if out else scoring.default_output(input_path)
+    scored, pixels, scorer, proba = score(params, input_path, dest, uri, version)
+    summary, where = monitor(params, scored, pixels, proba, scorer, uri)
+    deployment = params.monitor.retrain_deployment
+    started = (
+        retrain(deployment, scored, summary)
+        if summary.detected and retrain_on_drift and deployment
+        else None
+    )
+    text = report(scored, summary, where, started)
+    create_markdown_artifact(key=ARTIFACT_KEY, markdown=text, description="Scored batch")
+    return {
+        "run_id": scored.run_id,
+        "version": scored.version,
+        "rows": scored.rows,
+        "predictions": str(scored.predictions),
+        "drift": summary.detected,
+        "drift_share": summary.share,
+        "moved": summary.moved,
+        "retraining": started,
+    }
+
+
+def report(
+    scored: scoring.Scored, summary: DriftSummary, where: str, started: dict[str, str] | None
+) -> str:
+    """The flow's markdown artifact: what was scored, the drift section, what happened next."""
+    counts = " | ".join(str(n) for n in scored.counts.values())
+    lines = [
+        f"## Scored `{Path(scored.input).name}` with v{scored.version}",
+        "",
+        f"{scored.rows} images, mean confidence {scored.mean_confidence:.3f}; "
+        f"predictions `{scored.predictions}`; MLflow run `{scored.run_id}`.",
+        "",
+        "| " + " | ".join(scored.counts) + " |",
+        "|" + "---|" * len(scored.counts),
+        f"| {counts} |",
+        "",
+        markdown(summary, Path(scored.input).name, scored.rows, scored.version, where),
+        "",
+    ]
+    if started:
+        lines.append(
+            f"**Retraining started**: `{started['deployment']}` run `{started['name']}` "
+            f"({started['id']})."
+        )
+    elif summary.detected:
+        lines.append(
+            "Drift, but retraining is off (retrain_on_drift or monitor.retrain_deployment)."
+        )
+    else:
+        lines.append("No retraining: the batch looks like the training data.")
+    return "\n".join(lines)

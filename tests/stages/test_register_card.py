@@ -1,0 +1,134 @@
+"""The model card register writes as each new version's description, read from the training's
+run as train and evaluate leave it (built here without TensorFlow), which register never
+changes."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from mlflow import MlflowClient
+
+from fmnist import layout, records, tracking
+from fmnist.config import Params
+from fmnist.core.card import PENDING
+from fmnist.core.metrics import confusion_figure, evaluate_predictions
+from fmnist.datasets import file_digest, log_datasets, split_input
+from fmnist.errors import TrackingError
+from fmnist.stages import register as register_stage
+from fmnist.stages.evaluate import track_evaluation
+from fmnist.stages.lineage import dir_md5
+from fmnist.stages.splits import load_split
+
+MLMODEL = "artifact_path: model\nflavors: {}\n"  # enough for the registry to take the folder
+
+
+def trained_run(
+    tmp_path: Path, prepared: Path, params: Params, uri: str, wrong: int
+) -> dict[str, Any]:
+    """A run as train and evaluate leave it (datasets, params, summary, epochs, evaluation),
+    its model a stub; the test predictions get `wrong` images wrong. Returns its record."""
+    version = dir_md5(prepared)
+    with tracking.tracked_run(uri, params.tracking.experiment) as run_id:
+        tracking.log_params(tracking.params_for_tracking(params))
+        inputs = [split_input(prepared, s, version, 240 if s == "train" else 60)
+                  for s in ("train", "val")]  # fmt: skip
+        log_datasets(uri, run_id, inputs)
+        tracking.log_text("Model: m\n", tracking.SUMMARY_ARTIFACT)
+        for epoch in (1, 2):
+            logs = {"loss": 1 / epoch, "accuracy": 0.4 * epoch}
+            tracking.log_epoch(epoch, {**logs, **{f"val_{k}": v for k, v in logs.items()}})
+        tracking.log_text(MLMODEL, "model/MLmodel")
+    _, y = load_split(prepared / "test.npz")
+    predicted = np.where(np.arange(len(y)) < wrong, (y + 1) % 10, y)
+    result = evaluate_predictions(y, np.eye(10)[predicted] * 0.9 + 0.01)
+    png = tmp_path / f"confusion-{run_id}.png"
+    confusion_figure(result.confusion).savefig(png, format="png")
+    track_evaluation(uri, run_id, result, png, split_input(prepared, "test", version, len(y)))
+    return {
+        "run_id": run_id, "model_uri": f"runs:/{run_id}/model", "optimizer": "rmsprop",
+        records.DATA_TAG: version, records.COMMIT_TAG: "abc", records.MODEL_NAME_TAG: "m",
+        "test_accuracy": result.test_accuracy, "test_loss": result.test_loss,
+    }  # fmt: skip
+
+
+def register(params: Params, trained: dict[str, Any], uri: str) -> dict[str, Any]:
+    metrics = {k: trained[k] for k in ("test_loss", "test_accuracy")}
+    return register_stage.register_trained(params, trained, metrics, "Model: m\n", uri)
+
+
+def run_state(client: MlflowClient, run_id: str) -> tuple[Any, ...]:
+    run = client.get_run(run_id)
+    artifacts = sorted(
+        a.path for d in ("", "evaluation", "training") for a in client.list_artifacts(run_id, d)
+    )
+    inputs = sorted(i.dataset.name for i in run.inputs.dataset_inputs)
+    return run.info.status, run.info.end_time, run.data.metrics, artifacts, inputs
+
+
+@pytest.mark.slow  # several runs and versions in a real store
+def test_each_version_is_described_by_its_card(
+    tmp_path: Path, prepared_dir: Path, tiny_params: Params, tracking_uri: str
+) -> None:
+    client = MlflowClient(tracking_uri)
+    first = trained_run(tmp_path, prepared_dir, tiny_params, tracking_uri, wrong=10)
+    before = run_state(client, first["run_id"])
+    record = register(tiny_params, first, tracking_uri)
+    assert run_state(client, first["run_id"]) == before  # register never changes the run
+    card = client.get_model_version("fashion-mnist", str(record["version"])).description
+    assert PENDING not in card
+    assert "**promoted to `champion`**: no champion yet (test_accuracy 0.9000)" in card
+    for split in ("train", "val", "test"):
+        digest = file_digest(prepared_dir / f"{split}.npz")
+        assert f"| fashion-mnist-{split} |" in card and f"`{digest}`" in card
+    assert f"DVC hash `{first[records.DATA_TAG]}`" in card
+    assert "| T-shirt/top | " in card and "| 10 |" in card  # per class, with support
+    for path in (layout.CONFUSION_ARTIFACT, layout.CURVES_ARTIFACT):
+        link = f"get-artifact?path={path.replace('/', '%2F')}&run_uuid={first['run_id']}"
+        assert f"]({link})" in card
+    assert "| train.epochs | `2` |" in card and "prepare." not in card
+    curves = client.download_artifacts(first["run_id"], layout.CURVES_ARTIFACT, str(tmp_path))
+    assert Path(curves).read_bytes()[:4] == b"\x89PNG"
+
+    worse = trained_run(tmp_path, prepared_dir, tiny_params, tracking_uri, wrong=25)
+    second = register(tiny_params, worse, tracking_uri)
+    card = client.get_model_version("fashion-mnist", str(second["version"])).description
+    assert "**not promoted**: test_accuracy 0.7500 is below min_accuracy 0.8000" in card
+    again = register(tiny_params, worse, tracking_uri)  # the same run: its version, as it was
+    assert again["version"] == second["version"]
+    assert client.get_model_version("fashion-mnist", str(second["version"])).description == card
+
+
+@pytest.mark.slow  # several runs and versions in a real store
+def test_a_card_that_cannot_be_written_undoes_the_registration(
+    tmp_path: Path,
+    prepared_dir: Path,
+    tiny_params: Params,
+    tracking_uri: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import fmnist.registry
+
+    register(tiny_params, trained_run(tmp_path, prepared_dir, tiny_params, tracking_uri, 5),
+             tracking_uri)  # fmt: skip
+    worse = trained_run(tmp_path, prepared_dir, tiny_params, tracking_uri, wrong=30)
+
+    def refuse(*args: object) -> None:
+        raise TrackingError("fashion-mnist v2: describing it: read-only")
+
+    monkeypatch.setattr(fmnist.registry, "describe_version", refuse)
+    with pytest.raises(TrackingError, match="read-only; the registry is as it was before"):
+        register(tiny_params, worse, tracking_uri)
+    client = MlflowClient(tracking_uri)
+    assert [v.version for v in client.search_model_versions("name='fashion-mnist'")] == [1]
+    assert client.get_model_version_by_alias("fashion-mnist", "challenger").version == 1
+
+
+def test_a_run_that_is_gone_is_one_line(tiny_params: Params, tracking_uri: str) -> None:
+    trained = {"run_id": "0" * 32, "model_uri": "runs:/x/model", "optimizer": "adam",
+               records.DATA_TAG: "x.dir", records.COMMIT_TAG: "abc", records.MODEL_NAME_TAG: "m",
+               "test_loss": 0.4, "test_accuracy": 0.9}  # fmt: skip
+    with pytest.raises(TrackingError, match=f"run {'0' * 32}: "):
+        register(tiny_params, trained, tracking_uri)

@@ -1,0 +1,65 @@
+"""Batch scoring with a registered version: predictions file, scoring run, dataset lineage;
+bad input starts no run and writes nothing."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from fmnist.config import parse_params
+from fmnist.errors import DataIntegrityError, TrackingError
+from fmnist.score import report_lines, run
+from tests.scoring_helpers import MODEL_NAME, Champion, register_champion
+
+pytestmark = pytest.mark.slow  # Keras + MLflow: a small model trained and registered
+
+
+@pytest.fixture(scope="module")
+def champion(tmp_path_factory: pytest.TempPathFactory) -> Champion:
+    return register_champion(tmp_path_factory.mktemp("champion"))
+
+
+def _runs(uri: str) -> list:  # type: ignore[type-arg]
+    from mlflow import MlflowClient
+
+    client = MlflowClient(uri)
+    found = client.get_experiment_by_name("fashion-mnist-batch-score")
+    return [] if found is None else client.search_runs([found.experiment_id])
+
+
+def test_a_batch_scored_by_the_champion(tmp_path: Path, champion: Champion) -> None:
+    params = parse_params({"score": {"batch_size": 7}})  # several prediction calls
+    np.savez(tmp_path / "batch.npz", x=champion.pixels[:20].reshape(20, 784))
+    scored, batch, scorer, proba = run(
+        params, tmp_path / "batch.npz", tmp_path / "out.csv", champion.tracking_uri
+    )
+    assert scored.version == scorer.version == 1 and scored.rows == 20 == len(proba)
+    expected = scorer.model.predict(champion.pixels[:20])
+    assert np.allclose(proba, expected.iloc[:, 2:].to_numpy(), atol=1e-6)  # chunked == whole
+    lines = (tmp_path / "out.csv").read_text().splitlines()
+    assert lines[0].split(",")[:4] == ["input", "class_id", "label", "T-shirt/top"]
+    assert lines[1].startswith(f"batch.npz#0,{expected['class_id'][0]},{expected['label'][0]},")
+    assert sum(scored.counts.values()) == 20
+    (found,) = _runs(champion.tracking_uri)
+    assert found.info.status == "FINISHED" and found.info.run_id == scored.run_id
+    assert found.data.params["model_version"] == "1" and found.data.params["input_kind"] == "npz"
+    assert found.data.tags["fmnist.input_digest"] == batch.digest
+    assert found.data.metrics["rows"] == 20
+    assert found.data.metrics["mean_confidence"] == pytest.approx(scored.mean_confidence)
+    (dataset,) = found.inputs.dataset_inputs
+    assert dataset.dataset.digest == batch.digest and "batch.npz" in dataset.dataset.source
+    assert "v1:" in report_lines(scored, "x")[0]
+
+
+def test_bad_input_starts_no_run_and_writes_nothing(tmp_path: Path, champion: Champion) -> None:
+    params = parse_params({})
+    before = len(_runs(champion.tracking_uri))
+    np.savez(tmp_path / "bad.npz", x=np.full((3, 28, 28), 256))
+    with pytest.raises(DataIntegrityError, match="bad.npz: `x`: pixel values must lie in 0-255"):
+        run(params, tmp_path / "bad.npz", tmp_path / "out.csv", champion.tracking_uri)
+    np.savez(tmp_path / "good.npz", x=champion.pixels[:3])
+    with pytest.raises(TrackingError, match=f"models:/{MODEL_NAME}/9"):
+        run(params, tmp_path / "good.npz", tmp_path / "out.csv", champion.tracking_uri, 9)
+    assert len(_runs(champion.tracking_uri)) == before and not (tmp_path / "out.csv").exists()

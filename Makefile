@@ -18,13 +18,19 @@ $(CURDIR)/.tools/bin/uv:
 setup: $(UV) ## install uv if missing, then the locked environment (.venv)
 	$(UV) sync --locked --all-extras
 
-browser: ## Debian's chromium, for the MLflow UI browser test (apt; no browser downloads)
+browser: ## Debian's chromium and CJK fonts, for the MLflow UI browser test (apt; no browser downloads)
 	@command -v chromium >/dev/null || { \
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); export DEBIAN_FRONTEND=noninteractive; \
 	  $$SUDO apt-get install -y -q --no-install-recommends chromium >/dev/null 2>&1 || \
 	  { $$SUDO apt-get update -q >/dev/null && \
 	    $$SUDO apt-get install -y -q --no-install-recommends chromium >/dev/null; } || \
 	  echo "could not install chromium: the browser test will be skipped"; }
+	@[ -d /usr/share/fonts/opentype/noto ] && ls /usr/share/fonts/opentype/noto | grep -qi cjk || { \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); export DEBIAN_FRONTEND=noninteractive; \
+	  $$SUDO apt-get install -y -q --no-install-recommends fonts-noto-cjk >/dev/null 2>&1 || \
+	  { $$SUDO apt-get update -q >/dev/null && \
+	    $$SUDO apt-get install -y -q --no-install-recommends fonts-noto-cjk >/dev/null; } || \
+	  echo "could not install fonts-noto-cjk: Korean shows as boxes in the screenshots"; }
 
 postgres: ## Debian's postgresql (initdb, pg_ctl), for the production-profile tests (apt)
 	@command -v initdb >/dev/null || ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || { \

@@ -71,6 +71,7 @@ BAD = {  # what the file holds -> the one line expected
     "in.npz: `x`: pixel values must lie in 0-255": ("in.npz", {"x": np.full((2, 28, 28), 300.0)}),
     "in.npz: `x`: each image must have 784 pixels": ("in.npz", {"x": np.zeros((2, 5))}),
     "in.npz: expected an array `x`": ("in.npz", {"a": np.zeros(1), "b": np.zeros(1)}),
+    "in.npz: no images in `x`": ("in.npz", {"x": np.zeros((0, 784))}),
     "in.npz: label 11": ("in.npz", {"x": np.zeros((2, 784)), "y": np.array([1, 11])}),
     "in.npz: not a .npz of raw pixels": ("in.npz", "not a zip"),
     f"{IDX}: .*too short": (IDX, b"\0\0\x08\x03" + b"\0" * 5),

@@ -31,7 +31,7 @@ def _prepared(root: Path) -> Path:
 def test_the_training_data_is_found_by_its_hash_in_the_workspace(tmp_path: Path) -> None:
     version = dir_md5(_prepared(tmp_path))
     path, where = training_data(tmp_path, version, 3)
-    assert path == tmp_path / "data/prepared/train.npz" and version in where
+    assert path == tmp_path / "data/prepared/val.npz" and version in where
 
 
 def test_else_in_the_dvc_cache_by_the_same_hash(tmp_path: Path) -> None:
@@ -47,10 +47,10 @@ def test_else_in_the_dvc_cache_by_the_same_hash(tmp_path: Path) -> None:
         entries.append({"md5": md5, "relpath": f.name})
     (cache / version[:2]).mkdir(parents=True, exist_ok=True)
     (cache / version[:2] / version[2:]).write_text(json.dumps(entries))
-    save_split(prepared / "train.npz", *synthetic_images(50, seed=9))  # the workspace moved on
+    save_split(prepared / "val.npz", *synthetic_images(50, seed=9))  # the workspace moved on
     path, where = training_data(tmp_path, version, 3)
-    assert "DVC cache" in where and path.read_bytes() != (prepared / "train.npz").read_bytes()
-    assert np.array_equal(np.load(path)["x"], synthetic_images(120, seed=1)[0])
+    assert "DVC cache" in where and path.read_bytes() != (prepared / "val.npz").read_bytes()
+    assert np.array_equal(np.load(path)["x"], synthetic_images(120, seed=2)[0])
 
 
 @pytest.mark.parametrize(

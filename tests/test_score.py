@@ -8,9 +8,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from fmnist.batch_input import read_batch
 from fmnist.config import parse_params
 from fmnist.errors import DataIntegrityError, TrackingError
-from fmnist.score import report_lines, run
+from fmnist.monitor import reference
+from fmnist.score import load_scoring_model, report_lines, run
 from tests.scoring_helpers import MODEL_NAME, Champion, register_champion
 
 pytestmark = pytest.mark.slow  # Keras + MLflow: a small model trained and registered
@@ -32,9 +34,9 @@ def _runs(uri: str) -> list:  # type: ignore[type-arg]
 def test_a_batch_scored_by_the_champion(tmp_path: Path, champion: Champion) -> None:
     params = parse_params({"score": {"batch_size": 7}})  # several prediction calls
     np.savez(tmp_path / "batch.npz", x=champion.pixels[:20].reshape(20, 784))
-    scored, batch, scorer, proba = run(
-        params, tmp_path / "batch.npz", tmp_path / "out.csv", champion.tracking_uri
-    )
+    batch = read_batch(tmp_path / "batch.npz")
+    scorer = load_scoring_model(champion.tracking_uri, MODEL_NAME, None)
+    scored, proba = run(params, batch, scorer, tmp_path / "out.csv", champion.tracking_uri)
     assert scored.version == scorer.version == 1 and scored.rows == 20 == len(proba)
     expected = scorer.model.predict(champion.pixels[:20])
     assert np.allclose(proba, expected.iloc[:, 2:].to_numpy(), atol=1e-6)  # chunked == whole
@@ -53,13 +55,17 @@ def test_a_batch_scored_by_the_champion(tmp_path: Path, champion: Champion) -> N
     assert "v1:" in report_lines(scored, "x")[0]
 
 
-def test_bad_input_starts_no_run_and_writes_nothing(tmp_path: Path, champion: Champion) -> None:
-    params = parse_params({})
+def test_what_cannot_be_scored_starts_no_run_and_writes_nothing(
+    tmp_path: Path, champion: Champion
+) -> None:
     before = len(_runs(champion.tracking_uri))
-    np.savez(tmp_path / "bad.npz", x=np.full((3, 28, 28), 256))
-    with pytest.raises(DataIntegrityError, match="bad.npz: `x`: pixel values must lie in 0-255"):
-        run(params, tmp_path / "bad.npz", tmp_path / "out.csv", champion.tracking_uri)
-    np.savez(tmp_path / "good.npz", x=champion.pixels[:3])
     with pytest.raises(TrackingError, match=f"models:/{MODEL_NAME}/9"):
-        run(params, tmp_path / "good.npz", tmp_path / "out.csv", champion.tracking_uri, 9)
-    assert len(_runs(champion.tracking_uri)) == before and not (tmp_path / "out.csv").exists()
+        load_scoring_model(champion.tracking_uri, MODEL_NAME, 9)
+    np.savez(tmp_path / "good.npz", x=champion.pixels[:3])
+    scorer = load_scoring_model(champion.tracking_uri, MODEL_NAME, 1)
+    with pytest.raises(DataIntegrityError, match="out.txt: the predictions file must be a .csv"):
+        run(parse_params({}), read_batch(tmp_path / "good.npz"), scorer, tmp_path / "out.txt",
+            champion.tracking_uri)  # fmt: skip
+    with pytest.raises(DataIntegrityError, match="unversioned data"):  # the drift reference
+        reference(parse_params({}), tmp_path, scorer)
+    assert len(_runs(champion.tracking_uri)) == before and not list(tmp_path.glob("out.*"))

@@ -33,7 +33,7 @@ class Batch:
     source: str  # the path as given, resolved
     digest: str  # DVC's hash of that path
     kind: str  # "images", "idx" or "npz"
-    labels: np.ndarray | None = None  # (n,) when the input carries them
+    labels: np.ndarray | None = None  # (n,) when the input carries them: scoring's accuracy
 
 
 def read_batch(path: Path) -> Batch:
@@ -80,6 +80,8 @@ def _read_npz(path: Path) -> Batch:
         pixels = check_pixels(x)
     except ValueError as exc:
         raise DataIntegrityError(f"{path}: `{key}`: {exc}") from None
+    if len(pixels) == 0:
+        raise DataIntegrityError(f"{path}: no images in `{key}`")
     labels = _checked_labels(path, pixels, y)
     names = [f"{path.name}#{i}" for i in range(len(pixels))]
     return Batch(pixels, names, str(path.resolve()), file_digest(path), "npz", labels)

@@ -3,18 +3,22 @@ the batch against a sample of the champion's training split, per image feature
 (fmnist.core.drift), with Evidently's data drift preset; its HTML report and the summary go
 to the batch's scoring run.
 
-The training data is found by the hash the version records (its `data.prepared` tag, DVC's
-hash of data/prepared): in the workspace when data/prepared hashes to it, else in the DVC cache by
-that hash. Nothing else is compared with: another version's data would answer another
-question.
+The reference is the validation split of the data the version was trained on, found by the
+hash the version records (its `data.prepared` tag, DVC's hash of data/prepared): in the
+workspace when data/prepared hashes to it, else in the DVC cache by that hash. Validation, not
+train: the model never fitted it, so its confidence there is what it is on new data of the
+same kind (on its own training images it is higher, and every batch would look drifted).
+Nothing else is compared with: another version's data would answer another question.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import subprocess
+import sys
 import tempfile
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -27,12 +31,29 @@ from fmnist.errors import DataIntegrityError
 from fmnist.score import Scored, ScoringModel
 
 REPORT_ARTIFACT = "drift"
-CACHE = Path(".dvc/cache/files/md5")  # DVC 3's cache: <first 2 hex>/<the other 30>[.dir]
-TRAIN_FILE = "train.npz"
+REFERENCE_FILE = "val.npz"
+
+
+@dataclass(frozen=True)
+class Reference:
+    """The sample of the training data a batch is compared with, as features."""
+
+    features: dict[str, np.ndarray]
+    rows: int
+    where: str  # which file, found where
+
+
+def reference(params: Params, root: Path, scorer: ScoringModel) -> Reference:
+    """The version's validation split (sampled), with the version's own view of it. Resolved
+    before a batch is scored: a missing reference stops `fmnist score` before anything."""
+    path, where = training_data(root, scorer.data_version, scorer.version)
+    pixels = reference_sample(path, params.monitor)
+    proba = scorer.probabilities(pixels, params.score.batch_size)
+    return Reference(image_features(pixels, proba), len(pixels), where)
 
 
 def training_data(root: Path, data_version: str, version: int) -> tuple[Path, str]:
-    """The train split of the data the version was trained on, and where it was found."""
+    """The validation split of the data the version was trained on, and where it was found."""
     from fmnist.stages.lineage import dir_md5
 
     if not data_version.endswith(".dir"):
@@ -41,21 +62,41 @@ def training_data(root: Path, data_version: str, version: int) -> tuple[Path, st
         )
     prepared = root / layout.PREPARED
     if prepared.is_dir() and dir_md5(prepared) == data_version:
-        return prepared / TRAIN_FILE, f"{layout.PREPARED} (md5 {data_version})"
-    manifest = _cache_path(root, data_version)
+        return prepared / REFERENCE_FILE, f"{layout.PREPARED}/{REFERENCE_FILE} (md5 {data_version})"
+    missing = DataIntegrityError(
+        f"v{version}'s training data ({layout.PREPARED} md5 {data_version}) is neither in "
+        f"{layout.PREPARED} nor in the DVC cache (`dvc checkout` or `dvc pull` it)"
+    )
+    cache = cache_files(root)
     try:
-        entries = json.loads(manifest.read_text(encoding="utf-8"))
-        md5 = next(e["md5"] for e in entries if e["relpath"] == TRAIN_FILE)
+        entries = json.loads(_in_cache(cache, data_version).read_text(encoding="utf-8"))
+        md5 = next(e["md5"] for e in entries if e["relpath"] == REFERENCE_FILE)
     except (OSError, ValueError, StopIteration, KeyError, TypeError):
-        raise DataIntegrityError(
-            f"v{version}'s training data ({layout.PREPARED} md5 {data_version}) is neither in "
-            f"{layout.PREPARED} nor in the DVC cache (`dvc checkout` or `dvc pull` it)"
-        ) from None
-    return _cache_path(root, md5), f"the DVC cache ({layout.PREPARED} md5 {data_version})"
+        raise missing from None
+    found = _in_cache(cache, md5)
+    if not found.is_file():
+        raise missing
+    where = f"the DVC cache ({layout.PREPARED}/{REFERENCE_FILE} of md5 {data_version})"
+    return found, where
 
 
-def _cache_path(root: Path, md5: str) -> Path:
-    return root / CACHE / md5[:2] / md5[2:]
+def cache_files(root: Path) -> Path:
+    """Where DVC keeps file contents by md5: `dvc cache dir` (a shared or external cache
+    included), then DVC 3's `files/md5`; the default cache if DVC cannot say."""
+    default = root / ".dvc" / "cache"
+    try:
+        said = subprocess.run(
+            [sys.executable, "-m", "dvc", "cache", "dir"],
+            cwd=root, capture_output=True, text=True, timeout=60, check=True,
+        )  # fmt: skip
+        cache = Path(said.stdout.strip() or default)
+    except (OSError, subprocess.SubprocessError):
+        cache = default
+    return cache / "files" / "md5"
+
+
+def _in_cache(cache: Path, md5: str) -> Path:
+    return cache / md5[:2] / md5[2:]
 
 
 def reference_sample(path: Path, cfg: MonitorConfig) -> np.ndarray:
@@ -100,22 +141,15 @@ def drift_report(
 
 def run(
     params: Params,
-    root: Path,
     scored: Scored,
     pixels: np.ndarray,
     proba: np.ndarray,
-    scorer: ScoringModel,
+    ref: Reference,
     tracking_uri: str,
-) -> tuple[DriftSummary, str]:
-    """The batch's drift against its scorer's training data, logged to the scoring run
-    (metrics, the HTML report, the summary); returns (summary, where the reference came from)."""
-    cfg = params.monitor
-    path, where = training_data(root, scorer.data_version, scorer.version)
-    reference = reference_sample(path, cfg)
-    ref_proba = scorer.probabilities(reference, params.score.batch_size)
-    summary, snapshot = drift_report(
-        image_features(pixels, proba), image_features(reference, ref_proba), cfg
-    )
+) -> DriftSummary:
+    """The batch's drift against the reference, logged to the scoring run (metrics, the HTML
+    report, the summary)."""
+    summary, snapshot = drift_report(image_features(pixels, proba), ref.features, params.monitor)
     metrics = {"drift_share": summary.share, "drift_detected": float(summary.detected)}
     metrics |= {"drift_judged": float(summary.judged)}
     metrics |= {f"drift.{f.feature}": f.distance for f in summary.features}
@@ -126,12 +160,10 @@ def run(
             tracking_uri,
             scored.run_id,
             metrics=metrics,
-            dicts={
-                f"{REPORT_ARTIFACT}/summary.json": _summary_json(summary, where, len(reference))
-            },
+            dicts={f"{REPORT_ARTIFACT}/summary.json": _summary_json(summary, ref.where, ref.rows)},
             files=[(html, REPORT_ARTIFACT)],
         )
-    return summary, where
+    return summary
 
 
 def _summary_json(summary: DriftSummary, reference: str, rows: int) -> dict[str, Any]:

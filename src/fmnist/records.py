@@ -12,6 +12,7 @@ from fmnist.files import read_json
 DATA_TAG = "fmnist.data.prepared"  # DVC's hash of data/prepared, as dvc.lock records it
 COMMIT_TAG = "fmnist.git.commit"
 MODEL_NAME_TAG = "fmnist.model.name"
+VERSION_DATA_TAG = "data.prepared"  # the same hash on the registered version (register)
 TRAINED_KEYS = ("run_id", "model_uri", "optimizer", DATA_TAG, COMMIT_TAG, MODEL_NAME_TAG)
 
 

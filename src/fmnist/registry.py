@@ -120,6 +120,16 @@ def describe_version(uri: str, name: str, version: int, description: str) -> Non
         raise TrackingError(f"{name} v{version}: describing it: {first_line(exc)}") from None
 
 
+def model_version(uri: str, name: str, version: int) -> Any:
+    """A version as the registry holds it (description, tags, ...)."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        return client_for(uri).get_model_version(name, str(version))
+    except MlflowException as exc:
+        raise TrackingError(f"{name} v{version}: reading it: {first_line(exc)}") from None
+
+
 def undo_registration(uri: str, name: str, version: int, challenger_before: Any | None) -> str:
     """Delete a version registered by a step that then failed and give `challenger` back to
     the version that held it; returns what the registry is left as (one clause)."""

@@ -16,8 +16,8 @@ from typing import Any
 
 import numpy as np
 
-from fmnist import tracking
-from fmnist.batch_input import Batch, read_batch
+from fmnist import records, tracking
+from fmnist.batch_input import Batch
 from fmnist.config import Params
 from fmnist.core.drift import class_counts
 from fmnist.errors import DataIntegrityError, TrackingError, first_line
@@ -25,7 +25,6 @@ from fmnist.files import write_text
 from fmnist_model.images import CLASS_NAMES
 
 PREDICTIONS_ARTIFACT = "predictions"
-VERSION_DATA_TAG = "data.prepared"  # register's tag on a version: its training data's hash
 VERSION_TAG, INPUT_TAG, DIGEST_TAG = "fmnist.model_version", "fmnist.input", "fmnist.input_digest"
 
 
@@ -69,28 +68,25 @@ def load_scoring_model(uri: str, name: str, version: int | None) -> ScoringModel
     try:
         found = client_for(uri).get_model_version(name, str(number))
         model = mlflow.pyfunc.load_model(f"models:/{name}/{number}")
-    except MlflowException as exc:
+    except (MlflowException, OSError, ValueError) as exc:  # Keras: a missing or broken file
         raise TrackingError(f"models:/{name}/{number}: {first_line(exc)}") from None
-    data_version = str(found.tags.get(VERSION_DATA_TAG, ""))
+    data_version = str(found.tags.get(records.VERSION_DATA_TAG, ""))
     return ScoringModel(name, number, str(found.run_id), data_version, model)
 
 
-def run(
-    params: Params,
-    input_path: Path,
-    out: Path,
-    tracking_uri: str,
-    version: int | None = None,
-) -> tuple[Scored, Batch, ScoringModel, np.ndarray]:
-    """Score the batch at input_path; returns what was scored with what (and the batch, the
-    model and its probabilities, for the drift check)."""
-    batch = read_batch(input_path)  # bad input: one line, before any run or file
+def check_output(out: Path) -> None:
     if out.suffix != ".csv":
         raise DataIntegrityError(f"{out}: the predictions file must be a .csv")
-    scorer = load_scoring_model(tracking_uri, params.register_.model_name, version)
+
+
+def run(
+    params: Params, batch: Batch, scorer: ScoringModel, out: Path, tracking_uri: str
+) -> tuple[Scored, np.ndarray]:
+    """Score a batch (read_batch) with a version (load_scoring_model): its predictions file
+    and scoring run; returns what was scored with what, and the probabilities."""
+    check_output(out)
     proba = scorer.probabilities(batch.pixels, params.score.batch_size)
-    scored = _record(params, batch, scorer, proba, out, tracking_uri)
-    return scored, batch, scorer, proba
+    return _record(params, batch, scorer, proba, out, tracking_uri), proba
 
 
 def _record(
@@ -107,7 +103,7 @@ def _record(
     labels = [CLASS_NAMES[i] for i in proba.argmax(axis=1)]
     counts, confidence = class_counts(labels), float(proba.max(axis=1).mean())
     tags = {VERSION_TAG: str(scorer.version), INPUT_TAG: batch.source, DIGEST_TAG: batch.digest}
-    name = f"{Path(batch.source).name}-v{scorer.version}"
+    name = Path(batch.source).name  # the dataset's name; the run's says the version too
     text = predictions_csv(batch, proba)
     with tracking.tracked_run(
         tracking_uri, params.score.experiment, run_name=name, tags=tags
@@ -124,6 +120,8 @@ def _record(
         )
         metrics = {"rows": len(labels), "mean_confidence": confidence}
         metrics |= {f"count.{metric_key(k)}": v for k, v in counts.items()}
+        if batch.labels is not None:  # a labelled batch (IDX pair, .npz with y): how right
+            metrics["accuracy"] = float((proba.argmax(axis=1) == batch.labels).mean())
         tracking.log_metrics(metrics)
         tracking.log_text(text, f"{PREDICTIONS_ARTIFACT}/{out.name}")
         digest = batch.digest.removesuffix(".dir")

@@ -104,6 +104,8 @@ def test_the_test_set_does_not_drift_and_starts_nothing(scoring_stack: Stack) ->
     run = _scoring_runs(scoring_stack.tracking_uri)[-1]
     assert run.info.status == "FINISHED" and run.data.params["model_version"] == "1"
     assert run.data.metrics["rows"] == 10000 and run.data.metrics["drift_detected"] == 0.0
+    evaluated = json.loads((scoring_stack.repo / "metrics/evaluate.json").read_text())
+    assert run.data.metrics["accuracy"] == pytest.approx(evaluated["test_accuracy"], abs=1e-4)
     (scored,) = run.inputs.dataset_inputs
     assert scored.dataset.source and json.loads(scored.dataset.source)
     assert {t.key: t.value for t in scored.tags}["mlflow.data.context"] == "scoring"

@@ -102,28 +102,35 @@ def test_each_version_is_described_by_its_card(
 
 
 @pytest.mark.slow  # several runs and versions in a real store
-def test_a_card_that_cannot_be_written_undoes_the_registration(
+def test_a_card_that_cannot_be_written_keeps_the_decision_and_is_completed_next_run(
     tmp_path: Path,
     prepared_dir: Path,
     tiny_params: Params,
     tracking_uri: str,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    """The rule moved `champion` (its decision, not the failure's): the version and the alias
+    stay, the error says the card is pending, and the next run of register completes it."""
     import fmnist.registry
 
-    register(tiny_params, trained_run(tmp_path, prepared_dir, tiny_params, tracking_uri, 5),
+    register(tiny_params, trained_run(tmp_path, prepared_dir, tiny_params, tracking_uri, 30),
              tracking_uri)  # fmt: skip
-    worse = trained_run(tmp_path, prepared_dir, tiny_params, tracking_uri, wrong=30)
+    better = trained_run(tmp_path, prepared_dir, tiny_params, tracking_uri, wrong=5)
+    describe = fmnist.registry.describe_version
 
     def refuse(*args: object) -> None:
         raise TrackingError("fashion-mnist v2: describing it: read-only")
 
     monkeypatch.setattr(fmnist.registry, "describe_version", refuse)
-    with pytest.raises(TrackingError, match="read-only; the registry is as it was before"):
-        register(tiny_params, worse, tracking_uri)
+    with pytest.raises(TrackingError, match="read-only; its card still says pending"):
+        register(tiny_params, better, tracking_uri)
     client = MlflowClient(tracking_uri)
-    assert [v.version for v in client.search_model_versions("name='fashion-mnist'")] == [1]
-    assert client.get_model_version_by_alias("fashion-mnist", "challenger").version == 1
+    assert client.get_model_version_by_alias("fashion-mnist", "champion").version == 2
+    assert "*pending*" in client.get_model_version("fashion-mnist", "2").description
+    monkeypatch.setattr(fmnist.registry, "describe_version", describe)
+    assert register(tiny_params, better, tracking_uri)["version"] == 2
+    card = client.get_model_version("fashion-mnist", "2").description
+    assert "*pending*" not in card and "**promoted to `champion`**" in card, card
 
 
 def test_a_run_that_is_gone_is_one_line(tiny_params: Params, tracking_uri: str) -> None:

@@ -44,14 +44,19 @@ def score(
     tracking_uri_: TrackingOpt = None,
 ) -> None:
     """Classify a batch; predictions file + an MLflow run in the scoring experiment."""
+    import fmnist.score as batch_scoring
     from fmnist import monitor as drift_check
-    from fmnist import score as scoring
+    from fmnist.batch_input import read_batch
 
     p, uri = load_params(params), tracking_uri(tracking_uri_)
-    dest = out or scoring.default_output(input_)
-    scored, batch, scorer, proba = scoring.run(p, input_, dest, uri, version)
-    for line in scoring.report_lines(scored, p.score.experiment):
+    dest = out or batch_scoring.default_output(input_)
+    batch_scoring.check_output(dest)
+    batch = read_batch(input_)  # bad input: one line, before anything starts
+    scorer = batch_scoring.load_scoring_model(uri, p.register_.model_name, version)
+    ref = drift_check.reference(p, Path.cwd(), scorer) if monitor else None
+    scored, proba = batch_scoring.run(p, batch, scorer, dest, uri)
+    for line in batch_scoring.report_lines(scored, p.score.experiment):
         typer.echo(line)
-    if monitor:
-        summary, where = drift_check.run(p, Path.cwd(), scored, batch.pixels, proba, scorer, uri)
-        typer.echo(f"{summary.headline()} [reference: {where}]")
+    if ref is not None:
+        summary = drift_check.run(p, scored, batch.pixels, proba, ref, uri)
+        typer.echo(f"{summary.headline()} [reference: {ref.where}]")

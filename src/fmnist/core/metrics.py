@@ -70,12 +70,10 @@ def flat_class_metrics(per_class: dict[str, dict[str, float]]) -> dict[str, floa
 
 def confusion_figure(confusion: np.ndarray) -> Any:
     """A labelled confusion-matrix figure (matplotlib, no display needed)."""
-    import matplotlib
+    from matplotlib.figure import Figure  # no pyplot: nothing kept once the figure is saved
 
-    matplotlib.use("Agg")
-    from matplotlib import pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(8, 7), dpi=100)
+    fig = Figure(figsize=(8, 7), dpi=100)
+    ax = fig.subplots()
     ax.imshow(confusion, cmap="Blues")
     ticks = np.arange(len(CLASS_NAMES))
     ax.set_xticks(ticks, CLASS_NAMES, rotation=45, ha="right")

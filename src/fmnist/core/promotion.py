@@ -23,6 +23,14 @@ class Decision:
     compared_version: int | None = None
     compared_accuracy: float | None = None
 
+    @classmethod
+    def from_tags(cls, tags: dict[str, str]) -> Decision | None:
+        """The decision as_tags recorded on a version; None if none was."""
+        if "fmnist.promotion.reason" not in tags:
+            return None
+        promoted = tags.get("fmnist.promotion.promoted") == "true"
+        return cls(promoted, tags["fmnist.promotion.reason"])
+
     def as_tags(self) -> dict[str, str]:
         return {
             "fmnist.promotion.promoted": str(self.promote).lower(),

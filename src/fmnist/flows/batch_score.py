@@ -14,9 +14,10 @@ from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 
+import fmnist.score as batch_scoring
 from fmnist import layout
 from fmnist import monitor as drift_check
-from fmnist import score as scoring
+from fmnist.batch_input import read_batch
 from fmnist.config import Params, load_params
 from fmnist.core.drift import DriftSummary, markdown
 from fmnist.flows.common import tracking_uri
@@ -27,37 +28,46 @@ ARTIFACT_KEY = "fashion-mnist-batch-score"
 @task(name="score", cache_policy=NO_CACHE)
 def score(
     params: Params, input_path: Path, out: Path, uri: str, version: int | None
-) -> tuple[scoring.Scored, np.ndarray, scoring.ScoringModel, np.ndarray]:
-    """The batch's predictions file and scoring run (see fmnist.score)."""
-    scored, batch, scorer, proba = scoring.run(params, input_path, out, uri, version)
-    for line in scoring.report_lines(scored, params.score.experiment):
+) -> tuple[batch_scoring.Scored, np.ndarray, np.ndarray, drift_check.Reference]:
+    """The batch's predictions file and scoring run (fmnist.score); the drift reference is
+    resolved first, so a missing one stops the run before anything is written."""
+    batch_scoring.check_output(out)
+    batch = read_batch(input_path)
+    scorer = batch_scoring.load_scoring_model(uri, params.register_.model_name, version)
+    ref = drift_check.reference(params, Path.cwd(), scorer)
+    scored, proba = batch_scoring.run(params, batch, scorer, out, uri)
+    for line in batch_scoring.report_lines(scored, params.score.experiment):
         get_run_logger().info(line)
-    return scored, batch.pixels, scorer, proba
+    return scored, batch.pixels, proba, ref
 
 
 @task(name="monitor", cache_policy=NO_CACHE)
 def monitor(
     params: Params,
-    scored: scoring.Scored,
+    scored: batch_scoring.Scored,
     pixels: np.ndarray,
     proba: np.ndarray,
-    scorer: scoring.ScoringModel,
+    ref: drift_check.Reference,
     uri: str,
-) -> tuple[DriftSummary, str]:
-    """Drift against the scoring version's training data, logged to the scoring run."""
-    summary, where = drift_check.run(params, Path.cwd(), scored, pixels, proba, scorer, uri)
-    get_run_logger().info(f"{summary.headline()} [reference: {where}]")
-    return summary, where
+) -> DriftSummary:
+    """Drift against the scoring version's validation data, logged to the scoring run."""
+    summary = drift_check.run(params, scored, pixels, proba, ref, uri)
+    get_run_logger().info(f"{summary.headline()} [reference: {ref.where}]")
+    return summary
 
 
 @task(name="retrain", cache_policy=NO_CACHE)
-def retrain(deployment: str, scored: scoring.Scored, summary: DriftSummary) -> dict[str, str]:
+def retrain(deployment: str, scored: batch_scoring.Scored, summary: DriftSummary) -> dict[str, str]:
     """Start (not await) a run of the retraining deployment; its id and name."""
     from prefect.client.schemas.objects import FlowRun
     from prefect.deployments import run_deployment
 
     started = run_deployment(
         name=deployment,
+        # force: every stage runs, a new run and version, on the data DVC versions now (new
+        # labelled data comes in through download/prepare); unchanged data makes the same
+        # model, and the promotion rule keeps the champion
+        parameters={"force": True},
         timeout=0,  # started, not awaited: training takes its own time on its own worker
         as_subflow=False,
         tags=["fmnist", "retrain-on-drift"],
@@ -81,16 +91,16 @@ def batch_score(
     params = load_params(root / layout.PARAMS)
     uri = tracking_uri(root)
     input_path = root / input
-    dest = root / out if out else scoring.default_output(input_path)
-    scored, pixels, scorer, proba = score(params, input_path, dest, uri, version)
-    summary, where = monitor(params, scored, pixels, proba, scorer, uri)
+    dest = root / out if out else batch_scoring.default_output(input_path)
+    scored, pixels, proba, ref = score(params, input_path, dest, uri, version)
+    summary = monitor(params, scored, pixels, proba, ref, uri)
     deployment = params.monitor.retrain_deployment
     started = (
         retrain(deployment, scored, summary)
         if summary.detected and retrain_on_drift and deployment
         else None
     )
-    text = report(scored, summary, where, started)
+    text = report(scored, summary, ref.where, started)
     create_markdown_artifact(key=ARTIFACT_KEY, markdown=text, description="Scored batch")
     return {
         "run_id": scored.run_id,
@@ -105,7 +115,7 @@ def batch_score(
 
 
 def report(
-    scored: scoring.Scored, summary: DriftSummary, where: str, started: dict[str, str] | None
+    scored: batch_scoring.Scored, summary: DriftSummary, where: str, started: dict[str, str] | None
 ) -> str:
     """The flow's markdown artifact: what was scored, the drift section, what happened next."""
     counts = " | ".join(str(n) for n in scored.counts.values())

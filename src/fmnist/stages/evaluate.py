@@ -122,12 +122,10 @@ def _staged(folder: Path, artifact: str) -> tuple[Path, str]:
 
 def curves_figure(history: Mapping[str, Sequence[float]]) -> Any:
     """Loss and accuracy per epoch (train and val, as logged) side by side (matplotlib)."""
-    import matplotlib
+    from matplotlib.figure import Figure  # no pyplot: nothing kept once the figure is saved
 
-    matplotlib.use("Agg")
-    from matplotlib import pyplot as plt
-
-    fig, axes = plt.subplots(1, 2, figsize=(8, 3.2), dpi=100)
+    fig = Figure(figsize=(8, 3.2), dpi=100)
+    axes = fig.subplots(1, 2)
     for ax, metric in zip(axes, ("loss", "accuracy"), strict=True):
         for key, label in ((metric, "train"), (f"val_{metric}", "val")):
             values = history.get(key, [])

@@ -71,7 +71,7 @@ def register_trained(
     tags = {
         **{k: f"{v:.4f}" for k, v in metrics.items()},
         "run_id": trained["run_id"],
-        "data.prepared": trained[records.DATA_TAG],
+        records.VERSION_DATA_TAG: trained[records.DATA_TAG],
         "git.commit": trained[records.COMMIT_TAG],
         "optimizer": trained["optimizer"],
         "model.name": trained[records.MODEL_NAME_TAG],
@@ -100,17 +100,16 @@ def _promote_or_undo(
     challenger_before: Any,
     facts: CardFacts,
 ) -> None:
-    """The promotion rule on a version, its result added to the version's card (only when
-    this step created it: a card says its first decision); if that fails and this step
-    created the version, the registration is undone (`challenger` goes back)."""
-    from fmnist.core.card import model_card
-    from fmnist.registry import describe_version, undo_registration
+    """The promotion rule on a version; if the rule fails and this step created the version,
+    the registration is undone (`challenger` goes back). Then the rule's result goes into the
+    version's card: after the rule, never undoing it (a moved `champion` was the rule's
+    decision); a card left *pending* by a failure is completed by the next run."""
+    from fmnist.core.card import PENDING, model_card
+    from fmnist.registry import describe_version, model_version, undo_registration
 
     name = params.register_.model_name
     try:
         decision = _apply_rule(params, version, tracking_uri, by_hand=False)
-        if created:
-            describe_version(tracking_uri, name, version, model_card(facts, decision))
     except BaseException as exc:
         left = (
             undo_registration(tracking_uri, name, version, challenger_before)
@@ -120,6 +119,16 @@ def _promote_or_undo(
         if isinstance(exc, FmnistError):
             raise TrackingError(f"{first_line(exc)}; {left}") from None
         raise
+    if not created:  # a card left pending gets the decision recorded on the version
+        registered = model_version(tracking_uri, name, version)
+        if PENDING not in str(registered.description or ""):
+            return
+        decision = Decision.from_tags(dict(registered.tags)) or decision
+    try:
+        describe_version(tracking_uri, name, version, model_card(facts, decision))
+    except TrackingError as exc:
+        again = "run register again to complete it"
+        raise TrackingError(f"{exc}; its card still says pending ({again})") from None
 
 
 def _read_run(tracking_uri: str, run_id: str) -> Any:

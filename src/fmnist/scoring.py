@@ -102,6 +102,8 @@ def load_version(
         model = mlflow.pyfunc.load_model(uri, dst_path=None if dst_path is None else str(dst_path))
     except MlflowException as exc:
         raise TrackingError(f"{uri}: {first_line(exc)}") from None
+    except (OSError, ValueError) as exc:  # Keras' own: a missing or broken model file
+        raise TrackingError(f"{uri}: {type(exc).__name__}: {first_line(exc)}") from None
     return ServedModel(name, version, model)
 
 

@@ -22,6 +22,7 @@ import pytest
 from fmnist.champion import promote
 from fmnist.champion_watch import load_warm
 from fmnist.config import parse_params
+from fmnist.errors import TrackingError
 from tests.integration.test_serving import BIN, Served, start_server, stop_server
 from tests.scoring_helpers import (
     MODEL_NAME,
@@ -251,7 +252,9 @@ def test_a_version_that_cannot_load_leaves_the_old_one_answering(
     assert failed(answers) == [] and versions_of(answers) == {before}
     (line,) = [line for line in said.splitlines() if "could not be loaded" in line]  # said once
     assert line.startswith("WARNING:") and f"still serving v{before}" in line
-    assert re.search(rf"v{broken} could not be loaded \(\w+Error: .+\); still serving", line)
+    assert re.search(
+        rf"v{broken} could not be loaded \(models:/\S+/{broken}: \w+Error: .+\); still", line
+    )
     assert "Traceback" not in said
 
 
@@ -297,7 +300,7 @@ def test_a_real_version_loads_warm_and_a_broken_one_leaves_nothing(
     assert sum(Path(entry).is_relative_to(workdir) for entry in sys.path) == 1  # v1's code
 
     broken = register_broken_copy(champion, 1, tmp_path / "broken")
-    with pytest.raises(ValueError, match="model.keras"):  # Keras' words for a cut-short file
+    with pytest.raises(TrackingError, match="ValueError: .*model.keras"):  # Keras' words
         load_warm(champion.tracking_uri, MODEL_NAME, broken, workdir)
     assert not (workdir / f"v{broken}").exists()
     assert [e for e in sys.path if Path(e).is_relative_to(workdir)] == [

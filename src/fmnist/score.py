@@ -12,17 +12,20 @@ import csv
 import io
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from fmnist import records, tracking
-from fmnist.batch_input import Batch
+from fmnist.batch_input import Batch, read_batch
 from fmnist.config import Params
 from fmnist.core.drift import class_counts
 from fmnist.errors import DataIntegrityError, TrackingError, first_line
 from fmnist.files import write_text
 from fmnist_model.images import CLASS_NAMES
+
+if TYPE_CHECKING:
+    from fmnist.monitor import Reference
 
 PREDICTIONS_ARTIFACT = "predictions"
 VERSION_TAG, INPUT_TAG, DIGEST_TAG = "fmnist.model_version", "fmnist.input", "fmnist.input_digest"
@@ -58,18 +61,19 @@ class Scored:
 
 
 def load_scoring_model(uri: str, name: str, version: int | None) -> ScoringModel:
-    """Version `version` of the registered model, or the champion's, loaded by its number."""
-    import mlflow.pyfunc
+    """Version `version` of the registered model, or the champion's, loaded by its number
+    (fmnist.scoring.load_version, as `fmnist serve` loads it)."""
     from mlflow.exceptions import MlflowException
 
     from fmnist.registry import champion_version, client_for
+    from fmnist.scoring import load_version
 
     number = champion_version(uri, name) if version is None else version
     try:
         found = client_for(uri).get_model_version(name, str(number))
-        model = mlflow.pyfunc.load_model(f"models:/{name}/{number}")
-    except (MlflowException, OSError, ValueError) as exc:  # Keras: a missing or broken file
+    except MlflowException as exc:
         raise TrackingError(f"models:/{name}/{number}: {first_line(exc)}") from None
+    model = load_version(uri, name, number).model
     data_version = str(found.tags.get(records.VERSION_DATA_TAG, ""))
     return ScoringModel(name, number, str(found.run_id), data_version, model)
 
@@ -77,6 +81,35 @@ def load_scoring_model(uri: str, name: str, version: int | None) -> ScoringModel
 def check_output(out: Path) -> None:
     if out.suffix != ".csv":
         raise DataIntegrityError(f"{out}: the predictions file must be a .csv")
+
+
+@dataclass(frozen=True)
+class Outcome:
+    scored: Scored
+    pixels: np.ndarray  # the batch's (n, 28, 28) uint8 images
+    proba: np.ndarray  # (n, 10)
+    reference: Reference | None  # the drift check's, when asked for
+
+
+def score_input(
+    params: Params,
+    input_path: Path,
+    out: Path,
+    tracking_uri: str,
+    version: int | None,
+    reference_root: Path | None,
+) -> Outcome:
+    """`fmnist score` and the flow's `score` task: the batch read, the version loaded and,
+    with reference_root, the drift reference resolved from it (fmnist.monitor), all before
+    anything is written; then the batch scored (run)."""
+    from fmnist import monitor  # it imports this module
+
+    check_output(out)
+    batch = read_batch(input_path)  # bad input: one line, before anything starts
+    scorer = load_scoring_model(tracking_uri, params.register_.model_name, version)
+    ref = None if reference_root is None else monitor.reference(params, reference_root, scorer)
+    scored, proba = run(params, batch, scorer, out, tracking_uri)
+    return Outcome(scored, batch.pixels, proba, ref)
 
 
 def run(

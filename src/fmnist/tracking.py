@@ -209,7 +209,7 @@ def sweep_run(uri: str, experiment: str, name: str, plan: Sequence[Any]) -> Iter
 
 def run_metrics(uri: str, run_id: str) -> dict[str, float]:
     """The latest value of each metric a run logged."""
-    return dict(_run_data(uri, run_id).metrics)
+    return dict(get_run(uri, run_id).data.metrics)
 
 
 def metric_history(uri: str, run_id: str, keys: Sequence[str]) -> dict[str, list[float]]:
@@ -245,14 +245,15 @@ def log_artifact(path: Path, artifact_path: str | None = None) -> None:
     mlflow.log_artifact(str(path), artifact_path)
 
 
-def _run_data(uri: str, run_id: str) -> Any:
+def get_run(uri: str, run_id: str) -> Any:
+    """The run as the store holds it (params, metrics, tags, datasets)."""
     load_mlflow()  # the first import of the process is a long-lived one
     from mlflow import MlflowClient
     from mlflow.exceptions import MlflowException
 
     open_store(uri)
     try:
-        return MlflowClient(uri).get_run(run_id).data
+        return MlflowClient(uri).get_run(run_id)
     except MlflowException as exc:
         raise TrackingError(f"MLflow at {redact(uri)}: run {run_id}: {first_line(exc)}") from None
 

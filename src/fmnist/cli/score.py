@@ -46,17 +46,13 @@ def score(
     """Classify a batch; predictions file + an MLflow run in the scoring experiment."""
     import fmnist.score as batch_scoring
     from fmnist import monitor as drift_check
-    from fmnist.batch_input import read_batch
 
     p, uri = load_params(params), tracking_uri(tracking_uri_)
     dest = out or batch_scoring.default_output(input_)
-    batch_scoring.check_output(dest)
-    batch = read_batch(input_)  # bad input: one line, before anything starts
-    scorer = batch_scoring.load_scoring_model(uri, p.register_.model_name, version)
-    ref = drift_check.reference(p, Path.cwd(), scorer) if monitor else None
-    scored, proba = batch_scoring.run(p, batch, scorer, dest, uri)
-    for line in batch_scoring.report_lines(scored, p.score.experiment):
+    root = Path.cwd() if monitor else None  # the drift reference is found from here
+    done = batch_scoring.score_input(p, input_, dest, uri, version, root)
+    for line in batch_scoring.report_lines(done.scored, p.score.experiment):
         typer.echo(line)
-    if ref is not None:
-        summary = drift_check.run(p, scored, batch.pixels, proba, ref, uri)
-        typer.echo(f"{summary.headline()} [reference: {ref.where}]")
+    if done.reference is not None:
+        summary = drift_check.run(p, done.scored, done.pixels, done.proba, done.reference, uri)
+        typer.echo(f"{summary.headline()} [reference: {done.reference.where}]")

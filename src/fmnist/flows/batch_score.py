@@ -9,7 +9,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
@@ -17,7 +16,6 @@ from prefect.cache_policies import NO_CACHE
 import fmnist.score as batch_scoring
 from fmnist import layout
 from fmnist import monitor as drift_check
-from fmnist.batch_input import read_batch
 from fmnist.config import Params, load_params
 from fmnist.core.drift import DriftSummary, markdown
 from fmnist.flows.common import tracking_uri
@@ -28,30 +26,21 @@ ARTIFACT_KEY = "fashion-mnist-batch-score"
 @task(name="score", cache_policy=NO_CACHE)
 def score(
     params: Params, input_path: Path, out: Path, uri: str, version: int | None
-) -> tuple[batch_scoring.Scored, np.ndarray, np.ndarray, drift_check.Reference]:
+) -> batch_scoring.Outcome:
     """The batch's predictions file and scoring run (fmnist.score); the drift reference is
     resolved first, so a missing one stops the run before anything is written."""
-    batch_scoring.check_output(out)
-    batch = read_batch(input_path)
-    scorer = batch_scoring.load_scoring_model(uri, params.register_.model_name, version)
-    ref = drift_check.reference(params, Path.cwd(), scorer)
-    scored, proba = batch_scoring.run(params, batch, scorer, out, uri)
-    for line in batch_scoring.report_lines(scored, params.score.experiment):
+    done = batch_scoring.score_input(params, input_path, out, uri, version, Path.cwd())
+    for line in batch_scoring.report_lines(done.scored, params.score.experiment):
         get_run_logger().info(line)
-    return scored, batch.pixels, proba, ref
+    return done
 
 
 @task(name="monitor", cache_policy=NO_CACHE)
-def monitor(
-    params: Params,
-    scored: batch_scoring.Scored,
-    pixels: np.ndarray,
-    proba: np.ndarray,
-    ref: drift_check.Reference,
-    uri: str,
-) -> DriftSummary:
+def monitor(params: Params, done: batch_scoring.Outcome, uri: str) -> DriftSummary:
     """Drift against the scoring version's validation data, logged to the scoring run."""
-    summary = drift_check.run(params, scored, pixels, proba, ref, uri)
+    ref = done.reference
+    assert ref is not None  # the score task resolved it: this flow always monitors
+    summary = drift_check.run(params, done.scored, done.pixels, done.proba, ref, uri)
     get_run_logger().info(f"{summary.headline()} [reference: {ref.where}]")
     return summary
 
@@ -92,15 +81,16 @@ def batch_score(
     uri = tracking_uri(root)
     input_path = root / input
     dest = root / out if out else batch_scoring.default_output(input_path)
-    scored, pixels, proba, ref = score(params, input_path, dest, uri, version)
-    summary = monitor(params, scored, pixels, proba, ref, uri)
+    done = score(params, input_path, dest, uri, version)
+    summary = monitor(params, done, uri)
+    scored, where = done.scored, done.reference.where if done.reference else ""
     deployment = params.monitor.retrain_deployment
     started = (
         retrain(deployment, scored, summary)
         if summary.detected and retrain_on_drift and deployment
         else None
     )
-    text = report(scored, summary, ref.where, started)
+    text = report(scored, summary, where, started)
     create_markdown_artifact(key=ARTIFACT_KEY, markdown=text, description="Scored batch")
     return {
         "run_id": scored.run_id,

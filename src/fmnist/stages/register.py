@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from fmnist import layout, records
+from fmnist import layout, records, tracking
 from fmnist.config import Params
 from fmnist.core.promotion import Decision
 from fmnist.errors import FmnistError, TrackingError, first_line
@@ -64,7 +64,7 @@ def register_trained(
     from fmnist.core.card import model_card
     from fmnist.registry import register_version, registered_record
 
-    run = _read_run(tracking_uri, trained["run_id"])
+    run = tracking.get_run(tracking_uri, trained["run_id"])  # its params, datasets
     trained_with = {  # the params the model was trained with (a flow run's overrides included)
         k: v for k, v in run.data.params.items() if k.startswith(("model.", "train."))
     }
@@ -129,19 +129,6 @@ def _promote_or_undo(
     except TrackingError as exc:
         again = "run register again to complete it"
         raise TrackingError(f"{exc}; its card still says pending ({again})") from None
-
-
-def _read_run(tracking_uri: str, run_id: str) -> Any:
-    """The training's run as the store holds it: params, metrics, datasets."""
-    from mlflow.exceptions import MlflowException
-
-    from fmnist.registry import client_for
-
-    try:
-        return client_for(tracking_uri).get_run(run_id)
-    except MlflowException as exc:
-        where = f"MLflow at {redact(tracking_uri)}: run {run_id}"
-        raise TrackingError(f"{where}: {first_line(exc)}") from None
 
 
 def _card_facts(

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import re
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,7 +16,7 @@ import numpy as np
 import pytest
 
 from fmnist import stack
-from tests.integration.conftest import Runner, copy_repo, make_runner, runner_env
+from tests.integration.conftest import Runner, copy_repo, data_mirror, make_runner, runner_env
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -29,8 +30,10 @@ from prefect import get_client
 from prefect.client.schemas.filters import FlowFilter, FlowFilterName
 with get_client(sync_client=True) as client:
     runs = client.read_flow_runs(flow_filter=FlowFilter(name=FlowFilterName(any_=[sys.argv[1]])))
-print(json.dumps([{"id": str(r.id), "name": r.name, "tags": r.tags} for r in runs]))
+print(json.dumps([{"id": str(r.id), "name": r.name, "tags": r.tags,
+                   "state": r.state.type.value if r.state else None} for r in runs]))
 """
+FINAL = {"COMPLETED", "FAILED", "CRASHED", "CANCELLED"}
 
 
 @dataclass
@@ -50,7 +53,7 @@ def scoring_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         prefect_port=stack.free_port(),
         mlflow_port=stack.free_port(),
         tracking_uri=tracking_uri,
-        env={},
+        env={"FMNIST_DATA_MIRROR": data_mirror()},  # the worker's: retraining downloads
     )
     try:
         stack.up(cfg)
@@ -122,10 +125,19 @@ def test_a_brightened_batch_drifts_and_starts_retraining(scoring_stack: Stack) -
     assert "### drift: " in newest and "Retraining started" in newest, newest
     (started,) = _retraining_runs(scoring_stack)
     assert "retrain-on-drift" in started["tags"] and str(started["name"]) in text
-    scoring_stack.run("prefect", "flow-run", "cancel", str(started["id"]))  # not needed here
+    deadline = time.monotonic() + 600  # the retraining runs on the stack's worker
+    while started["state"] not in FINAL and time.monotonic() < deadline:
+        time.sleep(2)
+        (started,) = _retraining_runs(scoring_stack)
+    assert started["state"] == "COMPLETED", started  # a real training, registered
+    from mlflow import MlflowClient
+
+    versions = MlflowClient(scoring_stack.tracking_uri).search_model_versions(
+        "name='fashion-mnist'"
+    )
+    assert sorted(int(v.version) for v in versions) == [1, 2]
     run = _scoring_runs(scoring_stack.tracking_uri)[-1]
     assert run.data.metrics["drift_detected"] == 1.0 and run.data.metrics["drift_share"] >= 0.5
-    from mlflow import MlflowClient
 
     listed = {
         f.path

@@ -7,7 +7,14 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+)
 
 from fmnist.errors import ConfigError
 
@@ -22,7 +29,9 @@ Activation = Literal[
     "silu", "swish", "leaky_relu", "relu6", "hard_sigmoid", "exponential", "linear",
 ]  # fmt: skip
 Optimizer = Literal["sgd", "adagrad", "rmsprop", "adam"]
+Schedule = Literal["constant", "cosine"]  # the learning rate over the training
 PositiveInt = Annotated[int, Field(gt=0)]
+Dropout = Annotated[float, Field(ge=0, lt=1)]
 
 
 class _Frozen(BaseModel):
@@ -48,6 +57,11 @@ class LayerConfig(_Frozen):
     units: PositiveInt
     activation: Activation
     name: str | None = None
+    # Beyond the tutorial (the search uses them; the defaults add no layer): the Dense
+    # layer's output normalised per batch before its activation, and dropped at this rate
+    # after it (in training only).
+    batch_norm: bool = False
+    dropout: Dropout = 0.0
 
 
 class ModelConfig(_Frozen):
@@ -67,6 +81,9 @@ class ModelConfig(_Frozen):
 class TrainConfig(_Frozen):
     optimizer: Optimizer = "rmsprop"
     learning_rate: Annotated[float, Field(gt=0)] = 0.001
+    # constant: learning_rate throughout (the tutorial); cosine: from learning_rate down to 0
+    # along a cosine over all the training's steps
+    schedule: Schedule = "constant"
     momentum: Annotated[float, Field(ge=0, lt=1)] = 0.0  # sgd only
     epochs: PositiveInt = 5
     batch_size: PositiveInt = 32
@@ -110,6 +127,64 @@ class MonitorConfig(_Frozen):
     retrain_deployment: str = Field(default="fashion-mnist-pipeline/default", pattern=r"^$|^.+/.+$")
 
 
+def _ordered(pair: tuple[Any, Any]) -> tuple[Any, Any]:
+    if pair[0] > pair[1]:
+        raise ValueError(f"empty range [{pair[0]}, {pair[1]}] (low > high)")
+    return pair
+
+
+IntRange = Annotated[tuple[int, int], AfterValidator(_ordered)]  # [low, high], both included
+FloatRange = Annotated[tuple[float, float], AfterValidator(_ordered)]
+
+
+class SearchSpace(_Frozen):
+    """What `fmnist search` may try: plain Dense networks the model section can express."""
+
+    layers: IntRange = (1, 4)  # hidden layers
+    units: IntRange = (32, 1024)  # per layer, log scale
+    activations: tuple[Activation, ...] = Field(
+        default=("relu", "elu", "gelu", "tanh"), min_length=1
+    )
+    dropout: FloatRange = (0.0, 0.5)  # per layer
+    batch_norm: tuple[bool, ...] = Field(default=(False, True), min_length=1)
+    optimizers: tuple[Optimizer, ...] = Field(
+        default=("sgd", "adagrad", "rmsprop", "adam"), min_length=1
+    )
+    learning_rate: FloatRange = (1e-4, 1e-2)  # log scale
+    schedules: tuple[Schedule, ...] = Field(default=("constant", "cosine"), min_length=1)
+    batch_sizes: tuple[PositiveInt, ...] = Field(default=(32, 64, 128, 256), min_length=1)
+    epochs: IntRange = (5, 40)
+
+    @field_validator("units", "layers", "epochs", "learning_rate")
+    @classmethod
+    def _positive(cls, pair: tuple[float, float]) -> tuple[float, float]:
+        if pair[0] <= 0:
+            raise ValueError(f"must be above 0, got [{pair[0]}, {pair[1]}]")
+        return pair
+
+    @field_validator("dropout")
+    @classmethod
+    def _a_rate(cls, pair: tuple[float, float]) -> tuple[float, float]:
+        if pair[0] < 0 or pair[1] >= 1:
+            raise ValueError(f"a rate in [0, 1), got [{pair[0]}, {pair[1]}]")
+        return pair
+
+
+class SearchConfig(_Frozen):
+    """`fmnist search`: an Optuna study (TPE sampler, median pruner on val_accuracy)."""
+
+    study: str = Field(default="fashion-mnist-search", min_length=1, pattern=r"^[\w.\-]+$")
+    trials: PositiveInt = 30  # per invocation: running it again adds as many to the study
+    timeout: Annotated[float, Field(ge=0)] = 3600  # seconds; no new trial starts after it (0: none)
+    seed: int = 42  # the sampler's
+    startup_trials: Annotated[int, Field(ge=0)] = 5  # random trials before TPE and pruning
+    warmup_epochs: Annotated[int, Field(ge=0)] = 3  # no trial is pruned before this epoch
+    # The best is trained again through DVC with prepare.val_size this small (more of the
+    # data to learn from, still a held-out check); None: the split the trials had.
+    refit_val_size: Annotated[float, Field(gt=0, lt=1)] | None = 0.05
+    space: SearchSpace = SearchSpace()
+
+
 class TrackingConfig(_Frozen):
     experiment: str = Field(default="fashion-mnist", min_length=1)
 
@@ -127,6 +202,7 @@ class Params(_Frozen):
     tracking: TrackingConfig = TrackingConfig()
     score: ScoreConfig = ScoreConfig()
     monitor: MonitorConfig = MonitorConfig()
+    search: SearchConfig = SearchConfig()
 
 
 def parse_params(raw: Mapping[str, Any] | None, source: str = "params.yaml") -> Params:

@@ -201,6 +201,8 @@ def set_params_for(root: Path, overrides: RunOverrides) -> list[str]:
 
     params_file = root / PARAMS
     current = load_params(params_file)
-    dotted = dotted_overrides(overrides, [layer.model_dump() for layer in current.model.hidden])
+    dotted = dotted_overrides(
+        overrides, [layer.model_dump(exclude_defaults=True) for layer in current.model.hidden]
+    )
     load_params(params_file, dotted)
     return set_param_args(dotted)

@@ -48,3 +48,9 @@ class TrainingError(FmnistError):
     the last validation accuracy is at chance level."""
 
     exit_code = 8
+
+
+class SearchError(FmnistError):
+    """The search's study database refused or could not be reached, or no trial completed."""
+
+    exit_code = 10

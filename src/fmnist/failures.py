@@ -81,9 +81,11 @@ def interrupted_line(exc: KeyboardInterrupt) -> tuple[str, int]:
 
 def failure_line(exc: Exception, tracking_uri: str | None = None) -> tuple[str, int] | None:
     """The one line and exit code for a user-facing failure; None for a bug."""
+    from fmnist.errors import SearchError
     from fmnist.store import redact, store_error_line
 
-    line = store_error_line(exc, tracking_uri)
+    # the study database's errors name it themselves: sqlite's words there are not MLflow's
+    line = None if isinstance(exc, SearchError) else store_error_line(exc, tracking_uri)
     if line is not None:
         return line, TrackingError.exit_code
     if isinstance(exc, FmnistError):

@@ -84,7 +84,9 @@ def flatten(value: Any, prefix: str = "") -> dict[str, Any]:
 def params_for_tracking(params: Params) -> dict[str, str]:
     """Every param that shapes a model, flat, as MLflow stores them (strings); not where data
     comes from, nor how batches are scored and monitored."""
-    dumped = params.model_dump(mode="json", by_alias=True, exclude={"download", "score", "monitor"})
+    dumped = params.model_dump(
+        mode="json", by_alias=True, exclude={"download", "score", "monitor", "search"}
+    )
     return {k: str(v) for k, v in flatten(dumped).items()}
 
 

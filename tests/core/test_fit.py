@@ -29,7 +29,7 @@ def data(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
 def train_once(cfg: TrainConfig, epochs_seen: list | None = None) -> dict[str, list[float]]:
     seed_everything(cfg.seed)
     model = build_model(SMALL_MODEL)
-    compile_model(model, cfg)
+    compile_model(model, cfg, train_rows=400)
     hooks = (
         [lambda epoch, logs: epochs_seen.append((epoch, dict(logs)))]
         if epochs_seen is not None
@@ -70,7 +70,7 @@ def test_other_seed_other_metrics() -> None:
     [("sgd", "SGD"), ("adagrad", "Adagrad"), ("rmsprop", "RMSprop"), ("adam", "Adam")],
 )
 def test_optimizers(name: str, cls: str) -> None:
-    opt = make_optimizer(TrainConfig(optimizer=name, learning_rate=0.05, momentum=0.5))
+    opt = make_optimizer(TrainConfig(optimizer=name, learning_rate=0.05, momentum=0.5), 100)
     assert type(opt).__name__ == cls
     assert float(opt.learning_rate) == pytest.approx(0.05)
     if name == "sgd":
@@ -144,3 +144,20 @@ def test_a_training_that_ends_at_chance_level_is_diverged() -> None:
         check_converged([2.3, 2.3], [0.4, 0.1], cfg)
     with pytest.raises(TrainingError, match="chance level"):
         check_converged([2.3], [0.15], cfg)  # at 1.5 x chance: still no model
+
+
+@pytest.mark.slow  # Keras/TensorFlow
+def test_cosine_schedule_decays_to_zero_over_every_step_of_the_training() -> None:
+    from fmnist.core.fit import learning_rate
+
+    cfg = TrainConfig(
+        optimizer="adam", learning_rate=0.01, schedule="cosine", epochs=4, batch_size=10
+    )
+    schedule = learning_rate(cfg, train_rows=95)  # 10 steps an epoch (the last short), 40 in all
+    assert callable(schedule)
+    assert float(schedule(0)) == pytest.approx(0.01)
+    assert float(schedule(20)) == pytest.approx(0.005)
+    assert float(schedule(40)) == pytest.approx(0.0, abs=1e-9)
+    opt = make_optimizer(cfg, train_rows=95)
+    assert float(opt.learning_rate) == pytest.approx(0.01)  # the rate at step 0
+    assert learning_rate(cfg.model_copy(update={"schedule": "constant"}), 95) == 0.01

@@ -97,3 +97,36 @@ def test_unicode_model_name_trains_and_predicts() -> None:
     model.fit(x, np.arange(32) % 10, epochs=1, verbose=0)
     assert model.predict(x, verbose=0).shape == (32, 10)
     assert model.name == "패션 MNIST 모델"
+
+
+@pytest.mark.slow  # Keras/TensorFlow
+def test_batch_norm_and_dropout_add_their_layers_named_after_the_dense_one() -> None:
+    cfg = ModelConfig(
+        hidden=(
+            LayerConfig(units=32, activation="relu", name="hidden_1", batch_norm=True, dropout=0.2),
+            LayerConfig(units=16, activation="elu", name="hidden_2", dropout=0.1),
+            LayerConfig(units=8, activation="tanh"),
+        )
+    )
+    model = build_model(cfg)
+    kinds = [(type(layer).__name__, layer.name) for layer in model.layers]
+    assert kinds[:6] == [
+        ("Dense", "hidden_1"),
+        ("BatchNormalization", "hidden_1_norm"),
+        ("Activation", "hidden_1_activation"),
+        ("Dropout", "hidden_1_dropout"),
+        ("Dense", "hidden_2"),
+        ("Dropout", "hidden_2_dropout"),
+    ]
+    assert [type(layer).__name__ for layer in model.layers[6:]] == ["Dense", "Dense"]
+    assert model.layers[0].get_config()["activation"] == "linear"  # normalised, then relu
+    assert model.layers[2].get_config()["activation"] == "relu"
+    assert model.layers[3].get_config()["rate"] == pytest.approx(0.2)
+
+
+@pytest.mark.slow  # Keras/TensorFlow
+def test_defaults_build_the_tutorial_network_unchanged() -> None:
+    """batch_norm false and dropout 0 (the defaults) add nothing: the tutorial's 79,510."""
+    model = build_model(ModelConfig())
+    assert [type(layer).__name__ for layer in model.layers] == ["Dense", "Dense"]
+    assert model.count_params() == TUTORIAL_PARAMS

@@ -81,7 +81,7 @@ def postgres() -> Iterator[Postgres]:
                          "-E", "UTF8", "--no-locale"))  # fmt: skip
         options = f"-p {port} -k {folder} -c listen_addresses=127.0.0.1"
         _run(as_db_owner(owner, *ctl, "-o", options, "-l", str(folder / "log"), "start"))
-        for database in ("mlflow", "prefect"):
+        for database in ("mlflow", "prefect", "optuna"):
             _run([pg_bin("createdb"), "-h", "127.0.0.1", "-p", str(port), "-U", USER, database])
         yield Postgres(port)
     finally:
@@ -116,7 +116,11 @@ def production(
         mlflow_backend_uri=_with_password(postgres.url("mlflow")),
         mlflow_artifacts=str(artifacts),
         prefect_database_url=_with_password(postgres.url("prefect", "postgresql+asyncpg")),
-        env={"FMNIST_DATA_MIRROR": data_mirror()},  # the worker's data source (no internet)
+        env={
+            "FMNIST_DATA_MIRROR": data_mirror(),  # the worker's data source (no internet)
+            # the search's study on the same PostgreSQL (by environment, as a user sets it)
+            "FMNIST_SEARCH_STORAGE": _with_password(postgres.url("optuna")),
+        },
     )
     try:
         printed: list[str] = []
@@ -295,3 +299,47 @@ def test_sweep_where_every_training_diverges_registers_nothing(production: Produ
     artifact = " ".join(artifact.split())  # the CLI wraps long lines
     assert artifact.count("training diverged") == 2, artifact
     assert len(mlflow.search_model_versions("name = 'fashion-mnist'")) == before
+
+
+SEARCH_SPACE = """
+    layers: [1, 1]
+    units: [16, 32]
+    activations: [relu]
+    dropout: [0.0, 0.0]
+    batch_norm: [false]
+    optimizers: [adam]
+    learning_rate: [0.001, 0.01]
+    schedules: [constant]
+    batch_sizes: [256]
+    epochs: [1, 2]
+"""
+
+
+def test_search_keeps_its_study_on_postgres(production: Production) -> None:
+    """The search deployment with its study in the production PostgreSQL: trials nested under
+    the search's run on the tracking server, the best registered, the password never shown."""
+    params = production.repo / "params.yaml"
+    before = params.read_text(encoding="utf-8")
+    head, _, _ = before.partition("  space:")
+    params.write_text(f"{head}  space:{SEARCH_SPACE}", encoding="utf-8")
+    try:
+        output = deployment_run(production, "fashion-mnist-search/default", "trials=3")
+    finally:
+        params.write_text(before, encoding="utf-8")
+    assert PASSWORD not in output
+    ((count,),) = production.pg.query("optuna", "select count(*) from trials")
+    assert count == 3
+    mlflow = client(production)
+    experiment = mlflow.get_experiment_by_name("fashion-mnist")
+    found = mlflow.search_runs([experiment.experiment_id], "tags.`fmnist.search` != ''")
+    (parent,) = [r for r in found if "mlflow.parentRunId" not in r.data.tags]
+    trials = [r for r in found if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id]
+    assert len(trials) == 3 and parent.info.status == "FINISHED"
+    version = parent.data.tags["fmnist.registered.version"]
+    # the best trained again on more of the data: params.yaml's search.refit_val_size
+    (training,) = [r for r in mlflow.search_runs([experiment.experiment_id],
+                   f"tags.`mlflow.parentRunId` = '{parent.info.run_id}'")
+                   if "fmnist.search.trial" not in r.data.tags]  # fmt: skip
+    assert training.data.params["prepare.val_size"] == "0.05"
+    assert mlflow.get_model_version("fashion-mnist", version).run_id != parent.info.run_id
+    assert not (production.repo / "optuna.db").exists()  # the study is not in the repo

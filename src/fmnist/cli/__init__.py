@@ -21,6 +21,7 @@ COMMAND_MODULES = {
     **dict.fromkeys(("predict", "serve"), "serving"),
     "score": "score",
     "sweep": "sweep",
+    "search": "search",
     "stack": "stack",
 }
 

@@ -27,24 +27,43 @@ def seed_everything(seed: int) -> None:
     load_keras().utils.set_random_seed(seed)
 
 
-def make_optimizer(cfg: TrainConfig) -> keras.optimizers.Optimizer:
-    """The optimizer named in params, with its learning rate (and momentum for sgd)."""
+def steps_per_epoch(train_rows: int, batch_size: int) -> int:
+    return -(-train_rows // batch_size)  # the last batch may be short
+
+
+def learning_rate(
+    cfg: TrainConfig, train_rows: int
+) -> float | keras.optimizers.schedules.LearningRateSchedule:
+    """cfg.learning_rate, or a cosine decay from it to 0 over every step of the training."""
+    if cfg.schedule == "constant":
+        return cfg.learning_rate
     import keras
 
+    total = cfg.epochs * steps_per_epoch(train_rows, cfg.batch_size)
+    return keras.optimizers.schedules.CosineDecay(cfg.learning_rate, decay_steps=total)
+
+
+def make_optimizer(cfg: TrainConfig, train_rows: int) -> keras.optimizers.Optimizer:
+    """The optimizer named in params, with its learning rate (a schedule over train_rows rows
+    per epoch, if cfg says cosine) and momentum for sgd."""
+    import keras
+
+    rate = learning_rate(cfg, train_rows)
     if cfg.optimizer == "sgd":
-        return keras.optimizers.SGD(learning_rate=cfg.learning_rate, momentum=cfg.momentum)
+        return keras.optimizers.SGD(learning_rate=rate, momentum=cfg.momentum)
     factory = {
         "adagrad": keras.optimizers.Adagrad,
         "rmsprop": keras.optimizers.RMSprop,
         "adam": keras.optimizers.Adam,
     }[cfg.optimizer]
-    return factory(learning_rate=cfg.learning_rate)
+    return factory(learning_rate=rate)
 
 
-def compile_model(model: keras.Model, cfg: TrainConfig) -> None:
-    """The tutorial's compile: sparse categorical cross-entropy and accuracy."""
+def compile_model(model: keras.Model, cfg: TrainConfig, train_rows: int) -> None:
+    """The tutorial's compile: sparse categorical cross-entropy and accuracy (train_rows:
+    the training split's size, which a cosine schedule spreads over)."""
     model.compile(
-        optimizer=make_optimizer(cfg),
+        optimizer=make_optimizer(cfg, train_rows),
         loss="sparse_categorical_crossentropy",
         metrics=["accuracy"],
         steps_per_execution=cfg.steps_per_execution,

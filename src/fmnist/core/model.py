@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from fmnist.config import ModelConfig
+from fmnist.config import LayerConfig, ModelConfig
 from fmnist_model.images import CLASS_NAMES, FLAT_SIZE, IMAGE_SHAPE
 
 if TYPE_CHECKING:
@@ -26,11 +26,30 @@ def build_model(cfg: ModelConfig) -> keras.Sequential:
     layers: list[Any] = []
     if cfg.input == "image":
         layers.append(keras.layers.Flatten())
-    layers += [
-        keras.layers.Dense(h.units, activation=h.activation, name=h.name) for h in cfg.hidden
-    ]
+    for h in cfg.hidden:
+        layers += hidden_block(keras, h)
     layers.append(keras.layers.Dense(N_CLASSES, activation="softmax", name=cfg.output_name))
     return keras.Sequential([keras.Input(shape=input_shape(cfg)), *layers], name=cfg.name)
+
+
+def hidden_block(keras: Any, layer: LayerConfig) -> list[Any]:
+    """Dense(units, activation) as the tutorial has it; with batch_norm, Dense -> BatchNormalization
+    -> Activation; with dropout, then Dropout(rate). Extra layers are named after the Dense one."""
+    if not layer.batch_norm and not layer.dropout:
+        return [keras.layers.Dense(layer.units, activation=layer.activation, name=layer.name)]
+    named = (lambda suffix: f"{layer.name}_{suffix}") if layer.name else (lambda suffix: None)
+    block: list[Any] = []
+    if layer.batch_norm:
+        block += [
+            keras.layers.Dense(layer.units, name=layer.name),
+            keras.layers.BatchNormalization(name=named("norm")),
+            keras.layers.Activation(layer.activation, name=named("activation")),
+        ]
+    else:
+        block.append(keras.layers.Dense(layer.units, activation=layer.activation, name=layer.name))
+    if layer.dropout:
+        block.append(keras.layers.Dropout(layer.dropout, name=named("dropout")))
+    return block
 
 
 def summary_text(model: keras.Model) -> str:

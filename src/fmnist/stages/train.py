@@ -51,7 +51,7 @@ def run(
     raw_sample = val[0][:32].copy()  # raw 0-255 pixels, as the served model takes them
     seed_everything(params.train.seed)
     model = build_model(params.model)
-    compile_model(model, params.train)
+    compile_model(model, params.train, train_rows=len(train[1]))
     version = data_version(root, data_dir)
     tags = {
         records.DATA_TAG: version,

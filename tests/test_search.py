@@ -1,0 +1,39 @@
+"""The search's bookkeeping on a real sqlite study (no training): its trials as records."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from optuna.trial import TrialState
+
+from fmnist import study_store
+from fmnist.config import parse_params
+from fmnist.core.search_report import counts
+from fmnist.search import study_trials
+from fmnist.search_trial import OVERRIDES_ATTR, RUN_ATTR
+
+
+def test_study_trials_name_each_state_as_fmnist_prints_it(tmp_path: Path) -> None:
+    study = study_store.load(tmp_path, parse_params({}).search)
+    done = study.ask()
+    done.set_user_attr(OVERRIDES_ATTR, json.dumps({"train.epochs": 5}))
+    done.set_user_attr(RUN_ATTR, "run-0")
+    study.tell(done, 0.875)
+    pruned = study.ask()
+    pruned.report(0.5, 1)
+    pruned.report(0.625, 2)
+    study.tell(pruned, state=TrialState.PRUNED)
+    study.tell(study.ask(), state=TrialState.FAIL)
+    study.ask()  # still running
+
+    records = study_trials(study)
+
+    assert [(r.number, r.state, r.val_accuracy) for r in records] == [
+        (0, "complete", 0.875),
+        (1, "pruned", 0.625),  # its last reported epoch
+        (2, "failed", None),
+        (3, "running", None),
+    ]
+    assert records[0].overrides == {"train.epochs": 5} and records[0].run_id == "run-0"
+    assert counts(records) == {"complete": 1, "pruned": 1, "failed": 1, "running": 1, "waiting": 0}

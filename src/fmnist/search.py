@@ -135,20 +135,11 @@ def run_trials(
     """`trials` trials on Dask: a local cluster of `workers` processes (one thread each), or
     the scheduler at dask_address. Interrupted: queued trials are cancelled, the cluster
     stopped (its workers with it)."""
-    from distributed import LocalCluster, as_completed
+    from distributed import as_completed
 
     from fmnist.search_trial import run_trial, warm_up
 
-    cluster = None
-    if not dask_address:
-        cluster = LocalCluster(
-            n_workers=workers,
-            threads_per_worker=1,
-            processes=True,
-            host="127.0.0.1",
-            dashboard_address=":0",  # a free port, never a clash with another cluster's
-            silence_logs=50,  # logging.CRITICAL: a worker's own chatter is not the user's
-        )
+    cluster = None if dask_address else _local_cluster(workers)
     results: list[TrialResult] = []
     futures: list[Any] = []
     with _client(cluster or dask_address) as client:
@@ -170,6 +161,29 @@ def run_trials(
             if cluster is not None:
                 cluster.close()
     return results
+
+
+def _local_cluster(workers: int) -> Any:
+    """A local cluster whose processes ignore Ctrl-C: the terminal sends SIGINT to the whole
+    foreground group, and a worker would print its own KeyboardInterrupt traceback; the search
+    stops them itself. An ignored signal stays ignored across fork and exec, so SIGINT is
+    ignored while they start (about 2 s: a Ctrl-C then is lost), then handled here again."""
+    import signal
+
+    from distributed import LocalCluster
+
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        return LocalCluster(
+            n_workers=workers,
+            threads_per_worker=1,
+            processes=True,
+            host="127.0.0.1",
+            dashboard_address=":0",  # a free port, never a clash with another cluster's
+            silence_logs=50,  # logging.CRITICAL: a worker's own chatter is not the user's
+        )
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 @contextmanager

@@ -35,6 +35,13 @@ def resolve_tracking_uri(given: str | None, cwd: Path) -> str:
     return given or default_tracking_uri(workspace_root(cwd))
 
 
+def environment_tracking_uri(root: Path) -> str:
+    """This process's store: MLFLOW_TRACKING_URI, else the project's sqlite file at root."""
+    import os
+
+    return resolve_tracking_uri(os.environ.get("MLFLOW_TRACKING_URI"), root)
+
+
 def sqlite_path(uri: str) -> Path | None:
     """The database file of a `sqlite:///` tracking URI; None for any other store."""
     return Path(uri.removeprefix("sqlite:///")) if uri.startswith("sqlite:///") else None

@@ -100,11 +100,9 @@ def _limit_threads(threads: int) -> None:
 
 def worker_tracking_uri(root: Path) -> str:
     """This process's MLflow store: MLFLOW_TRACKING_URI, else the project's sqlite file."""
-    import os
+    from fmnist.mlflow_store import environment_tracking_uri
 
-    from fmnist.mlflow_store import resolve_tracking_uri
-
-    return resolve_tracking_uri(os.environ.get("MLFLOW_TRACKING_URI"), root)
+    return environment_tracking_uri(root)
 
 
 def _check_stores(job: TrialJob) -> str:

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 from prefect.runtime import flow_run
 
 from fmnist import dvc_cli
-from fmnist.mlflow_store import resolve_tracking_uri
+from fmnist.mlflow_store import environment_tracking_uri
 
 
 def flow_run_label(default: str) -> str:
@@ -19,7 +18,7 @@ def flow_run_label(default: str) -> str:
 
 def tracking_uri(root: Path) -> str:
     """MLFLOW_TRACKING_URI of the worker, else the project's sqlite store."""
-    return resolve_tracking_uri(os.environ.get("MLFLOW_TRACKING_URI"), root)
+    return environment_tracking_uri(root)
 
 
 def stage_env(uri: str) -> dict[str, str]:

@@ -17,6 +17,7 @@ from fmnist.store import (
     check_reachable,
     check_scheme,
     deadline,
+    health_url,
     redact,
     store_error_line,
 )
@@ -127,9 +128,22 @@ def test_a_refused_port_fails_at_once_naming_the_uri(monkeypatch: pytest.MonkeyP
         check_reachable(f"http://127.0.0.1:{port}")
 
 
-def test_a_healthy_server_passes() -> None:
+def test_the_health_url_keeps_the_path_and_drops_the_credentials() -> None:
+    assert health_url("https://me:s3cr@t@mlflow.example:8443/prefix/") == (
+        "https://mlflow.example:8443/prefix/health"
+    )
+    assert health_url("http://127.0.0.1:5000") == "http://127.0.0.1:5000/health"
+
+
+@pytest.mark.parametrize("userinfo", ["", "me:s3cret@", "me@"])
+def test_a_healthy_server_passes(userinfo: str) -> None:
+    """With or without a user and password in the URI (MLflow's client sends them as basic
+    auth; its health endpoint needs none)."""
+    asked: list[str] = []
+
     class Health(http.server.BaseHTTPRequestHandler):
         def do_GET(self) -> None:
+            asked.append(f"{self.path} {self.headers.get('Authorization')}")
             self.send_response(200 if self.path == "/health" else 404)
             self.end_headers()
 
@@ -140,7 +154,8 @@ def test_a_healthy_server_passes() -> None:
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:
-        check_reachable(f"http://127.0.0.1:{server.server_address[1]}")
+        check_reachable(f"http://{userinfo}127.0.0.1:{server.server_address[1]}")
     finally:
         server.shutdown()
         server.server_close()
+    assert asked == ["/health None"]

@@ -65,6 +65,14 @@ def bound_http_waits() -> None:
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", "1")
 
 
+def health_url(uri: str) -> str:
+    """The tracking server's health endpoint, without the URI's user and password: MLflow
+    serves it to anyone (its basic-auth app too), and urllib refuses `user:pass@` hosts."""
+    parts = urllib.parse.urlsplit(uri.rstrip("/"))
+    host = parts.netloc.rpartition("@")[2]
+    return urllib.parse.urlunsplit((parts.scheme, host, f"{parts.path}/health", "", ""))
+
+
 def check_reachable(uri: str) -> None:
     """A tracking server answers its health check within the deadline, or one line naming
     it and why; other stores pass."""
@@ -74,7 +82,7 @@ def check_reachable(uri: str) -> None:
     import urllib.request
 
     seconds = deadline()
-    url = f"{uri.rstrip('/')}/health"
+    url = health_url(uri)
     opener = urllib.request.build_opener()
     try:
         with opener.open(url, timeout=seconds) as response:

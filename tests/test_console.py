@@ -213,3 +213,45 @@ def test_library_prints_are_hidden_unless_verbose(capsys: pytest.CaptureFixture[
     with library_prints():
         print("Created version '1' of model 'm'.", file=sys.stderr)
     assert capsys.readouterr().err == "Created version '1' of model 'm'.\n"
+
+
+NATIVE_WRITES = """
+import os, sys
+from fmnist import console
+console.quiet_libraries(verbose={verbose})
+lines = [
+    "WARNING: All log messages before absl::InitializeLog() is called are written to STDERR\\n",
+    "I0000 00:00:1795985323.880122   12209 port.cc:153] oneDNN custom operations are on. "
+    "You may see slightly different numerical results.\\n",
+    "E0000 00:00:1795985323.880122   12209 cuda.cc:1] a native error a user must see\\n",
+]
+try:
+    with console.native_start_lines():
+        for line in lines:
+            os.write(2, line.encode())  # as C++ code writes: to the descriptor, not sys.stderr
+        if {fail}:
+            raise SystemExit("failed while loading")
+finally:
+    os.write(2, b"after\\n")
+"""
+
+
+@pytest.mark.parametrize(
+    ("verbose", "fail", "kept"),
+    [
+        (False, False, ["E0000"]),  # the two known start-up lines dropped, nothing else
+        (True, False, ["WARNING: All", "I0000", "E0000"]),  # --verbose: everything
+        (False, True, ["WARNING: All", "I0000", "E0000"]),  # a failed load: everything
+    ],
+)
+def test_native_start_lines_drops_only_the_known_lines(
+    verbose: bool, fail: bool, kept: list[str]
+) -> None:
+    code = NATIVE_WRITES.format(verbose=verbose, fail=fail)
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    lines = done.stderr.splitlines()
+    if fail:
+        assert lines[-1] == "failed while loading", done.stderr
+        lines = lines[:-1]
+    assert [line[: len(k)] for line, k in zip(lines, kept, strict=False)] == kept, done.stderr
+    assert lines[len(kept) :] == ["after"], done.stderr

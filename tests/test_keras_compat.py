@@ -32,3 +32,26 @@ def test_stages_get_keras_on_the_serving_backend_with_unicode_names() -> None:
         "print(json.dumps([keras.backend.backend(), m.name, 'jax' in __import__('sys').modules]))\n"
     )
     assert json.loads(out) == ["tensorflow", "패션 MNIST 모델", False]
+
+
+def test_tensorflows_start_up_lines_are_shown_only_with_verbose() -> None:
+    """TensorFlow's C++ "oneDNN custom operations are on" banner (written to descriptor 2,
+    whatever TF_CPP_MIN_LOG_LEVEL says) does not reach a stage's stderr unless --verbose."""
+    code = (
+        "from fmnist import console\n"
+        "console.quiet_libraries(verbose={})\n"
+        "from fmnist.keras_compat import load_keras\n"
+        "keras = load_keras()\n"
+        "keras.Sequential([keras.Input((4,)), keras.layers.Dense(2)]).predict(\n"
+        "    __import__('numpy').zeros((1, 4)), verbose=0)\n"
+    )
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
+    quiet, verbose = (
+        subprocess.run(
+            [sys.executable, "-c", code.format(flag)], env=env,
+            capture_output=True, text=True, timeout=300, check=True,
+        ).stderr
+        for flag in (False, True)
+    )  # fmt: skip
+    assert "oneDNN custom operations are on" in verbose  # what TF 2.21 prints here
+    assert "oneDNN" not in quiet and "absl::InitializeLog" not in quiet, quiet

@@ -10,8 +10,9 @@ model, and its artifact-download progress bar; the lines a library prints itself
 LIBRARY_PRINTS names, inside library_prints (mlflow.register_model's "Successfully registered
 model '<name>'." and "Created version '<n>' of model '<name>'."). Nothing at ERROR or above
 is silenced.
-Left as is (no public switch): TensorFlow's C++ "oneDNN custom operations are on" (TF 2.21
-ignores TF_CPP_MIN_LOG_LEVEL for it).
+TensorFlow's native start-up lines (native_start_lines): its C++ code writes "oneDNN custom
+operations are on" straight to the process's stderr (file descriptor 2) while it loads, and
+TF 2.21 ignores TF_CPP_MIN_LOG_LEVEL for it; those lines are dropped unless --verbose.
 
 Imports nothing heavy: Keras is imported when a fit is set up, never at module import.
 """
@@ -22,7 +23,9 @@ import contextlib
 import io
 import logging
 import os
+import re
 import sys
+import tempfile
 import time
 from collections.abc import Iterator, Mapping
 from typing import TYPE_CHECKING, Any, TextIO
@@ -158,6 +161,42 @@ def library_prints() -> Iterator[None]:
         lines = buffer.getvalue().splitlines(keepends=True)
         kept = lines if failed else [x for x in lines if not x.startswith(LIBRARY_PRINTS)]
         sys.stderr.write("".join(kept))
+
+
+# What TensorFlow's C++ start-up writes to file descriptor 2 (TF 2.21, absl logging), that
+# native_start_lines drops:
+NATIVE_START_LINES = re.compile(
+    r"WARNING: All log messages before absl::InitializeLog\(\) is called are written to STDERR$"
+    r"|I\d{4} [\d:.]+ +\d+ port\.cc:\d+\] oneDNN custom operations are on\. "
+)
+
+
+@contextlib.contextmanager
+def native_start_lines() -> Iterator[None]:
+    """Inside the block (a native library loading), what is written to file descriptor 2 is
+    held; when it ends, every line is passed on but those NATIVE_START_LINES names (unless
+    --verbose), and all of them if the block raised."""
+    if _chatter["shown"]:
+        yield
+        return
+    sys.stderr.flush()
+    saved = os.dup(2)
+    failed = True
+    with tempfile.TemporaryFile() as held:
+        os.dup2(held.fileno(), 2)
+        try:
+            yield
+            failed = False
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
+            held.seek(0)
+            lines = held.read().decode("utf-8", "replace").splitlines(keepends=True)
+            kept = lines if failed else [x for x in lines if not NATIVE_START_LINES.match(x)]
+            if kept:
+                sys.stderr.write("".join(kept))
+                sys.stderr.flush()
 
 
 def quiet_libraries(verbose: bool) -> None:

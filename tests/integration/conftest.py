@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import subprocess
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -113,3 +116,44 @@ def adopt_experiment(run: Runner, repo: Path, name: str) -> None:
     run("dvc", "exp", "apply", name)
     run("git", "add", *run("git", "diff", "--name-only", "HEAD", ref).stdout.split())
     run("git", "commit", "-q", "-m", f"adopt {name}")
+
+
+@dataclass
+class LocalStack:
+    """A running `fmnist stack` for a test repo: its services, and the environment a client
+    (the Prefect CLI, MLflow) needs to reach it."""
+
+    services: list[Any]  # fmnist.stack.Service
+    env: dict[str, str]  # PREFECT_API_URL, PREFECT_HOME, MLFLOW_TRACKING_URI
+
+
+@contextlib.contextmanager
+def local_stack(repo: Path, worker_env: dict[str, str] | None = None) -> Iterator[LocalStack]:
+    """The stack (Prefect server, work pool, worker, MLflow server) for repo on free loopback
+    ports, tracking to the repo's sqlite store, its state in repo/.stack; worker_env: extra
+    environment for its processes. Stopped at the end, pass or fail, and checked: no process
+    it recorded survives, and the Prefect settings file it wrote is gone."""
+    from fmnist import stack
+
+    tracking_uri = f"sqlite:///{repo / 'mlflow.db'}"
+    cfg = stack.StackConfig(
+        root=repo,
+        state_dir=repo / ".stack",
+        prefect_port=stack.free_port(),
+        mlflow_port=stack.free_port(),
+        tracking_uri=tracking_uri,
+        env=worker_env or {},
+    )
+    try:
+        services = stack.up(cfg)
+        env = {
+            "PREFECT_API_URL": f"http://127.0.0.1:{cfg.prefect_port}/api",
+            "PREFECT_HOME": str(cfg.state_dir / "prefect"),
+            "MLFLOW_TRACKING_URI": tracking_uri,
+        }
+        yield LocalStack(services, env)
+    finally:
+        recorded = stack.load_services(cfg.state_dir)
+        stack.down(repo, cfg.state_dir)
+        assert not any(stack.processes.alive(s) for s in recorded), "a stack process survived down"
+        assert not (repo / stack.PREFECT_TOML).exists()

@@ -15,8 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from fmnist import stack
-from tests.integration.conftest import Runner, copy_repo, data_mirror, make_runner, runner_env
+from tests.integration.conftest import Runner, copy_repo, data_mirror, local_stack, make_runner
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -46,32 +45,15 @@ class Stack:
 @pytest.fixture(scope="module")
 def scoring_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     repo = copy_repo(tmp_path_factory.mktemp("batch") / "repo")
-    tracking_uri = f"sqlite:///{repo / 'mlflow.db'}"
-    cfg = stack.StackConfig(
-        root=repo,
-        state_dir=repo / ".stack",
-        prefect_port=stack.free_port(),
-        mlflow_port=stack.free_port(),
-        tracking_uri=tracking_uri,
-        env={"FMNIST_DATA_MIRROR": data_mirror()},  # the worker's: retraining downloads
-    )
-    try:
-        stack.up(cfg)
-        api = {"PREFECT_API_URL": f"http://127.0.0.1:{cfg.prefect_port}/api"}
-        home = {"PREFECT_HOME": str(cfg.state_dir / "prefect")}
-        run = make_runner(
-            repo, runner_env(repo, {**api, **home}) | {"MLFLOW_TRACKING_URI": tracking_uri}
-        )
+    # the worker's data mirror: retraining downloads
+    with local_stack(repo, {"FMNIST_DATA_MIRROR": data_mirror()}) as running:
+        run = make_runner(repo, running.env)
         run("dvc", "repro")  # the champion, v1, trained on the real data
         with np.load(repo / "data/prepared/test.npz") as test:
             shifted = np.clip(test["x"].astype(np.int16) + SHIFT, 0, 255).astype(np.uint8)
         (repo / "batches").mkdir()
         np.savez(repo / "batches/brighter.npz", x=shifted)
-        yield Stack(repo, run, tracking_uri)
-    finally:
-        recorded = stack.load_services(cfg.state_dir)
-        stack.down(repo, cfg.state_dir)
-        assert not any(stack.processes.alive(s) for s in recorded), "a stack process survived down"
+        yield Stack(repo, run, running.env["MLFLOW_TRACKING_URI"])
 
 
 def _score(stack_: Stack, batch: str) -> str:

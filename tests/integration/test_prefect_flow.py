@@ -23,6 +23,7 @@ from tests.integration.conftest import (
     adopt_experiment,
     copy_repo,
     data_mirror,
+    local_stack,
     make_runner,
     runner_env,
 )
@@ -79,27 +80,10 @@ def flaky_mirror() -> Iterator[str]:
 @pytest.fixture(scope="module")
 def prefect_stack(tmp_path_factory: pytest.TempPathFactory, flaky_mirror: str) -> Iterator[Stack]:
     repo = copy_repo(tmp_path_factory.mktemp("prefect") / "repo")
-    tracking_uri = f"sqlite:///{repo / 'mlflow.db'}"
-    prefect_port = stack.free_port()
-    cfg = stack.StackConfig(
-        root=repo,
-        state_dir=repo / ".stack",
-        prefect_port=prefect_port,
-        mlflow_port=stack.free_port(),
-        tracking_uri=tracking_uri,
-        env={"FMNIST_DATA_MIRROR": flaky_mirror},
-    )
-    try:
-        services = stack.up(cfg)
-        api = {"PREFECT_API_URL": f"http://127.0.0.1:{prefect_port}/api"}
-        home = {"PREFECT_HOME": str(cfg.state_dir / "prefect")}
-        env = runner_env(repo, {**api, **home, "MLFLOW_TRACKING_URI": tracking_uri})
-        yield Stack(repo, make_runner(repo, env), env, services, tracking_uri)
-    finally:
-        recorded = stack.load_services(cfg.state_dir)
-        stack.down(repo, cfg.state_dir)
-        assert not any(stack.processes.alive(s) for s in recorded), "a stack process survived down"
-        assert not (repo / stack.PREFECT_TOML).exists()
+    with local_stack(repo, {"FMNIST_DATA_MIRROR": flaky_mirror}) as running:
+        env = runner_env(repo, running.env)
+        tracking_uri = running.env["MLFLOW_TRACKING_URI"]
+        yield Stack(repo, make_runner(repo, env), env, running.services, tracking_uri)
 
 
 def _flow_run_id(output: str) -> str:

@@ -17,7 +17,7 @@ import pytest
 import yaml
 
 from tests.conftest import synthetic_images, write_raw
-from tests.integration.conftest import Runner, copy_repo, make_runner, runner_env
+from tests.integration.conftest import Runner, copy_repo, local_stack, make_runner, runner_env
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -174,33 +174,14 @@ def test_the_search_deployment_completes_and_registers_its_best(
 ) -> None:
     """`prefect deployment run 'fashion-mnist-search/default'` on a real Prefect server and
     worker (the stack): trials as tasks on a local Dask cluster, the best registered."""
-    from fmnist import stack
-
     repo, _ = search_repo
-    uri = f"sqlite:///{repo / 'mlflow.db'}"
-    prefect_port = stack.free_port()
-    cfg = stack.StackConfig(
-        root=repo,
-        state_dir=repo / ".stack",
-        prefect_port=prefect_port,
-        mlflow_port=stack.free_port(),
-        tracking_uri=uri,
-    )
-    try:
-        stack.up(cfg)
-        env = {
-            "PREFECT_API_URL": f"http://127.0.0.1:{prefect_port}/api",
-            "PREFECT_HOME": str(cfg.state_dir / "prefect"),
-            "MLFLOW_TRACKING_URI": uri,
-        }
-        run = make_runner(repo, env)
+    with local_stack(repo) as running:
+        run = make_runner(repo, running.env)
         done = run(
             "prefect", "deployment", "run", "fashion-mnist-search/default",
             "-p", "trials=3", "-p", "dask_workers=2", "--watch", "--watch-timeout", "600",
         )  # fmt: skip
         assert "Completed" in done.stdout, done.stdout
-    finally:
-        stack.down(repo, cfg.state_dir)
 
     runs = _runs(repo)
     (parent,) = [r for r in runs if not r.data.tags.get("mlflow.parentRunId")]

@@ -33,6 +33,15 @@ GIT = ["-c", "user.name=bench", "-c", "user.email=bench@fmnist.invalid"]
 def fresh(tmp: Path, mirror: str) -> tuple[Path, dict[str, str]]:
     """A committed copy of the project with its data prepared (outside the measure)."""
     ws = workspace(tmp)
+    env = environment(ws, mirror)
+    subprocess.run(["git", *GIT, "add", "-A"], cwd=ws, check=True)
+    subprocess.run(["git", *GIT, "commit", "-qm", "bench"], cwd=ws, check=True)
+    subprocess.run(["dvc", "repro", "prepare"], cwd=ws, env=env, check=True, capture_output=True)
+    return ws, env
+
+
+def environment(ws: Path, mirror: str) -> dict[str, str]:
+    """The search's environment in workspace ws: its own MLflow store and study database."""
     env = {
         **os.environ,
         "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
@@ -40,29 +49,38 @@ def fresh(tmp: Path, mirror: str) -> tuple[Path, dict[str, str]]:
         "MLFLOW_TRACKING_URI": f"sqlite:///{ws / 'mlflow.db'}",
     }
     env.pop("FMNIST_SEARCH_STORAGE", None)
-    subprocess.run(["git", *GIT, "add", "-A"], cwd=ws, check=True)
-    subprocess.run(["git", *GIT, "commit", "-qm", "bench"], cwd=ws, check=True)
-    subprocess.run(["dvc", "repro", "prepare"], cwd=ws, env=env, check=True, capture_output=True)
-    return ws, env
+    return env
 
 
 def accuracy(args: argparse.Namespace) -> None:
-    with tempfile.TemporaryDirectory(prefix="fmnist-bench-search-") as tmp:
-        ws, env = fresh(Path(tmp), args.mirror)
-        command = ["fmnist", "search", "--trials", "1000", "--timeout", str(args.budget)]
-        command += ["--workers", str(args.workers)]
-        started = time.perf_counter()
-        done = subprocess.run(command, cwd=ws, env=env, capture_output=True, text=True)
-        wall = time.perf_counter() - started
-        lines = [line for line in done.stdout.splitlines() if not line.startswith(("│", "├"))]
-        print(
-            "\n".join(
-                line for line in lines if re.match(r"(trial|best|study|this|regis|DVC)", line)
-            )
-        )
-        if done.returncode:
-            raise SystemExit(f"fmnist search exited {done.returncode}: {done.stderr[-2000:]}")
-        print(f"\nwall time {wall:.0f} s ({wall / 60:.1f} min), budget {args.budget} s for trials")
+    if args.workspace is None:
+        with tempfile.TemporaryDirectory(prefix="fmnist-bench-search-") as tmp:
+            search_in(*fresh(Path(tmp), args.mirror), args)
+        return
+    # kept: its study (optuna.db), MLflow store and DVC experiments stay for a look, or for
+    # a later run that continues the same study
+    ws = args.workspace.resolve() / "repo"
+    if ws.is_dir():
+        search_in(ws, environment(ws, args.mirror), args)
+    else:
+        search_in(*fresh(args.workspace.resolve(), args.mirror), args)
+
+
+def search_in(ws: Path, env: dict[str, str], args: argparse.Namespace) -> None:
+    """`fmnist search` in ws until the budget, printing its result lines and wall time."""
+    command = ["fmnist", "search", "--trials", "1000", "--timeout", str(args.budget)]
+    command += ["--workers", str(args.workers)]
+    started = time.perf_counter()
+    done = subprocess.run(command, cwd=ws, env=env, capture_output=True, text=True)
+    wall = time.perf_counter() - started
+    if args.workspace is not None:  # the whole output, beside the kept project copy
+        log = args.workspace.resolve() / f"search-{time.strftime('%Y%m%d-%H%M%S')}.log"
+        log.write_text(done.stdout + done.stderr, encoding="utf-8")
+    lines = [line for line in done.stdout.splitlines() if not line.startswith(("│", "├"))]
+    print("\n".join(line for line in lines if re.match(r"(trial|best|study|this|regis|DVC)", line)))
+    if done.returncode:
+        raise SystemExit(f"fmnist search exited {done.returncode}: {done.stderr[-2000:]}")
+    print(f"\nwall time {wall:.0f} s ({wall / 60:.1f} min), budget {args.budget} s for trials")
 
 
 def scale(args: argparse.Namespace) -> None:
@@ -129,6 +147,11 @@ def main() -> None:
     parser.add_argument("--mirror", default=os.environ.get("FMNIST_DATA_MIRROR", str(SHARED)))
     parser.add_argument("--budget", type=int, default=2700, help="accuracy: seconds for trials")
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="accuracy")
+    parser.add_argument(
+        "--workspace",
+        type=Path,
+        help="accuracy: keep the project copy here (a later run there continues its study)",
+    )
     parser.add_argument("--trials", type=int, default=12, help="scale: trials per worker count")
     parser.add_argument("--workers-list", type=int, nargs="+", default=[1, 2, 4], help="scale")
     args = parser.parse_args()

@@ -223,35 +223,53 @@ lines = [
     "WARNING: All log messages before absl::InitializeLog() is called are written to STDERR\\n",
     "I0000 00:00:1795985323.880122   12209 port.cc:153] oneDNN custom operations are on. "
     "You may see slightly different numerical results.\\n",
-    "E0000 00:00:1795985323.880122   12209 cuda.cc:1] a native error a user must see\\n",
+    "E0000 00:00:1795985323.880122   12209 cpu_feature_guard.cc:1] a native error to see\\n",
 ]
-try:
-    with console.native_start_lines():
-        for line in lines:
-            os.write(2, line.encode())  # as C++ code writes: to the descriptor, not sys.stderr
-        if {fail}:
-            raise SystemExit("failed while loading")
-finally:
-    os.write(2, b"after\\n")
+with console.native_start_lines():
+    for line in lines:
+        os.write(2, line.encode())  # as C++ code writes: to the descriptor, not sys.stderr
+    print("from Python", file=sys.stderr)
+    if "{end}" == "abort":
+        os.abort()  # native code giving up mid-load: what it wrote must still be seen
+    if "{end}" == "raise":
+        raise SystemExit("failed while loading")
+os.write(2, b"after\\n")
 """
 
 
 @pytest.mark.parametrize(
-    ("verbose", "fail", "kept"),
+    ("verbose", "end", "shown"),
     [
-        (False, False, ["E0000"]),  # the two known start-up lines dropped, nothing else
-        (True, False, ["WARNING: All", "I0000", "E0000"]),  # --verbose: everything
-        (False, True, ["WARNING: All", "I0000", "E0000"]),  # a failed load: everything
+        (False, "", ["E0000", "from Python", "after"]),  # the two known lines dropped
+        (True, "", ["WARNING: All", "I0000", "E0000", "from Python", "after"]),  # --verbose
+        (False, "raise", ["E0000", "from Python", "failed while loading"]),
+        (False, "abort", ["E0000", "from Python"]),  # passed on before the process died
     ],
 )
 def test_native_start_lines_drops_only_the_known_lines(
-    verbose: bool, fail: bool, kept: list[str]
+    verbose: bool, end: str, shown: list[str]
 ) -> None:
-    code = NATIVE_WRITES.format(verbose=verbose, fail=fail)
+    code = NATIVE_WRITES.format(verbose=verbose, end=end)
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     lines = done.stderr.splitlines()
-    if fail:
-        assert lines[-1] == "failed while loading", done.stderr
-        lines = lines[:-1]
-    assert [line[: len(k)] for line, k in zip(lines, kept, strict=False)] == kept, done.stderr
-    assert lines[len(kept) :] == ["after"], done.stderr
+    assert [line[: len(x)] for line, x in zip(lines, shown, strict=False)] == shown, done.stderr
+    assert len(lines) == len(shown), done.stderr
+    assert (done.returncode < 0) == (end == "abort")
+
+
+def test_native_start_lines_without_a_stderr_runs_the_block() -> None:
+    code = (
+        "import sys\n"
+        "from fmnist import console\n"
+        "console.quiet_libraries(verbose=False)\n"
+        "with console.native_start_lines():\n"
+        "    print('ran')\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, stdin=subprocess.DEVNULL
+    )
+    assert done.stdout == "ran\n" and done.returncode == 0, done.stderr
+    closed = subprocess.run(
+        ["sh", "-c", f'"{sys.executable}" -c "$0" 2>&-', code], capture_output=True, text=True
+    )
+    assert closed.stdout == "ran\n" and closed.returncode == 0

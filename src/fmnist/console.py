@@ -23,9 +23,8 @@ import contextlib
 import io
 import logging
 import os
-import re
+import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Iterator, Mapping
 from typing import TYPE_CHECKING, Any, TextIO
@@ -165,38 +164,62 @@ def library_prints() -> Iterator[None]:
 
 # What TensorFlow's C++ start-up writes to file descriptor 2 (TF 2.21, absl logging), that
 # native_start_lines drops:
-NATIVE_START_LINES = re.compile(
-    r"WARNING: All log messages before absl::InitializeLog\(\) is called are written to STDERR$"
-    r"|I\d{4} [\d:.]+ +\d+ port\.cc:\d+\] oneDNN custom operations are on\. "
+NATIVE_START_LINES = (
+    rb"WARNING: All log messages before absl::InitializeLog\(\) is called are written to STDERR\r?$"
+    rb"|I\d{4} [\d:.]+ +\d+ port\.cc:\d+\] oneDNN custom operations are on\. "
 )
+# The filter: a child interpreter (site and environment ignored), so whatever reaches the
+# pipe is passed on even if this process dies mid-load (an abort in native code); in a
+# session of its own, so a Ctrl-C at the terminal does not stop it before the load ends.
+_FILTER = """import re, sys
+drop = re.compile(sys.argv[1].encode())
+for line in sys.stdin.buffer:
+    if not drop.match(line):
+        sys.stdout.buffer.write(line)
+        sys.stdout.buffer.flush()
+"""
 
 
 @contextlib.contextmanager
 def native_start_lines() -> Iterator[None]:
-    """Inside the block (a native library loading), what is written to file descriptor 2 is
-    held; when it ends, every line is passed on but those NATIVE_START_LINES names (unless
-    --verbose), and all of them if the block raised."""
-    if _chatter["shown"]:
+    """Inside the block (a native library loading), file descriptor 2 goes through a filter
+    that passes every line on at once but those NATIVE_START_LINES names; with --verbose, or
+    where there is no stderr or no filter can start, the block runs as it is."""
+    if _chatter["shown"] or sys.stderr is None:
         yield
         return
-    sys.stderr.flush()
-    saved = os.dup(2)
-    failed = True
-    with tempfile.TemporaryFile() as held:
-        os.dup2(held.fileno(), 2)
-        try:
-            yield
-            failed = False
-        finally:
+    try:
+        sys.stderr.flush()
+        saved = os.dup(2)
+    except (OSError, ValueError):
+        yield
+        return
+    try:
+        filt = subprocess.Popen(
+            [sys.executable, "-I", "-S", "-c", _FILTER, NATIVE_START_LINES.decode()],
+            stdin=subprocess.PIPE,
+            stdout=saved,
+            start_new_session=True,
+        )
+    except OSError:
+        os.close(saved)
+        yield
+        return
+    assert filt.stdin is not None
+    os.dup2(filt.stdin.fileno(), 2)
+    try:
+        yield
+    finally:
+        with contextlib.suppress(OSError, ValueError):
             sys.stderr.flush()
-            os.dup2(saved, 2)
-            os.close(saved)
-            held.seek(0)
-            lines = held.read().decode("utf-8", "replace").splitlines(keepends=True)
-            kept = lines if failed else [x for x in lines if not NATIVE_START_LINES.match(x)]
-            if kept:
-                sys.stderr.write("".join(kept))
-                sys.stderr.flush()
+        os.dup2(saved, 2)
+        os.close(saved)
+        filt.stdin.close()  # the filter's end of input: it passes on the rest and exits
+        try:
+            filt.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            filt.kill()
+            filt.wait()
 
 
 def quiet_libraries(verbose: bool) -> None:

@@ -135,6 +135,12 @@ def test_the_health_url_keeps_the_path_and_drops_the_credentials() -> None:
     assert health_url("http://127.0.0.1:5000") == "http://127.0.0.1:5000/health"
 
 
+def test_a_uri_whose_password_breaks_the_url_is_one_line_without_it() -> None:
+    with pytest.raises(TrackingError, match=r"^the MLflow tracking URI is not a URL") as caught:
+        check_reachable("http://me:se/cr?et@127.0.0.1:5000")
+    assert "cr" not in str(caught.value) and "et@" not in str(caught.value)
+
+
 @pytest.mark.parametrize("userinfo", ["", "me:s3cret@", "me@"])
 def test_a_healthy_server_passes(userinfo: str) -> None:
     """With or without a user and password in the URI (MLflow's client sends them as basic

@@ -78,6 +78,7 @@ def check_reachable(uri: str) -> None:
     it and why; other stores pass."""
     if not uri.lower().startswith(("http://", "https://")):
         return
+    import http.client
     import urllib.error
     import urllib.request
 
@@ -91,6 +92,11 @@ def check_reachable(uri: str) -> None:
             reason = f"answered HTTP {response.status} to its health check"
     except urllib.error.HTTPError as exc:
         reason = f"answered HTTP {exc.code} to its health check"
+    except (ValueError, http.client.InvalidURL):  # its words may quote a piece of the password
+        raise TrackingError(
+            "the MLflow tracking URI is not a URL that can be opened: percent-encode any '/', "
+            "'?', '#' or '@' in its user or password"
+        ) from None
     except (urllib.error.URLError, OSError) as exc:
         cause = getattr(exc, "reason", exc)
         if isinstance(cause, TimeoutError):

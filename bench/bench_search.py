@@ -60,8 +60,10 @@ def accuracy(args: argparse.Namespace) -> None:
     # kept: its study (optuna.db), MLflow store and DVC experiments stay for a look, or for
     # a later run that continues the same study
     ws = args.workspace.resolve() / "repo"
-    if ws.is_dir():
+    if (ws / "dvc.lock").is_file():  # made and prepared by an earlier run
         search_in(ws, environment(ws, args.mirror), args)
+    elif ws.exists():
+        raise SystemExit(f"{ws}: an unfinished copy (no dvc.lock); remove it and run again")
     else:
         search_in(*fresh(args.workspace.resolve(), args.mirror), args)
 

@@ -153,7 +153,11 @@ def local_stack(repo: Path, worker_env: dict[str, str] | None = None) -> Iterato
         }
         yield LocalStack(services, env)
     finally:
-        recorded = stack.load_services(cfg.state_dir)
-        stack.down(repo, cfg.state_dir)
-        assert not any(stack.processes.alive(s) for s in recorded), "a stack process survived down"
-        assert not (repo / stack.PREFECT_TOML).exists()
+        failing = sys.exc_info()[0] is not None  # a test's own failure is the one to report
+        try:
+            recorded = stack.load_services(cfg.state_dir)
+        finally:
+            stack.down(repo, cfg.state_dir)
+        if not failing:
+            assert not any(stack.processes.alive(s) for s in recorded), "a process survived"
+            assert not (repo / stack.PREFECT_TOML).exists()

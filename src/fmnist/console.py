@@ -134,6 +134,11 @@ class _DropLines(logging.Filter):
 _chatter = {"shown": True}  # quiet_libraries(verbose=False) hides it
 
 
+def chatter_shown() -> bool:
+    """Whether this command shows library chatter (--verbose, or quiet_libraries not called)."""
+    return _chatter["shown"]
+
+
 # What libraries print themselves (not through logging) that library_prints drops:
 LIBRARY_PRINTS = (
     "Successfully registered model ",  # mlflow.register_model, a new registered model

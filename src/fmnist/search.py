@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from fmnist import layout, records, study_store, tracking
+from fmnist import console, layout, records, study_store, tracking
 from fmnist.config import Params
 from fmnist.core.search_report import Cost, TrialRecord, cost, counts, ranking, rows
 from fmnist.core.search_space import describe
@@ -74,6 +74,7 @@ def jobs(
         },
         threads=max(1, (os.cpu_count() or 1) // max(1, workers)),
         deadline=time.time() + limit if limit else None,
+        quiet=not console.chatter_shown(),
     )
 
 

@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from fmnist import study_store, tracking
+from fmnist import console, study_store, tracking
 from fmnist.config import Params, parse_params
 from fmnist.core.overrides import apply_dotted
 from fmnist.core.search_report import TrialResult
@@ -54,6 +54,7 @@ class TrialJob:
     tags: Mapping[str, str]  # lineage: DVC's data hash, git commit
     threads: int = 0  # TensorFlow threads in the worker process (0: TensorFlow's choice)
     deadline: float | None = None  # time.time() after which no trial starts
+    quiet: bool = False  # the workers hide library chatter too (the command's --verbose)
 
 
 _splits: dict[tuple[str, int, int], tuple[np.ndarray, np.ndarray]] = {}
@@ -128,9 +129,11 @@ def warm_up(job: TrialJob) -> float:
     from fmnist.mlflow_store import open_store
 
     started = time.perf_counter()
+    if job.quiet:
+        console.quiet_libraries(verbose=False)
     uri = _check_stores(job)
-    _limit_threads(job.threads)
-    load_keras()
+    load_keras()  # TensorFlow's first import (its start-up lines as the command shows them)
+    _limit_threads(job.threads)  # then its threads, before its first operation
     _split(job.data_dir / "train.npz")
     _split(job.data_dir / "val.npz")
     open_store(uri)

@@ -10,11 +10,14 @@ import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 import pytest
 
 from tests.conftest import REPO, SHARED_DATA
+
+if TYPE_CHECKING:
+    from fmnist.stack import Service, StackConfig
 
 PROJECT_FILES = [
     "src",
@@ -123,16 +126,36 @@ class LocalStack:
     """A running `fmnist stack` for a test repo: its services, and the environment a client
     (the Prefect CLI, MLflow) needs to reach it."""
 
-    services: list[Any]  # fmnist.stack.Service
+    services: list[Service]
     env: dict[str, str]  # PREFECT_API_URL, PREFECT_HOME, MLFLOW_TRACKING_URI
+
+
+@contextlib.contextmanager
+def running_stack(cfg: StackConfig, echo: Callable[[str], None] = print) -> Iterator[list[Service]]:
+    """`stack.up(cfg)`, yielding its services. Stopped at the
+    end, pass or fail (also when its record cannot be read), and, unless the block itself
+    failed (that failure is the one to report), checked: no process it recorded survives,
+    and the Prefect settings file it wrote is gone."""
+    from fmnist import stack
+
+    try:
+        yield stack.up(cfg, echo=echo)
+    finally:
+        failing = sys.exc_info()[0] is not None
+        try:
+            recorded = stack.load_services(cfg.state_dir)
+        finally:
+            stack.down(cfg.root, cfg.state_dir)
+        if not failing:
+            assert not any(stack.processes.alive(s) for s in recorded), "a process survived"
+            assert not (cfg.root / stack.PREFECT_TOML).exists()
 
 
 @contextlib.contextmanager
 def local_stack(repo: Path, worker_env: dict[str, str] | None = None) -> Iterator[LocalStack]:
     """The stack (Prefect server, work pool, worker, MLflow server) for repo on free loopback
     ports, tracking to the repo's sqlite store, its state in repo/.stack; worker_env: extra
-    environment for its processes. Stopped at the end, pass or fail, and checked: no process
-    it recorded survives, and the Prefect settings file it wrote is gone."""
+    environment for its processes. Stopped and checked as running_stack says."""
     from fmnist import stack
 
     tracking_uri = f"sqlite:///{repo / 'mlflow.db'}"
@@ -144,20 +167,10 @@ def local_stack(repo: Path, worker_env: dict[str, str] | None = None) -> Iterato
         tracking_uri=tracking_uri,
         env=worker_env or {},
     )
-    try:
-        services = stack.up(cfg)
+    with running_stack(cfg) as services:
         env = {
             "PREFECT_API_URL": f"http://127.0.0.1:{cfg.prefect_port}/api",
             "PREFECT_HOME": str(cfg.state_dir / "prefect"),
             "MLFLOW_TRACKING_URI": tracking_uri,
         }
         yield LocalStack(services, env)
-    finally:
-        failing = sys.exc_info()[0] is not None  # a test's own failure is the one to report
-        try:
-            recorded = stack.load_services(cfg.state_dir)
-        finally:
-            stack.down(repo, cfg.state_dir)
-        if not failing:
-            assert not any(stack.processes.alive(s) for s in recorded), "a process survived"
-            assert not (repo / stack.PREFECT_TOML).exists()

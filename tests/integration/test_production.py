@@ -21,7 +21,14 @@ from pathlib import Path
 import pytest
 
 from fmnist import stack
-from tests.integration.conftest import Runner, copy_repo, data_mirror, make_runner, runner_env
+from tests.integration.conftest import (
+    Runner,
+    copy_repo,
+    data_mirror,
+    make_runner,
+    runner_env,
+    running_stack,
+)
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -122,9 +129,8 @@ def production(
             "FMNIST_SEARCH_STORAGE": _with_password(postgres.url("optuna")),
         },
     )
-    try:
-        printed: list[str] = []
-        stack.up(cfg, echo=printed.append)
+    printed: list[str] = []
+    with running_stack(cfg, echo=printed.append):
         _assert_password_hidden(cfg, printed)
         mlflow_uri = f"http://127.0.0.1:{mlflow_port}"
         # What a user sets, and nothing else: the two servers' URLs.
@@ -136,10 +142,6 @@ def production(
             },
         )
         yield Production(repo, make_runner(repo, env), env, mlflow_uri, artifacts, postgres)
-    finally:
-        recorded = stack.load_services(cfg.state_dir)
-        stack.down(repo, cfg.state_dir)
-        assert not any(stack.processes.alive(s) for s in recorded), "a stack process survived down"
 
 
 def _with_password(url: str) -> str:

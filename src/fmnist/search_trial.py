@@ -27,6 +27,7 @@ from fmnist.core.overrides import apply_dotted
 from fmnist.core.search_report import TrialResult
 from fmnist.core.search_space import suggest
 from fmnist.errors import FmnistError, SearchError, first_line
+from fmnist.mlflow_store import environment_tracking_uri
 from fmnist.store import redact
 
 WARM = 0.5  # seconds: a warm-up this long started the worker (later ones only check it)
@@ -99,16 +100,9 @@ def _limit_threads(threads: int) -> None:
         pass  # TensorFlow already started in this process: its threads are set
 
 
-def worker_tracking_uri(root: Path) -> str:
-    """This process's MLflow store: MLFLOW_TRACKING_URI, else the project's sqlite file."""
-    from fmnist.mlflow_store import environment_tracking_uri
-
-    return environment_tracking_uri(root)
-
-
 def _check_stores(job: TrialJob) -> str:
     """The tracking URI, after checking this worker's stores are the search's (SearchError)."""
-    uri = worker_tracking_uri(job.root)
+    uri = environment_tracking_uri(job.root)  # this worker's: MLFLOW_TRACKING_URI or the file
     if study_store.fingerprint(uri) != job.tracking_id:
         raise SearchError(
             "this Dask worker's MLflow store is not the search's: give the workers the "
@@ -174,7 +168,7 @@ def run_trial(job: TrialJob) -> TrialResult | None:
 def _train(job: TrialJob, trial: Any, overrides: dict[str, Any], started: float) -> TrialResult:
     """The trial's training inside its MLflow run (FAILED when training fails)."""
     base = job.params.model_dump(mode="json", by_alias=True)
-    uri = worker_tracking_uri(job.root)
+    uri = environment_tracking_uri(job.root)
     tags = {
         **job.tags,
         SEARCH_TAG: job.params.search.study,

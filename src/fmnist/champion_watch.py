@@ -1,5 +1,5 @@
 """`fmnist serve` follows @champion: a thread looks the alias up every `--poll-seconds` and,
-when it names another version, loads that version, has it answer one warm-up image, and only
+when it names another version, loads that version, has it answer warm-up images, and only
 then swaps it in (ModelHolder.swap). Requests already running finish on the old model, later
 ones get the new one, and every answer names its version. The switch is one log line.
 
@@ -19,22 +19,18 @@ from __future__ import annotations
 import contextlib
 import logging
 import shutil
-import sys
 import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-import numpy as np
-
 from fmnist.core.promotion import CHAMPION
 from fmnist.errors import first_line
-from fmnist.scoring import ModelHolder, ServedModel, load_version
+from fmnist.scoring import ModelHolder, ServedModel, load_version, warm_up
 
 STOP_WAIT = 2.0  # seconds the server's exit waits for a poll under way (a load takes less)
 CAUSE_LIMIT = 500  # characters: MLflow's HTTP errors say why (timed out, refused) near the end
-WARM_UP = np.zeros((1, 28, 28), dtype=np.uint8)  # one black image, a form every version takes
 log = logging.getLogger("uvicorn.error")  # the server's log, in uvicorn's format
 
 # ---------------------------------------------------------------- pure: what to say
@@ -167,25 +163,17 @@ def look_up_champion(tracking_uri: str, name: str) -> int | None:
 
 
 def load_warm(tracking_uri: str, name: str, version: int, workdir: Path) -> ServedModel:
-    """A version loaded into workdir/v<n> that has answered one warm-up image; a failure
-    leaves nothing of it behind (files, sys.path entries), so retries do not pile up."""
+    """A version loaded into workdir/v<n>, with its own code (fmnist.version_code), that has
+    answered the warm-up images; a failure leaves no files behind, so retries do not pile up."""
     folder = workdir / f"v{version}"
-    forget(folder)  # a version served before, loaded again
+    shutil.rmtree(folder, ignore_errors=True)  # a version served before, loaded again
     try:
         served = load_version(tracking_uri, name, version, folder)
-        answer = served.predict(WARM_UP)  # (1, 12): class id, label, ten probabilities
-        if len(answer) != 1:
-            raise ValueError(f"v{version} answered {len(answer)} rows for one warm-up image")
+        warm_up(served)
     except BaseException:
-        forget(folder)
+        shutil.rmtree(folder, ignore_errors=True)
         raise
     return served
-
-
-def forget(folder: Path) -> None:
-    """Remove a model's download folder and the code path MLflow put on sys.path for it."""
-    shutil.rmtree(folder, ignore_errors=True)
-    sys.path[:] = [entry for entry in sys.path if not Path(entry).is_relative_to(folder)]
 
 
 def cause_of(exc: Exception, tracking_uri: str | None = None) -> str:

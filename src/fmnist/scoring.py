@@ -13,7 +13,7 @@ import logging
 import socket
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -46,12 +46,10 @@ class ServedModel:
     name: str
     version: int
     model: Any  # mlflow.pyfunc.PyFuncModel
-    lock: threading.Lock = field(default_factory=threading.Lock, compare=False, repr=False)
 
     def predict(self, pixels: np.ndarray) -> pd.DataFrame:
-        """Raw pixels -> class id, label, ten probabilities (one prediction at a time)."""
-        with self.lock:  # Keras' predict is not documented thread-safe; one batch in memory
-            return self.model.predict(pixels)
+        """Raw pixels -> class id, label, ten probabilities."""
+        return self.model.predict(pixels)
 
 
 class ModelHolder:
@@ -93,13 +91,15 @@ def load_version(
     from mlflow.exceptions import MlflowException
 
     from fmnist.mlflow_store import open_store
+    from fmnist.version_code import shipped_code
 
     open_store(tracking_uri)
     if dst_path is not None:
         dst_path.mkdir(parents=True, exist_ok=True)  # MLflow downloads only into a folder
     uri = f"models:/{name}/{version}"
     try:
-        model = mlflow.pyfunc.load_model(uri, dst_path=None if dst_path is None else str(dst_path))
+        with shipped_code():  # the version's own fmnist_model, not the checkout's
+            model = mlflow.pyfunc.load_model(uri, dst_path=dst_path and str(dst_path))
     except MlflowException as exc:
         raise TrackingError(f"{uri}: {first_line(exc)}") from None
     except (OSError, ValueError) as exc:  # Keras' own: a missing or broken model file
@@ -107,14 +107,43 @@ def load_version(
     return ServedModel(name, version, model)
 
 
-def run_predict(params: Params, images: list[Path], tracking_uri: str) -> list[dict[str, Any]]:
-    """Classify image files with the champion; one record per file."""
-    from fmnist.image_files import read_image
+def warm_up(served: ServedModel) -> None:
+    """One, then two black images through the version, so Keras has compiled its prediction
+    for any batch size before requests come (concurrent first requests of a new size would
+    each compile it again, with TensorFlow's retracing warning)."""
+    for n in (1, 2):
+        answer = served.predict(np.zeros((n, 28, 28), dtype=np.uint8))  # (n, 12)
+        if len(answer) != n:
+            raise ValueError(f"v{served.version} answered {len(answer)} rows for {n} images")
 
-    read = [read_image(path) for path in images]
+
+@dataclass(frozen=True)
+class Predicted:
+    """`fmnist predict`'s answer: which version classified the files, and one row per file."""
+
+    name: str
+    version: int
+    aliases: list[str]
+    rows: list[dict[str, Any]]
+
+
+def run_predict(
+    params: Params, images: list[Path], tracking_uri: str, version: int | None = None
+) -> Predicted:
+    """Classify image files with version `version` (None: the champion's)."""
+    from fmnist.image_files import read_image
+    from fmnist.registry import model_version
+
+    name = params.register_.model_name
+    read = [read_image(path) for path in images]  # bad files: one line, before any loading
     pixels = np.stack([pixels for pixels, _ in read])  # (n, 28, 28) uint8, a form it takes
-    table = load_champion(tracking_uri, params.register_.model_name).predict(pixels)
-    return [
+    served = (
+        load_champion(tracking_uri, name)
+        if version is None
+        else load_version(tracking_uri, name, version)
+    )
+    table = served.predict(pixels)
+    rows = [
         {
             "image": str(path),
             "label": table["label"][i],
@@ -123,6 +152,8 @@ def run_predict(params: Params, images: list[Path], tracking_uri: str) -> list[d
         }
         for i, (path, (_, note)) in enumerate(zip(images, read, strict=True))
     ]
+    aliases = sorted(model_version(tracking_uri, name, served.version).aliases)
+    return Predicted(name, served.version, aliases, rows)
 
 
 # ---------------------------------------------------------------- the server
@@ -261,6 +292,7 @@ def serve(
 
     from fmnist.champion_watch import watch_champion
 
+    warm_up(served)
     holder = ModelHolder(served)
     app = create_app(holder, max_request_bytes)
     config = uvicorn.Config(app, log_level="info", server_header=False, proxy_headers=False)

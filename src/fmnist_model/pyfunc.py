@@ -8,10 +8,11 @@ import numpy as np
 import pandas as pd
 from mlflow.pyfunc import PythonModel
 
-from .images import check_pixels, model_features, prediction_table
+from .images import CLASS_NAMES, check_pixels, model_features, prediction_table
 from .keras_file import load_keras_model
 
 KERAS_ARTIFACT = "keras_model"  # the .keras file, an artifact of the logged model
+CHUNK = 1024  # images per prediction call: (1024, 784) float32 is 3.2 MB
 
 
 def predict_table(model: Any, model_input: Any) -> Any:
@@ -29,8 +30,12 @@ def predict_table(model: Any, model_input: Any) -> Any:
     except ValueError as exc:
         raise MlflowException(str(exc), error_code=INVALID_PARAMETER_VALUE) from None
     x = model_features(images, len(model.input_shape))
-    probabilities = model.predict(x, verbose=0, batch_size=1024)
-    return pd.DataFrame(prediction_table(probabilities))
+    # predict_on_batch, a chunk at a time: Keras' predict() sets up a data pipeline on every
+    # call (40 ms here), a hundred times one image's prediction (0.5 ms); the compiled
+    # function is the same, and so are the numbers.
+    chunks = [model.predict_on_batch(x[i : i + CHUNK]) for i in range(0, len(x), CHUNK)]
+    probabilities = np.concatenate(chunks) if chunks else np.zeros((0, len(CLASS_NAMES)))
+    return pd.DataFrame(prediction_table(probabilities))  # (n, 10) -> class, label, columns
 
 
 class FashionMnistClassifier(PythonModel):

@@ -253,7 +253,8 @@ def test_predict_classifies_png_files(served: Served, tmp_path: Path) -> None:
     Image.fromarray(raw[1]).resize((56, 56)).save(tmp_path / "big.png")
     result = _predict(served, tmp_path / "a.png", tmp_path / "big.png")
     assert result.returncode == 0, result.stderr
-    lines = result.stdout.splitlines()
+    header, *lines = result.stdout.splitlines()
+    assert header == "classified by fashion-mnist v1 (@challenger @champion):"
     assert lines[0].startswith(f"{tmp_path / 'a.png'}: ")
     assert "resized from 56x56" in lines[1]
 
@@ -266,7 +267,7 @@ def test_predict_gives_every_png_form_the_served_predictions(
              for form in PNG_FORMS for i, px in enumerate(images)]  # fmt: skip
     result = _predict(served, *paths)
     assert result.returncode == 0, result.stderr[-2000:]
-    answers = [line.split(": ", 1)[1] for line in result.stdout.splitlines()]  # label (p=...)
+    answers = [line.split(": ", 1)[1] for line in result.stdout.splitlines()[1:]]  # label (p=.)
     by_form = np.array(answers).reshape(len(PNG_FORMS), 200)
     assert (by_form == by_form[0]).all(), "a PNG form changed a prediction"
     status, _, served_answer = _send(served.url, json.dumps({"inputs": images.tolist()}).encode())

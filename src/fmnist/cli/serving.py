@@ -25,13 +25,19 @@ def predict(
         list[Path],
         typer.Argument(help="Image files: PNG of any bit depth and colour (28x28 grayscale best)."),
     ],
+    version: Annotated[
+        int | None, typer.Option(min=1, help="Classify with this version, not the champion.")
+    ] = None,
     params: ParamsOpt = PARAMS,
     tracking_uri_: TrackingOpt = None,
 ) -> None:
-    """Classify images with the champion model; prints each file's class name."""
+    """Classify images with the champion model (or --version); prints each file's class."""
     from fmnist.scoring import run_predict
 
-    for row in run_predict(load_params(params), images, tracking_uri(tracking_uri_)):
+    found = run_predict(load_params(params), images, tracking_uri(tracking_uri_), version)
+    held = f" ({' '.join(f'@{a}' for a in found.aliases)})" if found.aliases else ""
+    typer.echo(f"classified by {found.name} v{found.version}{held}:")
+    for row in found.rows:
         note = f"  ({row['note']})" if row["note"] else ""
         typer.echo(f"{row['image']}: {row['label']} (p={row['probability']:.3f}){note}")
 

@@ -23,8 +23,9 @@ BAD_SPACES = [
     ({"activations": []}, "search.space.activations: Tuple should have at least 1 item"),
     ({"batch_sizes": []}, "search.space.batch_sizes: Tuple should have at least 1 item"),
     ({"dropout": [0, 1]}, "search.space.dropout: a rate in [0, 1), got [0.0, 1.0]"),
-    ({"units": [0, 8]}, "search.space.units: must be above 0, got [0, 8]"),
-    ({"epochs": [0, 3]}, "search.space.epochs: must be above 0"),
+    ({"units": [0, 8]}, "search.space.units.0: Input should be greater than 0 (got 0)"),
+    ({"epochs": [0, 3]}, "search.space.epochs.0: Input should be greater than 0"),
+    ({"learning_rate": [0, 0.1]}, "search.space.learning_rate: must be above 0, got [0.0, 0.1]"),
 ]
 IDS = [next(iter(space)) for space, _ in BAD_SPACES]  # the key each case breaks
 
@@ -63,6 +64,49 @@ def test_other_bad_search_keys(raw: dict[str, Any], expected: str) -> None:
         parse_params(raw)
     assert "\n" not in str(caught.value)
     assert expected in str(caught.value)
+
+
+SPACE_BOUNDS = [  # (key, its largest end): what params accept for what it is tried as
+    ("layers", 32),  # model.hidden's length
+    ("units", 8192),
+    ("epochs", 1000),
+]
+
+
+@pytest.mark.parametrize(("key", "largest"), SPACE_BOUNDS, ids=[key for key, _ in SPACE_BOUNDS])
+def test_a_range_ends_within_its_params_bound(key: str, largest: int) -> None:
+    assert getattr(parse_params({"search": {"space": {key: [1, largest]}}}).search.space, key)
+    with pytest.raises(ConfigError) as caught:
+        parse_params({"search": {"space": {key: [1, largest + 1]}}})
+    assert str(caught.value) == (
+        f"params.yaml: search.space.{key}.1: Input should be less than or equal to {largest} "
+        f"(got {largest + 1})"
+    )
+
+
+def test_the_batch_sizes_are_bounded_too() -> None:
+    assert parse_params({"search": {"space": {"batch_sizes": [60_000]}}}).search.space
+    with pytest.raises(
+        ConfigError, match=r"batch_sizes.1: Input should be less than or equal to 60000"
+    ):
+        parse_params({"search": {"space": {"batch_sizes": [32, 60_001]}}})
+
+
+@pytest.mark.parametrize(
+    ("space", "expected"),
+    [
+        ({"epochs": [5, 1e9]}, "epochs.1: Input should be less than or equal to 1000"),
+        ({"epochs": [5.0, 40]}, "epochs.0: Input should be a whole number, written without"),
+        ({"layers": [1, 2.5]}, "layers.1: Input should be a whole number (got 2.5)"),
+        ({"units": [True, 64]}, "units.0: Input should be a whole number (got True)"),
+        ({"batch_sizes": [32, 64.0]}, "batch_sizes.1: Input should be a whole number, written"),
+    ],
+    ids=["1e9", "5.0", "2.5", "true", "batch-64.0"],
+)
+def test_a_range_of_counts_wants_whole_numbers(space: dict[str, Any], expected: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        parse_params({"search": {"space": space}})
+    assert str(caught.value).startswith(f"params.yaml: search.space.{expected}")
 
 
 def test_edges_of_the_space_are_allowed() -> None:

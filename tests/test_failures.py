@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import errno
+import os
 import signal
 import sqlite3
+import subprocess
+import sys
+from collections.abc import Iterator
 
 import pytest
 
@@ -58,8 +62,6 @@ def test_interruptions_are_130_and_143_with_what_was_undone() -> None:
 
 
 def test_an_interrupt_during_a_deferred_block_is_raised_after_it() -> None:
-    import os
-
     from fmnist.failures import interrupts_deferred
 
     finished = False
@@ -68,3 +70,94 @@ def test_an_interrupt_during_a_deferred_block_is_raised_after_it() -> None:
         finished = True  # the block is not cut short
     assert finished
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # put back
+
+
+# --- signals held over writes that must not be cut --------------------------------------------
+
+
+@pytest.fixture
+def sigterm_unwinds() -> Iterator[None]:
+    """SIGTERM as a command has it (fmnist.cli.app.user_errors), put back after."""
+    from fmnist.failures import raise_interrupted
+
+    before = signal.signal(signal.SIGTERM, raise_interrupted)
+    yield
+    signal.signal(signal.SIGTERM, before)
+
+
+@pytest.mark.usefixtures("sigterm_unwinds")
+def test_a_held_signal_is_said_at_once_and_raised_when_the_block_is_done(
+    capfd: pytest.CaptureFixture[str],
+) -> None:
+    from fmnist.failures import raise_interrupted, signals_held
+
+    steps = []
+    with pytest.raises(Interrupted) as raised, signals_held() as held:
+        held.doing = "the registration of m v8"
+        os.kill(os.getpid(), signal.SIGTERM)  # a real signal, delivered inside the block
+        steps.append("after the signal")  # the block is not cut short
+    assert steps == ["after the signal"]
+    assert raised.value.signum == signal.SIGTERM and not raised.value.at_once
+    assert capfd.readouterr().err == (
+        "fmnist: stopping once the registration of m v8 is finished or undone "
+        "(a second signal stops at once)\n"
+    )
+    assert signal.getsignal(signal.SIGTERM) is raise_interrupted  # put back
+
+
+def test_a_safe_point_raises_a_held_signal_and_only_then() -> None:
+    from fmnist.failures import signals_held
+
+    steps = []
+    with pytest.raises(KeyboardInterrupt) as raised, signals_held() as held:
+        held.safe_point()  # nothing held: goes on
+        steps.append(1)
+        os.kill(os.getpid(), signal.SIGINT)
+        steps.append(2)
+        held.safe_point()
+        steps.append(3)
+    assert steps == [1, 2]
+    assert isinstance(raised.value, Interrupted) and raised.value.signum == signal.SIGINT
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
+def test_a_second_signal_stops_the_block_at_once() -> None:
+    from fmnist.failures import signals_held
+
+    steps = []
+    with pytest.raises(Interrupted) as raised, signals_held():
+        os.kill(os.getpid(), signal.SIGINT)
+        steps.append(1)
+        os.kill(os.getpid(), signal.SIGINT)
+        steps.append(2)
+    assert steps == [1] and raised.value.at_once
+
+
+def test_an_ignored_signal_stays_ignored() -> None:
+    from fmnist.failures import signals_held
+
+    before = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        with signals_held() as held:
+            os.kill(os.getpid(), signal.SIGINT)
+            held.safe_point()
+        assert held.count == 0 and signal.getsignal(signal.SIGINT) is signal.SIG_IGN
+    finally:
+        signal.signal(signal.SIGINT, before)
+
+
+def test_a_block_that_said_its_outcome_ends_with_that_code_on_a_signal() -> None:
+    """Said inside the block (exit_on_signal): a signal held before is moot, the block ends
+    without raising, and a signal after ends the process at once with the said code."""
+    code = (
+        "import os, signal\n"
+        "from fmnist.failures import exit_on_signal, signals_held\n"
+        "with signals_held():\n"
+        "    os.kill(os.getpid(), signal.SIGTERM)\n"
+        "    exit_on_signal(3)\n"
+        "print('block done', flush=True)\n"
+        "os.kill(os.getpid(), signal.SIGTERM)\n"
+        "print('not reached', flush=True)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert (done.returncode, done.stdout, done.stderr) == (3, "block done\n", "")

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import multiprocessing
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -10,6 +11,7 @@ from fmnist.champion import HISTORY_TAG, promote, rollback
 from fmnist.core.promotion import CHAMPION, decide_promotion, previous_champion
 from fmnist.errors import TrackingError
 from fmnist.registry import list_versions
+from fmnist.registry_lock import promotion_lock
 
 NAME = "fashion-mnist"
 RULE = {"min_accuracy": 0.80, "min_delta": 0.001}
@@ -108,7 +110,8 @@ def test_failed_promotion_leaves_aliases_as_they_were(tracking_uri: str) -> None
     assert not promote(tracking_uri, NAME, 2, **RULE, require_better=False).promote
     assert _champion(client) == 1
     assert client.get_registered_model(NAME).tags[HISTORY_TAG] == "[1]"
-    assert [m.name for m in client.search_registered_models()] == [NAME]  # lock released
+    with promotion_lock(client, NAME, timeout=1):  # released: free at once
+        pass
 
 
 def _promote_in_process(uri: str, version: int) -> bool:
@@ -152,26 +155,33 @@ def _logged_run(uri: str, status: str = "FINISHED") -> tuple[str, str]:
     return run_id, f"models:/{model.model_id}"
 
 
-def _register(uri: str, run_id: str, model_uri: str) -> tuple[int, bool]:
+def _register(uri: str, run_id: str, model_uri: str) -> tuple[int, str]:
     from fmnist.registry import register_version
 
-    version, created, _ = register_version(
+    registration = register_version(
         uri, NAME, model_uri, run_id, description="d", tags={"test_accuracy": "0.9000"}
     )
-    return int(version.version), created
+    return int(registration.version.version), registration.state
 
 
-def test_registering_a_run_twice_returns_its_first_version(tracking_uri: str) -> None:
-    from fmnist.registry import registered_record
+def test_a_runs_version_is_taken_up_until_complete_then_returned_as_it_is(
+    tracking_uri: str,
+) -> None:
+    from fmnist.registry import COMPLETE, NEW, RESUMED, registered_record
 
     run_id, model_uri = _logged_run(tracking_uri)
-    assert _register(tracking_uri, run_id, model_uri) == (1, True)
-    assert _register(tracking_uri, run_id, model_uri) == (1, False)
+    assert _register(tracking_uri, run_id, model_uri) == (1, NEW)
+    assert _register(tracking_uri, run_id, model_uri) == (1, RESUMED)  # no decision, no card
     other, other_uri = _logged_run(tracking_uri)
-    assert _register(tracking_uri, other, other_uri) == (2, True)
+    assert _register(tracking_uri, other, other_uri) == (2, NEW)
+    client = MlflowClient(tracking_uri)  # v1 as the register stage completes it
+    client.set_model_version_tag(NAME, "1", "fmnist.promotion.reason", "below min_accuracy")
+    client.update_model_version(NAME, "1", description="**not promoted**: below min_accuracy")
+    assert _register(tracking_uri, run_id, model_uri) == (1, COMPLETE)
     assert [r.version for r in list_versions(tracking_uri, NAME)] == [2, 1]
-    assert registered_record(tracking_uri, NAME, 1)["aliases"] == []  # read back: moved on
+    assert registered_record(tracking_uri, NAME, 1)["aliases"] == []  # as it was: not moved
     assert registered_record(tracking_uri, NAME, 2)["aliases"] == ["challenger"]
+    assert client.get_model_version(NAME, "1").description.startswith("**not promoted**")
 
 
 def test_a_version_whose_run_did_not_finish_is_refused_unless_forced(tracking_uri: str) -> None:
@@ -185,30 +195,36 @@ def test_a_version_whose_run_did_not_finish_is_refused_unless_forced(tracking_ur
 
 
 def test_undoing_a_registration_gives_challenger_back(tracking_uri: str) -> None:
-    from fmnist.registry import undo_registration
+    from fmnist.registry import NEW, register_version, undo_registration
 
     first, first_uri = _logged_run(tracking_uri)
     _register(tracking_uri, first, first_uri)
     second, second_uri = _logged_run(tracking_uri)
-    from fmnist.registry import register_version
-
-    version, created, before = register_version(
+    registration = register_version(
         tracking_uri, NAME, second_uri, second, description="d", tags={}
     )
-    assert created and int(before.version) == 1
-    left = undo_registration(tracking_uri, NAME, int(version.version), before)
-    assert left == "the registry is as it was before"
+    assert registration.state == NEW and int(registration.challenger_before.version) == 1
+    version = int(registration.version.version)
+    left = undo_registration(tracking_uri, NAME, version, registration.challenger_before)
+    assert left == f"{NAME} v2 was deleted: the registry is as it was before"
     client = MlflowClient(tracking_uri)
     assert [int(v.version) for v in client.search_model_versions(f"name = '{NAME}'")] == [1]
     assert int(client.get_model_version_by_alias(NAME, "challenger").version) == 1
 
 
-def test_a_failing_registry_stops_a_promotion_in_one_line(
-    tracking_uri: str, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """A tracking server answering 500 to everything but its health check: the promotion
-    stops with one line naming the server (tests/integration/test_run_faults.py fails only the
-    champion lookup of a real server)."""
+def test_an_undo_that_cannot_finish_says_what_it_left(broken_server: str) -> None:
+    """The registry answers 500: the version stays, and the line says the next register
+    completes it."""
+    from fmnist.registry import undo_registration
+
+    left = undo_registration(broken_server, NAME, 8, None)
+    assert left.startswith(f"{NAME} v8 is left half-made (MLflow at {broken_server}: API "), left
+    assert left.endswith("500 error responses'))); the next `fmnist register` completes it"), left
+
+
+@pytest.fixture
+def broken_server(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """A tracking server answering 500 to everything but its health check."""
     import http.server
     import threading
 
@@ -220,7 +236,7 @@ def test_a_failing_registry_stops_a_promotion_in_one_line(
                 b"OK" if self.path == "/health" else b'{"error_code": "INTERNAL_ERROR"}'
             )
 
-        do_POST = do_GET
+        do_POST = do_PATCH = do_DELETE = do_GET
 
         def log_message(self, *args: object) -> None:
             pass
@@ -229,9 +245,15 @@ def test_a_failing_registry_stops_a_promotion_in_one_line(
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Broken)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     try:
-        uri = f"http://127.0.0.1:{server.server_address[1]}"
-        with pytest.raises(TrackingError, match=rf"^MLflow at {uri}: API request to .* 500 error"):
-            promote(uri, NAME, 1, **RULE, require_better=True)
+        yield f"http://127.0.0.1:{server.server_address[1]}"
     finally:
         server.shutdown()
         server.server_close()
+
+
+def test_a_failing_registry_stops_a_promotion_in_one_line(broken_server: str) -> None:
+    """The promotion stops with one line naming the server (tests/integration/
+    test_run_faults.py fails only the champion lookup of a real server)."""
+    uri = broken_server
+    with pytest.raises(TrackingError, match=rf"^MLflow at {uri}: API request to .* 500 error"):
+        promote(uri, NAME, 1, **RULE, require_better=True)

@@ -8,7 +8,14 @@ import json
 from collections.abc import Callable
 from typing import Any
 
-from fmnist.core.promotion import CHAMPION, METRIC, Decision, decide_promotion, previous_champion
+from fmnist.core.promotion import (
+    CHAMPION,
+    METRIC,
+    Decision,
+    decide_champion_again,
+    decide_promotion,
+    previous_champion,
+)
 from fmnist.errors import TrackingError, first_line
 from fmnist.registry import champion_of, client_for, not_found
 from fmnist.registry_lock import promotion_lock
@@ -65,21 +72,24 @@ def promote(
     require_better: bool,
     force: bool = False,
     echo: Callable[[str], None] = print,
+    checkpoint: Callable[[], None] = lambda: None,
 ) -> Decision:
     """Apply the promotion rule to a version; record the decision on it; move `champion`.
 
-    A version whose run did not end FINISHED is refused unless forced."""
+    A version whose run did not end FINISHED is refused unless forced. checkpoint is called
+    while the lock is waited for (a safe point to stop at)."""
     from mlflow.exceptions import MlflowException
 
     client = client_for(uri)
     try:
-        with promotion_lock(client, name, echo=echo):
+        with promotion_lock(client, name, echo=echo, checkpoint=checkpoint):
             candidate = _version(client, name, version)
             if METRIC not in candidate.tags:
                 raise TrackingError(f"{name} v{version} has no {METRIC} tag to judge it by")
             current = champion_of(client, name)
-            if current and current[0] == version:
-                return Decision(False, f"v{version} is already champion", *current)
+            already = decide_champion_again(version, current)
+            if already:
+                return already  # nothing to move or record
             unfinished = None if force else _unfinished_run(client, candidate)
             if unfinished:
                 decision = Decision(False, f"{unfinished}, not FINISHED (--force to promote)")

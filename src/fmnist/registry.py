@@ -1,8 +1,9 @@
 """The MLflow model registry: versions and aliases (never stages); moving `champion` is
 fmnist.champion.
 
-Registering is idempotent per run (a run's second registration returns its first version),
-all or nothing (a failure deletes the new version and puts `challenger` back), and what is
+Registering is idempotent per run (a run's second registration returns its complete version
+as it is, and completes one a stopped registration left half made), all or nothing (a
+failure or an interrupt deletes the new version and puts `challenger` back), and what is
 reported afterwards is read back from the registry, never assumed.
 """
 
@@ -18,6 +19,7 @@ from fmnist.core.promotion import (
     METRIC,
 )
 from fmnist.errors import TrackingError, first_line
+from fmnist.failures import Held
 from fmnist.imports import load_mlflow
 
 
@@ -71,6 +73,28 @@ def version_of_run(client: Any, name: str, run_id: str) -> Any | None:
     return min(found, key=lambda v: int(v.version)) if found else None
 
 
+NEW, RESUMED, COMPLETE = "new", "resumed", "complete"  # Registration.state
+
+
+@dataclass(frozen=True)
+class Registration:
+    """A run's version as register_version leaves it: NEW, RESUMED (a registration stopped
+    half-way, taken up again) or COMPLETE already (returned as it was)."""
+
+    version: Any
+    state: str
+    challenger_before: Any | None  # the version that held `challenger` (an undo gives it back)
+
+
+def is_complete(version: Any) -> bool:
+    """Whether a version's registration finished: its card records the promotion decision
+    (the card is a registration's last registry write; registered.json comes after)."""
+    from fmnist.core.card import PENDING
+
+    card = version.description or ""
+    return "fmnist.promotion.reason" in version.tags and bool(card) and PENDING not in card
+
+
 def register_version(
     uri: str,
     name: str,
@@ -79,35 +103,76 @@ def register_version(
     *,
     description: str,
     tags: Mapping[str, str],
-) -> tuple[Any, bool, Any | None]:
-    """Run run_id's model as a version of `name` (alias `challenger`, description, tags);
-    returns (version, created, the version that held `challenger` before). A run registered
-    before gets its version back, unchanged."""
+    held: Held | None = None,
+) -> Registration:
+    """Run run_id's model as a version of `name` (alias `challenger`, description, tags).
+    A run's complete version is returned unchanged; one a stopped registration left half
+    made is taken up again (RESUMED). held: the caller's signals_held, whose safe point is
+    just before a version is created; `held.doing` says what a signal waits for."""
+    from mlflow.exceptions import MlflowException
+
+    client = client_for(uri)
+    held = held or Held()
+    try:
+        found = version_of_run(client, name, run_id)
+        existing = None if found is None else client.get_model_version(name, found.version)
+        if existing is not None and is_complete(existing):
+            return Registration(existing, COMPLETE, None)
+        before = alias_version(client, name, CHALLENGER)
+    except MlflowException as exc:
+        raise TrackingError(f"registering {model_uri} as {name!r}: {first_line(exc)}") from None
+    state = NEW if existing is None else RESUMED
+    if existing is None:
+        existing = _create_version(uri, name, model_uri, run_id, tags, before, held)
+    number = int(existing.version)
+    held.doing = f"the registration of {name} v{number}"
+    try:
+        client.update_model_version(name, str(number), description=description)
+        client.set_registered_model_alias(name, CHALLENGER, str(number))
+        return Registration(client.get_model_version(name, str(number)), state, before)
+    except BaseException as exc:
+        left = undo_registration(uri, name, number, before, state, exc)
+        if isinstance(exc, MlflowException):
+            cause = first_line(exc)
+            raise TrackingError(f"registering {name} v{number}: {cause}; {left}") from None
+        if isinstance(exc, KeyboardInterrupt):
+            exc.add_note(left)
+        raise
+
+
+def _create_version(
+    uri: str,
+    name: str,
+    model_uri: str,
+    run_id: str,
+    tags: Mapping[str, str],
+    before: Any | None,
+    held: Held,
+) -> Any:
+    """mlflow.register_model (the registered model too, if new); a failure after the
+    version's row was made deletes it."""
     mlflow = load_mlflow()
     from mlflow.exceptions import MlflowException
 
     from fmnist.console import library_prints
 
-    client = client_for(uri)
+    held.safe_point()  # the last point at which stopping leaves nothing to undo
+    held.doing = f"the registration of a new version of {name}"
     try:
-        existing = version_of_run(client, name, run_id)
-        if existing is not None:
-            return existing, False, None
-        before = alias_version(client, name, CHALLENGER)
         with library_prints():  # its two progress lines, only with --verbose
-            version = mlflow.register_model(model_uri, name, tags=dict(tags))
+            return mlflow.register_model(model_uri, name, tags=dict(tags))
     except MlflowException as exc:
-        raise TrackingError(f"registering {model_uri} as {name!r}: {first_line(exc)}") from None
-    try:
-        client.update_model_version(name, version.version, description=description)
-        client.set_registered_model_alias(name, CHALLENGER, version.version)
-        return client.get_model_version(name, version.version), True, before
-    except BaseException as exc:
-        left = undo_registration(uri, name, int(version.version), before)
-        if isinstance(exc, MlflowException):
-            cause = first_line(exc)
-            raise TrackingError(f"registering {name} v{version.version}: {cause}; {left}") from None
-        raise
+        try:
+            made = version_of_run(client_for(uri), name, run_id)
+        except MlflowException:
+            made = None  # (if one was made, the next register completes it)
+        left = (
+            "nothing was registered"
+            if made is None
+            else undo_registration(uri, name, int(made.version), before)
+        )
+        cause = first_line(exc)
+        raise TrackingError(f"registering {model_uri} as {name!r}: {cause}; {left}") from None
 
 
 def describe_version(uri: str, name: str, version: int, description: str) -> None:
@@ -130,25 +195,39 @@ def model_version(uri: str, name: str, version: int) -> Any:
         raise TrackingError(f"{name} v{version}: reading it: {first_line(exc)}") from None
 
 
-def undo_registration(uri: str, name: str, version: int, challenger_before: Any | None) -> str:
-    """Delete a version registered by a step that then failed and give `challenger` back to
-    the version that held it; returns what the registry is left as (one clause)."""
+def undo_registration(
+    uri: str,
+    name: str,
+    version: int,
+    challenger_before: Any | None,
+    state: str = NEW,
+    cause: BaseException | None = None,
+) -> str:
+    """After a registration step failed or was interrupted: delete a NEW version and give
+    `challenger` back to the version that held it; returns what the registry is left as (one
+    clause). A RESUMED version, and any after a second signal (stop at once), stay for the
+    next register to complete."""
     from mlflow.exceptions import MlflowException
 
-    client = client_for(uri)
+    then = "the next `fmnist register` completes it"
+    if state != NEW or getattr(cause, "at_once", False):
+        return f"{name} v{version} is left half-made; {then}"
     try:
+        client = client_for(uri)
         champion = alias_version(client, name, CHAMPION)
         if champion is not None and int(champion.version) == version:
-            return f"v{version} holds @{CHAMPION} already, so it was kept"
+            return f"{name} v{version} holds @{CHAMPION} already, so it was kept; {then}"
         client.delete_model_version(name, str(version))
-        if challenger_before is not None:
-            client.set_registered_model_alias(name, CHALLENGER, challenger_before.version)
     except (MlflowException, TrackingError) as exc:
-        return (
-            f"v{version} was left registered ({first_line(exc)}); the next `dvc repro` "
-            "finds it (registration is per run) and applies the promotion rule again"
-        )
-    return "the registry is as it was before"
+        return f"{name} v{version} is left half-made ({first_line(exc)}); {then}"
+    back = None if challenger_before is None else str(challenger_before.version)
+    try:
+        if back is not None:
+            client.set_registered_model_alias(name, CHALLENGER, back)
+    except MlflowException as exc:
+        why = first_line(exc)
+        return f"{name} v{version} was deleted, but @{CHALLENGER} is not back on v{back} ({why})"
+    return f"{name} v{version} was deleted: the registry is as it was before"
 
 
 def registered_record(uri: str, name: str, version: int) -> dict[str, Any]:

@@ -174,3 +174,39 @@ def local_stack(repo: Path, worker_env: dict[str, str] | None = None) -> Iterato
             "MLFLOW_TRACKING_URI": tracking_uri,
         }
         yield LocalStack(services, env)
+
+
+@contextlib.contextmanager
+def mlflow_server(backend_uri: str, folder: Path) -> Iterator[str]:
+    """A real `mlflow server` on a free loopback port (backend_uri; artifacts, log in
+    folder), answering /health; yields its URL and is stopped by its process group."""
+    import signal
+    import time
+
+    from fmnist import stack
+
+    port = stack.free_port()
+    folder.mkdir(parents=True, exist_ok=True)
+    with (folder / "server.log").open("wb") as log:
+        server = subprocess.Popen(
+            [sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port),
+             "--backend-store-uri", backend_uri, "--workers", "1",
+             "--artifacts-destination", str(folder / "artifacts")],
+            env={**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"},
+            stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+        )  # fmt: skip
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 120
+        while not stack.healthy(f"{url}/health"):
+            assert server.poll() is None, (folder / "server.log").read_text()[-2000:]
+            assert time.monotonic() < deadline, "the MLflow server did not answer"
+            time.sleep(0.5)
+        yield url
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)
+        try:
+            server.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            os.killpg(server.pid, signal.SIGKILL)
+            server.wait()

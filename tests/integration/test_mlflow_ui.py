@@ -12,11 +12,9 @@ from __future__ import annotations
 import base64
 import contextlib
 import json
-import os
 import re
 import shutil
 import subprocess
-import sys
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -32,6 +30,7 @@ from fmnist.datasets import file_digest
 from fmnist.records import read_trained
 from fmnist.stages.lineage import dir_md5
 from tests.conftest import REPO, synthetic_images, write_raw
+from tests.integration.conftest import mlflow_server as running_mlflow_server
 from tests.stages.outputs import evaluate_outputs, train_outputs
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -98,24 +97,8 @@ def ui(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Ui]:
     tmp = tmp_path_factory.mktemp("mlflow-ui")
     uri = f"sqlite:///{tmp / 'mlflow.db'}"
     experiment, run_ids = _store(tmp, uri)
-    port = stack.free_port()
-    url = f"http://127.0.0.1:{port}"
-    server = subprocess.Popen(
-        [sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port),
-         "--backend-store-uri", uri, "--workers", "1"],
-        stdout=(tmp / "server.log").open("wb"), stderr=subprocess.STDOUT,
-        env={**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"},
-    )  # fmt: skip
-    try:
-        deadline = time.monotonic() + 120
-        while not stack.healthy(f"{url}/health"):
-            assert server.poll() is None, (tmp / "server.log").read_text()[-2000:]
-            assert time.monotonic() < deadline, "MLflow server did not answer"
-            time.sleep(0.5)
+    with running_mlflow_server(uri, tmp / "server") as url:
         yield Ui(url, experiment, run_ids, tmp, uri)
-    finally:
-        server.terminate()
-        server.wait(timeout=30)
 
 
 def _render(page: str, name: str) -> str:

@@ -25,10 +25,11 @@ import psutil
 import pytest
 from mlflow import MlflowClient
 
-from fmnist import stack
 from fmnist.errors import TrackingError
 from fmnist.lifecycle import NOTE_TAG
+from fmnist.registry_lock import tickets
 from tests.integration.conftest import Runner, copy_repo, make_runner
+from tests.integration.conftest import mlflow_server as running_mlflow_server
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -121,26 +122,8 @@ def test_a_training_killed_mid_fit_is_closed_by_the_next_repro(
 @pytest.fixture(scope="module")
 def mlflow_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     folder = tmp_path_factory.mktemp("registry-server")
-    port = stack.free_port()
-    log = (folder / "server.log").open("wb")
-    server = subprocess.Popen(
-        [sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port),
-         "--backend-store-uri", f"sqlite:///{folder / 'mlflow.db'}", "--workers", "1",
-         "--artifacts-destination", str(folder / "artifacts")],
-        env={**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"},
-        stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-    )  # fmt: skip
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 120
-        while not stack.healthy(f"{url}/health"):
-            assert server.poll() is None and time.monotonic() < deadline, "no MLflow server"
-            time.sleep(0.5)
+    with running_mlflow_server(f"sqlite:///{folder / 'mlflow.db'}", folder) as url:
         yield url
-    finally:
-        os.killpg(server.pid, signal.SIGTERM)
-        server.wait(timeout=60)
-        log.close()
 
 
 def _lying_proxy(upstream: str, fail_prefix: str) -> http.server.ThreadingHTTPServer:
@@ -212,4 +195,4 @@ def test_a_failing_champion_lookup_moves_nothing(
         proxy.server_close()
     assert int(client.get_model_version_by_alias(name, "champion").version) == 1
     assert "fmnist.promotion.promoted" not in client.get_model_version(name, "2").tags
-    assert [m.name for m in client.search_registered_models()] == [name]  # lock released
+    assert tickets(client, name) == []  # the lock released

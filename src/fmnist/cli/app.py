@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import atexit
 import functools
 import gc
 import logging
@@ -63,17 +64,21 @@ def user_errors(command: F) -> F:
         signal.signal(signal.SIGTERM, raise_interrupted)
         name = command.__name__.replace("_", " ")  # stack_up -> `stack up`, as typed
         try:
-            return command(*args, **kwargs)
+            result = command(*args, **kwargs)
         except KeyboardInterrupt as exc:
             line, code = interrupted_line(exc)
+            said(code)
             typer.echo(f"fmnist {name}: {line}", err=True)
             raise typer.Exit(code) from None
         except Exception as exc:
             failure = failure_line(exc, _tracking_uri_in_use())
             if failure is None:
                 raise  # a bug: the traceback is for us
+            said(failure[1])
             typer.echo(f"fmnist {name}: error: {failure[0]}", err=True)
             raise typer.Exit(failure[1]) from None
+        said(0)
+        return result
 
     return wrapper  # type: ignore[return-value]
 
@@ -99,6 +104,25 @@ def tracking_uri(given: str | None) -> str:
 
 
 INTERRUPTED_CODES = (128 + signal.SIGINT, 128 + signal.SIGTERM)  # 130, 143
+_process = {"standalone": False}  # run_app runs this process: its exit is the command's
+
+
+def said(code: int) -> None:
+    """The command has said its outcome (code): in the `fmnist` process, a Ctrl-C or SIGTERM
+    from now on ends it at once with that code (fmnist.failures.exit_on_signal). Run inside
+    another process (tests, a flow), its signal handlers are not this command's to keep."""
+    from fmnist.failures import exit_on_signal
+
+    if _process["standalone"]:
+        exit_on_signal(code)
+
+
+def _signals_ignored() -> None:
+    """The last exit hook: CPython's finalization then resets Python-level handlers to the
+    default, so a SIGTERM while the interpreter unloads would kill it (-15 after a printed
+    success); ignored signals stay ignored, for the moment the unloading takes."""
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, signal.SIG_IGN)
 
 
 def run_app() -> None:
@@ -109,6 +133,8 @@ def run_app() -> None:
     logging.getLogger("mlflow.store.db.utils").setLevel(logging.CRITICAL)
     from fmnist.store import bound_http_waits
 
+    _process["standalone"] = True
+    atexit.register(_signals_ignored)  # first registered, so run last
     try:
         bound_http_waits()  # a tracking server that dies mid-command costs ~1 min, not 4+
         app(prog_name="fmnist")
@@ -120,11 +146,7 @@ def run_app() -> None:
     # The command is over (its result said, its run ended): a Ctrl-C or SIGTERM now ends the
     # process at once with the command's code, instead of tearing the exit apart (a traceback
     # from a library's exit hook) or being ignored while a stuck hook holds it.
-    def now(signum: int, frame: Any) -> None:
-        os._exit(code if isinstance(code, int) else 1)
-
-    signal.signal(signal.SIGINT, now)
-    signal.signal(signal.SIGTERM, now)
+    said(code if isinstance(code, int) else 0 if code is None else 1)
     if code is not None and not isinstance(code, int):  # SystemExit("why"): say why, as Python does
         print(code, file=sys.stderr)
         code = 1

@@ -48,11 +48,13 @@ def promote(
     tracking_uri_: TrackingOpt = None,
 ) -> None:
     """Make a version `champion` by hand (it must reach register.min_accuracy unless --force)."""
+    from fmnist.core.promotion import by_hand_lines
     from fmnist.stages.register import promote as promote_version
 
     p = load_params(params)
-    reason = promote_version(p, version, force, tracking_uri(tracking_uri_))
-    typer.echo(f"{p.register_.model_name} v{version} is now @champion ({reason})")
+    decision = promote_version(p, version, force, tracking_uri(tracking_uri_))
+    for line in by_hand_lines(p.register_.model_name, version, decision):
+        typer.echo(line)
 
 
 @app.command()

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -16,6 +16,7 @@ from fmnist.cli.app import (
     TrackingOpt,
     app,
     load_params,
+    said,
     tracking_uri,
     user_errors,
 )
@@ -122,7 +123,13 @@ def register(
     from fmnist.stages import register as stage
 
     uri = tracking_uri(tracking_uri_)
-    record = stage.run(load_params(params), trained, metrics, summary, out, uri)
+    stage.run(load_params(params), trained, metrics, summary, out, uri, report=_say_registered)
+
+
+def _say_registered(record: dict[str, Any]) -> None:
+    """The registration's outcome, said while signals wait (register's report): once said,
+    a signal cannot turn it into a failure."""
     aliases = " ".join(f"@{a}" for a in record["aliases"])
     typer.echo(f"registered {record['name']} version {record['version']} as {aliases}")
     typer.echo(f"promotion: {record['promotion']}")
+    said(0)

@@ -1,7 +1,7 @@
 """The promotion rule, pure: which registered version becomes `champion`, and why.
 
 Aliases only (MLflow's stages are deprecated): every new version is `challenger`; one is
-`champion`, the version that serves. The registry I/O that applies the rule is registry.py.
+`champion`, the version that serves. The registry I/O that applies the rule is champion.py.
 """
 
 from __future__ import annotations
@@ -22,6 +22,9 @@ class Decision:
     reason: str
     compared_version: int | None = None
     compared_accuracy: float | None = None
+    accuracy: float | None = None  # the judged version's METRIC
+    below_champion: bool = False  # promoted by hand below the champion (a rollback, say)
+    already_champion: bool = False  # the version holds champion already: nothing moves
 
     @classmethod
     def from_tags(cls, tags: dict[str, str]) -> Decision | None:
@@ -58,22 +61,45 @@ def decide_promotion(
     version, current = champion if champion else (None, None)
     if accuracy < min_accuracy and not force:
         reason = f"{METRIC} {accuracy:.4f} is below min_accuracy {min_accuracy:.4f}"
-        return Decision(False, reason, version, current)
-    if force:
-        return Decision(True, "forced by hand", version, current)
-    if not require_better:
-        return Decision(True, f"promoted by hand ({METRIC} {accuracy:.4f})", version, current)
+        return Decision(False, reason, version, current, accuracy)
+    if force or not require_better:  # by hand: a worse version too (said so), to roll back
+        below = current is not None and accuracy < current
+        reason = "forced by hand" if force else f"promoted by hand ({METRIC} {accuracy:.4f})"
+        return Decision(True, reason, version, current, accuracy, below_champion=below)
     if champion is None or current is None:
-        return Decision(True, f"no champion yet ({METRIC} {accuracy:.4f})")
+        return Decision(True, f"no champion yet ({METRIC} {accuracy:.4f})", accuracy=accuracy)
     gain = accuracy - current
     if gain > min_delta:
         reason = f"{METRIC} {accuracy:.4f} beats champion v{version} ({current:.4f}) by {gain:+.4f}"
-        return Decision(True, reason, version, current)
+        return Decision(True, reason, version, current, accuracy)
     reason = (
         f"{METRIC} {accuracy:.4f} does not beat champion v{version} ({current:.4f}) "
         f"by more than min_delta {min_delta:.4f}"
     )
-    return Decision(False, reason, version, current)
+    return Decision(False, reason, version, current, accuracy)
+
+
+def by_hand_lines(name: str, version: int, decision: Decision) -> list[str]:
+    """What a promotion by hand says: a worse version's warning, then the outcome."""
+    if decision.already_champion:
+        return [f"{name} v{version} is already @{CHAMPION}: nothing to move"]
+    warning = (
+        [
+            f"{name} v{version} has {METRIC} {decision.accuracy:.4f}, below champion "
+            f"v{decision.compared_version}'s {decision.compared_accuracy:.4f}: "
+            "promoting it by hand anyway"
+        ]
+        if decision.below_champion
+        else []
+    )
+    return [*warning, f"{name} v{version} is now @{CHAMPION} ({decision.reason})"]
+
+
+def decide_champion_again(version: int, champion: tuple[int, float] | None) -> Decision | None:
+    """Success moving nothing when the version holds champion already, else None."""
+    if champion is None or champion[0] != version:
+        return None
+    return Decision(True, f"v{version} is already champion", *champion, already_champion=True)
 
 
 def previous_champion(

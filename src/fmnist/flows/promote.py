@@ -9,6 +9,7 @@ from prefect.artifacts import create_markdown_artifact
 
 from fmnist import layout
 from fmnist.config import load_params
+from fmnist.core.promotion import by_hand_lines
 from fmnist.flows.common import tracking_uri
 from fmnist.stages.register import promote as promote_version
 
@@ -18,11 +19,12 @@ def promote(version: int, force: bool) -> str:
     """The registry's promotion (threshold unless forced); a refusal fails the run."""
     root = Path.cwd()
     params = load_params(root / layout.PARAMS)
-    reason = promote_version(params, version, force, tracking_uri(root))
-    message = f"`{params.register_.model_name}` v{version} is now **@champion**: {reason}"
-    get_run_logger().info(message)
-    create_markdown_artifact(key="fashion-mnist-promotion", markdown=message)
-    return reason
+    decision = promote_version(params, version, force, tracking_uri(root))
+    lines = by_hand_lines(params.register_.model_name, version, decision)
+    for line in lines:
+        get_run_logger().info(line)
+    create_markdown_artifact(key="fashion-mnist-promotion", markdown="\n\n".join(lines))
+    return decision.reason
 
 
 @flow(name="promote-model")

@@ -9,7 +9,7 @@ Also the promotion by hand (`fmnist promote`), with the same section's threshold
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -23,6 +23,8 @@ from fmnist.tracking import SUMMARY_ARTIFACT
 
 if TYPE_CHECKING:
     from fmnist.core.card import CardFacts, DataFile
+    from fmnist.failures import Held
+    from fmnist.registry import Registration
 
 _IMAGES = (  # the run's images a card shows (those evaluate logged), in order
     ("Confusion matrix (test)", layout.CONFUSION_ARTIFACT),
@@ -34,6 +36,9 @@ _ARTIFACT_DIRS = sorted(
 _CONTEXT_ORDER = ("training", "validation", "testing")  # the card's order of the datasets
 
 
+Report = Callable[[dict[str, Any]], None]
+
+
 def run(
     params: Params,
     trained_path: Path,
@@ -41,14 +46,15 @@ def run(
     summary_path: Path,
     out_path: Path,
     tracking_uri: str,
+    report: Report | None = None,
 ) -> dict[str, Any]:
-    """Register what train recorded; returns the registered record (as written to out_path)."""
+    """Register what train recorded; returns the registered record (as written to out_path).
+    report: called with it once the version is complete and out_path written, unless a
+    signal came meanwhile (a command says its outcome there: no signal can cut it)."""
     trained = records.read_trained(trained_path)
     metrics = read_json(metrics_path)
     summary = read_text(summary_path)
-    record = register_trained(params, trained, metrics, summary, tracking_uri)
-    write_json(out_path, record)
-    return record
+    return register_trained(params, trained, metrics, summary, tracking_uri, out_path, report)
 
 
 def register_trained(
@@ -57,12 +63,21 @@ def register_trained(
     metrics: Mapping[str, float],
     summary: str,
     tracking_uri: str,
+    out_path: Path | None = None,
+    report: Report | None = None,
 ) -> dict[str, Any]:
     """Register a trained record with its test metrics and its model card (the version's
-    description), then apply the promotion rule; returns the registered record, read back
-    from the registry."""
+    description), apply the promotion rule, write the record (out_path); returns the record,
+    read back from the registry.
+
+    All or nothing whenever Ctrl-C or SIGTERM comes: the writes are never cut (signals are
+    held, fmnist.failures.signals_held); a signal stops the registration before its version
+    is made, or while it waits for the promotion lock (the version is deleted again), or
+    else once the version and the record are complete. A version a stopped (or killed)
+    registration left half made is completed."""
     from fmnist.core.card import model_card
-    from fmnist.registry import register_version, registered_record
+    from fmnist.failures import Held, signals_held
+    from fmnist.registry import RESUMED, register_version, registered_record
 
     run = tracking.get_run(tracking_uri, trained["run_id"])  # its params, datasets
     trained_with = {  # the params the model was trained with (a flow run's overrides included)
@@ -79,53 +94,74 @@ def register_trained(
     }
     facts = _card_facts(tracking_uri, run, trained, metrics, summary, trained_with)
     name = params.register_.model_name
-    version, created, challenger_before = register_version(
-        tracking_uri,
-        name,
-        trained["model_uri"],
-        trained["run_id"],
-        description=model_card(facts),
-        tags=tags,
-    )
-    number = int(version.version)
-    _promote_or_undo(params, number, tracking_uri, created, challenger_before, facts)
-    return registered_record(tracking_uri, name, number)
+    held, record = Held(), None  # what the except below reads
+    try:
+        with signals_held() as held:
+            registration = register_version(
+                tracking_uri, name, trained["model_uri"], trained["run_id"],
+                description=model_card(facts), tags=tags, held=held,
+            )  # fmt: skip
+            number = int(registration.version.version)
+            if registration.state == RESUMED:
+                print(f"fmnist: completing {name} v{number}, left half-made by a register "
+                      "that was stopped", flush=True)  # fmt: skip
+            _promote_or_undo(params, registration, tracking_uri, facts, held)
+            record = registered_record(tracking_uri, name, number)
+            if out_path is not None:
+                write_json(out_path, record)
+            if report is not None and held.signum is None:
+                report(record)
+            return record  # (a signal held meanwhile is raised as the block ends)
+    except KeyboardInterrupt as exc:
+        if not getattr(exc, "__notes__", None):  # (an undo's note says what it left)
+            exc.add_note(_left_by_interrupt(exc, held, record))
+        raise
+
+
+def _left_by_interrupt(exc: KeyboardInterrupt, held: Held, record: dict[str, Any] | None) -> str:
+    """What an interrupted registration left, when no undo said it."""
+    if getattr(exc, "at_once", False):
+        doing = held.doing or "the registration"
+        then = "the next `fmnist register` completes it"
+        return f"stopped at once: {doing} may be left half-made; {then}"
+    if record is not None:
+        aliases = " ".join(f"@{a}" for a in record["aliases"])
+        return (
+            f"{record['name']} v{record['version']} was registered in full before stopping "
+            f"({aliases}; promotion: {record['promotion']})"
+        )
+    return "nothing was registered"
 
 
 def _promote_or_undo(
-    params: Params,
-    version: int,
-    tracking_uri: str,
-    created: bool,
-    challenger_before: Any,
-    facts: CardFacts,
+    params: Params, registration: Registration, tracking_uri: str, facts: CardFacts, held: Held
 ) -> None:
-    """The promotion rule on a version; if the rule fails and this step created the version,
-    the registration is undone (`challenger` goes back). Then the rule's result goes into the
-    version's card: after the rule, never undoing it (a moved `champion` was the rule's
-    decision); a card left *pending* by a failure is completed by the next run."""
-    from fmnist.core.card import PENDING, model_card
-    from fmnist.registry import describe_version, model_version, undo_registration
+    """The promotion rule on a version, then its card with the rule's result: a
+    registration's last registry write (registry.is_complete). If the rule fails, or a signal
+    stops the wait for the promotion lock (a safe point), a new version is undone (deleted,
+    `challenger` back). Once the rule has run, nothing is undone (a moved `champion` was its
+    decision): a card left *pending* by a failure is completed by the next run."""
+    from fmnist.core.card import model_card
+    from fmnist.registry import COMPLETE, describe_version, model_version, undo_registration
 
-    name = params.register_.model_name
+    name, number = params.register_.model_name, int(registration.version.version)
+    if registration.state == COMPLETE:
+        return
     try:
-        decision = _apply_rule(params, version, tracking_uri, by_hand=False)
-    except BaseException as exc:
-        left = (
-            undo_registration(tracking_uri, name, version, challenger_before)
-            if created
-            else f"v{version} stays as it was"
+        decision = _apply_rule(
+            params, number, tracking_uri, by_hand=False, checkpoint=held.safe_point
         )
+    except BaseException as exc:
+        before, state = registration.challenger_before, registration.state
+        left = undo_registration(tracking_uri, name, number, before, state, exc)
         if isinstance(exc, FmnistError):
             raise TrackingError(f"{first_line(exc)}; {left}") from None
+        if isinstance(exc, KeyboardInterrupt):
+            exc.add_note(left)
         raise
-    if not created:  # a card left pending gets the decision recorded on the version
-        registered = model_version(tracking_uri, name, version)
-        if PENDING not in str(registered.description or ""):
-            return
-        decision = Decision.from_tags(dict(registered.tags)) or decision
-    try:
-        describe_version(tracking_uri, name, version, model_card(facts, decision))
+    try:  # the decision as recorded (one holding `champion` already was decided before)
+        recorded = Decision.from_tags(dict(model_version(tracking_uri, name, number).tags))
+        describe_version(tracking_uri, name, number, model_card(facts, recorded or decision))
     except TrackingError as exc:
         again = "run register again to complete it"
         raise TrackingError(f"{exc}; its card still says pending ({again})") from None
@@ -208,9 +244,16 @@ def _json_object(text: str | None) -> dict[str, Any]:
 
 
 def _apply_rule(
-    params: Params, version: int, tracking_uri: str, *, by_hand: bool, force: bool = False
+    params: Params,
+    version: int,
+    tracking_uri: str,
+    *,
+    by_hand: bool,
+    force: bool = False,
+    checkpoint: Callable[[], None] | None = None,
 ) -> Decision:
-    """The registry's promotion with this section's thresholds: automatic, or by hand."""
+    """The registry's promotion with this section's thresholds: automatic, or by hand.
+    checkpoint: called while the promotion waits for its lock (a safe point to stop at)."""
     from fmnist.champion import promote as promote_version
 
     cfg = params.register_
@@ -222,14 +265,17 @@ def _apply_rule(
         min_delta=cfg.min_delta,
         require_better=not by_hand,
         force=force,
+        echo=lambda line: print(line, flush=True),  # the lock's wait: a line every few seconds
+        checkpoint=checkpoint or (lambda: None),
     )
 
 
-def promote(params: Params, version: int, force: bool, tracking_uri: str) -> str:
-    """Make a version `champion` by hand (threshold unless forced); returns why it was."""
+def promote(params: Params, version: int, force: bool, tracking_uri: str) -> Decision:
+    """Make a version `champion` by hand (threshold unless forced; one holding it already
+    is a success moving nothing); returns the decision, a refusal raises."""
     decision = _apply_rule(params, version, tracking_uri, by_hand=True, force=force)
     if not decision.promote:
         raise TrackingError(
             f"{params.register_.model_name} v{version} not promoted: {decision.reason}"
         )
-    return decision.reason
+    return decision

@@ -11,7 +11,7 @@ median of those ratios.
     .venv/bin/python bench/bench_serve.py [--rounds 4] [--seconds 5] [--tracking-uri URI]
 
 Run it in the project's folder (`fmnist serve` reads params.yaml there for the model's name).
-The champion comes from --tracking-uri (default: this checkout's store after `make run`).
+The champion comes from --tracking-uri (default: the folder's store after `make run`).
 MLflow's server runs with `--env-manager local` (this environment: the same packages for
 both servers, no build time measured).
 """
@@ -39,7 +39,6 @@ import psutil
 
 from fmnist import stack
 
-REPO = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
 CELLS = ((1, 1), (8, 1), (1, 100), (8, 100))  # (clients, images per request)
 
@@ -149,7 +148,7 @@ def main() -> None:
     )
     parser.add_argument("--rounds", type=int, default=4)
     parser.add_argument("--seconds", type=float, default=5.0, help="per cell and server")
-    parser.add_argument("--tracking-uri", default=f"sqlite:///{REPO / 'mlflow.db'}")
+    parser.add_argument("--tracking-uri", default=f"sqlite:///{Path.cwd() / 'mlflow.db'}")
     parser.add_argument("--model", default="fashion-mnist")
     args = parser.parse_args()
     path = f"{BIN}{os.pathsep}{os.environ['PATH']}"  # MLflow's server runs `uvicorn` by name

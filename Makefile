@@ -70,6 +70,7 @@ bench: setup ## benchmarks against the tutorial's own code (prints medians and r
 	$(RUN) python bench/bench_train.py
 	$(RUN) python bench/bench_prefect.py
 	$(RUN) python bench/bench_sweep.py
+	$(RUN) python bench/bench_serve.py
 
 clean: ## remove the environments (not data, models or the MLflow store)
 	rm -rf .venv .tools .pytest_cache .mypy_cache .ruff_cache

@@ -161,3 +161,17 @@ def test_a_block_that_said_its_outcome_ends_with_that_code_on_a_signal() -> None
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert (done.returncode, done.stdout, done.stderr) == (3, "block done\n", "")
+
+
+@pytest.mark.usefixtures("sigterm_unwinds")
+def test_a_block_failing_with_a_signal_held_ends_interrupted_with_its_line() -> None:
+    from fmnist.errors import TrackingError
+    from fmnist.failures import interrupted_line, signals_held
+
+    with pytest.raises(Interrupted) as raised, signals_held():
+        os.kill(os.getpid(), signal.SIGTERM)
+        raise TrackingError("m v8 is left half-made; the next `fmnist register` completes it")
+    assert interrupted_line(raised.value) == (
+        "interrupted (SIGTERM); m v8 is left half-made; the next `fmnist register` completes it",
+        143,
+    )

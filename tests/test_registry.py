@@ -212,6 +212,24 @@ def test_undoing_a_registration_gives_challenger_back(tracking_uri: str) -> None
     assert int(client.get_model_version_by_alias(NAME, "challenger").version) == 1
 
 
+def test_an_undo_leaves_challenger_to_a_registration_made_since(tracking_uri: str) -> None:
+    """v2's registration is undone after v3 took `challenger` (it waited for the lock while
+    v3 registered): v3 keeps it."""
+    from fmnist.registry import register_version, undo_registration
+
+    first, first_uri = _logged_run(tracking_uri)
+    _register(tracking_uri, first, first_uri)
+    second, second_uri = _logged_run(tracking_uri)
+    undone = register_version(tracking_uri, NAME, second_uri, second, description="d", tags={})
+    third, third_uri = _logged_run(tracking_uri)
+    assert _register(tracking_uri, third, third_uri)[0] == 3
+    left = undo_registration(tracking_uri, NAME, 2, undone.challenger_before)
+    assert left == f"{NAME} v2 was deleted: the registry is as it was before"
+    assert (
+        int(MlflowClient(tracking_uri).get_model_version_by_alias(NAME, "challenger").version) == 3
+    )
+
+
 def test_an_undo_that_cannot_finish_says_what_it_left(broken_server: str) -> None:
     """The registry answers 500: the version stays, and the line says the next register
     completes it."""

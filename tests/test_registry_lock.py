@@ -131,3 +131,22 @@ def test_a_live_holder_is_waited_for_with_progress_then_one_line(tracking_uri: s
         and lines[0] == f"{NAME}: waiting for the promotion of {holder} (since earlier) to finish"
     )
     assert [t.holder for t in tickets(client, NAME)] == [holder]  # not ours to break; ours gone
+
+
+def test_a_waiter_whose_ticket_was_removed_stops_in_one_line(
+    tracking_uri: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The lock model deleted meanwhile (an older fmnist's release does that): a waiter never
+    takes the lock with its place in line gone."""
+    client = MlflowClient(tracking_uri)
+    _ticket_of(client, owner())  # a live holder: the waiter below waits
+    monkeypatch.setattr(registry_lock, "PROGRESS_EVERY", 0.0)
+
+    def lock_deleted(line: str) -> None:  # while it waits, the lock model goes
+        client.delete_registered_model(LOCK)
+
+    with (
+        pytest.raises(TrackingError, match=r"place in line .* was removed by another process"),
+        promotion_lock(client, NAME, timeout=30, echo=lock_deleted, checkpoint=lambda: None),
+    ):
+        pytest.fail("the lock was taken without a place in line")

@@ -93,6 +93,12 @@ def signals_held(second_stops: bool = True) -> Iterator[Held]:
     }
     try:
         yield held
+    except FmnistError as exc:  # the block failed with a signal held: the signal says it
+        if held.signum is None or signal.getsignal(held.signum) is not hold:
+            raise
+        stopped = Interrupted(held.signum)
+        stopped.add_note(first_line(exc))  # what the failure left, in its one line
+        raise stopped from None
     finally:
         ours = {s for s in previous if signal.getsignal(s) is hold}
         for signum in ours:

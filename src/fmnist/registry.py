@@ -3,8 +3,9 @@ fmnist.champion.
 
 Registering is idempotent per run (a run's second registration returns its complete version
 as it is, and completes one a stopped registration left half made), all or nothing (a
-failure or an interrupt deletes the new version and puts `challenger` back), and what is
-reported afterwards is read back from the registry, never assumed.
+failure, or an interrupt before the promotion starts, deletes the new version and puts
+`challenger` back; an interrupt after that completes it), and what is reported afterwards
+is read back from the registry, never assumed.
 """
 
 from __future__ import annotations
@@ -13,11 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from fmnist.core.promotion import (
-    CHALLENGER,
-    CHAMPION,
-    METRIC,
-)
+from fmnist.core.promotion import CHALLENGER, CHAMPION, METRIC, Decision
 from fmnist.errors import TrackingError, first_line
 from fmnist.failures import Held
 from fmnist.imports import load_mlflow
@@ -92,7 +89,8 @@ def is_complete(version: Any) -> bool:
     from fmnist.core.card import PENDING
 
     card = version.description or ""
-    return "fmnist.promotion.reason" in version.tags and bool(card) and PENDING not in card
+    decided = Decision.from_tags(dict(version.tags)) is not None
+    return decided and bool(card) and PENDING not in card
 
 
 def register_version(
@@ -217,10 +215,13 @@ def undo_registration(
         champion = alias_version(client, name, CHAMPION)
         if champion is not None and int(champion.version) == version:
             return f"{name} v{version} holds @{CHAMPION} already, so it was kept; {then}"
-        client.delete_model_version(name, str(version))
+        challenger = alias_version(client, name, CHALLENGER)
+        client.delete_model_version(name, str(version))  # (its aliases go with it)
     except (MlflowException, TrackingError) as exc:
         return f"{name} v{version} is left half-made ({first_line(exc)}); {then}"
-    back = None if challenger_before is None else str(challenger_before.version)
+    took_it = challenger is not None and int(challenger.version) == version
+    # Only where this version had taken it: a registration since then keeps its own.
+    back = None if challenger_before is None or not took_it else str(challenger_before.version)
     try:
         if back is not None:
             client.set_registered_model_alias(name, CHALLENGER, back)

@@ -147,7 +147,13 @@ def _wait_turn(
     deadline = time.monotonic() + timeout
     next_progress = time.monotonic() + PROGRESS_EVERY
     while True:
-        ahead = [t for t in tickets(client, name) if t.version < mine]
+        line = tickets(client, name)
+        if all(t.version != mine for t in line):  # broken as stale, or the lock model deleted
+            raise TrackingError(
+                f"{name}: this promotion's place in line ({lock_name(name)!r} v{mine}) was "
+                "removed by another process; try again"
+            )
+        ahead = [t for t in line if t.version < mine]
         for ticket, why in _to_break(ahead):
             if _remove(client, name, ticket.version):  # False: another broke it first
                 held = f"{ticket.holder} (since {ticket.since})"
@@ -178,12 +184,14 @@ def _acquire(
     """Take a ticket and wait for its turn; a contender giving up leaves no ticket behind."""
     from mlflow.exceptions import MlflowException
 
-    mine = _take_ticket(client, name)
+    mine = None
     try:
+        mine = _take_ticket(client, name)
         _wait_turn(client, name, mine, timeout, echo, checkpoint)
     except BaseException:  # timeout, Ctrl-C/SIGTERM, a store error: out of the line
-        with contextlib.suppress(MlflowException):  # the first failure is the one to report
-            _remove(client, name, mine)
+        if mine is not None:
+            with contextlib.suppress(MlflowException):  # the first failure is the one to say
+                _remove(client, name, mine)
         raise
     return mine
 
@@ -196,7 +204,10 @@ def _release(client: Any, name: str, mine: int, echo: Callable[[str], None]) -> 
         removed = _remove(client, name, mine)
     except MlflowException as exc:  # what was promoted stays; the next one breaks the ticket
         cause = first_line(exc)
-        echo(f"{name}: could not release {lock!r} v{mine} ({cause}); the next promotion breaks it")
+        echo(
+            f"{name}: could not release {lock!r} v{mine} ({cause}); the next promotion breaks "
+            "it once this process has ended"
+        )
         return
     if not removed:
         echo(f"{name}: {lock!r} v{mine} was gone already (another promotion broke it as stale)")

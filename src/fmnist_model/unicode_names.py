@@ -20,9 +20,6 @@ from typing import Any
 _VALID_SCOPE = re.compile(r"^[A-Za-z0-9.][A-Za-z0-9_.\\/>-]*$")
 _INVALID_CHAR = re.compile(r"[^A-Za-z0-9_.\\/>-]")
 _installed = False
-# Set on the installed fix: each registered version loads its own copy of this module
-# (fmnist.version_code), and the fix goes in once per process, not once per version.
-FIX_MARK = "fmnist_unicode_names"
 
 
 def tf_scope_name(name: str) -> str:
@@ -49,8 +46,8 @@ def allow_unicode_names() -> None:
     import tensorflow as tf
     from keras.src.backend.tensorflow import core  # private: Keras has no public hook
 
-    if getattr(core.name_scope.__init__, FIX_MARK, False):  # another version's copy did it
-        _installed = True
+    if getattr(core.name_scope.__init__, "__module__", "") == __name__:
+        _installed = True  # another version's copy of this module put the fix in already
         return
     original_init = core.name_scope.__init__
 
@@ -69,7 +66,6 @@ def allow_unicode_names() -> None:
         finally:
             self._name = keras_name
 
-    setattr(__init__, FIX_MARK, True)
     core.name_scope.__init__ = __init__
     core.Variable._initialize = _initialize  # noqa: SLF001 (the same fix)
     _installed = True

@@ -71,8 +71,17 @@ def own_probabilities(keras_file: Path, pixels: np.ndarray, scale: float = 255.0
     return np.asarray(model.predict(x, verbose=0))
 
 
+def test_the_commands_run_the_edited_checkout(setup: Setup) -> None:
+    """The checks below can fail: the commands' fmnist_model is the edited copy ..."""
+    found = subprocess.run(
+        [sys.executable, "-c", "import fmnist_model.images as m; print(m.__file__)"],
+        env=setup.env, capture_output=True, text=True, timeout=60, check=True,
+    ).stdout.strip()  # fmt: skip
+    assert Path(found).is_relative_to(setup.edited_src)
+
+
 def test_the_edit_would_change_the_answers(setup: Setup) -> None:
-    """The check below can fail: the edited scaling gives other probabilities."""
+    """... and the edited scaling gives other probabilities."""
     pixels = setup.champion.pixels[:20]
     own = own_probabilities(setup.champion.keras_file, pixels)
     edited = own_probabilities(setup.champion.keras_file, pixels, scale=128.0)

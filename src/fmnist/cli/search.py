@@ -81,6 +81,6 @@ def search(
     typer.echo(f"registered {reg['name']} v{reg['version']} {aliases}{tested}: {reg['promotion']}")
     if result.experiment:
         typer.echo(
-            f"DVC experiment {result.experiment}: `dvc exp apply {result.experiment}`, "
-            "then `dvc repro` trains it"
+            f"DVC experiment {result.experiment}: `dvc exp apply {result.experiment}` puts its "
+            "params and outputs in the workspace (`dvc repro` then has nothing to rerun)"
         )

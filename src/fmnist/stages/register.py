@@ -97,6 +97,7 @@ def register_trained(
     held, record = Held(), None  # what the except below reads
     try:
         with signals_held() as held:
+            held.doing = f"the registration of {trained['run_id']}'s model as {name}"
             registration = register_version(
                 tracking_uri, name, trained["model_uri"], trained["run_id"],
                 description=model_card(facts), tags=tags, held=held,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import os
+import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -108,3 +109,21 @@ def pytest_collection_finish(session: pytest.Session) -> None:
         raise pytest.UsageError(
             "a test module imports TensorFlow at its top: import it in a slow test"
         )
+
+
+GIT_IDENTITY = ["-c", "user.name=t", "-c", "user.email=t@t.invalid"]
+
+
+def dvc_project(root: Path, stages: str) -> Path:
+    """A real git + DVC project at root (made if missing) with this dvc.yaml `stages:` body;
+    nothing committed, nothing run."""
+    root.mkdir(parents=True, exist_ok=True)
+    subprocess.run(["git", "init", "-q", "-b", "main", str(root)], check=True)
+    subprocess.run([sys.executable, "-m", "dvc", "init", "-q"], cwd=root, check=True)
+    (root / "dvc.yaml").write_text(f"stages:\n{stages}", encoding="utf-8")
+    return root
+
+
+def record_output(root: Path, stage: str) -> None:
+    """`dvc commit` a stage's outputs as they are (into dvc.lock and the DVC cache), unrun."""
+    subprocess.run([sys.executable, "-m", "dvc", "commit", "-f", "-q", stage], cwd=root, check=True)

@@ -11,10 +11,10 @@ from fmnist.dvc_cli import (
     experiment_file,
     experiment_ref,
     failure_line,
+    lock_changes,
     reproduce,
     run_experiment,
     stage_env,
-    stages_in,
 )
 from fmnist.errors import StageError
 
@@ -39,20 +39,19 @@ def test_failure_line_prefers_the_stages_own_error() -> None:
     assert failure_line(["noise"], "dvc repro", 255) == "dvc repro exited with 255: noise"
 
 
-def test_stages_in_tells_which_stages_dvc_ran_and_which_it_reused() -> None:
-    lines = [  # DVC 3's own wording, as run_dvc streams it
-        "Reproducing experiment 'brave-fox'",
-        "Stage 'download' didn't change, skipping",
-        "Stage 'prepare' is cached - skipping run, checking out outputs",
-        "Running stage 'train':",
-        "> fmnist train --data data/prepared --model models/model.keras",
-        "Epoch 1/1 ... Running stage 'x': not at the start of a line",
-        "Stage 'evaluate' is cached - skipping run, checking out outputs",
-        "Running stage 'register':",
-        "'data/raw.dvc' didn't change, skipping",
-    ]
-    assert stages_in(lines) == (("train", "register"), ("download", "prepare", "evaluate"))
-    assert stages_in([]) == ((), ())
+def test_lock_changes_tells_which_stages_a_run_recorded_anew() -> None:
+    def lock(**stages: str) -> dict[str, object]:
+        entries = {
+            name: {"cmd": "c", "outs": [{"path": name, "md5": md5}]} for name, md5 in stages.items()
+        }
+        return {"schema": "2.0", "stages": entries}
+
+    before = lock(download="a", prepare="b", train="c")
+    after = lock(download="a", prepare="b", train="d", register="e")
+    assert lock_changes(before, after) == (("train", "register"), ("download", "prepare"))
+    assert lock_changes(None, after) == (("download", "prepare", "train", "register"), ())
+    assert lock_changes(after, after) == ((), ("download", "prepare", "train", "register"))
+    assert lock_changes(before, None) == ((), ())
 
 
 def test_stage_env_puts_this_interpreters_bin_first() -> None:
@@ -67,12 +66,12 @@ def tiny_repo(tmp_path: Path) -> Path:
     subprocess.run(["git", "init", "-q", "-b", "main", str(tmp_path)], check=True)
     subprocess.run([sys.executable, "-m", "dvc", "init", "-q"], cwd=tmp_path, check=True)
     (tmp_path / "params.yaml").write_text("n: 1\n")
-    (tmp_path / "count.py").write_text(
-        "import sys, yaml\n"
+    (tmp_path / "count.py").write_text(  # each run writes something new, as register does
+        "import sys, time, yaml\n"
         "n = yaml.safe_load(open('params.yaml'))['n']\n"
         "if n % 2 == 0:\n"
         "    sys.exit('fmnist count: error: n must be odd')\n"
-        "open('out.txt', 'w').write(str(n))\n"
+        "open('out.txt', 'w').write(f'{n} {time.time_ns()}')\n"
     )
     (tmp_path / "dvc.yaml").write_text(
         "stages:\n  count:\n    cmd: python count.py\n    deps: [count.py]\n"
@@ -87,7 +86,7 @@ def tiny_repo(tmp_path: Path) -> Path:
 def test_reproduce_streams_lines_and_runs_the_stage(tiny_repo: Path) -> None:
     lines: list[str] = []
     reproduce(tiny_repo, "count", stage_env(), lines.append)
-    assert (tiny_repo / "out.txt").read_text() == "1"
+    assert (tiny_repo / "out.txt").read_text().split()[0] == "1"
     assert any("Running stage 'count'" in line for line in lines)
 
 
@@ -95,11 +94,9 @@ def test_reproduce_streams_lines_and_runs_the_stage(tiny_repo: Path) -> None:
 def test_experiment_leaves_the_workspace_alone(tiny_repo: Path) -> None:
     env = stage_env(GIT_ENV)
     run = run_experiment(tiny_repo, "three", ["-S", "n=3"], env, lambda line: None)
-    ref = run.ref
-    assert ref.endswith("/three")
-    assert (run.ran, run.reused) == (("count",), ())
-    assert experiment_ref(tiny_repo, "three") == ref
-    assert "n: 3" in experiment_file(tiny_repo, ref, "params.yaml")
+    assert (run.name, run.changed, run.unchanged) == ("three", ("count",), ())
+    assert experiment_ref(tiny_repo, "three") == run.ref
+    assert "n: 3" in experiment_file(tiny_repo, run.ref, "params.yaml")
     assert (tiny_repo / "params.yaml").read_text() == "n: 1\n"
     assert not (tiny_repo / "out.txt").exists()
 
@@ -114,13 +111,23 @@ def test_a_failing_stage_raises_its_own_line(tiny_repo: Path) -> None:
 
 @pytest.mark.slow  # real dvc processes
 def test_an_experiment_dvc_already_has_is_reused_unless_forced(tiny_repo: Path) -> None:
+    """Told from the experiment's dvc.lock against its baseline commit's, not from DVC's log."""
     env = stage_env(GIT_ENV)
+    reproduce(tiny_repo, "count", env, lambda line: None)
+    subprocess.run(["git", *GIT, "add", "-A"], cwd=tiny_repo, check=True)
+    subprocess.run(["git", *GIT, "commit", "-qm", "n=1 recorded"], cwd=tiny_repo, check=True)
     lines: list[str] = []
-    first = run_experiment(tiny_repo, "five", ["-S", "n=5"], env, lines.append)
+    same = run_experiment(tiny_repo, "same", [], env, lines.append)
+    forced = run_experiment(tiny_repo, "same-forced", [], env, force=True)
+    five = run_experiment(tiny_repo, "five", ["-S", "n=5"], env)
     again = run_experiment(tiny_repo, "five-again", ["-S", "n=5"], env, lines.append)
-    forced = run_experiment(tiny_repo, "five-forced", ["-S", "n=5"], env, force=True)
-    assert (first.ran, first.reused) == (("count",), ())
-    assert (again.ran, again.reused) == ((), ("count",))  # from DVC's run cache
-    assert (forced.ran, forced.reused) == (("count",), ())
-    assert "Stage 'count' is cached - skipping run, checking out outputs" in lines  # streamed
+    assert (same.changed, same.unchanged) == ((), ("count",))  # the baseline records it
+    assert "Stage 'count' didn't change, skipping" in lines  # DVC's log, streamed
+    assert (forced.changed, forced.unchanged) == (("count",), ())
+    assert (five.changed, five.unchanged) == (("count",), ())
+    # Restored from DVC's run cache: new against the baseline, the very outputs of `five`
+    assert (again.changed, again.unchanged) == (("count",), ())
+    assert "Stage 'count' is cached - skipping run, checking out outputs" in lines
+    lock = [experiment_file(tiny_repo, run.ref, "dvc.lock") for run in (five, again)]
+    assert lock[0] == lock[1]
     assert experiment_file(tiny_repo, again.ref, "params.yaml") == "n: 5\n"

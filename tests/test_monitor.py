@@ -3,21 +3,19 @@ on features of batches that did and did not drift."""
 
 from __future__ import annotations
 
-import hashlib
-import json
 import shutil
 from pathlib import Path
 
 import numpy as np
 import pytest
+import yaml
 
 from fmnist.config import MonitorConfig
 from fmnist.core.drift import image_features
 from fmnist.errors import DataIntegrityError
 from fmnist.monitor import reference_sample, training_data
-from fmnist.stages.lineage import dir_md5
 from fmnist.stages.splits import save_split
-from tests.conftest import synthetic_images
+from tests.conftest import dvc_project, record_output, synthetic_images
 
 
 def _prepared(root: Path) -> Path:
@@ -28,42 +26,55 @@ def _prepared(root: Path) -> Path:
     return prepared
 
 
+def _recorded(root: Path) -> tuple[Path, str]:
+    """A DVC project whose dvc.lock and cache hold data/prepared, and the hash it recorded."""
+    dvc_project(root, "  prepare:\n    cmd: 'false'\n    outs: [data/prepared]\n")
+    prepared = _prepared(root)
+    record_output(root, "prepare")
+    lock = yaml.safe_load((root / "dvc.lock").read_text())
+    return prepared, str(lock["stages"]["prepare"]["outs"][0]["md5"])
+
+
+@pytest.mark.slow  # real dvc processes
 def test_the_training_data_is_found_by_its_hash_in_the_workspace(tmp_path: Path) -> None:
-    version = dir_md5(_prepared(tmp_path))
-    path, where = training_data(tmp_path, version, 3)
-    assert path == tmp_path / "data/prepared/val.npz" and version in where
+    _, version = _recorded(tmp_path)
+    with training_data(tmp_path, version, 3) as (path, where):
+        assert path == tmp_path / "data/prepared/val.npz" and version in where
+        assert "DVC cache" not in where
 
 
+@pytest.mark.slow  # real dvc processes
 def test_else_in_the_dvc_cache_by_the_same_hash(tmp_path: Path) -> None:
-    """As DVC 3 stores a directory: <md5>.dir lists the files, each stored under its md5."""
-    prepared = _prepared(tmp_path)
-    version = dir_md5(prepared)
-    cache = tmp_path / ".dvc/cache/files/md5"
-    entries = []
-    for f in sorted(prepared.iterdir()):
-        md5 = hashlib.md5(f.read_bytes()).hexdigest()
-        (cache / md5[:2]).mkdir(parents=True, exist_ok=True)
-        shutil.copy(f, cache / md5[:2] / md5[2:])
-        entries.append({"md5": md5, "relpath": f.name})
-    (cache / version[:2]).mkdir(parents=True, exist_ok=True)
-    (cache / version[:2] / version[2:]).write_text(json.dumps(entries))
-    save_split(prepared / "val.npz", *synthetic_images(50, seed=9))  # the workspace moved on
-    path, where = training_data(tmp_path, version, 3)
-    assert "DVC cache" in where and path.read_bytes() != (prepared / "val.npz").read_bytes()
-    assert np.array_equal(np.load(path)["x"], synthetic_images(120, seed=2)[0])
+    """The workspace moved on; DVC still has the version's data in its cache."""
+    prepared, version = _recorded(tmp_path)
+    save_split(prepared / "val.npz", *synthetic_images(50, seed=9))
+    with training_data(tmp_path, version, 3) as (path, where):
+        assert "DVC cache" in where and path.read_bytes() != (prepared / "val.npz").read_bytes()
+        assert np.array_equal(np.load(path)["x"], synthetic_images(120, seed=2)[0])
+    assert not path.exists()  # a copy for the block only
+    shutil.rmtree(tmp_path / ".dvc/cache")  # gone from the cache as well: one line
+    with (
+        pytest.raises(DataIntegrityError, match=r"is neither in data/prepared nor in the DVC"),
+        training_data(tmp_path, version, 3),
+    ):
+        pass
 
 
 @pytest.mark.parametrize(
     ("version", "message"),
     [
         ("unversioned", r"v3 was trained on unversioned data \('unversioned'\): no reference"),
-        ("0" * 32 + ".dir", r"v3's training data \(data/prepared md5 0{32}.dir\) is neither in "),
+        pytest.param(
+            "0" * 32 + ".dir",
+            r"v3's training data \(data/prepared md5 0{32}.dir\) is neither in ",
+            marks=pytest.mark.slow,  # asks dvc for its cache
+        ),
     ],
 )
 def test_no_reference_is_one_line(tmp_path: Path, version: str, message: str) -> None:
     _prepared(tmp_path)
-    with pytest.raises(DataIntegrityError, match=message):
-        training_data(tmp_path, version, 3)
+    with pytest.raises(DataIntegrityError, match=message), training_data(tmp_path, version, 3):
+        pass
 
 
 def test_the_reference_is_a_seeded_sample(tmp_path: Path) -> None:

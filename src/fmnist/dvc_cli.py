@@ -1,7 +1,9 @@
 """DVC driven through its CLI (it has no Python API for repro): stages and experiments.
 
 Used by the Prefect flows and the sweep: they never run stage logic themselves, DVC does, so
-unchanged stages are skipped and every output stays versioned.
+unchanged stages are skipped and every output stays versioned. What a run did is read from
+DVC's records, never from what it prints: the experiment from `dvc exp show --json`, the
+stages it recorded anew from its dvc.lock against its baseline commit's.
 """
 
 from __future__ import annotations
@@ -14,10 +16,12 @@ import re
 import subprocess
 import sys
 from collections import deque
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+import yaml
 
 from fmnist.errors import DataIntegrityError, StageError
 from fmnist.layout import PARAMS
@@ -28,12 +32,7 @@ if TYPE_CHECKING:
 LineSink = Callable[[str], None]
 _ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 _OUR_ERROR = re.compile(r"^fmnist \w+: error: ")
-# What DVC (3.x) prints for each stage of a repro: it ran it, or reused its outputs (restored
-# from the run cache, or unchanged against dvc.lock).
-_RAN = re.compile(r"^Running stage '([^']+)':$")
-_REUSED = re.compile(
-    r"^Stage '([^']+)' (?:is cached - skipping run, checking out outputs|didn't change, skipping)$"
-)
+LOCK = "dvc.lock"
 
 
 def clean_line(raw: str) -> str:
@@ -113,23 +112,26 @@ def reproduce(root: Path, stage: str, env: Mapping[str, str], on_line: LineSink 
 
 @dataclass(frozen=True)
 class ExperimentRun:
-    """A finished `dvc exp run`: its git ref, and which stages DVC ran or reused."""
+    """A finished `dvc exp run`: its name and commit, and which stages' records in dvc.lock
+    it changed against its baseline commit's."""
 
-    ref: str
-    ran: tuple[str, ...] = ()  # stages whose command ran
-    reused: tuple[str, ...] = ()  # restored from DVC's run cache, or unchanged (dvc.lock)
+    name: str
+    ref: str  # the experiment's commit (`git show REF:path`)
+    changed: tuple[str, ...] = ()  # recorded anew: DVC ran them or restored them (run cache)
+    unchanged: tuple[str, ...] = ()  # the baseline's: nothing changed (or not a target's)
 
 
-def stages_in(lines: Iterable[str]) -> tuple[tuple[str, ...], tuple[str, ...]]:
-    """(ran, reused): the stages DVC's output lines say it ran, and those it reused."""
-    ran: list[str] = []
-    reused: list[str] = []
-    for line in lines:
-        if found := _RAN.match(line):
-            ran.append(found.group(1))
-        elif found := _REUSED.match(line):
-            reused.append(found.group(1))
-    return tuple(ran), tuple(reused)
+def lock_changes(before: Any, after: Any) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """(changed, unchanged): the stages after's dvc.lock records, split by whether their
+    entry (command, deps, params and outs with their hashes) differs from before's."""
+    old, new = _lock_stages(before), _lock_stages(after)
+    changed = tuple(stage for stage, entry in new.items() if old.get(stage) != entry)
+    return changed, tuple(stage for stage in new if stage not in changed)
+
+
+def _lock_stages(lock: Any) -> dict[str, Any]:
+    stages = lock.get("stages") if isinstance(lock, dict) else None
+    return stages if isinstance(stages, dict) else {}
 
 
 def run_experiment(
@@ -143,25 +145,21 @@ def run_experiment(
     force: bool = False,
 ) -> ExperimentRun:
     """`dvc exp run --temp`: the pipeline (up to targets, else all of it) in a private copy;
-    returns the experiment's ref and which stages ran.
+    returns the experiment and which stages it recorded anew.
 
     The user's workspace (params.yaml, outputs, dvc.lock) is left as it was; the results
     live in the experiment (`dvc exp show`, `dvc exp apply NAME`) and in the DVC cache.
     Several may run at once: each waits its turn for the repo lock only while DVC sets up
     and collects, and trains in its own copy. A stage whose data, code and params match what
-    DVC already has is reused, not run; force (`--force`) runs every stage regardless.
+    the baseline's dvc.lock records is skipped, its record kept; force (`--force`) runs
+    every stage regardless.
     """
     force_arg = ["--force"] if force else []
     args = ["--wait-for-lock", "exp", "run", "--temp", *force_arg, "--name", name]
-    stage_lines: list[str] = []
-
-    def watched(line: str) -> None:
-        if _RAN.match(line) or _REUSED.match(line):
-            stage_lines.append(line)
-        on_line(line)
-
-    run_dvc([*args, *set_params, *targets], root, env, watched)
-    return ExperimentRun(experiment_ref(root, name), *stages_in(stage_lines))
+    run_dvc([*args, *set_params, *targets], root, env, on_line)
+    rev, baseline = _find_experiment(root, name)
+    changed, unchanged = lock_changes(_lock_at(root, baseline), _lock_at(root, rev))
+    return ExperimentRun(name, rev, changed, unchanged)
 
 
 def _git(root: Path, *args: str) -> str:
@@ -171,13 +169,34 @@ def _git(root: Path, *args: str) -> str:
     return done.stdout
 
 
+def _find_experiment(root: Path, name: str) -> tuple[str, str]:
+    """(commit, baseline commit) of experiment NAME of the current baseline, as
+    `dvc exp show --json` lists them (finished experiments only)."""
+    args = ["exp", "show", "--json", "--hide-workspace", "--hide-queued", "--hide-failed"]
+    done = subprocess.run(
+        [sys.executable, "-m", "dvc", *args], cwd=root, capture_output=True, text=True, check=False
+    )
+    if done.returncode:
+        raise StageError(failure_line(done.stderr.splitlines(), f"dvc {' '.join(args)}", 1))
+    for baseline in json.loads(done.stdout):
+        for exp in baseline.get("experiments") or []:
+            done_running = (exp.get("executor") or {}).get("state", "success") == "success"
+            if exp.get("name") == name and done_running and exp.get("revs"):
+                return str(exp["revs"][0]["rev"]), str(baseline["rev"])
+    raise StageError(f"DVC experiment {name!r} not found (`dvc exp show` does not list it)")
+
+
 def experiment_ref(root: Path, name: str) -> str:
-    """The git ref DVC keeps experiment NAME under, for the current baseline commit."""
-    head = _git(root, "rev-parse", "HEAD").strip()
-    ref = f"refs/exps/{head[:2]}/{head[2:]}/{name}"
-    if not _git(root, "for-each-ref", "--format=%(refname)", ref).strip():
-        raise StageError(f"DVC experiment {name!r} not found (no {ref})")
-    return ref
+    """The commit DVC keeps experiment NAME in, for the current baseline commit."""
+    return _find_experiment(root, name)[0]
+
+
+def _lock_at(root: Path, rev: str) -> Any:
+    """dvc.lock as commit rev holds it; None when it holds none (nothing recorded yet)."""
+    try:
+        return yaml.safe_load(experiment_file(root, rev, LOCK))
+    except StageError:
+        return None
 
 
 def experiment_file(root: Path, ref: str, path: Path | str) -> str:

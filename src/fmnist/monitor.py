@@ -5,7 +5,8 @@ to the batch's scoring run.
 
 The reference is the validation split of the data the version was trained on, found by the
 hash the version records (its `data.prepared` tag, DVC's hash of data/prepared): in the
-workspace when data/prepared hashes to it, else in the DVC cache by that hash. Validation, not
+workspace when dvc.lock records that hash for data/prepared and DVC finds the folder
+unchanged, else in the DVC cache by that hash, read through DVC. Validation, not
 train: the model never fitted it, so its confidence there is what it is on new data of the
 same kind (on its own training images it is higher, and every batch would look drifted).
 Nothing else is compared with: another version's data would answer another question.
@@ -13,16 +14,18 @@ Nothing else is compared with: another version's data would answer another quest
 
 from __future__ import annotations
 
-import json
+import contextlib
 import os
 import subprocess
 import sys
 import tempfile
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import yaml
 
 from fmnist import layout, tracking
 from fmnist.config import MonitorConfig, Params
@@ -46,57 +49,72 @@ class Reference:
 def reference(params: Params, root: Path, scorer: ScoringModel) -> Reference:
     """The version's validation split (sampled), with the version's own view of it. Resolved
     before a batch is scored: a missing reference stops `fmnist score` before anything."""
-    path, where = training_data(root, scorer.data_version, scorer.version)
-    pixels = reference_sample(path, params.monitor)
+    with training_data(root, scorer.data_version, scorer.version) as (path, where):
+        pixels = reference_sample(path, params.monitor)
     proba = scorer.probabilities(pixels, params.score.batch_size)
     return Reference(image_features(pixels, proba), len(pixels), where)
 
 
-def training_data(root: Path, data_version: str, version: int) -> tuple[Path, str]:
-    """The validation split of the data the version was trained on, and where it was found."""
-    from fmnist.stages.lineage import dir_md5
+@contextlib.contextmanager
+def training_data(root: Path, data_version: str, version: int) -> Iterator[tuple[Path, str]]:
+    """The validation split of the data the version was trained on, as a file while the block
+    runs, and where it was found."""
+    from fmnist.stages.lineage import data_version as recorded_version
 
     if not data_version.endswith(".dir"):
         raise DataIntegrityError(
             f"v{version} was trained on unversioned data ({data_version!r}): no reference"
         )
     prepared = root / layout.PREPARED
-    if prepared.is_dir() and dir_md5(prepared) == data_version:
-        return prepared / REFERENCE_FILE, f"{layout.PREPARED}/{REFERENCE_FILE} (md5 {data_version})"
-    missing = DataIntegrityError(
-        f"v{version}'s training data ({layout.PREPARED} md5 {data_version}) is neither in "
-        f"{layout.PREPARED} nor in the DVC cache (`dvc checkout` or `dvc pull` it)"
-    )
-    cache = cache_files(root)
-    try:
-        entries = json.loads(_in_cache(cache, data_version).read_text(encoding="utf-8"))
-        md5 = next(e["md5"] for e in entries if e["relpath"] == REFERENCE_FILE)
-    except (OSError, ValueError, StopIteration, KeyError, TypeError):
-        raise missing from None
-    found = _in_cache(cache, md5)
-    if not found.is_file():
-        raise missing
-    where = f"the DVC cache ({layout.PREPARED}/{REFERENCE_FILE} of md5 {data_version})"
-    return found, where
+    if recorded_version(root, prepared) == data_version:
+        yield prepared / REFERENCE_FILE, f"{layout.PREPARED}/{REFERENCE_FILE} (md5 {data_version})"
+        return
+    with tempfile.TemporaryDirectory(prefix="fmnist-reference-") as tmp:
+        found = Path(tmp) / REFERENCE_FILE
+        if not _copy_cached(root, data_version, REFERENCE_FILE, found):
+            raise DataIntegrityError(
+                f"v{version}'s training data ({layout.PREPARED} md5 {data_version}) is neither "
+                f"in {layout.PREPARED} nor in the DVC cache (`dvc checkout` or `dvc pull` it)"
+            )
+        yield found, f"the DVC cache ({layout.PREPARED}/{REFERENCE_FILE} of md5 {data_version})"
 
 
-def cache_files(root: Path) -> Path:
-    """Where DVC keeps file contents by md5: `dvc cache dir` (a shared or external cache
-    included), then DVC 3's `files/md5`; the default cache if DVC cannot say."""
+def _copy_cached(root: Path, dir_md5: str, name: str, dest: Path) -> bool:
+    """Copy file NAME of the directory DVC hashed to dir_md5 from the project's DVC cache to
+    dest; False when the cache lacks it. DVC reads it (dvc.api.DVCFileSystem) in a throwaway
+    project sharing that cache, whose one .dvc file names the directory by its hash."""
+    from dvc.api import DVCFileSystem
+
+    cache = cache_dir(root)
+    with tempfile.TemporaryDirectory(prefix="fmnist-dvc-") as tmp:
+        project = Path(tmp)
+        (project / ".dvc").mkdir()
+        out = {"md5": dir_md5, "hash": "md5", "path": "data"}  # DVC 3's hashes (`hash: md5`)
+        (project / "data.dvc").write_text(yaml.safe_dump({"outs": [out]}), encoding="utf-8")
+        config = {"core": {"no_scm": True, "site_cache_dir": str(project / ".dvc" / "site")}}
+        fs = DVCFileSystem(str(project), config={**config, "cache": {"dir": str(cache)}})
+        with contextlib.closing(fs):
+            if not fs.isfile(f"data/{name}"):  # the directory's listing is not in the cache
+                return False
+            try:
+                fs.get_file(f"data/{name}", str(dest))
+            except FileNotFoundError:  # listed, but the file's content is not in the cache
+                return False
+    return True
+
+
+def cache_dir(root: Path) -> Path:
+    """The project's DVC cache, as `dvc cache dir` names it (a shared or external cache
+    included); the default cache if DVC cannot say."""
     default = root / ".dvc" / "cache"
     try:
         said = subprocess.run(
             [sys.executable, "-m", "dvc", "cache", "dir"],
             cwd=root, capture_output=True, text=True, timeout=60, check=True,
         )  # fmt: skip
-        cache = Path(said.stdout.strip() or default)
     except (OSError, subprocess.SubprocessError):
-        cache = default
-    return cache / "files" / "md5"
-
-
-def _in_cache(cache: Path, md5: str) -> Path:
-    return cache / md5[:2] / md5[2:]
+        return default
+    return Path(said.stdout.strip() or default)
 
 
 def reference_sample(path: Path, cfg: MonitorConfig) -> np.ndarray:

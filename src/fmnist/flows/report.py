@@ -18,9 +18,10 @@ class ExperimentReport:
     reuse: str | None = None  # the line saying which version it reused, if DVC did
 
 
-def report_experiment(root: Path, ref: str, reused: bool = False) -> ExperimentReport:
-    """The experiment's registered version, metrics, history and summary, as it committed them;
-    reused: DVC did not run register (the version is an earlier run's), and the report says so.
+def report_experiment(root: Path, ref: str, name: str, reused: bool = False) -> ExperimentReport:
+    """Experiment NAME's registered version, metrics, history and summary, as its commit ref
+    holds them; reused: DVC did not run register (the version is an earlier run's), and the
+    report says so.
 
     All read from the experiment's commit (small git-tracked outputs), no tracking server
     round trip: the report shows exactly what this run produced.
@@ -36,7 +37,7 @@ def report_experiment(root: Path, ref: str, reused: bool = False) -> ExperimentR
         summary=experiment_file(root, ref, layout.SUMMARY),
         metrics=experiment_json(root, ref, layout.TEST_METRICS),
         registered=registered,
-        experiment=ref.rsplit("/", 1)[-1],
+        experiment=name,
         note=reuse,
     )
     epochs = epoch_rows(experiment_file(root, ref, layout.HISTORY))

@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import hashlib
 import json
+import posixpath
 import subprocess
+import sys
 from pathlib import Path
+from typing import Any
 
 import yaml
 
 UNVERSIONED = "unversioned"  # the data is not what dvc.lock records (or there is no dvc.lock)
+LOCK = "dvc.lock"
 
 
 def data_version(root: Path, data_dir: Path) -> str:
@@ -18,37 +22,41 @@ def data_version(root: Path, data_dir: Path) -> str:
 
     Under `dvc repro` / `dvc exp run` a stage's inputs are in dvc.lock before the stage runs
     (DVC writes each stage's entry when it finishes, and checks unchanged ones). The record is
-    checked, not trusted: the folder's content hashed as DVC hashes a directory must give the
-    recorded hash (a re-prepared split of the same size would not), so a stage run by hand on
-    changed data says UNVERSIONED instead of naming data it did not read.
+    checked, not trusted: `dvc data status` must find the folder unchanged against it (a
+    re-prepared split of the same size would not be), so a stage run by hand on changed data
+    says UNVERSIONED instead of naming data it did not read.
     """
     try:
         rel = data_dir.resolve().relative_to(root.resolve()).as_posix()
-        lock = yaml.safe_load((root / "dvc.lock").read_text(encoding="utf-8"))
+        lock = yaml.safe_load((root / LOCK).read_text(encoding="utf-8"))
     except (OSError, ValueError, yaml.YAMLError):
         return UNVERSIONED
-    for out in _outs(lock):
-        if out.get("path") == rel and str(out.get("md5", "")).endswith(".dir"):
-            same = _folder_stats(data_dir) == (out.get("nfiles"), out.get("size"))
-            return str(out["md5"]) if same and dir_md5(data_dir) == out["md5"] else UNVERSIONED
-    return UNVERSIONED
+    outs = [o for stage in _stages(lock) for o in stage.get("outs") or [] if isinstance(o, dict)]
+    recorded = [o.get("md5") for o in outs if o.get("path") == rel]
+    if len(recorded) != 1 or not str(recorded[0]).endswith(".dir"):
+        return UNVERSIONED
+    return str(recorded[0]) if _unchanged(root, rel) else UNVERSIONED
 
 
-def _outs(lock: object) -> list[dict[str, object]]:
-    stages = lock.get("stages") if isinstance(lock, dict) else None
+def _unchanged(root: Path, rel: str) -> bool:
+    """`dvc data status` finds output rel as dvc.lock records it (no uncommitted change)."""
+    try:
+        said = subprocess.run(
+            [sys.executable, "-m", "dvc", "data", "status", "--json", rel],
+            cwd=root, capture_output=True, text=True, timeout=600, check=True,
+        )  # fmt: skip
+        status = json.loads(said.stdout)
+    except (OSError, subprocess.SubprocessError, ValueError):
+        return False
+    return isinstance(status, dict) and not status.get("uncommitted")
+
+
+def _stages(spec: object) -> list[dict[str, Any]]:
+    """The stage entries of a parsed dvc.lock or dvc.yaml."""
+    stages = spec.get("stages") if isinstance(spec, dict) else None
     if not isinstance(stages, dict):
         return []
-    found = []
-    for stage in stages.values():
-        outs = stage.get("outs") if isinstance(stage, dict) else None
-        found += [o for o in outs or [] if isinstance(o, dict)]
-    return found
-
-
-def _folder_stats(folder: Path) -> tuple[int, int]:
-    """(files, bytes) of a folder, as DVC counts them for a directory output."""
-    files = [p for p in folder.rglob("*") if p.is_file()]
-    return len(files), sum(p.stat().st_size for p in files)
+    return [stage for stage in stages.values() if isinstance(stage, dict)]
 
 
 def dir_md5(folder: Path) -> str:
@@ -67,15 +75,45 @@ def _md5(path: Path) -> str:
 
 
 def git_commit(root: Path) -> str:
-    """HEAD's commit, with '-dirty' when tracked files differ; 'unknown' outside git."""
+    """HEAD's commit, with '-dirty' when a tracked file other than what DVC writes differs
+    from it; 'unknown' outside git.
+
+    What DVC writes during `dvc repro` (dvc.lock and the outputs dvc.yaml declares: `outs`,
+    `metrics`, `plots`) does not count: a run records the commit whose code and params made
+    it, even after an earlier stage of the same repro rewrote those.
+    """
 
     def git(*args: str) -> str:
         out = subprocess.run(["git", *args], cwd=root, capture_output=True, text=True, check=True)
-        return out.stdout.strip()
+        return out.stdout
 
     try:
-        commit = git("rev-parse", "HEAD")
-        dirty = git("status", "--porcelain", "--untracked-files=no")
+        commit = git("rev-parse", "HEAD").strip()
+        changed = git("diff", "--name-only", "--no-renames", "--relative", "-z", "HEAD")
     except (OSError, subprocess.CalledProcessError):
         return "unknown"
+    written = _written_by_dvc(root)
+    dirty = [path for path in changed.split("\0") if path and not _covered(path, written)]
     return f"{commit}-dirty" if dirty else commit
+
+
+def _written_by_dvc(root: Path) -> set[str]:
+    """dvc.lock and every output dvc.yaml declares, as paths relative to root."""
+    try:
+        spec = yaml.safe_load((root / "dvc.yaml").read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError):
+        spec = None
+    written = {LOCK}
+    for stage in _stages(spec):
+        wdir = str(stage.get("wdir", "."))
+        for field in ("outs", "metrics", "plots"):
+            for entry in stage.get(field) or []:  # a path, or {path: its options}
+                path = next(iter(entry), None) if isinstance(entry, dict) else entry
+                if isinstance(path, str):
+                    written.add(posixpath.normpath(posixpath.join(wdir, path)))
+    return written
+
+
+def _covered(path: str, outputs: set[str]) -> bool:
+    """path is one of the outputs, or inside an output directory."""
+    return any(path == out or path.startswith(f"{out}/") for out in outputs)

@@ -23,13 +23,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 
 from fmnist import layout, stack, tracking
 from fmnist.datasets import file_digest
 from fmnist.records import read_trained
 from fmnist.stages.lineage import dir_md5
-from tests.conftest import REPO, synthetic_images, write_raw
+from tests.conftest import REPO, dvc_project, record_output, synthetic_images, write_raw
 from tests.integration.conftest import mlflow_server as running_mlflow_server
 from tests.stages.outputs import evaluate_outputs, train_outputs
 
@@ -61,13 +60,12 @@ def _chromium() -> str:
     return found
 
 
-def _lock(prepared: Path) -> None:
-    """dvc.lock as `dvc repro prepare` leaves it, so the runs name the data's DVC hash."""
-    files = [p for p in prepared.iterdir() if p.is_file()]
-    out = {"path": prepared.as_posix(), "md5": dir_md5(prepared),
-           "size": sum(p.stat().st_size for p in files), "nfiles": len(files)}  # fmt: skip
-    lock = {"schema": "2.0", "stages": {"prepare": {"outs": [out]}}}
-    Path("dvc.lock").write_text(yaml.safe_dump(lock), encoding="utf-8")
+def _lock(root: Path) -> None:
+    """A real DVC project at root whose prepare stage's output is data/prepared, committed
+    (dvc.lock and the cache, as `dvc repro prepare` leaves them), so the runs name its hash."""
+    stages = f"  prepare:\n    cmd: 'true'\n    outs:\n      - {PREPARED.as_posix()}\n"
+    dvc_project(root, stages)
+    record_output(root, "prepare")
 
 
 def _store(root: Path, uri: str) -> tuple[str, list[str]]:
@@ -80,7 +78,7 @@ def _store(root: Path, uri: str) -> tuple[str, list[str]]:
     run_ids = []
     with contextlib.chdir(root):
         prepare.run(parse_params({}), raw, PREPARED)
-        _lock(PREPARED)
+        _lock(root)
         for epochs in (2, 3):
             params = parse_params({"train": {"epochs": epochs, "batch_size": 16}})
             out, where = train_outputs(root / f"e{epochs}"), root / f"e{epochs}"

@@ -147,6 +147,12 @@ def test_a_server_following_champion_runs_each_versions_own_code(
                         setup.champion.keras_file, pixels)  # fmt: skip
     back = run_fmnist(setup, "promote", "--version", "1", "--force", env=plain_env)
     assert back.returncode == 0, back.stderr  # v2 may have won @champion when registered
+    Image.fromarray(pixels[0]).save(tmp_path / "0.png")
+    asked = run_fmnist(setup, "predict", "--version", "2", str(tmp_path / "0.png"), env=plain_env)
+    assert asked.returncode == 0, asked.stderr
+    header, line = asked.stdout.splitlines()
+    assert header.startswith(f"classified by {MODEL_NAME} v2")  # not the champion, v1
+    assert abs(float(line.rsplit("(p=", 1)[1].rstrip(")")) - own_v2[0].max()) < 0.0015
     with serving(champion, tmp_path / "serve.log", "--poll-seconds", "0.5") as served:
         np.testing.assert_allclose(table(post(served.url, pixels)), own_v1, atol=1e-5)
         promote = run_fmnist(setup, "promote", "--version", "2", "--force", env=plain_env)

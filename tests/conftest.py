@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import os
+import signal
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -13,6 +14,7 @@ import numpy as np
 import pytest
 
 from fmnist.config import Params, parse_params
+from fmnist.console import QUIET_ENV
 from fmnist.core.idx import encode_idx
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -127,3 +129,13 @@ def dvc_project(root: Path, stages: str) -> Path:
 def record_output(root: Path, stage: str) -> None:
     """`dvc commit` a stage's outputs as they are (into dvc.lock and the DVC cache), unrun."""
     subprocess.run([sys.executable, "-m", "dvc", "commit", "-f", "-q", stage], cwd=root, check=True)
+
+
+@pytest.fixture
+def cli_side_effects_undone(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """The command sets a SIGTERM handler and environment defaults: put them back after."""
+    for var in QUIET_ENV:
+        monkeypatch.delenv(var, raising=False)
+    handler = signal.getsignal(signal.SIGTERM)
+    yield
+    signal.signal(signal.SIGTERM, handler)

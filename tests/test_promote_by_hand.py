@@ -3,8 +3,6 @@ and a version below the champion is promoted but said so; one line each, exit 0.
 
 from __future__ import annotations
 
-import signal
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -12,20 +10,10 @@ from mlflow import MlflowClient
 from typer.testing import CliRunner, Result
 
 from fmnist.champion import HISTORY_TAG
-from fmnist.console import QUIET_ENV
 from fmnist.core.promotion import CHAMPION
 
 NAME = "fashion-mnist"
-
-
-@pytest.fixture(autouse=True)
-def cli_side_effects_undone(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    """The command sets a SIGTERM handler and environment defaults: put them back after."""
-    for var in QUIET_ENV:
-        monkeypatch.delenv(var, raising=False)
-    handler = signal.getsignal(signal.SIGTERM)
-    yield
-    signal.signal(signal.SIGTERM, handler)
+pytestmark = pytest.mark.usefixtures("cli_side_effects_undone")
 
 
 def _registry(uri: str, accuracies: list[float]) -> MlflowClient:

@@ -3,8 +3,6 @@
 
 from __future__ import annotations
 
-import signal
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +11,6 @@ import yaml
 from typer.testing import CliRunner
 
 from fmnist.config import SearchSpace, parse_params
-from fmnist.console import QUIET_ENV
 from fmnist.errors import ConfigError
 
 BAD_SPACES = [
@@ -115,16 +112,6 @@ def test_edges_of_the_space_are_allowed() -> None:
     ).search.space
     assert (space.layers, space.dropout, space.units) == ((2, 2), (0.0, 0.95), (1, 1))
     assert parse_params({}).search.space == SearchSpace()
-
-
-@pytest.fixture
-def cli_side_effects_undone(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    """The command sets a SIGTERM handler and environment defaults: put them back after."""
-    for var in QUIET_ENV:
-        monkeypatch.delenv(var, raising=False)
-    handler = signal.getsignal(signal.SIGTERM)
-    yield
-    signal.signal(signal.SIGTERM, handler)
 
 
 @pytest.mark.usefixtures("cli_side_effects_undone")

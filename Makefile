@@ -17,6 +17,14 @@ $(CURDIR)/.tools/bin/uv:
 
 setup: $(UV) ## install uv if missing, then the locked environment (.venv)
 	$(UV) sync --locked --all-extras
+	@touch $(SYNCED)
+
+# The other targets sync only when uv.lock or pyproject.toml changed since the last sync: a
+# sync checks the bytecode of every installed file (37,000 of them, seconds each time).
+SYNCED := $(CURDIR)/.venv/.synced
+$(SYNCED): uv.lock pyproject.toml | $(UV)
+	$(UV) sync --locked --all-extras
+	@touch $@
 
 browser: ## Debian's chromium and CJK fonts, for the MLflow UI browser test (apt; no browser downloads)
 	@command -v chromium >/dev/null || { \
@@ -39,10 +47,10 @@ postgres: ## Debian's postgresql (initdb, pg_ctl), for the production-profile te
 	  { $$SUDO apt-get update -q >/dev/null && \
 	    $$SUDO apt-get install -y -q --no-install-recommends postgresql >/dev/null; }; }
 
-run: setup ## the whole pipeline: download -> prepare -> train -> evaluate -> register
+run: $(SYNCED) ## the whole pipeline: download -> prepare -> train -> evaluate -> register
 	$(RUN) dvc repro
 
-up: setup ## local stack on 127.0.0.1: Prefect server + worker + deployments, MLflow UI
+up: $(SYNCED) ## local stack on 127.0.0.1: Prefect server + worker + deployments, MLflow UI
 	$(RUN) fmnist stack up
 
 down: ## stop exactly what `make up` started
@@ -51,22 +59,22 @@ down: ## stop exactly what `make up` started
 status: ## what `make up` started, and whether each answers
 	@if [ -x .venv/bin/fmnist ]; then .venv/bin/fmnist stack status; else echo "down"; fi
 
-test: setup browser postgres ## every test, integration tests included (installs chromium, postgresql)
+test: $(SYNCED) browser postgres ## every test, integration tests included (installs chromium, postgresql)
 	$(RUN) pytest
 
-test-fast: setup ## unit tests only (no slow or integration tests)
+test-fast: $(SYNCED) ## unit tests only (no slow or integration tests)
 	$(RUN) pytest -m "not slow and not integration"
 
-lint: setup ## ruff and mypy
+lint: $(SYNCED) ## ruff and mypy
 	$(RUN) ruff check src flows tests bench
 	$(RUN) ruff format --check src flows tests bench
 	$(RUN) mypy
 
-format: setup ## apply ruff's formatting and fixes
+format: $(SYNCED) ## apply ruff's formatting and fixes
 	$(RUN) ruff format src flows tests bench
 	$(RUN) ruff check --fix src flows tests bench
 
-bench: setup ## benchmarks against the tutorial's own code (prints medians and ratios)
+bench: $(SYNCED) ## benchmarks against the tutorial's own code (prints medians and ratios)
 	$(RUN) python bench/bench_train.py
 	$(RUN) python bench/bench_prefect.py
 	$(RUN) python bench/bench_sweep.py

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import gzip
 import os
 import signal
@@ -82,10 +83,52 @@ def prepared_dir(tmp_path: Path, raw_dir: Path, tiny_params: Params) -> Path:
     return out
 
 
+@pytest.fixture(scope="session")
+def empty_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An MLflow sqlite store with its tables made and nothing in them: MLflow creates and
+    migrates a new one in seconds, a copy of this one opens at once."""
+    import contextlib
+
+    from mlflow import MlflowClient
+
+    folder = tmp_path_factory.mktemp("empty-store")
+    with contextlib.chdir(folder):  # the Default experiment's artifacts: here, never the repo
+        client = MlflowClient(f"sqlite:///{folder / 'mlflow.db'}")
+        client.search_experiments(max_results=1)  # creates the tracking tables
+        client.search_registered_models(max_results=1)  # ... and the registry's
+    return folder / "mlflow.db"
+
+
 @pytest.fixture
-def tracking_uri(tmp_path: Path) -> str:
-    """A fresh MLflow store: a real sqlite database in a temporary folder."""
+def tracking_uri(tmp_path: Path, empty_store: Path) -> str:
+    """A fresh MLflow store: a real sqlite database in a temporary folder, its tables made."""
+    import shutil
+
+    shutil.copyfile(empty_store, tmp_path / "mlflow.db")
     return f"sqlite:///{tmp_path / 'mlflow.db'}"
+
+
+@pytest.fixture(scope="session")
+def empty_study_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An Optuna sqlite storage with its tables made and no study in it (copied per test)."""
+    import optuna
+
+    path = tmp_path_factory.mktemp("empty-study") / "optuna.db"
+    optuna.storages.RDBStorage(f"sqlite:///{path}").engine.dispose()
+    return path
+
+
+@pytest.fixture
+def study_root(tmp_path: Path, empty_study_db: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A project folder whose study database (fmnist.study_store's default place) is a fresh
+    sqlite file with Optuna's tables made."""
+    import shutil
+
+    from fmnist.study_store import DEFAULT_DB, STORAGE_ENV
+
+    monkeypatch.delenv(STORAGE_ENV, raising=False)
+    shutil.copyfile(empty_study_db, tmp_path / DEFAULT_DB)
+    return tmp_path
 
 
 @pytest.fixture(autouse=True)
@@ -111,6 +154,15 @@ def pytest_collection_finish(session: pytest.Session) -> None:
         raise pytest.UsageError(
             "a test module imports TensorFlow at its top: import it in a slow test"
         )
+    # What collecting imported (MLflow, SQLAlchemy, Optuna, ...) lives until the end: moved to
+    # the collector's permanent generation, later collections skip it (as fmnist.imports does)
+    gc.freeze()
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    """The run is over: without the collector's last passes over everything the tests loaded,
+    the interpreter exits in a fraction of a second instead of seconds."""
+    gc.freeze()
 
 
 GIT_IDENTITY = ["-c", "user.name=t", "-c", "user.email=t@t.invalid"]

@@ -70,17 +70,18 @@ def test_mlflow_telemetry_is_off_in_fmnist_processes() -> None:
     """MLflow 3 posts usage data to its vendor unless told not to (or it sees CI)."""
     import os
 
-    ci_markers = {"CI", "PYTEST_CURRENT_TEST", "GITHUB_ACTIONS", "MLFLOW_DISABLE_TELEMETRY"}
-    env = {k: v for k, v in os.environ.items() if k not in ci_markers}
+    # An environment of its own: a CI's or pytest's markers (CI, PYTEST_CURRENT_TEST, ...)
+    # would turn MLflow's telemetry client off whatever fmnist does.
+    env = {"HOME": os.environ.get("HOME", "/"), "LANG": "C.UTF-8"}
     code = (
         "import fmnist, mlflow\n"
-        "from mlflow.telemetry.utils import _IS_IN_CI_ENV_OR_TESTING, is_telemetry_disabled\n"
-        "print(_IS_IN_CI_ENV_OR_TESTING, is_telemetry_disabled())\n"
+        "from mlflow.telemetry import get_telemetry_client\n"
+        "print(get_telemetry_client())\n"
     )
     result = subprocess.run(
         [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120
     )
-    assert result.stdout.split() == ["False", "True"], result.stderr
+    assert (result.returncode, result.stdout) == (0, "None\n"), result.stderr
 
 
 def test_a_command_exits_like_python_threads_joined_exit_hooks_run_code_kept() -> None:

@@ -90,7 +90,9 @@ def http_mirror(mirror: Path) -> Iterator[_Server]:
 
     server = _Server(("127.0.0.1", 0), Handler)
     server.released = threading.Event()
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread = threading.Thread(
+        target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+    )
     thread.start()
     try:
         yield server

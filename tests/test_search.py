@@ -14,8 +14,8 @@ from fmnist.search import study_trials
 from fmnist.search_trial import OVERRIDES_ATTR, RUN_ATTR
 
 
-def test_study_trials_name_each_state_as_fmnist_prints_it(tmp_path: Path) -> None:
-    study = study_store.load(tmp_path, parse_params({}).search)
+def test_study_trials_name_each_state_as_fmnist_prints_it(study_root: Path) -> None:
+    study = study_store.load(study_root, parse_params({}).search)
     done = study.ask()
     done.set_user_attr(OVERRIDES_ATTR, json.dumps({"train.epochs": 5}))
     done.set_user_attr(RUN_ATTR, "run-0")

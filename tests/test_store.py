@@ -157,7 +157,9 @@ def test_a_healthy_server_passes(userinfo: str) -> None:
             pass
 
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Health)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread = threading.Thread(
+        target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+    )
     thread.start()
     try:
         check_reachable(f"http://{userinfo}127.0.0.1:{server.server_address[1]}")

@@ -33,10 +33,9 @@ SEARCH = SearchConfig(study="test-study", startup_trials=2, warmup_epochs=1)
 
 
 @pytest.fixture
-def study(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Any:
+def study(study_root: Path) -> Any:
     """The study in a fresh sqlite file under tmp_path (the default place)."""
-    monkeypatch.delenv(STORAGE_ENV, raising=False)
-    return load(tmp_path, SEARCH)
+    return load(study_root, SEARCH)
 
 
 def _dead_owner() -> str:
@@ -178,12 +177,12 @@ def test_an_unopenable_sqlite_file_is_one_line_naming_it(
     assert not (tmp_path / "optuna.db").exists()  # the environment's URL, not the default
 
 
-def test_a_changed_choice_list_is_refused_before_any_trial(tmp_path: Path) -> None:
+def test_a_changed_choice_list_is_refused_before_any_trial(study_root: Path) -> None:
     from fmnist.config import parse_params
     from fmnist.core.search_space import suggest
 
     search = parse_params({}).search
-    study = study_store.load(tmp_path, search)
+    study = study_store.load(study_root, search)
     trial = study.ask()
     suggest(trial, search.space)
     study.tell(trial, 0.8)

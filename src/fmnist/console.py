@@ -9,10 +9,8 @@ Library chatter (quiet_libraries): MLflow's INFO lines and one known WARNING per
 model, and its artifact-download progress bar; the lines a library prints itself that
 LIBRARY_PRINTS names, inside library_prints (mlflow.register_model's "Successfully registered
 model '<name>'." and "Created version '<n>' of model '<name>'."). Nothing at ERROR or above
-is silenced.
-TensorFlow's native start-up lines (native_start_lines): its C++ code writes "oneDNN custom
-operations are on" straight to the process's stderr (file descriptor 2) while it loads, and
-TF 2.21 ignores TF_CPP_MIN_LOG_LEVEL for it; those lines are dropped unless --verbose.
+is silenced. TensorFlow's own C++ start-up lines (absl's pre-init WARNING, "oneDNN custom
+operations are on") are TensorFlow's to silence (tensorflow#100442): fmnist leaves them.
 
 Imports nothing heavy: Keras is imported when a fit is set up, never at module import.
 """
@@ -23,7 +21,6 @@ import contextlib
 import io
 import logging
 import os
-import subprocess
 import sys
 import time
 from collections.abc import Iterator, Mapping
@@ -165,66 +162,6 @@ def library_prints() -> Iterator[None]:
         lines = buffer.getvalue().splitlines(keepends=True)
         kept = lines if failed else [x for x in lines if not x.startswith(LIBRARY_PRINTS)]
         sys.stderr.write("".join(kept))
-
-
-# What TensorFlow's C++ start-up writes to file descriptor 2 (TF 2.21, absl logging), that
-# native_start_lines drops:
-NATIVE_START_LINES = (
-    rb"WARNING: All log messages before absl::InitializeLog\(\) is called are written to STDERR\r?$"
-    rb"|I\d{4} [\d:.]+ +\d+ port\.cc:\d+\] oneDNN custom operations are on\. "
-)
-# The filter: a child interpreter (site and environment ignored), so whatever reaches the
-# pipe is passed on even if this process dies mid-load (an abort in native code); in a
-# session of its own, so a Ctrl-C at the terminal does not stop it before the load ends.
-_FILTER = """import re, sys
-drop = re.compile(sys.argv[1].encode())
-for line in sys.stdin.buffer:
-    if not drop.match(line):
-        sys.stdout.buffer.write(line)
-        sys.stdout.buffer.flush()
-"""
-
-
-@contextlib.contextmanager
-def native_start_lines() -> Iterator[None]:
-    """Inside the block (a native library loading), file descriptor 2 goes through a filter
-    that passes every line on at once but those NATIVE_START_LINES names; with --verbose, or
-    where there is no stderr or no filter can start, the block runs as it is."""
-    if _chatter["shown"] or sys.stderr is None:
-        yield
-        return
-    try:
-        sys.stderr.flush()
-        saved = os.dup(2)
-    except (OSError, ValueError):
-        yield
-        return
-    try:
-        filt = subprocess.Popen(
-            [sys.executable, "-I", "-S", "-c", _FILTER, NATIVE_START_LINES.decode()],
-            stdin=subprocess.PIPE,
-            stdout=saved,
-            start_new_session=True,
-        )
-    except OSError:
-        os.close(saved)
-        yield
-        return
-    assert filt.stdin is not None
-    os.dup2(filt.stdin.fileno(), 2)
-    try:
-        yield
-    finally:
-        with contextlib.suppress(OSError, ValueError):
-            sys.stderr.flush()
-        os.dup2(saved, 2)
-        os.close(saved)
-        filt.stdin.close()  # the filter's end of input: it passes on the rest and exits
-        try:
-            filt.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            filt.kill()
-            filt.wait()
 
 
 def quiet_libraries(verbose: bool) -> None:

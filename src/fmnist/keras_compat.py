@@ -1,7 +1,6 @@
 """Keras, loaded the way fmnist's stages need it: imported as a long-lived library
 (fmnist.imports), Ctrl-C and SIGTERM during its import deferred to the import's end (a signal
-inside TensorFlow's native start-up can abort the process), its native start-up lines shown
-only with --verbose (fmnist.console), and able to run models with
+inside TensorFlow's native start-up can abort the process), and able to run models with
 Unicode names.
 
 Unicode names: the fix lives with the served model (`fmnist_model.unicode_names`), which
@@ -13,7 +12,6 @@ from __future__ import annotations
 import sys
 from types import ModuleType
 
-from fmnist.console import native_start_lines
 from fmnist.failures import interrupts_deferred
 from fmnist.imports import few_malloc_arenas, long_lived
 from fmnist_model.unicode_names import allow_unicode_names
@@ -24,7 +22,7 @@ def load_keras() -> ModuleType:
     through here."""
     if "keras" not in sys.modules:
         few_malloc_arenas()
-        with interrupts_deferred(), long_lived(), native_start_lines():
+        with interrupts_deferred(), long_lived():
             import keras  # noqa: F401
     allow_unicode_names()  # once per process; a no-op after the first
     return sys.modules["keras"]

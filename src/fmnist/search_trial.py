@@ -126,7 +126,7 @@ def warm_up(job: TrialJob) -> float:
     if job.quiet:
         console.quiet_libraries(verbose=False)
     uri = _check_stores(job)
-    load_keras()  # TensorFlow's first import (its start-up lines as the command shows them)
+    load_keras()  # TensorFlow's first import
     _limit_threads(job.threads)  # then its threads, before its first operation
     _split(job.data_dir / "train.npz")
     _split(job.data_dir / "val.npz")

@@ -86,7 +86,9 @@ def test_search_nests_trials_prunes_a_bad_one_resumes_and_registers_the_best(
     done = run("fmnist", "search", "--trials", "3", "--workers", "2")
     first = done.stdout
     assert len(re.findall(r"(?m)^trial \d+: val_accuracy", first)) == 3, first
-    assert "oneDNN" not in done.stderr, done.stderr  # the workers' TensorFlow is quiet too
+    # fmnist's own stderr lines are errors and warnings: a search that works prints none
+    # (what else is there, TensorFlow's start-up lines included, is the libraries')
+    assert not re.search(r"(?m)^fmnist|Traceback", done.stderr), done.stderr
     assert "2 Dask workers ready" in first
     name = re.search(r"DVC experiment (\S+):", first)
     assert name, first

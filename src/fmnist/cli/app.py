@@ -127,7 +127,9 @@ def _signals_ignored() -> None:
 
 def run_app() -> None:
     """Run the command line (its commands registered), then exit with its code."""
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TensorFlow's C++ banner quiet
+    # TensorFlow's C++ INFO and WARNING logs off (its two start-up lines, absl's pre-init
+    # WARNING and "oneDNN custom operations are on", ignore it: tensorflow#100442)
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     # MLflow's sqlite store logs every database error with its traceback before raising it;
     # fmnist reports the same failure in one line (fmnist.failures).
     logging.getLogger("mlflow.store.db.utils").setLevel(logging.CRITICAL)

@@ -65,10 +65,11 @@ test: $(SYNCED) browser postgres ## every test, integration tests included (inst
 test-fast: $(SYNCED) ## unit tests only (no slow or integration tests)
 	$(RUN) pytest -m "not slow and not integration"
 
-lint: $(SYNCED) ## ruff and mypy
+lint: $(SYNCED) ## ruff, mypy and the architecture's contracts (import-linter, pyproject.toml)
 	$(RUN) ruff check src flows tests bench
 	$(RUN) ruff format --check src flows tests bench
 	$(RUN) mypy
+	$(RUN) lint-imports --no-cache
 
 format: $(SYNCED) ## apply ruff's formatting and fixes
 	$(RUN) ruff format src flows tests bench

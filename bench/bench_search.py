@@ -118,11 +118,11 @@ def scale(args: argparse.Namespace) -> None:
 SCALE_RUN = """
 import sys, time
 from pathlib import Path
-from fmnist import search
-from fmnist.config import load_params
-from fmnist.core.overrides import apply_dotted
-from fmnist.config import parse_params
-from fmnist.mlflow_store import open_store
+from fmnist.tuning import search
+from fmnist.params.config import load_params
+from fmnist.params.overrides import apply_dotted
+from fmnist.params.config import parse_params
+from fmnist.tracking.mlflow_store import open_store
 
 root, workers, trials = Path(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])
 raw = load_params(root / "params.yaml").model_dump(mode="json", by_alias=True)

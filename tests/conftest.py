@@ -14,9 +14,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from fmnist.config import Params, parse_params
-from fmnist.console import QUIET_ENV
-from fmnist.core.idx import encode_idx
+from fmnist.data.idx import encode_idx
+from fmnist.params.config import Params, parse_params
+from fmnist.process.console import QUIET_ENV
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 REPO = Path(__file__).resolve().parents[1]
@@ -47,7 +47,7 @@ def raw_arrays() -> dict[str, tuple[np.ndarray, np.ndarray]]:
 
 def write_raw(raw: Path, arrays: dict[str, tuple[np.ndarray, np.ndarray]]) -> Path:
     """data/raw as the download stage leaves it, holding these arrays as IDX files."""
-    from fmnist.stages.prepare import RAW_FILES
+    from fmnist.data.prepare import RAW_FILES
 
     raw.mkdir(parents=True, exist_ok=True)
     for split, (images_name, labels_name) in RAW_FILES.items():
@@ -76,7 +76,7 @@ def tiny_params() -> Params:
 
 @pytest.fixture
 def prepared_dir(tmp_path: Path, raw_dir: Path, tiny_params: Params) -> Path:
-    from fmnist.stages import prepare as prepare_stage
+    from fmnist.data import prepare as prepare_stage
 
     out = tmp_path / "prepared"
     prepare_stage.run(tiny_params, raw_dir, out)
@@ -120,11 +120,11 @@ def empty_study_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture
 def study_root(tmp_path: Path, empty_study_db: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """A project folder whose study database (fmnist.study_store's default place) is a fresh
+    """A project folder whose study database (fmnist.tuning.study's default place) is a fresh
     sqlite file with Optuna's tables made."""
     import shutil
 
-    from fmnist.study_store import DEFAULT_DB, STORAGE_ENV
+    from fmnist.tuning.study import DEFAULT_DB, STORAGE_ENV
 
     monkeypatch.delenv(STORAGE_ENV, raising=False)
     shutil.copyfile(empty_study_db, tmp_path / DEFAULT_DB)
@@ -155,7 +155,7 @@ def pytest_collection_finish(session: pytest.Session) -> None:
             "a test module imports TensorFlow at its top: import it in a slow test"
         )
     # What collecting imported (MLflow, SQLAlchemy, Optuna, ...) lives until the end: moved to
-    # the collector's permanent generation, later collections skip it (as fmnist.imports does)
+    # the collector's permanent generation, later collections skip it (as process.imports does)
     gc.freeze()
 
 

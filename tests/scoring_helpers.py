@@ -15,12 +15,12 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from fmnist.config import Params, parse_params
-from fmnist.stages import evaluate as evaluate_stage
-from fmnist.stages import prepare as prepare_stage
-from fmnist.stages import register as register_stage
-from fmnist.stages import train as train_stage
-from fmnist.stages.splits import load_split
+from fmnist.data import prepare as prepare_stage
+from fmnist.data.splits import load_split
+from fmnist.params.config import Params, parse_params
+from fmnist.registry import register as register_stage
+from fmnist.training import evaluate as evaluate_stage
+from fmnist.training import train as train_stage
 from tests.conftest import SHARED_DATA, synthetic_images, write_raw
 
 MODEL_NAME = "fashion-mnist"
@@ -76,7 +76,7 @@ def train_evaluate_register(
 
 def real_test_images(n: int) -> np.ndarray:
     """The first n Fashion-MNIST test images, (n, 28, 28) uint8 (skips without a local copy)."""
-    from fmnist.core.idx import parse_idx
+    from fmnist.data.idx import parse_idx
 
     for folder in (os.environ.get("FMNIST_DATA_MIRROR"), str(SHARED_DATA),
                    "/usr/share/datasets/fashion-mnist"):  # fmt: skip

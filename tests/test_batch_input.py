@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from fmnist.batch_input import read_batch
-from fmnist.core.idx import encode_idx
-from fmnist.errors import DataIntegrityError
-from fmnist.stages.lineage import dir_md5
+from fmnist.data.idx import encode_idx
+from fmnist.monitoring.batch_input import read_batch
+from fmnist.pipeline.lineage import dir_md5
+from fmnist.process.errors import DataIntegrityError
 from tests.conftest import synthetic_images, write_gz
 
 

@@ -1,4 +1,4 @@
-"""Following @champion (fmnist.champion_watch): the polling logic with scripted look-ups and
+"""Following @champion (fmnist.serving.champion_watch): the polling logic with scripted look-ups and
 loads, then the real look-up against tracking servers that hang and a real sqlite store whose
 champion cannot be loaded (no TensorFlow). Real models and the real server under a stream of
 requests: tests/integration/test_champion_watch.py."""
@@ -16,7 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from fmnist.champion_watch import (
+from fmnist.process.errors import TrackingError
+from fmnist.serving.champion_watch import (
     CAUSE_LIMIT,
     ChampionWatcher,
     cause_of,
@@ -25,9 +26,8 @@ from fmnist.champion_watch import (
     look_up_champion,
     watch_champion,
 )
-from fmnist.errors import TrackingError
-from fmnist.scoring import ModelHolder, ServedModel
-from fmnist.store import TIMEOUT_ENV
+from fmnist.serving.loading import ModelHolder, ServedModel
+from fmnist.tracking.store import TIMEOUT_ENV
 
 NAME = "fashion-mnist"
 LOGGER = "uvicorn.error"
@@ -254,7 +254,7 @@ def stalling_api() -> Iterator[str]:
 def test_a_healthy_server_whose_api_hangs_is_bounded_by_mlflows_timeout(
     stalling_api: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # What fmnist.store.bound_http_waits sets for every command, shortened.
+    # What fmnist.tracking.store.bound_http_waits sets for every command, shortened.
     monkeypatch.setenv("MLFLOW_HTTP_REQUEST_TIMEOUT", "1")
     monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
     started = time.monotonic()
@@ -269,7 +269,7 @@ def unloadable_champion(tracking_uri: str, tmp_path: Path) -> str:
     """A sqlite store whose @champion, v1, points at artifacts that are not there."""
     from mlflow import MlflowClient
 
-    from fmnist.mlflow_store import open_store
+    from fmnist.tracking.mlflow_store import open_store
 
     open_store(tracking_uri)
     client = MlflowClient(tracking_uri)

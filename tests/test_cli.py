@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from fmnist.errors import ConfigError, DataIntegrityError, DownloadError
+from fmnist.process.errors import ConfigError, DataIntegrityError, DownloadError
 
 
 def fmnist(

@@ -46,6 +46,8 @@ def test_a_sigterm_while_the_interpreter_unloads_keeps_a_said_success(tmp_path: 
 
 def test_a_failure_said_keeps_its_code_when_a_signal_follows(tmp_path: Path) -> None:
     """The failure's code, not -15, when the SIGTERM comes while the interpreter unloads."""
-    then = "from fmnist.errors import TrackingError; raise TrackingError('the store said no')"
+    then = (
+        "from fmnist.process.errors import TrackingError; raise TrackingError('the store said no')"
+    )
     done = _command(tmp_path, then)
     assert (done.returncode, done.stderr) == (5, "fmnist work: error: the store said no\n")

@@ -8,9 +8,9 @@ from typing import Any
 import numpy as np
 import pytest
 
-from fmnist.config import Params, load_params, parse_params
-from fmnist.core.overrides import apply_dotted
-from fmnist.errors import ConfigError
+from fmnist.params.config import Params, load_params, parse_params
+from fmnist.params.overrides import apply_dotted
+from fmnist.process.errors import ConfigError
 from tests.conftest import REPO
 
 

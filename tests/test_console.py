@@ -1,4 +1,4 @@
-"""fmnist.console: one line per epoch off a terminal, Keras' bar on one; quiet libraries."""
+"""fmnist.process.console: one line per epoch off a terminal, Keras' bar on one; quiet libraries."""
 
 from __future__ import annotations
 
@@ -12,8 +12,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from fmnist import console
-from fmnist.console import (
+from fmnist.process import console
+from fmnist.process.console import (
     QUIET_ENV,
     QUIET_LOGGERS,
     QUIET_WARNINGS,
@@ -65,7 +65,7 @@ def test_terminal_gets_keras_bar_and_no_callback() -> None:
 
 def test_module_imports_no_heavy_library() -> None:
     code = (
-        "import sys, fmnist.console; "
+        "import sys, fmnist.process.console; "
         "print(sorted(m for m in ('keras', 'tensorflow', 'mlflow', 'numpy') if m in sys.modules))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
@@ -173,7 +173,7 @@ def test_quiet_keeps_a_users_progress_bar_choice(restored_loggers: None) -> None
 def test_fit_off_a_terminal_prints_one_plain_line_per_epoch() -> None:
     import numpy as np
 
-    from fmnist.keras_compat import load_keras
+    from fmnist.process.keras_compat import load_keras
 
     keras = load_keras()
     keras.utils.set_random_seed(0)
@@ -198,7 +198,7 @@ def test_fit_off_a_terminal_prints_one_plain_line_per_epoch() -> None:
 
 
 def test_library_prints_are_hidden_unless_verbose(capsys: pytest.CaptureFixture[str]) -> None:
-    from fmnist.console import library_prints
+    from fmnist.process.console import library_prints
 
     console.quiet_libraries(verbose=False)
     with library_prints():

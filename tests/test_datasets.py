@@ -11,11 +11,11 @@ import pytest
 from mlflow import MlflowClient
 from mlflow.utils.mlflow_tags import MLFLOW_DATASET_CONTEXT
 
-from fmnist.datasets import dataset_input, file_digest, log_datasets, split_input
-from fmnist.errors import TrackingError
-from fmnist.stages.lineage import dir_md5
-from fmnist.stages.splits import save_split
-from fmnist.tracking import tracked_run
+from fmnist.data.splits import save_split
+from fmnist.pipeline.lineage import dir_md5
+from fmnist.process.errors import TrackingError
+from fmnist.tracking.datasets import dataset_input, file_digest, log_datasets, split_input
+from fmnist.tracking.runs import tracked_run
 
 
 def test_file_digest_is_dvcs_hash_of_the_file(tmp_path: Path) -> None:

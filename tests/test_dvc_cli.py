@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from fmnist.dvc_cli import (
+from fmnist.pipeline.dvc_cli import (
     clean_line,
     experiment_file,
     experiment_ref,
@@ -16,7 +16,7 @@ from fmnist.dvc_cli import (
     run_experiment,
     stage_env,
 )
-from fmnist.errors import StageError
+from fmnist.process.errors import StageError
 
 GIT = ["-c", "user.name=t", "-c", "user.email=t@t.invalid"]
 GIT_ENV = {"GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t.invalid",

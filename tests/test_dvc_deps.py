@@ -1,214 +1,111 @@
-"""dvc.yaml's deps are honest: each stage lists exactly the first-party modules its command
-runs (found statically by tests/dvc_deps.py), so `dvc repro` reruns a stage whose code changed."""
+"""dvc.yaml's code deps follow one rule, so `dvc repro` reruns a stage when the code that shapes
+its outputs changes, and never for plumbing:
+
+A stage's code deps are its stage module and the computing modules it imports, followed
+through computing modules only (grimp's import graph, imports inside functions included).
+Computing modules are the pure logic (import-linter's pure-logic contract in pyproject.toml),
+the network and its training (training.model, training.fit), the model's packaging
+(training.served_model), the prepared split's file format (data.splits), and src/fmnist_model,
+the model's own code, one folder dep. The CLI, process, tracking, pipeline and registry I/O
+modules are plumbing: they cannot change a number, and editing them leaves `dvc status` clean.
+"""
 
 from __future__ import annotations
 
 import tomllib
+from functools import cache
 from pathlib import Path
 from typing import Any
 
+import grimp
 import pytest
 import yaml
 
-from tests.dvc_deps import check_deps, command_files, covers, module_deps
-
 REPO = Path(__file__).resolve().parents[1]
-# Packages a stage ships whole, by path: one directory dep, since every file in it is part of
-# the stage's output (train logs src/fmnist_model as the model's MLflow `code_paths`; its
-# model_code.py runs only where the model is loaded).
-SHIPPED = {"train": ("src/fmnist_model",)}
+STAGE_MODULES = {
+    "download": "fmnist.data.download",
+    "prepare": "fmnist.data.prepare",
+    "train": "fmnist.training.train",
+    "evaluate": "fmnist.training.evaluate",
+    "register": "fmnist.registry.register",
+}
+COMPUTING = {
+    "fmnist.training.model",
+    "fmnist.training.fit",
+    "fmnist.training.served_model",
+    "fmnist.data.splits",
+}
+SHIPPED = "fmnist_model"  # every module of it is one dep: its folder
 
 
-def dvc_stages(repo: Path = REPO) -> dict[str, Any]:
-    return yaml.safe_load((repo / "dvc.yaml").read_text(encoding="utf-8"))["stages"]
+def dvc_stages() -> dict[str, Any]:
+    return yaml.safe_load((REPO / "dvc.yaml").read_text(encoding="utf-8"))["stages"]
 
 
-def executed_files(cmd: str, repo: Path = REPO) -> set[str]:
-    """The repo-relative module files a stage's `<script> <command> ...` runs."""
-    script, command = cmd.split()[:2]
-    pyproject = tomllib.loads((repo / "pyproject.toml").read_text(encoding="utf-8"))
-    entry = pyproject["project"]["scripts"][script]  # fmnist.cli:main
-    return {p.relative_to(repo).as_posix() for p in command_files(repo / "src", entry, command)}
+def pure_modules() -> set[str]:
+    pyproject = tomllib.loads((REPO / "pyproject.toml").read_text(encoding="utf-8"))
+    contracts = pyproject["tool"]["importlinter"]["contracts"]
+    (pure,) = [c for c in contracts if c["name"].startswith("Pure logic")]
+    return set(pure["source_modules"])
 
 
-@pytest.mark.parametrize("stage", sorted(dvc_stages()))
-def test_deps_are_the_modules_the_stage_runs(stage: str) -> None:
-    spec = dvc_stages()[stage]
-    executed = executed_files(spec["cmd"])
-    result = check_deps(spec["deps"], executed)
-    derived = "\n".join(f"      - {d}" for d in module_deps(executed, SHIPPED.get(stage, ())))
-    assert result.ok, (
-        f"dvc.yaml stage {stage}: deps missing {result.missing}, "
-        f"deps its command does not run {result.unexecuted}; its module deps are:\n{derived}"
-    )
+@cache
+def graph() -> grimp.ImportGraph:
+    return grimp.build_graph("fmnist", SHIPPED, cache_dir=None)
 
 
-@pytest.mark.parametrize("stage", sorted(dvc_stages()))
-def test_only_shipped_packages_are_directory_deps(stage: str) -> None:
-    deps = dvc_stages()[stage]["deps"]
-    folders = {d for d in deps if covers("src", d) and (REPO / d).is_dir()}
-    shipped = {d for d in SHIPPED.get(stage, ()) if (REPO / d).is_dir()}
-    assert folders == shipped
+def computes(module: str) -> bool:
+    return module in COMPUTING or module in pure_modules() or module.split(".")[0] == SHIPPED
+
+
+def dep_path(module: str) -> str:
+    if module.split(".")[0] == SHIPPED:
+        return f"src/{SHIPPED}"
+    path = "src/" + module.replace(".", "/")
+    return f"{path}/__init__.py" if (REPO / path).is_dir() else f"{path}.py"
+
+
+def code_deps(stage_module: str) -> list[str]:
+    """The rule: the stage module, then what it computes with."""
+    found, todo = {stage_module}, [stage_module]
+    while todo:
+        for imported in graph().find_modules_directly_imported_by(todo.pop()):
+            if imported not in found and computes(imported):
+                found.add(imported)
+                todo.append(imported)
+    return sorted({dep_path(m) for m in found})
+
+
+@pytest.mark.parametrize("stage", sorted(STAGE_MODULES))
+def test_code_deps_follow_the_rule(stage: str) -> None:
+    listed = [d for d in dvc_stages()[stage]["deps"] if d.startswith("src/")]
+    wanted = code_deps(STAGE_MODULES[stage])
+    lines = "\n".join(f"      - {d}" for d in wanted)
+    assert listed == wanted, f"dvc.yaml stage {stage}: its code deps are, by the rule:\n{lines}"
+
+
+def test_every_stage_has_its_module() -> None:
+    assert set(dvc_stages()) == set(STAGE_MODULES)
+    for stage, spec in dvc_stages().items():
+        assert spec["cmd"].split()[:2] == ["fmnist", stage]
+
+
+def test_plumbing_is_never_a_dep() -> None:
+    plumbing = tuple(f"src/fmnist/{p}/" for p in ("cli", "process", "tracking", "pipeline"))
+    deps = [d for spec in dvc_stages().values() for d in spec["deps"]]
+    assert [d for d in deps if d.startswith(plumbing)] == []
+
+
+def test_the_rule_follows_computing_modules_only() -> None:
+    """fit is found through train (a computing module); the params schema and MLflow's
+    tracking, which train also imports, are not."""
+    train = code_deps("fmnist.training.train")
+    assert "src/fmnist/training/fit.py" in train
+    assert "src/fmnist_model" in train
+    assert "src/fmnist/params/config.py" not in train
+    assert not [d for d in train if d.startswith("src/fmnist/tracking")]
 
 
 def test_tracking_is_not_a_dvc_param() -> None:
     """The MLflow experiment says where results are recorded, not what they are."""
     assert all("tracking" not in spec.get("params", []) for spec in dvc_stages().values())
-
-
-def test_a_removed_dep_is_reported_missing() -> None:
-    spec = dvc_stages()["train"]
-    deps = [d for d in spec["deps"] if d != "src/fmnist/stages/train.py"]
-    assert len(deps) == len(spec["deps"]) - 1
-    result = check_deps(deps, executed_files(spec["cmd"]))
-    assert result.missing == ["src/fmnist/stages/train.py"]
-    assert result.unexecuted == []
-
-
-def test_a_dep_no_longer_run_is_reported() -> None:
-    spec = dvc_stages()["download"]
-    result = check_deps([*spec["deps"], "src/fmnist/stack/control.py"], executed_files(spec["cmd"]))
-    assert result.missing == []
-    assert result.unexecuted == ["src/fmnist/stack/control.py"]
-
-
-def test_a_directory_dep_covers_its_files() -> None:
-    executed = {"src/pkg/a.py", "src/pkg/sub/b.py", "src/other.py"}
-    assert check_deps(["data/raw", "src/pkg", "src/other.py"], executed).ok
-    result = check_deps(["src/pk", "src/other.py", "src/gone"], executed)
-    assert result.missing == ["src/pkg/a.py", "src/pkg/sub/b.py"]
-    assert result.unexecuted == ["src/pk", "src/gone"]
-    assert module_deps(executed, ["src/pkg"]) == ["src/other.py", "src/pkg"]
-
-
-# ---------------------------------------------------------------- the analyzer itself
-
-SYNTHETIC = {
-    "pkg/__init__.py": "",
-    "pkg/cli.py": """
-        from __future__ import annotations
-
-        from typing import TYPE_CHECKING
-
-        import typer
-
-        from pkg.errors import handled
-
-        if TYPE_CHECKING:
-            from pkg import typing_only
-
-        app = typer.Typer()
-
-
-        @app.command()
-        @handled
-        def go(flag: typing_only.Flag | None = None) -> None:
-            import pkg.sub.deep as deep
-            from pkg import lazy
-
-            if flag:
-                lazy.used()
-            deep.run()
-
-
-        @app.command("other-name")
-        def other() -> None:
-            from pkg.never import f
-
-            f()
-
-
-        @app.command()
-        def show_all() -> None:
-            pass
-
-
-        def main() -> None:
-            app()
-        """,
-    "pkg/errors.py": """
-        def handled(command):
-            def wrapper(*args):
-                from pkg.report import line  # a closure's import: part of handled
-
-                return command(*args)
-
-            return wrapper
-        """,
-    "pkg/report.py": "def line(): ...",
-    "pkg/lazy.py": """
-        from pkg.base import CONSTANT  # runs when lazy is imported
-
-
-        def used():
-            from . import helper
-
-            return helper.one() + CONSTANT
-
-
-        def unused():
-            import pkg.not_reached
-        """,
-    "pkg/base.py": "CONSTANT = 1",
-    "pkg/helper.py": """
-        def one():
-            return 1
-
-
-        def two():
-            from pkg import not_reached
-        """,
-    "pkg/sub/__init__.py": "",
-    "pkg/sub/deep.py": "def run(): ...",
-    "pkg/typing_only.py": "class Flag: ...",
-    "pkg/never.py": "def f(): ...",
-    "pkg/not_reached.py": "",
-    "pkg/stray.py": "import pkg.not_reached",
-}
-
-
-@pytest.fixture
-def synthetic_src(tmp_path: Path) -> Path:
-    import textwrap
-
-    for name, text in SYNTHETIC.items():
-        path = tmp_path / "src" / name
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(textwrap.dedent(text).lstrip(), encoding="utf-8")
-    return tmp_path / "src"
-
-
-def synthetic_run(src: Path, command: str) -> set[str]:
-    return {p.relative_to(src).as_posix() for p in command_files(src, "pkg.cli:main", command)}
-
-
-def test_the_analyzer_follows_lazy_imports_to_what_is_used(synthetic_src: Path) -> None:
-    assert synthetic_run(synthetic_src, "go") == {
-        "pkg/__init__.py",  # every import of pkg.* runs it
-        "pkg/cli.py",
-        "pkg/errors.py",  # a module-level import
-        "pkg/report.py",  # imported inside the decorator's closure
-        "pkg/lazy.py",  # imported inside go, under an `if`
-        "pkg/base.py",  # lazy's module-level import
-        "pkg/helper.py",  # `from . import helper` in lazy.used; helper.one, not helper.two
-        "pkg/sub/__init__.py",  # `import pkg.sub.deep as deep` runs the packages first
-        "pkg/sub/deep.py",
-    }  # not: typing_only (TYPE_CHECKING), never (other's), not_reached (unused functions')
-
-
-def test_the_analyzer_finds_commands_by_typer_name(synthetic_src: Path) -> None:
-    only_go = {"pkg/lazy.py", "pkg/base.py", "pkg/helper.py", "pkg/sub/__init__.py"}
-    other = synthetic_run(synthetic_src, "other-name")
-    assert "pkg/never.py" in other and not other & only_go
-    assert synthetic_run(synthetic_src, "show-all") == other - {"pkg/never.py"}
-    with pytest.raises(LookupError, match="no command 'other'"):
-        synthetic_run(synthetic_src, "other")
-
-
-def test_a_stage_runs_only_its_own_cli_module_and_stage_module() -> None:
-    """One room per stage: `fmnist train` does not execute the stack's, the sweep's or
-    another stage's code, so editing those reruns nothing."""
-    executed = executed_files(dvc_stages()["train"]["cmd"])
-    assert "src/fmnist/cli/stages.py" in executed and "src/fmnist/stages/train.py" in executed
-    others = ("cli/stack.py", "cli/sweep.py", "cli/registry.py", "stages/evaluate.py", "sweep.py")
-    assert not [f for f in executed if f.removeprefix("src/fmnist/") in others]

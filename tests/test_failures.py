@@ -1,4 +1,4 @@
-"""Every failure a user can meet is one line and a specific exit code (fmnist.failures)."""
+"""Every failure a user can meet is one line and a specific exit code (fmnist.process.failures)."""
 
 from __future__ import annotations
 
@@ -12,8 +12,9 @@ from collections.abc import Iterator
 
 import pytest
 
-from fmnist.errors import ConfigError, DataIntegrityError, TrackingError
-from fmnist.failures import STORAGE_EXIT, Interrupted, failure_line, interrupted_line
+from fmnist.process.errors import ConfigError, DataIntegrityError, TrackingError
+from fmnist.process.failures import STORAGE_EXIT, Interrupted, interrupted_line
+from fmnist.tracking.store import failure_line
 
 
 @pytest.mark.parametrize(
@@ -62,7 +63,7 @@ def test_interruptions_are_130_and_143_with_what_was_undone() -> None:
 
 
 def test_an_interrupt_during_a_deferred_block_is_raised_after_it() -> None:
-    from fmnist.failures import interrupts_deferred
+    from fmnist.process.failures import interrupts_deferred
 
     finished = False
     with pytest.raises(KeyboardInterrupt), interrupts_deferred():
@@ -78,7 +79,7 @@ def test_an_interrupt_during_a_deferred_block_is_raised_after_it() -> None:
 @pytest.fixture
 def sigterm_unwinds() -> Iterator[None]:
     """SIGTERM as a command has it (fmnist.cli.app.user_errors), put back after."""
-    from fmnist.failures import raise_interrupted
+    from fmnist.process.failures import raise_interrupted
 
     before = signal.signal(signal.SIGTERM, raise_interrupted)
     yield
@@ -89,7 +90,7 @@ def sigterm_unwinds() -> Iterator[None]:
 def test_a_held_signal_is_said_at_once_and_raised_when_the_block_is_done(
     capfd: pytest.CaptureFixture[str],
 ) -> None:
-    from fmnist.failures import raise_interrupted, signals_held
+    from fmnist.process.failures import raise_interrupted, signals_held
 
     steps = []
     with pytest.raises(Interrupted) as raised, signals_held() as held:
@@ -106,7 +107,7 @@ def test_a_held_signal_is_said_at_once_and_raised_when_the_block_is_done(
 
 
 def test_a_safe_point_raises_a_held_signal_and_only_then() -> None:
-    from fmnist.failures import signals_held
+    from fmnist.process.failures import signals_held
 
     steps = []
     with pytest.raises(KeyboardInterrupt) as raised, signals_held() as held:
@@ -122,7 +123,7 @@ def test_a_safe_point_raises_a_held_signal_and_only_then() -> None:
 
 
 def test_a_second_signal_stops_the_block_at_once() -> None:
-    from fmnist.failures import signals_held
+    from fmnist.process.failures import signals_held
 
     steps = []
     with pytest.raises(Interrupted) as raised, signals_held():
@@ -134,7 +135,7 @@ def test_a_second_signal_stops_the_block_at_once() -> None:
 
 
 def test_an_ignored_signal_stays_ignored() -> None:
-    from fmnist.failures import signals_held
+    from fmnist.process.failures import signals_held
 
     before = signal.signal(signal.SIGINT, signal.SIG_IGN)
     try:
@@ -151,7 +152,7 @@ def test_a_block_that_said_its_outcome_ends_with_that_code_on_a_signal() -> None
     without raising, and a signal after ends the process at once with the said code."""
     code = (
         "import os, signal\n"
-        "from fmnist.failures import exit_on_signal, signals_held\n"
+        "from fmnist.process.failures import exit_on_signal, signals_held\n"
         "with signals_held():\n"
         "    os.kill(os.getpid(), signal.SIGTERM)\n"
         "    exit_on_signal(3)\n"
@@ -165,8 +166,8 @@ def test_a_block_that_said_its_outcome_ends_with_that_code_on_a_signal() -> None
 
 @pytest.mark.usefixtures("sigterm_unwinds")
 def test_a_block_failing_with_a_signal_held_ends_interrupted_with_its_line() -> None:
-    from fmnist.errors import TrackingError
-    from fmnist.failures import interrupted_line, signals_held
+    from fmnist.process.errors import TrackingError
+    from fmnist.process.failures import interrupted_line, signals_held
 
     with pytest.raises(Interrupted) as raised, signals_held():
         os.kill(os.getpid(), signal.SIGTERM)

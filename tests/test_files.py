@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from fmnist.files import atomic_path, new_file_beside
+from fmnist.process.files import atomic_path, new_file_beside
 
 
 def test_a_written_file_gets_the_ordinary_mode(tmp_path: Path) -> None:

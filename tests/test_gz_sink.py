@@ -14,8 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from fmnist.errors import DataIntegrityError
-from fmnist.gz_sink import (
+from fmnist.data.gz_sink import (
     INTERRUPTED_NOTE,
     GzSink,
     LocalDiskError,
@@ -23,6 +22,7 @@ from fmnist.gz_sink import (
     local_error,
     os_reason,
 )
+from fmnist.process.errors import DataIntegrityError
 
 DATA = b"abc" * 10_000
 SHA = hashlib.sha256(DATA).hexdigest()
@@ -92,7 +92,7 @@ def test_read_only_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> No
     def refuse(dest: Path, suffix: str | None = None) -> Path:
         raise OSError(errno.EROFS, os.strerror(errno.EROFS), str(dest.parent))
 
-    monkeypatch.setattr("fmnist.files.new_file_beside", refuse)
+    monkeypatch.setattr("fmnist.process.files.new_file_beside", refuse)
     with pytest.raises(LocalDiskError) as err:
         pour(tmp_path / "x", gzip.compress(DATA))
     assert (
@@ -143,7 +143,7 @@ def test_local_error_line(code: int, words: str) -> None:
 
 
 def test_local_errors_share_the_cli_exit_code_for_storage() -> None:
-    from fmnist.failures import STORAGE_EXIT
+    from fmnist.process.failures import STORAGE_EXIT
 
     assert LocalDiskError.exit_code == STORAGE_EXIT
 

@@ -15,9 +15,9 @@ from pathlib import Path
 
 import pytest
 
-from fmnist import http_fetch
-from fmnist.errors import DataIntegrityError
-from fmnist.http_fetch import HttpPolicy, MirrorError, fetch_http, human_bytes
+from fmnist.data import http_fetch
+from fmnist.data.http_fetch import HttpPolicy, MirrorError, fetch_http, human_bytes
+from fmnist.process.errors import DataIntegrityError
 from tests.conftest import write_gz
 
 FAST = HttpPolicy(timeout=5, retries=0, progressbar=False)
@@ -300,12 +300,12 @@ def test_interrupt_keeps_no_partial_file(
     tmp_path: Path, http_mirror: _Server, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Ctrl-C mid-file unwinds through the sink: the partial file goes, the note says so."""
-    from fmnist.gz_sink import INTERRUPTED_NOTE
+    from fmnist.data.gz_sink import INTERRUPTED_NOTE
 
     def interrupted(self: object, n: int) -> None:
         raise KeyboardInterrupt
 
-    monkeypatch.setattr("fmnist.http_fetch._Progress.update", interrupted)
+    monkeypatch.setattr("fmnist.data.http_fetch._Progress.update", interrupted)
     out = tmp_path / "raw"
     with pytest.raises(KeyboardInterrupt) as err:
         fetch(url(http_mirror), out)

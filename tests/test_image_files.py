@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from fmnist.errors import DataIntegrityError
-from fmnist.image_files import grayscale, read_image
+from fmnist.process.errors import DataIntegrityError
+from fmnist.serving.image_files import grayscale, read_image
 from tests.scoring_helpers import PNG_FORMS, raw_png, real_test_images, save_png
 
 

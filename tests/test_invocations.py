@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from fmnist.invocations import RequestRefused, read_pixels
+from fmnist.serving.invocations import RequestRefused, read_pixels
 from tests.conftest import synthetic_images
 
 JSON = "application/json"

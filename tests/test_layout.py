@@ -1,5 +1,5 @@
 """The pipeline's paths are named once: dvc.yaml's command lines pass what the CLI's
-defaults are, and both are fmnist.layout's."""
+defaults are, and both are fmnist.process.layout's."""
 
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ import pytest
 import typer
 import yaml
 
-from fmnist import layout
 from fmnist.cli import app, load_commands
+from fmnist.process import layout
 from tests.conftest import REPO
 
 STAGES = yaml.safe_load((REPO / "dvc.yaml").read_text(encoding="utf-8"))["stages"]

@@ -8,13 +8,13 @@ import sys
 
 from mlflow import MlflowClient
 
-from fmnist.lifecycle import NOTE_TAG, OWNER_TAG, close_orphaned_runs, owner, owner_gone
+from fmnist.tracking.lifecycle import NOTE_TAG, OWNER_TAG, close_orphaned_runs, owner, owner_gone
 
 
 def _dead_owner() -> str:
     """The owner string of a process that ran and is gone."""
     done = subprocess.run(
-        [sys.executable, "-c", "from fmnist.lifecycle import owner; print(owner())"],
+        [sys.executable, "-c", "from fmnist.tracking.lifecycle import owner; print(owner())"],
         capture_output=True, text=True, check=True, timeout=60,
     )  # fmt: skip
     return done.stdout.strip()

@@ -1,4 +1,5 @@
-"""The tests' CI run also checks style and types (STYLE.md: ruff and mypy on src/)."""
+"""The tests' CI run also checks style and types (STYLE.md: ruff and mypy on src/) and the
+architecture (import-linter's contracts in pyproject.toml: layers, no cycles, pure logic)."""
 
 import subprocess
 import sys
@@ -17,8 +18,9 @@ BIN = Path(sys.executable).parent
         ["ruff", "check", "src", "flows", "tests", "bench"],
         ["ruff", "format", "--check", "src", "flows", "tests", "bench"],
         ["mypy"],
+        ["lint-imports", "--no-cache"],
     ],
-    ids=["ruff-check", "ruff-format", "mypy"],
+    ids=["ruff-check", "ruff-format", "mypy", "import-linter"],
 )
 def test_clean(command: list[str]) -> None:
     result = subprocess.run(

@@ -10,11 +10,11 @@ import numpy as np
 import pytest
 import yaml
 
-from fmnist.config import MonitorConfig
-from fmnist.core.drift import image_features
-from fmnist.errors import DataIntegrityError
-from fmnist.monitor import reference_sample, training_data
-from fmnist.stages.splits import save_split
+from fmnist.data.splits import save_split
+from fmnist.monitoring.drift import image_features
+from fmnist.monitoring.drift_check import reference_sample, training_data
+from fmnist.params.config import MonitorConfig
+from fmnist.process.errors import DataIntegrityError
 from tests.conftest import dvc_project, record_output, synthetic_images
 
 
@@ -92,7 +92,7 @@ def _features(pixels: np.ndarray, seed: int) -> dict[str, np.ndarray]:
 
 @pytest.mark.slow  # Evidently's import alone takes ~6 s
 def test_evidently_tells_a_shifted_batch_from_a_fresh_sample(tmp_path: Path) -> None:
-    from fmnist.monitor import drift_report
+    from fmnist.monitoring.drift_check import drift_report
 
     cfg = MonitorConfig(min_rows=1000)
     reference = _features(synthetic_images(3000, seed=1)[0], 1)

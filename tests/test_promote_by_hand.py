@@ -9,8 +9,8 @@ import pytest
 from mlflow import MlflowClient
 from typer.testing import CliRunner, Result
 
-from fmnist.champion import HISTORY_TAG
-from fmnist.core.promotion import CHAMPION
+from fmnist.registry.champion import HISTORY_TAG
+from fmnist.registry.promotion import CHAMPION
 
 NAME = "fashion-mnist"
 pytestmark = pytest.mark.usefixtures("cli_side_effects_undone")

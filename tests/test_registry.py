@@ -7,11 +7,11 @@ from pathlib import Path
 import pytest
 from mlflow import MlflowClient
 
-from fmnist.champion import HISTORY_TAG, promote, rollback
-from fmnist.core.promotion import CHAMPION, decide_promotion, previous_champion
-from fmnist.errors import TrackingError
-from fmnist.registry import list_versions
-from fmnist.registry_lock import promotion_lock
+from fmnist.process.errors import TrackingError
+from fmnist.registry.champion import HISTORY_TAG, promote, rollback
+from fmnist.registry.lock import promotion_lock
+from fmnist.registry.promotion import CHAMPION, decide_promotion, previous_champion
+from fmnist.registry.versions import list_versions
 
 NAME = "fashion-mnist"
 RULE = {"min_accuracy": 0.80, "min_delta": 0.001}
@@ -156,7 +156,7 @@ def _logged_run(uri: str, status: str = "FINISHED") -> tuple[str, str]:
 
 
 def _register(uri: str, run_id: str, model_uri: str) -> tuple[int, str]:
-    from fmnist.registry import register_version
+    from fmnist.registry.versions import register_version
 
     registration = register_version(
         uri, NAME, model_uri, run_id, description="d", tags={"test_accuracy": "0.9000"}
@@ -167,7 +167,7 @@ def _register(uri: str, run_id: str, model_uri: str) -> tuple[int, str]:
 def test_a_runs_version_is_taken_up_until_complete_then_returned_as_it_is(
     tracking_uri: str,
 ) -> None:
-    from fmnist.registry import COMPLETE, NEW, RESUMED, registered_record
+    from fmnist.registry.versions import COMPLETE, NEW, RESUMED, registered_record
 
     run_id, model_uri = _logged_run(tracking_uri)
     assert _register(tracking_uri, run_id, model_uri) == (1, NEW)
@@ -195,7 +195,7 @@ def test_a_version_whose_run_did_not_finish_is_refused_unless_forced(tracking_ur
 
 
 def test_undoing_a_registration_gives_challenger_back(tracking_uri: str) -> None:
-    from fmnist.registry import NEW, register_version, undo_registration
+    from fmnist.registry.versions import NEW, register_version, undo_registration
 
     first, first_uri = _logged_run(tracking_uri)
     _register(tracking_uri, first, first_uri)
@@ -215,7 +215,7 @@ def test_undoing_a_registration_gives_challenger_back(tracking_uri: str) -> None
 def test_an_undo_leaves_challenger_to_a_registration_made_since(tracking_uri: str) -> None:
     """v2's registration is undone after v3 took `challenger` (it waited for the lock while
     v3 registered): v3 keeps it."""
-    from fmnist.registry import register_version, undo_registration
+    from fmnist.registry.versions import register_version, undo_registration
 
     first, first_uri = _logged_run(tracking_uri)
     _register(tracking_uri, first, first_uri)
@@ -233,7 +233,7 @@ def test_an_undo_leaves_challenger_to_a_registration_made_since(tracking_uri: st
 def test_an_undo_that_cannot_finish_says_what_it_left(broken_server: str) -> None:
     """The registry answers 500: the version stays, and the line says the next register
     completes it."""
-    from fmnist.registry import undo_registration
+    from fmnist.registry.versions import undo_registration
 
     left = undo_registration(broken_server, NAME, 8, None)
     assert left.startswith(f"{NAME} v8 is left half-made (MLflow at {broken_server}: API "), left

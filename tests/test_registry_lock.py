@@ -11,11 +11,9 @@ import time
 import pytest
 from mlflow import MlflowClient
 
-from fmnist import registry_lock
-from fmnist.errors import TrackingError
-from fmnist.lifecycle import owner
-from fmnist.registry import list_versions
-from fmnist.registry_lock import (
+from fmnist.process.errors import TrackingError
+from fmnist.registry import lock as registry_lock
+from fmnist.registry.lock import (
     HOLDER_TAG,
     SINCE_TAG,
     STARTED_TAG,
@@ -24,6 +22,8 @@ from fmnist.registry_lock import (
     promotion_lock,
     tickets,
 )
+from fmnist.registry.versions import list_versions
+from fmnist.tracking.lifecycle import owner
 
 NAME = "fashion-mnist"
 LOCK = lock_name(NAME)
@@ -40,7 +40,7 @@ def _ticket_of(client: MlflowClient, holder: str) -> int:
 def _dead_process() -> str:
     """The owner() of a process that has ended."""
     return subprocess.run(
-        [sys.executable, "-c", "from fmnist.lifecycle import owner; print(owner())"],
+        [sys.executable, "-c", "from fmnist.tracking.lifecycle import owner; print(owner())"],
         capture_output=True, text=True, check=True, timeout=60,
     ).stdout.strip()  # fmt: skip
 

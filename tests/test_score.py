@@ -8,11 +8,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from fmnist.batch_input import read_batch
-from fmnist.config import parse_params
-from fmnist.errors import DataIntegrityError, TrackingError
-from fmnist.monitor import reference
-from fmnist.score import load_scoring_model, report_lines, run
+from fmnist.monitoring.batch import report_lines, run
+from fmnist.monitoring.batch_input import read_batch
+from fmnist.monitoring.drift_check import reference
+from fmnist.monitoring.scorer import load_scoring_model
+from fmnist.params.config import parse_params
+from fmnist.process.errors import DataIntegrityError, TrackingError
 from tests.scoring_helpers import MODEL_NAME, Champion, register_champion
 
 pytestmark = pytest.mark.slow  # Keras + MLflow: a small model trained and registered

@@ -15,18 +15,15 @@ from typing import Any
 import numpy as np
 import pytest
 
-from fmnist.errors import FmnistError, TrackingError
-from fmnist.scoring import (
-    DEFAULT_MAX_REQUEST_MB,
-    INTERNAL_ERROR,
+from fmnist.process.errors import FmnistError, TrackingError
+from fmnist.serving.loading import (
     ModelHolder,
     ServedModel,
-    bind,
-    create_app,
     load_champion,
     load_version,
     run_predict,
 )
+from fmnist.serving.server import DEFAULT_MAX_REQUEST_MB, INTERNAL_ERROR, bind, create_app
 from tests.scoring_helpers import (
     MODEL_NAME,
     PNG_FORMS,
@@ -319,6 +316,6 @@ def test_the_cli_default_limit_is_the_documented_one() -> None:
 
 
 def _params(champion: Champion) -> Any:
-    from fmnist.config import load_params
+    from fmnist.params.config import load_params
 
     return load_params(champion.params_file)

@@ -7,11 +7,11 @@ from pathlib import Path
 
 from optuna.trial import TrialState
 
-from fmnist import study_store
-from fmnist.config import parse_params
-from fmnist.core.search_report import counts
-from fmnist.search import study_trials
-from fmnist.search_trial import OVERRIDES_ATTR, RUN_ATTR
+from fmnist.params.config import parse_params
+from fmnist.tuning import study as study_store
+from fmnist.tuning.report import counts
+from fmnist.tuning.search import study_trials
+from fmnist.tuning.trial import OVERRIDES_ATTR, RUN_ATTR
 
 
 def test_study_trials_name_each_state_as_fmnist_prints_it(study_root: Path) -> None:

@@ -10,8 +10,8 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from fmnist.config import SearchSpace, parse_params
-from fmnist.errors import ConfigError
+from fmnist.params.config import SearchSpace, parse_params
+from fmnist.process.errors import ConfigError
 
 BAD_SPACES = [
     ({"layers": [3, 1]}, "search.space.layers: empty range [3, 1]"),

@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
-from fmnist.config import Params, parse_params
-from fmnist.core.overrides import apply_dotted
+from fmnist.params.config import Params, parse_params
+from fmnist.params.overrides import apply_dotted
 
 pytestmark = pytest.mark.slow  # Keras/TensorFlow
 
@@ -27,15 +27,15 @@ def _params(**space: Any) -> Params:
 
 
 def _job(root: Path, prepared: Path, uri: str, params: Params, parent: str, **kw: Any) -> Any:
-    from fmnist.search_trial import TrialJob
-    from fmnist.study_store import fingerprint, storage_url
+    from fmnist.tuning.study import fingerprint, storage_url
+    from fmnist.tuning.trial import TrialJob
 
     ids = fingerprint(uri), fingerprint(storage_url(root))
     return TrialJob(root, prepared, params, parent, *ids, {"fmnist.data.prepared": "x"}, **kw)
 
 
 def _parent(uri: str) -> str:
-    from fmnist import tracking
+    from fmnist.tracking import runs as tracking
 
     with tracking.tracked_run(uri, "fashion-mnist", run_name="search") as run_id:
         return run_id
@@ -46,9 +46,9 @@ def test_a_trial_trains_reports_each_epoch_and_nests_its_run(
 ) -> None:
     from mlflow import MlflowClient
 
-    from fmnist import study_store
-    from fmnist.mlflow_store import open_store
-    from fmnist.search_trial import run_trial
+    from fmnist.tracking.mlflow_store import open_store
+    from fmnist.tuning import study as study_store
+    from fmnist.tuning.trial import run_trial
 
     monkeypatch.setenv("MLFLOW_TRACKING_URI", tracking_uri)  # the worker's own store
     open_store(tracking_uri)
@@ -61,7 +61,7 @@ def test_a_trial_trains_reports_each_epoch_and_nests_its_run(
     assert result.line().startswith(f"trial 0: val_accuracy {result.val_accuracy:.4f} complete")
     run = MlflowClient(tracking_uri).get_run(str(result.run_id))
     assert run.data.tags["mlflow.parentRunId"] == parent
-    assert run.data.tags["fmnist.search.state"] == "complete"
+    assert run.data.tags["fmnist.tuning.search.state"] == "complete"
     assert run.data.params["model.hidden.0.units"] == "16"
     history = MlflowClient(tracking_uri).get_metric_history(run.info.run_id, "val_accuracy")
     assert [m.step for m in history] == [1, 2]
@@ -76,10 +76,10 @@ def test_a_diverging_trial_fails_alone_and_a_late_one_never_starts(
 ) -> None:
     from mlflow import MlflowClient
 
-    from fmnist import study_store
-    from fmnist.errors import SearchError
-    from fmnist.mlflow_store import open_store
-    from fmnist.search_trial import run_trial
+    from fmnist.process.errors import SearchError
+    from fmnist.tracking.mlflow_store import open_store
+    from fmnist.tuning import study as study_store
+    from fmnist.tuning.trial import run_trial
 
     monkeypatch.setenv("MLFLOW_TRACKING_URI", tracking_uri)
     open_store(tracking_uri)

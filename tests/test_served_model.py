@@ -10,7 +10,7 @@ import pytest
 def test_the_served_requirements_pin_this_environment_and_nothing_of_fmnist() -> None:
     from importlib.metadata import version
 
-    from fmnist.served_model import TENSORFLOW_BUILDS, served_requirements
+    from fmnist.training.served_model import TENSORFLOW_BUILDS, served_requirements
 
     reqs = served_requirements()
     assert f"keras=={version('keras')}" in reqs and f"mlflow=={version('mlflow')}" in reqs
@@ -23,7 +23,7 @@ def test_the_served_requirements_pin_this_environment_and_nothing_of_fmnist() ->
 def test_uv_project_detection_is_off_only_while_a_model_is_logged(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    from fmnist.served_model import UV_DETECT_ENV, _uv_project_detection_off
+    from fmnist.training.served_model import UV_DETECT_ENV, _uv_project_detection_off
 
     monkeypatch.setenv(UV_DETECT_ENV, "true")
     with _uv_project_detection_off():

@@ -1,4 +1,4 @@
-"""The store's one-line failures, redaction, schemes and deadlines (fmnist.store)."""
+"""The store's one-line failures, redaction, schemes and deadlines (fmnist.tracking.store)."""
 
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from fmnist.errors import TrackingError
-from fmnist.store import (
+from fmnist.process.errors import TrackingError
+from fmnist.tracking.store import (
     TIMEOUT_ENV,
     check_reachable,
     check_scheme,

@@ -14,11 +14,11 @@ import psutil
 import pytest
 from optuna.trial import TrialState
 
-from fmnist import study_store
-from fmnist.config import SearchConfig
-from fmnist.errors import SearchError
-from fmnist.lifecycle import owner
-from fmnist.study_store import (
+from fmnist.params.config import SearchConfig
+from fmnist.process.errors import SearchError
+from fmnist.tracking.lifecycle import owner
+from fmnist.tuning import study as study_store
+from fmnist.tuning.study import (
     OWNER_ATTR,
     PARENT_ATTR,
     STORAGE_ENV,
@@ -178,8 +178,8 @@ def test_an_unopenable_sqlite_file_is_one_line_naming_it(
 
 
 def test_a_changed_choice_list_is_refused_before_any_trial(study_root: Path) -> None:
-    from fmnist.config import parse_params
-    from fmnist.core.search_space import suggest
+    from fmnist.params.config import parse_params
+    from fmnist.tuning.space import suggest
 
     search = parse_params({}).search
     study = study_store.load(study_root, search)

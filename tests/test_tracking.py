@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 from mlflow import MlflowClient
 
-from fmnist.mlflow_store import open_store, workspace_root
-from fmnist.tracking import (
+from fmnist.tracking.mlflow_store import open_store, workspace_root
+from fmnist.tracking.runs import (
     KIND_TAG,
     MODEL_DEVELOPMENT,
     PARENT_TAG,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 import re
 
-from fmnist.core.card import (
+from fmnist.registry.card import (
     DESCRIPTION_LIMIT,
     PENDING,
     CardFacts,
@@ -14,7 +14,7 @@ from fmnist.core.card import (
     model_card,
     promotion_text,
 )
-from fmnist.core.promotion import Decision
+from fmnist.registry.promotion import Decision
 
 RUN = "0123456789abcdef0123456789abcdef"
 SUMMARY = 'Model: "패션 MNIST 모델"\n│ hidden (Dense) │ (None, 100) │ 78,500 │\n'

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from fmnist.core.drift import (
+from fmnist.monitoring.drift import (
     FEATURES,
     DriftSummary,
     FeatureDrift,

@@ -5,8 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from fmnist.config import LayerConfig, ModelConfig, TrainConfig
-from fmnist.core.fit import (
+from fmnist.params.config import LayerConfig, ModelConfig, TrainConfig
+from fmnist.process.errors import TrainingError
+from fmnist.training.fit import (
     compile_model,
     fit_model,
     make_optimizer,
@@ -14,8 +15,7 @@ from fmnist.core.fit import (
     seed_everything,
     training_batches,
 )
-from fmnist.core.model import build_model
-from fmnist.errors import TrainingError
+from fmnist.training.model import build_model
 from fmnist_model.images import scale_images
 from tests.conftest import synthetic_images
 
@@ -116,7 +116,7 @@ def test_pixel_batches_shuffle_all_rows_anew_each_epoch_and_repeatably() -> None
 
 @pytest.mark.slow  # Keras/TensorFlow
 def test_a_diverged_training_is_an_error_not_a_model() -> None:
-    from fmnist.errors import TrainingError
+    from fmnist.process.errors import TrainingError
 
     cfg = TrainConfig(epochs=2, batch_size=20, optimizer="sgd", learning_rate=1e30)
     with pytest.raises(TrainingError, match=r"training diverged: loss nan at epoch 1 .*sgd"):
@@ -124,7 +124,7 @@ def test_a_diverged_training_is_an_error_not_a_model() -> None:
 
 
 def test_check_converged_accepts_finite_losses_above_chance() -> None:
-    from fmnist.core.fit import check_converged
+    from fmnist.training.fit import check_converged
 
     check_converged([2.3, 1.1, 0.7], [0.5, 0.7, 0.8], TrainConfig())
     check_converged([2.3], [0.151], TrainConfig())  # just above 1.5 x chance
@@ -133,7 +133,7 @@ def test_check_converged_accepts_finite_losses_above_chance() -> None:
 
 
 def test_a_training_that_ends_at_chance_level_is_diverged() -> None:
-    from fmnist.core.fit import check_converged
+    from fmnist.training.fit import check_converged
 
     cfg = TrainConfig(optimizer="sgd", learning_rate=10.0)
     with pytest.raises(
@@ -148,7 +148,7 @@ def test_a_training_that_ends_at_chance_level_is_diverged() -> None:
 
 @pytest.mark.slow  # Keras/TensorFlow
 def test_cosine_schedule_decays_to_zero_over_every_step_of_the_training() -> None:
-    from fmnist.core.fit import learning_rate
+    from fmnist.training.fit import learning_rate
 
     cfg = TrainConfig(
         optimizer="adam", learning_rate=0.01, schedule="cosine", epochs=4, batch_size=10

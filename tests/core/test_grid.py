@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from fmnist.core.grid import (
+from fmnist.params.overrides import RunOverrides
+from fmnist.process.errors import ConfigError
+from fmnist.tuning.grid import (
     ACTIVATIONS,
     OPTIMIZERS,
     Outcome,
@@ -15,8 +17,6 @@ from fmnist.core.grid import (
     reuse_note,
     training_overrides,
 )
-from fmnist.core.overrides import RunOverrides
-from fmnist.errors import ConfigError
 
 
 def test_default_grid_is_the_tutorials_four_optimizers_by_two_activations() -> None:

@@ -1,8 +1,8 @@
 import numpy as np
 import pytest
 
-from fmnist.core.idx import check_pair, encode_idx, parse_idx
-from fmnist.errors import DataIntegrityError
+from fmnist.data.idx import check_pair, encode_idx, parse_idx
+from fmnist.process.errors import DataIntegrityError
 from tests.conftest import synthetic_images
 
 

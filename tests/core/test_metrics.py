@@ -2,7 +2,12 @@ import numpy as np
 import pytest
 from sklearn.metrics import log_loss
 
-from fmnist.core.metrics import CLASS_NAMES, cross_entropy, evaluate_predictions, flat_class_metrics
+from fmnist.training.metrics import (
+    CLASS_NAMES,
+    cross_entropy,
+    evaluate_predictions,
+    flat_class_metrics,
+)
 
 
 def probabilities(labels: np.ndarray, right: np.ndarray) -> np.ndarray:

@@ -8,8 +8,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pytest
 
-from fmnist.config import LayerConfig, ModelConfig
-from fmnist.core.model import build_model, summary_text
+from fmnist.params.config import LayerConfig, ModelConfig
+from fmnist.training.model import build_model, summary_text
 
 if TYPE_CHECKING:
     import keras

@@ -5,8 +5,8 @@ from pathlib import Path
 import pytest
 from hydra.core.override_parser.overrides_parser import OverridesParser
 
-from fmnist.config import load_params
-from fmnist.core.overrides import (
+from fmnist.params.config import load_params
+from fmnist.params.overrides import (
     RunOverrides,
     apply_dotted,
     dotted_overrides,
@@ -14,7 +14,7 @@ from fmnist.core.overrides import (
     hydra_value,
     set_param_args,
 )
-from fmnist.errors import ConfigError
+from fmnist.process.errors import ConfigError
 from tests.conftest import REPO
 
 TUTORIAL_HIDDEN = [{"units": 100, "activation": "sigmoid", "name": "hidden"}]

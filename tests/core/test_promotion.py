@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from fmnist.core.promotion import Decision, decide_champion_again, decide_promotion
+from fmnist.registry.promotion import Decision, decide_champion_again, decide_promotion
 
 RULE: dict[str, Any] = {"min_accuracy": 0.80, "min_delta": 0.001}
 CHAMPION_V1 = (1, 0.8619)

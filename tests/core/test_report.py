@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from fmnist.core.report import epoch_rows, model_markdown, reuse_line
+from fmnist.pipeline.report import epoch_rows, model_markdown, reuse_line
 
 
 def test_epoch_rows_read_the_train_stages_history_csv() -> None:

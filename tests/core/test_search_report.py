@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from fmnist.core.search_report import Cost, TrialRecord, cost, counts, ranking, rows
+from fmnist.tuning.report import Cost, TrialRecord, cost, counts, ranking, rows
 
 
 def record(

@@ -8,9 +8,9 @@ import optuna
 import pytest
 from optuna.trial import FixedTrial
 
-from fmnist.config import Params, SearchSpace, parse_params
-from fmnist.core.overrides import apply_dotted
-from fmnist.core.search_space import describe, layer_name, suggest
+from fmnist.params.config import Params, SearchSpace, parse_params
+from fmnist.params.overrides import apply_dotted
+from fmnist.tuning.space import describe, layer_name, suggest
 
 THREE_LAYERS: dict[str, Any] = {
     "layers": 3,
@@ -174,7 +174,7 @@ def test_a_real_study_asks_within_the_space() -> None:
 
 
 def test_differences_are_the_trained_keys_params_yaml_says_otherwise() -> None:
-    from fmnist.core.search_space import differences
+    from fmnist.tuning.space import differences
 
     trained = {
         "model": {"name": "m", "hidden": [{"units": 64, "activation": "relu", "name": "hidden"}]},

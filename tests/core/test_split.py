@@ -2,8 +2,8 @@ import numpy as np
 import pytest
 from sklearn.model_selection import train_test_split
 
-from fmnist.config import PrepareConfig
-from fmnist.core.split import make_split, split_indices
+from fmnist.data.split import make_split, split_indices
+from fmnist.params.config import PrepareConfig
 from fmnist_model.images import scale_images
 from tests.conftest import synthetic_images
 

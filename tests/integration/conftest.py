@@ -113,7 +113,7 @@ def dvc(repo: Path) -> Runner:
 def adopt_experiment(run: Runner, repo: Path, name: str) -> None:
     """What a team does with an experiment it keeps: `dvc exp apply`, then commit the files
     the experiment committed (dvc.lock, params.yaml, the small git-tracked outputs)."""
-    from fmnist.dvc_cli import experiment_ref
+    from fmnist.pipeline.dvc_cli import experiment_ref
 
     ref = experiment_ref(repo, name)
     run("dvc", "exp", "apply", name)

@@ -19,10 +19,10 @@ from pathlib import Path
 
 import pytest
 
-from fmnist.champion import promote
-from fmnist.champion_watch import load_warm
-from fmnist.config import parse_params
-from fmnist.errors import TrackingError
+from fmnist.params.config import parse_params
+from fmnist.process.errors import TrackingError
+from fmnist.registry.champion import promote
+from fmnist.serving.champion_watch import load_warm
 from tests.integration.test_serving import BIN, Served, start_server, stop_server
 from tests.scoring_helpers import (
     MODEL_NAME,

@@ -17,8 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from fmnist.errors import DownloadError
-from fmnist.gz_sink import LocalDiskError
+from fmnist.data.gz_sink import LocalDiskError
+from fmnist.process.errors import DownloadError
 
 pytestmark = pytest.mark.integration
 
@@ -82,7 +82,7 @@ def start_download(cwd: Path, *prefix: str) -> subprocess.Popen[str]:
 
 
 def partial_files(raw: Path) -> list[Path]:
-    """The hidden files a download writes before they are verified (fmnist.files.atomic_path)."""
+    """The hidden files a download writes before they are verified (process.files.atomic_path)."""
     return [p for p in raw.iterdir() if p.name.startswith(".")] if raw.is_dir() else []
 
 

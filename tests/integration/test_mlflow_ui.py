@@ -24,10 +24,12 @@ from typing import Any
 
 import pytest
 
-from fmnist import layout, stack, tracking
-from fmnist.datasets import file_digest
-from fmnist.records import read_trained
-from fmnist.stages.lineage import dir_md5
+from fmnist import stack
+from fmnist.pipeline.lineage import dir_md5
+from fmnist.pipeline.records import read_trained
+from fmnist.process import layout
+from fmnist.tracking import runs as tracking
+from fmnist.tracking.datasets import file_digest
 from tests.conftest import REPO, dvc_project, record_output, synthetic_images, write_raw
 from tests.integration.conftest import mlflow_server as running_mlflow_server
 from tests.stages.outputs import evaluate_outputs, train_outputs
@@ -70,8 +72,10 @@ def _lock(root: Path) -> None:
 
 def _store(root: Path, uri: str) -> tuple[str, list[str]]:
     """Two trainings of the tutorial's model (2 and 3 epochs) through the pipeline's stages."""
-    from fmnist.config import parse_params
-    from fmnist.stages import evaluate, prepare, register, train
+    from fmnist.data import prepare
+    from fmnist.params.config import parse_params
+    from fmnist.registry import register
+    from fmnist.training import evaluate, train
 
     arrays = {"train": synthetic_images(300, seed=1), "test": synthetic_images(100, seed=2)}
     raw = write_raw(root / "raw", arrays)

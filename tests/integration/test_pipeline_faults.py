@@ -25,9 +25,9 @@ import psutil
 import pytest
 from mlflow import MlflowClient
 
-from fmnist.errors import TrackingError
-from fmnist.lifecycle import NOTE_TAG
-from fmnist.registry_lock import tickets
+from fmnist.process.errors import TrackingError
+from fmnist.registry.lock import tickets
+from fmnist.tracking.lifecycle import NOTE_TAG
 from tests.integration.conftest import Runner, copy_repo, make_runner
 from tests.integration.conftest import mlflow_server as running_mlflow_server
 
@@ -169,7 +169,7 @@ def _lying_proxy(upstream: str, fail_prefix: str) -> http.server.ThreadingHTTPSe
 def test_a_failing_champion_lookup_moves_nothing(
     mlflow_server: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from fmnist.champion import promote
+    from fmnist.registry.champion import promote
 
     name = "fashion-mnist"
     import mlflow

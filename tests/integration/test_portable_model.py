@@ -24,8 +24,8 @@ import numpy as np
 import pytest
 
 from fmnist import stack
-from fmnist.config import Params
-from fmnist.stages.splits import load_split
+from fmnist.data.splits import load_split
+from fmnist.params.config import Params
 from fmnist_model.images import scale_images
 from tests.integration.test_serving import _post
 from tests.scoring_helpers import train_evaluate_register
@@ -81,7 +81,7 @@ def host(tmp_path_factory: pytest.TempPathFactory) -> Host:
 
 
 def _tiny_champion_params() -> Params:
-    from fmnist.config import parse_params
+    from fmnist.params.config import parse_params
 
     return parse_params(
         {
@@ -93,7 +93,7 @@ def _tiny_champion_params() -> Params:
 
 
 def _prepared(base: Path, params: Params) -> Path:
-    from fmnist.stages import prepare as prepare_stage
+    from fmnist.data import prepare as prepare_stage
     from tests.conftest import synthetic_images, write_raw
 
     arrays = {"train": synthetic_images(300, seed=5), "test": synthetic_images(100, seed=4)}

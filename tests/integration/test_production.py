@@ -196,7 +196,7 @@ def test_sweep_on_dask_registers_the_best_child(production: Production) -> None:
     output = deployment_run(production, SWEEP, *TINY_GRID, "dask_workers=2")
     mlflow = client(production)
     experiment = mlflow.get_experiment_by_name("fashion-mnist")
-    parents = mlflow.search_runs([experiment.experiment_id], "tags.`fmnist.sweep` != ''")
+    parents = mlflow.search_runs([experiment.experiment_id], "tags.`fmnist.tuning.sweep` != ''")
     assert len(parents) == 1, output
     parent = parents[0]
     assert parent.info.status == "FINISHED"
@@ -209,7 +209,7 @@ def test_sweep_on_dask_registers_the_best_child(production: Production) -> None:
     best = max(
         children, key=lambda c: (c.data.metrics["val_accuracy"], -c.data.metrics["val_loss"])
     )
-    assert parent.data.tags["fmnist.sweep.best_run_id"] == best.info.run_id
+    assert parent.data.tags["fmnist.tuning.sweep.best_run_id"] == best.info.run_id
     for key in ("val_accuracy", "test_accuracy"):  # what chose it, what promotion compares
         assert parent.data.metrics[f"best_{key}"] == pytest.approx(best.data.metrics[key])
     assert parent.data.metrics["trainings"] == 2 and parent.data.metrics["failed"] == 0
@@ -290,7 +290,7 @@ def test_sweep_where_every_training_diverges_registers_nothing(production: Produ
     assert "every training of the sweep failed" in " ".join(state.split()), state
     experiment = mlflow.get_experiment_by_name("fashion-mnist").experiment_id
     parent = mlflow.search_runs(
-        [experiment], "tags.`fmnist.sweep` != ''", order_by=["attributes.start_time DESC"]
+        [experiment], "tags.`fmnist.tuning.sweep` != ''", order_by=["attributes.start_time DESC"]
     )[0]
     assert parent.info.status == "FAILED"
     assert parent.data.metrics["failed"] == 2
@@ -334,7 +334,7 @@ def test_search_keeps_its_study_on_postgres(production: Production) -> None:
     assert count == 3
     mlflow = client(production)
     experiment = mlflow.get_experiment_by_name("fashion-mnist")
-    found = mlflow.search_runs([experiment.experiment_id], "tags.`fmnist.search` != ''")
+    found = mlflow.search_runs([experiment.experiment_id], "tags.`fmnist.tuning.search` != ''")
     (parent,) = [r for r in found if "mlflow.parentRunId" not in r.data.tags]
     trials = [r for r in found if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id]
     assert len(trials) == 3 and parent.info.status == "FINISHED"
@@ -342,7 +342,7 @@ def test_search_keeps_its_study_on_postgres(production: Production) -> None:
     # the best trained again on more of the data: params.yaml's search.refit_val_size
     (training,) = [r for r in mlflow.search_runs([experiment.experiment_id],
                    f"tags.`mlflow.parentRunId` = '{parent.info.run_id}'")
-                   if "fmnist.search.trial" not in r.data.tags]  # fmt: skip
+                   if "fmnist.tuning.search.trial" not in r.data.tags]  # fmt: skip
     assert training.data.params["prepare.val_size"] == "0.05"
     assert mlflow.get_model_version("fashion-mnist", version).run_id != parent.info.run_id
     assert not (production.repo / "optuna.db").exists()  # the study is not in the repo

@@ -27,7 +27,7 @@ from pathlib import Path
 import pytest
 from mlflow import MlflowClient
 
-from fmnist.core.card import PENDING
+from fmnist.registry.card import PENDING
 from tests.integration.conftest import mlflow_server as running_mlflow_server
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -70,11 +70,11 @@ def _baseline(uri: str) -> None:
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory: pytest.TempPathFactory) -> Trained:
     """prepare, train and evaluate in this process (the pieces tests/scoring_helpers uses)."""
-    from fmnist.config import parse_params
-    from fmnist.records import read_trained
-    from fmnist.stages import evaluate as evaluate_stage
-    from fmnist.stages import prepare as prepare_stage
-    from fmnist.stages import train as train_stage
+    from fmnist.data import prepare as prepare_stage
+    from fmnist.params.config import parse_params
+    from fmnist.pipeline.records import read_trained
+    from fmnist.training import evaluate as evaluate_stage
+    from fmnist.training import train as train_stage
     from tests.conftest import synthetic_images, write_raw
 
     base = tmp_path_factory.mktemp("trained")
@@ -211,7 +211,7 @@ def _state(trial: Trial) -> int | None:
 
 def _no_lock_left(trial: Trial) -> None:
     """The promotion lock is free at once: none left behind for the next one to break."""
-    from fmnist.registry_lock import promotion_lock
+    from fmnist.registry.lock import promotion_lock
 
     said: list[str] = []
     with promotion_lock(MlflowClient(f"sqlite:///{trial.db}"), NAME, 5, said.append):
@@ -287,7 +287,7 @@ def test_a_half_made_version_is_completed_by_the_next_register(
     no decision), the state a SIGKILL right after it leaves; then `register`."""
     import mlflow
 
-    from fmnist.records import read_trained
+    from fmnist.pipeline.records import read_trained
 
     trial = _new_trial(trained, tmp_path / "half")
     record = read_trained(trained.folder / "trained.json")
@@ -312,7 +312,7 @@ def test_a_signal_while_waiting_for_the_promotion_lock_undoes_it_at_once(
     """Another promotion holds the lock (this process, through fmnist's own lock): the
     command waits for it; a signal then stops it within seconds, its version deleted and
     `challenger` given back, not after the lock's minute."""
-    from fmnist.registry_lock import promotion_lock
+    from fmnist.registry.lock import promotion_lock
 
     trial = _new_trial(trained, tmp_path / "waiting")
     with promotion_lock(MlflowClient(trial.uri), NAME, echo=lambda line: None):

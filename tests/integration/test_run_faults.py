@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 from mlflow import MlflowClient
 
-from fmnist.lifecycle import NOTE_TAG
+from fmnist.tracking.lifecycle import NOTE_TAG
 from tests.conftest import REPO
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -95,8 +95,8 @@ def _wait_mid_fit(uri: str, proc: subprocess.Popen[str], timeout: float = 180) -
 @pytest.fixture(scope="module")
 def prepared(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Synthetic splits as prepare writes them (600 training images)."""
-    from fmnist.config import parse_params
-    from fmnist.stages import prepare as prepare_stage
+    from fmnist.data import prepare as prepare_stage
+    from fmnist.params.config import parse_params
     from tests.conftest import synthetic_images, write_raw
 
     base = tmp_path_factory.mktemp("prepared")

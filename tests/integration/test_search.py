@@ -97,7 +97,7 @@ def test_search_nests_trials_prunes_a_bad_one_resumes_and_registers_the_best(
     runs = _runs(repo)
     (parent,) = [r for r in runs if not r.data.tags.get("mlflow.parentRunId")]
     children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id]
-    trials = [r for r in children if "fmnist.search.trial" in r.data.tags]
+    trials = [r for r in children if "fmnist.tuning.search.trial" in r.data.tags]
     assert len(trials) == 3 and len(children) == 4  # 3 trials + the best's training
     assert parent.info.status == "FINISHED"
     assert {r.info.status for r in children} == {"FINISHED"}
@@ -107,7 +107,7 @@ def test_search_nests_trials_prunes_a_bad_one_resumes_and_registers_the_best(
     assert all(r.data.metrics["overhead_seconds"] > 0 for r in trials)
     study = _study(repo)
     best = study.best_trial
-    assert parent.data.tags["fmnist.search.best_trial"] == str(best.number)
+    assert parent.data.tags["fmnist.tuning.search.best_trial"] == str(best.number)
     # the best's training (a DVC experiment) trained exactly the trial's network
     training = next(r for r in children if r not in trials)
     assert training.data.params["train.optimizer"] == best.params["optimizer"]
@@ -126,8 +126,8 @@ def test_search_nests_trials_prunes_a_bad_one_resumes_and_registers_the_best(
     study = _study(repo)
     assert len(study.trials) == 4
     assert study.trials[3].state.name == "PRUNED"
-    pruned = next(r for r in _runs(repo) if r.data.tags.get("fmnist.search.trial") == "3")
-    assert pruned.data.tags["fmnist.search.state"] == "pruned"
+    pruned = next(r for r in _runs(repo) if r.data.tags.get("fmnist.tuning.search.trial") == "3")
+    assert pruned.data.tags["fmnist.tuning.search.state"] == "pruned"
     assert pruned.info.status == "FINISHED"
 
 
@@ -190,7 +190,7 @@ def test_the_search_deployment_completes_and_registers_its_best(
     runs = _runs(repo)
     (parent,) = [r for r in runs if not r.data.tags.get("mlflow.parentRunId")]
     trials = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id
-              and "fmnist.search.trial" in r.data.tags]  # fmt: skip
+              and "fmnist.tuning.search.trial" in r.data.tags]  # fmt: skip
     assert len(trials) == 3
     assert parent.info.status == "FINISHED"
     assert parent.data.tags["fmnist.registered.version"] == "1"

@@ -10,11 +10,11 @@ from pathlib import Path
 import pytest
 from mlflow import MlflowClient
 
-from fmnist.config import load_params
-from fmnist.core.overrides import RunOverrides
-from fmnist.sweep import plan as plan_sweep
-from fmnist.sweep import run as run_sweep
-from fmnist.tracking import REUSED_TAG
+from fmnist.params.config import load_params
+from fmnist.params.overrides import RunOverrides
+from fmnist.tracking.runs import REUSED_TAG
+from fmnist.tuning.sweep import plan as plan_sweep
+from fmnist.tuning.sweep import run as run_sweep
 from tests.integration.conftest import Runner, adopt_experiment, runner_env
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -46,7 +46,7 @@ def test_a_diverging_training_fails_only_its_child_run(
 
     client = MlflowClient(uri)
     experiment = client.get_experiment_by_name("fashion-mnist").experiment_id
-    (parent,) = client.search_runs([experiment], "tags.`fmnist.sweep` = 'nan'")
+    (parent,) = client.search_runs([experiment], "tags.`fmnist.tuning.sweep` = 'nan'")
     children = client.search_runs(
         [experiment], f"tags.`mlflow.parentRunId` = '{parent.info.run_id}'"
     )
@@ -107,8 +107,8 @@ def test_a_training_dvc_reused_is_a_child_run_linked_to_the_original(
     client = MlflowClient(uri)
     experiment = client.get_experiment_by_name("fashion-mnist").experiment_id
     parents = {
-        r.data.tags["fmnist.sweep"]: r.info.run_id
-        for r in client.search_runs([experiment], "tags.`fmnist.sweep` != ''")
+        r.data.tags["fmnist.tuning.sweep"]: r.info.run_id
+        for r in client.search_runs([experiment], "tags.`fmnist.tuning.sweep` != ''")
     }
     (link,) = client.search_runs([experiment], f"tags.`mlflow.parentRunId` = '{parents['second']}'")
     assert (link.info.run_name, link.info.status) == ("adam-relu", "FINISHED")

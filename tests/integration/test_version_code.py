@@ -175,8 +175,11 @@ CLASS_ORDER = (
 REGISTER_V2 = """
 import sys
 from pathlib import Path
-from fmnist.config import parse_params
-from fmnist.stages import evaluate, prepare, register, train
+from fmnist.params.config import parse_params
+from fmnist.training import evaluate
+from fmnist.data import prepare
+from fmnist.registry import register
+from fmnist.training import train
 from tests.conftest import synthetic_images, write_raw
 
 base, uri = Path(sys.argv[1]), sys.argv[2]

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from fmnist.stages import evaluate as evaluate_stage
-from fmnist.stages import train as train_stage
+from fmnist.training import evaluate as evaluate_stage
+from fmnist.training import train as train_stage
 
 
 def train_outputs(root: Path) -> train_stage.TrainOutputs:

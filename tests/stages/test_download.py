@@ -11,12 +11,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from fmnist.config import parse_params
-from fmnist.core.idx import encode_idx
-from fmnist.errors import DataIntegrityError, DownloadError
-from fmnist.http_fetch import HttpPolicy, MirrorError
-from fmnist.stages import download as dl
-from fmnist.stages.download import (
+from fmnist.data import download as dl
+from fmnist.data.download import (
     HINT,
     LocalDiskError,
     download_dataset,
@@ -25,6 +21,10 @@ from fmnist.stages.download import (
     run,
     verify_into,
 )
+from fmnist.data.http_fetch import HttpPolicy, MirrorError
+from fmnist.data.idx import encode_idx
+from fmnist.params.config import parse_params
+from fmnist.process.errors import DataIntegrityError, DownloadError
 from tests.conftest import synthetic_images, write_gz
 
 FAST = HttpPolicy(timeout=5, retries=0, progressbar=False)
@@ -219,7 +219,7 @@ def test_dropped_mirror_is_named_as_skipped(tmp_path: Path, fetches: Fetches) ->
 
 
 def test_min_speed_is_validated() -> None:
-    from fmnist.errors import ConfigError
+    from fmnist.process.errors import ConfigError
 
     assert parse_params({"download": {"min_speed": 1000}}).download.min_speed == 1000
     with pytest.raises(ConfigError, match=r"download\.min_speed: Input should be greater than 0"):

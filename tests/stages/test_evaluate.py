@@ -10,10 +10,10 @@ from pathlib import Path
 import pytest
 from mlflow import MlflowClient
 
-from fmnist.config import Params
-from fmnist.errors import DataIntegrityError
-from fmnist.stages import evaluate as evaluate_stage
-from fmnist.stages import train as train_stage
+from fmnist.params.config import Params
+from fmnist.process.errors import DataIntegrityError
+from fmnist.training import evaluate as evaluate_stage
+from fmnist.training import train as train_stage
 from tests.stages.outputs import evaluate_outputs, train_outputs
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from fmnist.stages.lineage import UNVERSIONED, data_version, dir_md5, git_commit
+from fmnist.pipeline.lineage import UNVERSIONED, data_version, dir_md5, git_commit
 from tests.conftest import GIT_IDENTITY, dvc_project, record_output
 
 PREPARE = "  prepare:\n    cmd: 'false'\n    outs: [data/prepared]\n"
@@ -82,7 +82,7 @@ open("plot.csv", "w").write(f"at\\n{time.time_ns()}\\n")
 SECOND = """\
 import json
 from pathlib import Path
-from fmnist.stages.lineage import git_commit
+from fmnist.pipeline.lineage import git_commit
 Path("out").mkdir(exist_ok=True)
 Path("out/commit.json").write_text(json.dumps({"commit": git_commit(Path.cwd())}))
 """

@@ -7,10 +7,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from fmnist.config import Params
-from fmnist.errors import DataIntegrityError
-from fmnist.stages import prepare as prepare_stage
-from fmnist.stages.splits import load_split
+from fmnist.data import prepare as prepare_stage
+from fmnist.data.splits import load_split
+from fmnist.params.config import Params
+from fmnist.process.errors import DataIntegrityError
 
 
 def test_prepare_writes_the_three_splits(prepared_dir: Path, raw_arrays: dict) -> None:

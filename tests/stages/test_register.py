@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 from mlflow import MlflowClient
 
-from fmnist.config import Params
-from fmnist.errors import DataIntegrityError, TrackingError
-from fmnist.stages import register as register_stage
+from fmnist.params.config import Params
+from fmnist.process.errors import DataIntegrityError, TrackingError
+from fmnist.registry import register as register_stage
 
 pytestmark = pytest.mark.slow
 

@@ -11,16 +11,18 @@ import numpy as np
 import pytest
 from mlflow import MlflowClient
 
-from fmnist import layout, records, tracking
-from fmnist.config import Params
-from fmnist.core.card import PENDING
-from fmnist.core.metrics import confusion_figure, evaluate_predictions
-from fmnist.datasets import file_digest, log_datasets, split_input
-from fmnist.errors import TrackingError
-from fmnist.stages import register as register_stage
-from fmnist.stages.evaluate import track_evaluation
-from fmnist.stages.lineage import dir_md5
-from fmnist.stages.splits import load_split
+from fmnist.data.splits import load_split
+from fmnist.params.config import Params
+from fmnist.pipeline import records
+from fmnist.pipeline.lineage import dir_md5
+from fmnist.process import layout
+from fmnist.process.errors import TrackingError
+from fmnist.registry import register as register_stage
+from fmnist.registry.card import PENDING
+from fmnist.tracking import runs as tracking
+from fmnist.tracking.datasets import file_digest, log_datasets, split_input
+from fmnist.training.evaluate import track_evaluation
+from fmnist.training.metrics import confusion_figure, evaluate_predictions
 
 MLMODEL = "artifact_path: model\nflavors: {}\n"  # enough for the registry to take the folder
 
@@ -111,23 +113,23 @@ def test_a_card_that_cannot_be_written_keeps_the_decision_and_is_completed_next_
 ) -> None:
     """The rule moved `champion` (its decision, not the failure's): the version and the alias
     stay, the error says the card is pending, and the next run of register completes it."""
-    import fmnist.registry
+    import fmnist.registry.versions
 
     register(tiny_params, trained_run(tmp_path, prepared_dir, tiny_params, tracking_uri, 30),
              tracking_uri)  # fmt: skip
     better = trained_run(tmp_path, prepared_dir, tiny_params, tracking_uri, wrong=5)
-    describe = fmnist.registry.describe_version
+    describe = fmnist.registry.versions.describe_version
 
     def refuse(*args: object) -> None:
         raise TrackingError("fashion-mnist v2: describing it: read-only")
 
-    monkeypatch.setattr(fmnist.registry, "describe_version", refuse)
+    monkeypatch.setattr(fmnist.registry.versions, "describe_version", refuse)
     with pytest.raises(TrackingError, match="read-only; its card still says pending"):
         register(tiny_params, better, tracking_uri)
     client = MlflowClient(tracking_uri)
     assert client.get_model_version_by_alias("fashion-mnist", "champion").version == 2
     assert "*pending*" in client.get_model_version("fashion-mnist", "2").description
-    monkeypatch.setattr(fmnist.registry, "describe_version", describe)
+    monkeypatch.setattr(fmnist.registry.versions, "describe_version", describe)
     assert register(tiny_params, better, tracking_uri)["version"] == 2
     card = client.get_model_version("fashion-mnist", "2").description
     assert "*pending*" not in card and "**promoted to `champion`**" in card, card

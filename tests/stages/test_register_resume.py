@@ -13,9 +13,9 @@ from typing import Any
 import pytest
 from mlflow import MlflowClient
 
-from fmnist.config import Params
-from fmnist.core.card import PENDING
-from fmnist.failures import Interrupted
+from fmnist.params.config import Params
+from fmnist.process.failures import Interrupted
+from fmnist.registry.card import PENDING
 from tests.stages.test_register_card import register, trained_run
 
 pytestmark = pytest.mark.slow  # several runs and versions in a real store
@@ -32,7 +32,7 @@ def _row(uri: str, trained: dict[str, Any], params: Params) -> None:
 
 def _challenger(uri: str, trained: dict[str, Any], params: Params) -> None:
     """Card pending and `challenger` set: stopped before the promotion rule."""
-    from fmnist.registry import register_version
+    from fmnist.registry.versions import register_version
 
     register_version(uri, NAME, trained["model_uri"], trained["run_id"], description=PENDING,
                      tags={"test_accuracy": f"{trained['test_accuracy']:.4f}"})  # fmt: skip
@@ -40,7 +40,7 @@ def _challenger(uri: str, trained: dict[str, Any], params: Params) -> None:
 
 def _decided(uri: str, trained: dict[str, Any], params: Params) -> None:
     """The rule applied (decision recorded, `champion` moved), the card still pending."""
-    from fmnist.champion import promote
+    from fmnist.registry.champion import promote
 
     _challenger(uri, trained, params)
     promote(uri, NAME, 1, min_accuracy=0.8, min_delta=0.001, require_better=True)
@@ -70,16 +70,16 @@ def test_a_half_made_version_is_completed(
 
 def _signalled_card(monkeypatch: pytest.MonkeyPatch, signals: int) -> None:
     """Ctrl-C, `signals` times, just as the version's card is written (after the rule)."""
-    import fmnist.registry
+    import fmnist.registry.versions
 
-    describe = fmnist.registry.describe_version
+    describe = fmnist.registry.versions.describe_version
 
     def describe_interrupted(*args: Any) -> None:
         for _ in range(signals):
             os.kill(os.getpid(), signal.SIGINT)  # a real signal, handled between these lines
         describe(*args)
 
-    monkeypatch.setattr(fmnist.registry, "describe_version", describe_interrupted)
+    monkeypatch.setattr(fmnist.registry.versions, "describe_version", describe_interrupted)
 
 
 def test_a_signal_during_the_writes_waits_for_the_whole_registration(
@@ -90,7 +90,7 @@ def test_a_signal_during_the_writes_waits_for_the_whole_registration(
     monkeypatch: pytest.MonkeyPatch,
     capfd: pytest.CaptureFixture[str],
 ) -> None:
-    from fmnist.stages import register as register_stage
+    from fmnist.registry import register as register_stage
 
     trained = trained_run(tmp_path, prepared_dir, tiny_params, tracking_uri, wrong=10)
     _signalled_card(monkeypatch, signals=1)

@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from fmnist.errors import DataIntegrityError
-from fmnist.stages.splits import load_split, save_split
+from fmnist.data.splits import load_split, save_split
+from fmnist.process.errors import DataIntegrityError
 from tests.conftest import synthetic_images
 
 

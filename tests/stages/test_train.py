@@ -9,16 +9,16 @@ import numpy as np
 import pytest
 from mlflow import MlflowClient
 
-from fmnist import layout
-from fmnist.config import Params
-from fmnist.core.metrics import CLASS_NAMES
-from fmnist.datasets import file_digest
-from fmnist.errors import DataIntegrityError
-from fmnist.stages import evaluate as evaluate_stage
-from fmnist.stages import register as register_stage
-from fmnist.stages import train as train_stage
-from fmnist.stages.lineage import UNVERSIONED
-from fmnist.stages.splits import load_split, save_split
+from fmnist.data.splits import load_split, save_split
+from fmnist.params.config import Params
+from fmnist.pipeline.lineage import UNVERSIONED
+from fmnist.process import layout
+from fmnist.process.errors import DataIntegrityError
+from fmnist.registry import register as register_stage
+from fmnist.tracking.datasets import file_digest
+from fmnist.training import evaluate as evaluate_stage
+from fmnist.training import train as train_stage
+from fmnist.training.metrics import CLASS_NAMES
 from fmnist_model.images import scale_images
 from tests.stages.outputs import evaluate_outputs, train_outputs
 
@@ -147,12 +147,12 @@ def test_failure_inside_a_run_ends_it_failed(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """A crash mid-training leaves the run FAILED (never RUNNING) and no model file."""
-    import fmnist.core.fit
+    import fmnist.training.fit
 
     def explode(*args: object, **kwargs: object) -> None:
         raise RuntimeError("disk full")
 
-    monkeypatch.setattr(fmnist.core.fit, "fit_model", explode)
+    monkeypatch.setattr(fmnist.training.fit, "fit_model", explode)
     out = train_outputs(tmp_path)
     with pytest.raises(RuntimeError, match="disk full"):
         train_stage.run(tiny_params, prepared_dir, out, tracking_uri, tmp_path)

@@ -15,7 +15,7 @@ from typing import Annotated, Any, TypeVar
 
 import typer
 
-from fmnist import layout
+from fmnist.process import layout
 
 app = typer.Typer(
     help="Fashion-MNIST with Keras: DVC stages, MLflow tracking and registry.",
@@ -46,18 +46,19 @@ def _options(
     ] = False,
 ) -> None:
     """Fashion-MNIST with Keras: DVC stages, MLflow tracking and registry."""
-    from fmnist.console import quiet_libraries
+    from fmnist.process.console import quiet_libraries
 
     quiet_libraries(verbose)
 
 
 def user_errors(command: F) -> F:
     """Users' mistakes and the world's faults end as one line on stderr and a specific exit
-    code (fmnist.failures), not a traceback; Ctrl-C and SIGTERM as `interrupted` and 130/143."""
+    code (process.failures), not a traceback; Ctrl-C and SIGTERM as `interrupted` and 130/143."""
 
     @functools.wraps(command)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
-        from fmnist.failures import failure_line, interrupted_line, raise_interrupted
+        from fmnist.process.failures import interrupted_line, raise_interrupted
+        from fmnist.tracking.store import failure_line
 
         # A terminated stage (dvc, Prefect cancelling) unwinds like Ctrl-C: runs end KILLED,
         # temporary files are removed.
@@ -92,13 +93,13 @@ def _tracking_uri_in_use() -> str | None:
 
 
 def load_params(path: Path) -> Any:
-    from fmnist.config import load_params as load
+    from fmnist.params.config import load_params as load
 
     return load(path)
 
 
 def tracking_uri(given: str | None) -> str:
-    from fmnist.mlflow_store import resolve_tracking_uri
+    from fmnist.tracking.mlflow_store import resolve_tracking_uri
 
     return resolve_tracking_uri(given, Path.cwd())
 
@@ -109,9 +110,9 @@ _process = {"standalone": False}  # run_app runs this process: its exit is the c
 
 def said(code: int) -> None:
     """The command has said its outcome (code): in the `fmnist` process, a Ctrl-C or SIGTERM
-    from now on ends it at once with that code (fmnist.failures.exit_on_signal). Run inside
+    from now on ends it at once with that code (fmnist.process.failures.exit_on_signal). Run inside
     another process (tests, a flow), its signal handlers are not this command's to keep."""
-    from fmnist.failures import exit_on_signal
+    from fmnist.process.failures import exit_on_signal
 
     if _process["standalone"]:
         exit_on_signal(code)
@@ -131,9 +132,9 @@ def run_app() -> None:
     # WARNING and "oneDNN custom operations are on", ignore it: tensorflow#100442)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     # MLflow's sqlite store logs every database error with its traceback before raising it;
-    # fmnist reports the same failure in one line (fmnist.failures).
+    # fmnist reports the same failure in one line (fmnist.process.failures).
     logging.getLogger("mlflow.store.db.utils").setLevel(logging.CRITICAL)
-    from fmnist.store import bound_http_waits
+    from fmnist.tracking.store import bound_http_waits
 
     _process["standalone"] = True
     atexit.register(_signals_ignored)  # first registered, so run last

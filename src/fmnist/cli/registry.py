@@ -21,7 +21,7 @@ from fmnist.cli.app import (
 @user_errors
 def models(params: ParamsOpt = PARAMS, tracking_uri_: TrackingOpt = None) -> None:
     """The registered model's versions: aliases, test accuracy, optimizer, created."""
-    from fmnist.registry import list_versions
+    from fmnist.registry.versions import list_versions
 
     name = load_params(params).register_.model_name
     rows = list_versions(tracking_uri(tracking_uri_), name)
@@ -48,8 +48,8 @@ def promote(
     tracking_uri_: TrackingOpt = None,
 ) -> None:
     """Make a version `champion` by hand (it must reach register.min_accuracy unless --force)."""
-    from fmnist.core.promotion import by_hand_lines
-    from fmnist.stages.register import promote as promote_version
+    from fmnist.registry.promotion import by_hand_lines
+    from fmnist.registry.register import promote as promote_version
 
     p = load_params(params)
     decision = promote_version(p, version, force, tracking_uri(tracking_uri_))
@@ -61,7 +61,7 @@ def promote(
 @user_errors
 def rollback(params: ParamsOpt = PARAMS, tracking_uri_: TrackingOpt = None) -> None:
     """Give `champion` back to the version that held it before."""
-    from fmnist.champion import rollback as rollback_champion
+    from fmnist.registry.champion import rollback as rollback_champion
 
     name = load_params(params).register_.model_name
     before, after = rollback_champion(tracking_uri(tracking_uri_), name)

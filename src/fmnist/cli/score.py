@@ -44,8 +44,8 @@ def score(
     tracking_uri_: TrackingOpt = None,
 ) -> None:
     """Classify a batch; predictions file + an MLflow run in the scoring experiment."""
-    import fmnist.score as batch_scoring
-    from fmnist import monitor as drift_check
+    import fmnist.monitoring.batch as batch_scoring
+    from fmnist.monitoring import drift_check
 
     p, uri = load_params(params), tracking_uri(tracking_uri_)
     dest = out or batch_scoring.default_output(input_)

@@ -1,4 +1,4 @@
-"""`fmnist search`: the Optuna search over plain Dense networks without Prefect (fmnist.search)."""
+"""`fmnist search`: the Optuna search over plain Dense networks without Prefect (tuning.search)."""
 
 from __future__ import annotations
 
@@ -49,10 +49,10 @@ def search(
     written back as a DVC experiment that trains, evaluates and registers it."""
     import time
 
-    from fmnist import dvc_cli
-    from fmnist import search as searching
-    from fmnist.mlflow_store import open_store
-    from fmnist.study_store import shown_url, storage_url
+    from fmnist.pipeline import dvc_cli
+    from fmnist.tracking.mlflow_store import open_store
+    from fmnist.tuning import search as searching
+    from fmnist.tuning.study import shown_url, storage_url
 
     root = Path.cwd()
     cfg = load_params(params)

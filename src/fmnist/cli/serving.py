@@ -32,7 +32,7 @@ def predict(
     tracking_uri_: TrackingOpt = None,
 ) -> None:
     """Classify images with the champion model (or --version); prints each file's class."""
-    from fmnist.scoring import run_predict
+    from fmnist.serving.loading import run_predict
 
     found = run_predict(load_params(params), images, tracking_uri(tracking_uri_), version)
     held = f" ({' '.join(f'@{a}' for a in found.aliases)})" if found.aliases else ""
@@ -63,7 +63,8 @@ def serve(
     tracking_uri_: TrackingOpt = None,
 ) -> None:
     """Serve the champion (fmnist's scoring server): POST raw 0-255 pixels to /invocations."""
-    from fmnist.scoring import bind, load_champion, serve
+    from fmnist.serving.loading import load_champion
+    from fmnist.serving.server import bind, serve
 
     p = load_params(params)
     uri = tracking_uri(tracking_uri_)

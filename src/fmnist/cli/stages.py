@@ -9,7 +9,6 @@ from typing import Annotated, Any
 
 import typer
 
-from fmnist import layout
 from fmnist.cli.app import (
     PARAMS,
     ParamsOpt,
@@ -20,8 +19,9 @@ from fmnist.cli.app import (
     tracking_uri,
     user_errors,
 )
+from fmnist.process import layout
 
-# Paths that more than one stage takes, named once (defaults: fmnist.layout).
+# Paths that more than one stage takes, named once (defaults: fmnist.process.layout).
 DataOpt = Annotated[Path, typer.Option(help="Folder of prepared splits.")]
 ModelOpt = Annotated[Path, typer.Option(help="The model file (.keras).")]
 TrainedOpt = Annotated[Path, typer.Option(help="Train's record: MLflow run and model (JSON).")]
@@ -40,7 +40,7 @@ def download(
     params: ParamsOpt = PARAMS,
 ) -> None:
     """Fetch and verify the four Fashion-MNIST files (FMNIST_DATA_MIRROR is tried first)."""
-    from fmnist.stages import download as stage
+    from fmnist.data import download as stage
 
     served = stage.run(load_params(params), out, os.environ.get(stage.MIRROR_ENV))
     for name, mirror in served.items():
@@ -55,7 +55,7 @@ def prepare(
     params: ParamsOpt = PARAMS,
 ) -> None:
     """Split train/val as the tutorial does (raw pixels; the model's input scales by 255)."""
-    from fmnist.stages import prepare as stage
+    from fmnist.data import prepare as stage
 
     sizes = stage.run(load_params(params), raw, out)
     typer.echo(" ".join(f"{split}={n}" for split, n in sizes.items()))
@@ -74,8 +74,8 @@ def train(
     tracking_uri_: TrackingOpt = None,
 ) -> None:
     """Build, compile and fit the model from params; track everything in MLflow."""
-    from fmnist.stages import train as stage
-    from fmnist.tracking import PARENT_ENV
+    from fmnist.tracking.runs import PARENT_ENV
+    from fmnist.training import train as stage
 
     outputs = stage.TrainOutputs(model, summary, trained, history, metrics)
     parent = os.environ.get(PARENT_ENV) or None  # a sweep's training: its run is the child
@@ -100,7 +100,7 @@ def evaluate(
     tracking_uri_: TrackingOpt = None,
 ) -> None:
     """Test loss and accuracy, per-class report, confusion matrix; logged to the train run."""
-    from fmnist.stages import evaluate as stage
+    from fmnist.training import evaluate as stage
 
     outputs = stage.EvaluateOutputs(metrics, classes, confusion_csv, confusion_png)
     uri = tracking_uri(tracking_uri_)
@@ -120,7 +120,7 @@ def register(
     tracking_uri_: TrackingOpt = None,
 ) -> None:
     """Register the trained model as a new version with alias `challenger`."""
-    from fmnist.stages import register as stage
+    from fmnist.registry import register as stage
 
     uri = tracking_uri(tracking_uri_)
     stage.run(load_params(params), trained, metrics, summary, out, uri, report=_say_registered)

@@ -1,4 +1,4 @@
-"""`fmnist sweep`: the tutorial's optimizer comparison without Prefect (fmnist.sweep)."""
+"""`fmnist sweep`: the tutorial's optimizer comparison without Prefect (fmnist.tuning.sweep)."""
 
 from __future__ import annotations
 
@@ -44,9 +44,9 @@ def sweep(
     needed."""
     import time
 
-    from fmnist import sweep as sweeping
-    from fmnist.core.grid import ACTIVATIONS, OPTIMIZERS
-    from fmnist.core.overrides import RunOverrides
+    from fmnist.params.overrides import RunOverrides
+    from fmnist.tuning import sweep as sweeping
+    from fmnist.tuning.grid import ACTIVATIONS, OPTIMIZERS
 
     root = Path.cwd()
     sweep_name = name or time.strftime("sweep-%Y%m%d-%H%M%S")

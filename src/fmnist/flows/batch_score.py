@@ -1,7 +1,8 @@
 """Prefect flow `fashion-mnist-batch-score`: score a batch with the champion, check it for drift
 against the champion's training data, and start the retraining deployment when it drifted.
 
-Wiring only: the tasks call fmnist.score and fmnist.monitor, as `fmnist score` does.
+Wiring only: the tasks call monitoring.batch and monitoring.drift_check, as `fmnist score`
+does.
 """
 
 from __future__ import annotations
@@ -13,12 +14,13 @@ from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 
-import fmnist.score as batch_scoring
-from fmnist import layout
-from fmnist import monitor as drift_check
-from fmnist.config import Params, load_params
-from fmnist.core.drift import DriftSummary, markdown
+import fmnist.monitoring.batch as batch_scoring
 from fmnist.flows.common import tracking_uri
+from fmnist.monitoring import drift_check
+from fmnist.monitoring.drift import DriftSummary, markdown
+from fmnist.monitoring.scorer import Scored
+from fmnist.params.config import Params, load_params
+from fmnist.process import layout
 
 ARTIFACT_KEY = "fashion-mnist-batch-score"
 
@@ -27,7 +29,7 @@ ARTIFACT_KEY = "fashion-mnist-batch-score"
 def score(
     params: Params, input_path: Path, out: Path, uri: str, version: int | None
 ) -> batch_scoring.Outcome:
-    """The batch's predictions file and scoring run (fmnist.score); the drift reference is
+    """The batch's predictions file and scoring run (monitoring.batch); the drift reference is
     resolved first, so a missing one stops the run before anything is written."""
     done = batch_scoring.score_input(params, input_path, out, uri, version, Path.cwd())
     for line in batch_scoring.report_lines(done.scored, params.score.experiment):
@@ -46,7 +48,7 @@ def monitor(params: Params, done: batch_scoring.Outcome, uri: str) -> DriftSumma
 
 
 @task(name="retrain", cache_policy=NO_CACHE)
-def retrain(deployment: str, scored: batch_scoring.Scored, summary: DriftSummary) -> dict[str, str]:
+def retrain(deployment: str, scored: Scored, summary: DriftSummary) -> dict[str, str]:
     """Start (not await) a run of the retraining deployment; its id and name."""
     from prefect.client.schemas.objects import FlowRun
     from prefect.deployments import run_deployment
@@ -105,7 +107,7 @@ def batch_score(
 
 
 def report(
-    scored: batch_scoring.Scored, summary: DriftSummary, where: str, started: dict[str, str] | None
+    scored: Scored, summary: DriftSummary, where: str, started: dict[str, str] | None
 ) -> str:
     """The flow's markdown artifact: what was scored, the drift section, what happened next."""
     counts = " | ".join(str(n) for n in scored.counts.values())

@@ -6,8 +6,8 @@ from pathlib import Path
 
 from prefect.runtime import flow_run
 
-from fmnist import dvc_cli
-from fmnist.mlflow_store import environment_tracking_uri
+from fmnist.pipeline import dvc_cli
+from fmnist.tracking.mlflow_store import environment_tracking_uri
 
 
 def flow_run_label(default: str) -> str:

@@ -14,11 +14,11 @@ from typing import Any
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
-from fmnist import dvc_cli
-from fmnist.config import Optimizer
-from fmnist.core.overrides import RunOverrides
 from fmnist.flows.common import flow_run_label, stage_env, tracking_uri
 from fmnist.flows.report import report_experiment
+from fmnist.params.config import Optimizer
+from fmnist.params.overrides import RunOverrides
+from fmnist.pipeline import dvc_cli
 
 ARTIFACT_KEY = "fashion-mnist-model"
 EPOCHS_ARTIFACT_KEY = "fashion-mnist-epochs"

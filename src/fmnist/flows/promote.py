@@ -7,11 +7,11 @@ from pathlib import Path
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact
 
-from fmnist import layout
-from fmnist.config import load_params
-from fmnist.core.promotion import by_hand_lines
 from fmnist.flows.common import tracking_uri
-from fmnist.stages.register import promote as promote_version
+from fmnist.params.config import load_params
+from fmnist.process import layout
+from fmnist.registry.promotion import by_hand_lines
+from fmnist.registry.register import promote as promote_version
 
 
 @task(name="promote")

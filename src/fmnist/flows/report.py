@@ -5,8 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from fmnist import layout, records
-from fmnist.dvc_cli import experiment_file, experiment_json
+from fmnist.pipeline import records
+from fmnist.pipeline.dvc_cli import experiment_file, experiment_json
+from fmnist.process import layout
 
 
 @dataclass(frozen=True)
@@ -26,7 +27,7 @@ def report_experiment(root: Path, ref: str, name: str, reused: bool = False) -> 
     All read from the experiment's commit (small git-tracked outputs), no tracking server
     round trip: the report shows exactly what this run produced.
     """
-    from fmnist.core.report import epoch_rows, model_markdown, reuse_line
+    from fmnist.pipeline.report import epoch_rows, model_markdown, reuse_line
 
     registered = experiment_json(root, ref, layout.REGISTERED)
     trained = experiment_json(root, ref, layout.TRAINED)

@@ -1,6 +1,6 @@
 """Prefect flow `fashion-mnist-search`: the Optuna search as a deployable run.
 
-Wiring only (fmnist.search does the work). The data is prepared once through DVC; each trial
+Wiring only (fmnist.tuning.search does the work). The data is prepared once through DVC; each trial
 is a task on Dask (a local cluster, or the scheduler at `dask_address`, whose workers need
 this project installed, the repo at the same path and FMNIST_SEARCH_STORAGE when the study
 is not in the repo's optuna.db); each trial asks the shared study for a network, trains it,
@@ -16,14 +16,14 @@ from typing import Any
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_table_artifact
 
-from fmnist import layout
-from fmnist import search as searching
-from fmnist.config import load_params
-from fmnist.core.search_report import rows
-from fmnist.core.search_space import describe
 from fmnist.flows.common import flow_run_label, tracking_uri
 from fmnist.flows.sweep import prepare, task_runner
-from fmnist.search_trial import TrialJob, TrialResult, run_trial
+from fmnist.params.config import load_params
+from fmnist.process import layout
+from fmnist.tuning import search as searching
+from fmnist.tuning.report import rows
+from fmnist.tuning.space import describe
+from fmnist.tuning.trial import TrialJob, TrialResult, run_trial
 
 ARTIFACT_KEY = "fashion-mnist-search"
 

@@ -19,13 +19,14 @@ from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_table_artifact
 from prefect_dask import DaskTaskRunner
 
-from fmnist import dvc_cli, layout
-from fmnist import sweep as sweeping
-from fmnist.config import load_params
-from fmnist.core.grid import ACTIVATIONS, OPTIMIZERS, Outcome, comparison_rows
-from fmnist.core.overrides import RunOverrides
 from fmnist.flows.common import flow_run_label, stage_env, tracking_uri
-from fmnist.tracking import sweep_run
+from fmnist.params.config import load_params
+from fmnist.params.overrides import RunOverrides
+from fmnist.pipeline import dvc_cli
+from fmnist.process import layout
+from fmnist.tracking.runs import sweep_run
+from fmnist.tuning import sweep as sweeping
+from fmnist.tuning.grid import ACTIVATIONS, OPTIMIZERS, Outcome, comparison_rows
 
 ARTIFACT_KEY = "fashion-mnist-sweep"
 

@@ -67,7 +67,7 @@ def up(cfg: StackConfig, echo: Callable[[str], None] = print) -> list[Service]:
                 "(stop it or pick one)"
             )
     private_dir(cfg.state_dir)
-    from fmnist.mlflow_store import resolve_tracking_uri
+    from fmnist.tracking.mlflow_store import resolve_tracking_uri
 
     store = cfg.mlflow_backend_uri or resolve_tracking_uri(cfg.tracking_uri, cfg.root)
     # Runs write to the store directly (sqlite, the default) or through the server.

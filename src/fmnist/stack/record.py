@@ -16,7 +16,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from fmnist.errors import FmnistError
+from fmnist.process.errors import FmnistError
 
 STATE_FILE = "stack.json"
 
@@ -75,7 +75,7 @@ class Service:
 def redact(text: str, secrets: Iterable[str] = ()) -> str:
     """text without passwords: `postgresql://user:***@host/db`, `password=***`, and each of
     secrets (passwords known to be somewhere in it) as `***`."""
-    from fmnist.store import redact as redact_uris
+    from fmnist.tracking.store import redact as redact_uris
 
     text = redact_uris(text)
     for secret in sorted(set(secrets), key=len, reverse=True):

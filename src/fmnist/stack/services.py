@@ -58,7 +58,7 @@ def _bin(name: str) -> list[str]:
 def service_env(cfg: StackConfig, api_url: str, tracking_uri: str) -> dict[str, str]:
     """The environment of every process of the stack: Prefect's and MLflow's addresses, the
     stage environment, cfg.env, and the marker."""
-    from fmnist.dvc_cli import stage_env
+    from fmnist.pipeline.dvc_cli import stage_env
 
     return stage_env(
         {

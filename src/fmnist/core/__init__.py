@@ -1,1 +1,0 @@
-"""Pure: arrays and config objects in, values out; no paths, environment or services."""

@@ -1,0 +1,179 @@
+"""The download stage: data/raw <- the four Fashion-MNIST files, decompressed and verified by
+SHA-256, from the first of an ordered list of mirrors (folders or http(s) URLs) that serves
+each. A mirror that stalls, is too slow or cannot be reached is not asked again in the same
+run (fmnist.data.http_fetch holds the HTTP time limits); a local disk that refuses ends the run at
+once as LocalDiskError (fmnist.data.gz_sink): no mirror can help.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+from pathlib import Path
+from typing import BinaryIO
+
+from fmnist.data.gz_sink import CHUNK, LocalDiskError, gz_sink, local_error, os_reason
+from fmnist.data.http_fetch import HttpPolicy, MirrorError, fetch_http
+from fmnist.params.config import Params
+from fmnist.process.errors import DataIntegrityError, DownloadError
+
+# SHA-256 of the decompressed files: gzip headers differ between mirrors (Debian rewrites
+# them), the content does not.
+CANONICAL_FILES: dict[str, str] = {
+    "train-images-idx3-ubyte": "c59f468a2f672dc815687fe0f83887768d799fd8a3f3276145d20f83aa44d888",
+    "train-labels-idx1-ubyte": "bad3541b69d912435c50bb6ba87bec294ff4f6a2e1246121d8633921760443d9",
+    "t10k-images-idx3-ubyte": "5b4141f0afbad91edebe8549f8fcffe087ea10ca49f1dbef5c9a5cd8815ce37b",
+    "t10k-labels-idx1-ubyte": "0402a96d92fd2663957122ceb108a494c5af83dab82d92729df917d7dec38c34",
+}
+MIRROR_ENV = "FMNIST_DATA_MIRROR"
+HINT = (
+    "install Debian's package dataset-fashion-mnist, or set FMNIST_DATA_MIRROR to a folder "
+    "or http(s) URL holding the four .gz files"
+)
+
+
+def run(params: Params, out_dir: Path, env_mirror: str | None) -> dict[str, str]:
+    """data/raw: the four decompressed files, verified; returns which mirror served each."""
+    cfg = params.download
+    mirrors = mirror_order(cfg.mirrors, env_mirror)
+    policy = HttpPolicy(timeout=cfg.timeout, retries=cfg.retries, min_speed=cfg.min_speed)
+    return download_dataset(mirrors, out_dir, policy)
+
+
+def mirror_order(configured: Sequence[str], env_mirror: str | None) -> list[str]:
+    """The env mirror first when set, then the configured ones, without repeats."""
+    ordered = [env_mirror] if env_mirror else []
+    ordered += [m for m in configured if m not in ordered]
+    return ordered
+
+
+def is_http(mirror: str) -> bool:
+    """True for an http(s) URL; anything else is a folder."""
+    return mirror.startswith(("http://", "https://"))
+
+
+def download_dataset(mirrors: Sequence[str], out_dir: Path, policy: HttpPolicy) -> dict[str, str]:
+    """Fill out_dir with the four verified, decompressed files; return which mirror served each."""
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except FileExistsError:
+        raise LocalDiskError(f"{out_dir}: is a file, not a folder for the raw files") from None
+    except OSError as exc:
+        raise local_error(out_dir, "create the folder", exc) from None
+    clear_unverified(out_dir)
+    dropped: dict[str, str] = {}
+    return {
+        name: "already present"
+        if (out_dir / name).is_file()
+        else download_file(name, sha256, mirrors, out_dir, policy, dropped)
+        for name, sha256 in CANONICAL_FILES.items()
+    }
+
+
+def clear_unverified(out_dir: Path) -> None:
+    """Remove partial files and canonical files that fail verification; leave anything else.
+
+    A folder where a canonical file goes is a LocalDiskError, found before any download.
+    """
+    if not out_dir.is_dir():
+        return
+    try:
+        paths = list(out_dir.iterdir())
+    except OSError as exc:
+        raise local_error(out_dir, "list the folder", exc) from None
+    for path in paths:
+        expected = CANONICAL_FILES.get(path.name)
+        if expected is not None and path.is_dir():
+            raise LocalDiskError(f"{path}: is a folder, where the verified file goes; remove it")
+        try:
+            stale = _is_partial(path) or (expected is not None and not is_verified(path, expected))
+        except OSError as exc:
+            raise local_error(path, "read", exc) from None
+        try:
+            if stale:
+                path.unlink()
+        except OSError as exc:
+            raise local_error(path, "remove an unverified file", exc) from None
+
+
+def _is_partial(path: Path) -> bool:
+    """A hidden file left by an interrupted download: `.<canonical name>.<random>` as
+    process.files.atomic_path makes it, or `.<name>.<random>.partial` as earlier versions did."""
+    name = path.name
+    if not name.startswith("."):
+        return False
+    return name.endswith(".partial") or name[1:].rpartition(".")[0] in CANONICAL_FILES
+
+
+def download_file(
+    name: str,
+    expected_sha256: str,
+    mirrors: Sequence[str],
+    out_dir: Path,
+    policy: HttpPolicy,
+    dropped: dict[str, str] | None = None,
+) -> str:
+    """Put a verified out_dir/name in place from the first mirror that serves it; return it.
+
+    dropped: mirror -> why it is not asked again this run (filled in here). A LocalDiskError
+    ends the download at once: no mirror can help.
+    """
+    dropped = {} if dropped is None else dropped
+    failures = []
+    for mirror in mirrors:
+        where = f"{mirror.rstrip('/')}/{name}.gz" if is_http(mirror) else mirror
+        if mirror in dropped:
+            failures.append(f"{where}: skipped ({dropped[mirror]})")
+            continue
+        try:
+            if is_http(mirror):
+                fetch_http(where, out_dir / name, expected_sha256, policy)
+            else:
+                _from_folder(Path(mirror).expanduser(), name, expected_sha256, out_dir)
+            return mirror
+        except (MirrorError, DataIntegrityError) as exc:
+            failures.append(f"{where}: {exc}")
+            if isinstance(exc, MirrorError) and exc.drop:
+                dropped[mirror] = f"{name}.gz: {exc}"
+    raise DownloadError(f"could not get {name}.gz from any mirror: {'; '.join(failures)}. {HINT}")
+
+
+def _from_folder(folder: Path, name: str, expected_sha256: str, out_dir: Path) -> None:
+    try:
+        if not folder.is_dir():
+            raise MirrorError("not a folder" if folder.exists() else "no such folder")
+        verify_into(folder / f"{name}.gz", expected_sha256, out_dir / name)
+    except FileNotFoundError:
+        raise MirrorError(f"no file {name}.gz") from None
+    except OSError as exc:  # the disk's refusals are LocalDiskError, not OSError
+        raise MirrorError(f"cannot read {exc.filename or name} ({os_reason(exc)})") from None
+
+
+def verify_into(gz_path: Path, expected_sha256: str, dest: Path) -> None:
+    """Decompress gz_path to dest only if its content hashes to expected_sha256.
+
+    dest is either absent or complete and verified, never half-written. Opening gz_path may
+    raise OSError, reading it MirrorError; the local disk's refusals are LocalDiskError.
+    """
+    with gz_path.open("rb") as src, gz_sink(dest, expected_sha256, gz_path.name) as sink:
+        while chunk := _read(src, gz_path):
+            sink.write(chunk)
+
+
+def _read(src: BinaryIO, gz_path: Path) -> bytes:
+    """A chunk of a mirror's file: a failed read is the mirror's, said here, because passing
+    through the sink's atomic_path would give the OSError dest's name."""
+    try:
+        return src.read(CHUNK)
+    except OSError as exc:
+        raise MirrorError(
+            f"cannot read {exc.filename or gz_path.stem} ({os_reason(exc)})"
+        ) from None
+
+
+def is_verified(path: Path, expected_sha256: str) -> bool:
+    """True when path exists and its content hashes to expected_sha256."""
+    if not path.is_file():
+        return False
+    with path.open("rb") as f:
+        return hashlib.file_digest(f, "sha256").hexdigest() == expected_sha256

@@ -1,0 +1,253 @@
+"""Fetching one file from an http(s) mirror within the time limits of an HttpPolicy.
+
+Per file and mirror: connecting, the answer and every read get `timeout` seconds; from the
+first request on, retries and their waits included, the file must keep an average of
+`min_speed` after a grace of `timeout` seconds, i.e. its deadline is
+`timeout + bytes received / min_speed` seconds after the first request. A watchdog thread shuts
+the socket when the deadline passes, so no read (nor a trickled answer) outlasts it. A failure
+is a MirrorError; `drop` says whether the mirror is worth asking for the other files.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import http.client
+import socket
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from fmnist.data.gz_sink import CHUNK, GzSink, gz_sink, os_reason
+
+_TICK = 0.1  # seconds between the watchdog's looks at the clock
+PROGRESS_EVERY = 5.0  # seconds between progress lines when stderr is not a terminal
+
+
+class MirrorError(Exception):
+    """One mirror could not serve one file. retry: worth asking again for this file (while
+    the deadline allows); drop: not worth asking for the other files this run."""
+
+    def __init__(self, reason: str, *, retry: bool = False, drop: bool = False) -> None:
+        super().__init__(reason)
+        self.retry, self.drop = retry, drop
+
+
+@dataclass(frozen=True)
+class HttpPolicy:
+    """How hard to try an http(s) mirror (see the module's docstring)."""
+
+    timeout: float = 10.0  # seconds to connect, for the answer, and between two reads
+    retries: int = 3  # extra attempts per file, waiting 1 s, 2 s, 3 s..., within the deadline
+    progressbar: bool = True  # progress on stderr
+    min_speed: float = 50_000.0  # bytes/s, averaged from the first request on
+
+
+def human_bytes(n: float) -> str:
+    """12 B, 12.3 kB, 26.4 MB (powers of 1000)."""
+    unit = "B"
+    for bigger in ("kB", "MB", "GB"):
+        if n < 1000:
+            break
+        n, unit = n / 1000, bigger
+    return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+
+
+def fetch_http(url: str, dest: Path, expected_sha256: str, policy: HttpPolicy) -> None:
+    """Put url's .gz, decompressed and verified, in place as dest, retrying within the
+    deadline; the mirror's failures are MirrorError (see gz_sink for the others)."""
+    budget = _Budget(policy)
+    for attempt in range(policy.retries + 1):
+        try:
+            with gz_sink(dest, expected_sha256) as sink:
+                _attempt(url, sink, budget)
+            return
+        except MirrorError as exc:
+            wait = attempt + 1.0
+            no_time = time.monotonic() + wait >= budget.deadline()
+            if not exc.retry or attempt == policy.retries or no_time:
+                tries = f" (after {attempt + 1} attempts)" if attempt else ""
+                raise MirrorError(f"{exc}{tries}", drop=exc.drop) from None
+        time.sleep(wait)
+
+
+@dataclass
+class _Budget:
+    """One file's time from one HTTP mirror, across its attempts."""
+
+    policy: HttpPolicy
+    start: float = field(default_factory=time.monotonic)
+    received: int = 0
+
+    def deadline(self) -> float:
+        return self.start + self.policy.timeout + self.received / self.policy.min_speed
+
+    def too_slow(self) -> MirrorError:
+        took = time.monotonic() - self.start
+        return MirrorError(
+            f"too slow ({human_bytes(self.received)} in {took:.0f} s, "
+            f"under download.min_speed {human_bytes(self.policy.min_speed)}/s)",
+            drop=True,
+        )
+
+
+class _Watchdog:
+    """Shuts a socket down once the clock passes `deadline`: a blocked read returns at once."""
+
+    def __init__(self, deadline: float) -> None:
+        self.deadline, self.fired = deadline, False
+        self.sock: socket.socket | None = None
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="download-watchdog", daemon=True)
+
+    def __enter__(self) -> _Watchdog:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def _run(self) -> None:
+        while not self._stop.wait(_TICK):
+            if self.sock is not None and time.monotonic() > self.deadline:
+                self.fired = True
+                with contextlib.suppress(OSError):  # the plain socket's, also under TLS
+                    socket.socket.shutdown(self.sock, socket.SHUT_RDWR)
+                return
+
+
+class _Watched(http.client.HTTPConnection):
+    """A connection that hands its socket to a watchdog as soon as it is connected."""
+
+    def __init__(self, *args: Any, watchdog: _Watchdog, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.watchdog = watchdog
+
+    def connect(self) -> None:
+        super().connect()
+        self.watchdog.sock = self.sock
+
+
+class _WatchedHTTPS(_Watched, http.client.HTTPSConnection):
+    pass
+
+
+def _opener(dog: _Watchdog) -> urllib.request.OpenerDirector:
+    """urllib's opener (proxies from the environment, redirects) with watched connections."""
+
+    class Http(urllib.request.HTTPHandler):
+        def http_open(self, req: urllib.request.Request) -> http.client.HTTPResponse:
+            return self.do_open(functools.partial(_Watched, watchdog=dog), req)
+
+    class Https(urllib.request.HTTPSHandler):
+        def https_open(self, req: urllib.request.Request) -> http.client.HTTPResponse:
+            return self.do_open(functools.partial(_WatchedHTTPS, watchdog=dog), req)
+
+    return urllib.request.build_opener(Http, Https)
+
+
+class _Progress:
+    """Bytes and percent of one download on stderr: a tqdm bar on a terminal, else a line at
+    most every PROGRESS_EVERY seconds."""
+
+    def __init__(self, url: str, enabled: bool) -> None:
+        self.url, self.enabled = url, enabled
+        self.size: int | None = None
+        self.done, self.answered = 0, False
+        self._next = time.monotonic() + PROGRESS_EVERY
+        self._bar: Any = None
+
+    def begin(self, size: int | None) -> None:
+        """The answer came: size is its Content-Length, if any."""
+        self.size, self.answered = size, True
+        if self.enabled and sys.stderr is not None and sys.stderr.isatty():
+            from tqdm import tqdm
+
+            name = self.url.rsplit("/", 1)[-1]
+            self._bar = tqdm(total=size, desc=name, unit="B", unit_scale=True, file=sys.stderr)
+
+    def update(self, n: int) -> None:
+        self.done += n
+        if self._bar is not None:
+            self._bar.update(n)
+        elif self.enabled and time.monotonic() >= self._next:
+            self._next = time.monotonic() + PROGRESS_EVERY
+            print(f"download: {self.url}: {self.amount(True)}", file=sys.stderr, flush=True)
+
+    def amount(self, percent: bool = False) -> str:
+        if not self.size:
+            return human_bytes(self.done)
+        share = f" ({self.done / self.size:.0%})" if percent else ""
+        return f"{human_bytes(self.done)} of {human_bytes(self.size)}{share}"
+
+    def close(self) -> None:
+        if self._bar is not None:
+            self._bar.close()
+
+
+def _content_length(resp: http.client.HTTPResponse) -> int | None:
+    value = resp.headers.get("Content-Length", "")
+    return int(value) if value.isdigit() else None
+
+
+def _attempt(url: str, sink: GzSink, budget: _Budget) -> None:
+    """One GET of url into sink, within budget; failures are MirrorError."""
+    policy = budget.policy
+    progress = _Progress(url, policy.progressbar)
+    with _Watchdog(budget.deadline()) as dog:
+        try:
+            with _opener(dog).open(url, timeout=policy.timeout) as resp:
+                progress.begin(_content_length(resp))
+                while chunk := resp.read1(CHUNK):
+                    budget.received += len(chunk)
+                    dog.deadline = budget.deadline()
+                    sink.write(chunk)
+                    progress.update(len(chunk))
+        except urllib.error.HTTPError as exc:
+            exc.close()
+            busy = exc.code in (408, 425, 429) or exc.code >= 500  # 404 & co: this file only
+            raise MirrorError(f"HTTP {exc.code} {exc.reason}", retry=busy, drop=busy) from None
+        except (OSError, http.client.HTTPException) as exc:  # URLError is an OSError
+            raise _transport_failure(exc, dog, budget, progress) from None
+        finally:
+            progress.close()
+    if progress.size is not None and progress.done >= progress.size:
+        return
+    if dog.fired:
+        raise budget.too_slow()
+    if progress.size is not None:
+        reason = f"cut short ({progress.amount()}, then the connection closed)"
+        raise MirrorError(reason, retry=True, drop=True)
+
+
+def _transport_failure(
+    exc: BaseException, dog: _Watchdog, budget: _Budget, progress: _Progress
+) -> MirrorError:
+    """What went wrong below HTTP: before the answer (connecting, waiting) or while reading."""
+    connecting = isinstance(exc, urllib.error.URLError)  # urllib wraps errors before the answer
+    reason = exc.reason if isinstance(exc, urllib.error.URLError) else exc
+    waited = f"{budget.policy.timeout:g} s"
+    answered = progress.answered
+    if not answered and (dog.fired or isinstance(reason, TimeoutError)):
+        return MirrorError(
+            f"stalled (no {'connection' if connecting else 'answer'} in {waited})", drop=True
+        )
+    if dog.fired:
+        return budget.too_slow()
+    if isinstance(reason, TimeoutError):
+        return MirrorError(f"stalled (no byte for {waited} after {progress.amount()})", drop=True)
+    text = os_reason(reason) if isinstance(reason, OSError) else " ".join(str(reason).split())
+    if isinstance(reason, socket.gaierror):
+        return MirrorError(f"cannot resolve the host ({text})", drop=True)
+    if connecting:
+        return MirrorError(f"cannot connect ({text})", retry=True, drop=True)
+    if not answered:
+        reason_text = text or type(reason).__name__
+        return MirrorError(f"no valid HTTP answer ({reason_text})", retry=True, drop=True)
+    return MirrorError(f"cut short ({progress.amount()}, {text})", retry=True, drop=True)

@@ -1,0 +1,52 @@
+"""The IDX format of the MNIST family: parse and encode, with every header field checked."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from fmnist.process.errors import DataIntegrityError
+from fmnist_model.images import IMAGE_SHAPE
+
+_UBYTE = 0x08
+
+
+def parse_idx(data: bytes, *, ndim: int, source: str = "IDX data") -> np.ndarray:
+    """Decode IDX bytes holding unsigned bytes of `ndim` dimensions into a read-only array."""
+    if len(data) < 4:
+        raise DataIntegrityError(f"{source}: {len(data)} bytes is too short for an IDX header")
+    zero, dtype_code, got_ndim = int.from_bytes(data[:2], "big"), data[2], data[3]
+    if zero != 0 or dtype_code != _UBYTE or got_ndim != ndim:
+        raise DataIntegrityError(
+            f"{source}: bad magic number 0x{data[:4].hex()}, "
+            f"expected 0x0000{_UBYTE:02x}{ndim:02x} (unsigned bytes, {ndim} dimensions)"
+        )
+    header = 4 + 4 * ndim
+    if len(data) < header:
+        raise DataIntegrityError(f"{source}: {len(data)} bytes is too short for an IDX header")
+    shape = tuple(int.from_bytes(data[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim))
+    expected = header + int(np.prod(shape))
+    if len(data) != expected:
+        raise DataIntegrityError(
+            f"{source}: header says shape {shape} ({expected} bytes) but the file has "
+            f"{len(data)} bytes (truncated or padded)"
+        )
+    return np.frombuffer(data, dtype=np.uint8, offset=header).reshape(shape)
+
+
+def encode_idx(array: np.ndarray) -> bytes:
+    """Encode a uint8 array as IDX bytes (the inverse of parse_idx)."""
+    if array.dtype != np.uint8:
+        raise ValueError(f"IDX encoding here is for uint8 arrays, got {array.dtype}")
+    header = bytes([0, 0, _UBYTE, array.ndim])
+    dims = b"".join(int(d).to_bytes(4, "big") for d in array.shape)
+    return header + dims + np.ascontiguousarray(array).tobytes()
+
+
+def check_pair(images: np.ndarray, labels: np.ndarray, source: str) -> None:
+    """Images must be (n, 28, 28) and labels (n,) with classes 0..9."""
+    if images.shape[1:] != IMAGE_SHAPE:
+        raise DataIntegrityError(f"{source}: images are {images.shape[1:]}, expected 28x28")
+    if images.shape[0] != labels.shape[0]:
+        raise DataIntegrityError(f"{source}: {images.shape[0]} images but {labels.shape[0]} labels")
+    if labels.size and int(labels.max()) > 9:
+        raise DataIntegrityError(f"{source}: label {int(labels.max())} is outside 0..9")

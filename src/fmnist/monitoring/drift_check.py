@@ -1,0 +1,201 @@
+"""The drift check of a scored batch (`fmnist score`, the batch-score flow's `monitor` task):
+the batch against a sample of the champion's training split, per image feature
+(fmnist.monitoring.drift), with Evidently's data drift preset; its HTML report and the summary go
+to the batch's scoring run.
+
+The reference is the validation split of the data the version was trained on, found by the
+hash the version records (its `data.prepared` tag, DVC's hash of data/prepared): in the
+workspace when dvc.lock records that hash for data/prepared and DVC finds the folder
+unchanged, else in the DVC cache by that hash, read through DVC. Validation, not
+train: the model never fitted it, so its confidence there is what it is on new data of the
+same kind (on its own training images it is higher, and every batch would look drifted).
+Nothing else is compared with: another version's data would answer another question.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import subprocess
+import sys
+import tempfile
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import yaml
+
+from fmnist.monitoring.drift import CATEGORICAL, NUMERICAL, DriftSummary, image_features, summarize
+from fmnist.monitoring.scorer import Scored, ScoringModel
+from fmnist.params.config import MonitorConfig, Params
+from fmnist.process import layout
+from fmnist.process.errors import DataIntegrityError
+from fmnist.tracking import runs as tracking
+
+REPORT_ARTIFACT = "drift"
+REFERENCE_FILE = "val.npz"
+
+
+@dataclass(frozen=True)
+class Reference:
+    """The sample of the training data a batch is compared with, as features."""
+
+    features: dict[str, np.ndarray]
+    rows: int
+    where: str  # which file, found where
+
+
+def reference(params: Params, root: Path, scorer: ScoringModel) -> Reference:
+    """The version's validation split (sampled), with the version's own view of it. Resolved
+    before a batch is scored: a missing reference stops `fmnist score` before anything."""
+    with training_data(root, scorer.data_version, scorer.version) as (path, where):
+        pixels = reference_sample(path, params.monitor)
+    proba = scorer.probabilities(pixels, params.score.batch_size)
+    return Reference(image_features(pixels, proba), len(pixels), where)
+
+
+@contextlib.contextmanager
+def training_data(root: Path, data_version: str, version: int) -> Iterator[tuple[Path, str]]:
+    """The validation split of the data the version was trained on, as a file while the block
+    runs, and where it was found."""
+    from fmnist.pipeline.lineage import data_version as recorded_version
+
+    if not data_version.endswith(".dir"):
+        raise DataIntegrityError(
+            f"v{version} was trained on unversioned data ({data_version!r}): no reference"
+        )
+    prepared = root / layout.PREPARED
+    if recorded_version(root, prepared) == data_version:
+        yield prepared / REFERENCE_FILE, f"{layout.PREPARED}/{REFERENCE_FILE} (md5 {data_version})"
+        return
+    with tempfile.TemporaryDirectory(prefix="fmnist-reference-") as tmp:
+        found = Path(tmp) / REFERENCE_FILE
+        if not _copy_cached(root, data_version, REFERENCE_FILE, found):
+            raise DataIntegrityError(
+                f"v{version}'s training data ({layout.PREPARED} md5 {data_version}) is neither "
+                f"in {layout.PREPARED} nor in the DVC cache (`dvc checkout` or `dvc pull` it)"
+            )
+        yield found, f"the DVC cache ({layout.PREPARED}/{REFERENCE_FILE} of md5 {data_version})"
+
+
+def _copy_cached(root: Path, dir_md5: str, name: str, dest: Path) -> bool:
+    """Copy file NAME of the directory DVC hashed to dir_md5 from the project's DVC cache to
+    dest; False when the cache lacks it. DVC reads it (dvc.api.DVCFileSystem) in a throwaway
+    project sharing that cache, whose one .dvc file names the directory by its hash."""
+    from dvc.api import DVCFileSystem
+
+    cache = cache_dir(root)
+    with tempfile.TemporaryDirectory(prefix="fmnist-dvc-") as tmp:
+        project = Path(tmp)
+        (project / ".dvc").mkdir()
+        out = {"md5": dir_md5, "hash": "md5", "path": "data"}  # DVC 3's hashes (`hash: md5`)
+        (project / "data.dvc").write_text(yaml.safe_dump({"outs": [out]}), encoding="utf-8")
+        config = {"core": {"no_scm": True, "site_cache_dir": str(project / ".dvc" / "site")}}
+        fs = DVCFileSystem(str(project), config={**config, "cache": {"dir": str(cache)}})
+        with contextlib.closing(fs):
+            if not fs.isfile(f"data/{name}"):  # the directory's listing is not in the cache
+                return False
+            try:
+                fs.get_file(f"data/{name}", str(dest))
+            except FileNotFoundError:  # listed, but the file's content is not in the cache
+                return False
+    return True
+
+
+def cache_dir(root: Path) -> Path:
+    """The project's DVC cache, as `dvc cache dir` names it (a shared or external cache
+    included); the default cache if DVC cannot say."""
+    default = root / ".dvc" / "cache"
+    try:
+        said = subprocess.run(
+            [sys.executable, "-m", "dvc", "cache", "dir"],
+            cwd=root, capture_output=True, text=True, timeout=60, check=True,
+        )  # fmt: skip
+    except (OSError, subprocess.SubprocessError):
+        return default
+    return Path(said.stdout.strip() or default)
+
+
+def reference_sample(path: Path, cfg: MonitorConfig) -> np.ndarray:
+    """reference_rows images of the train split, drawn without replacement (seeded)."""
+    from fmnist.data.splits import load_split
+
+    pixels, _ = load_split(path)
+    if len(pixels) <= cfg.reference_rows:
+        return pixels
+    rows = np.random.default_rng(cfg.seed).choice(len(pixels), cfg.reference_rows, replace=False)
+    return pixels[np.sort(rows)]
+
+
+def drift_report(
+    current: dict[str, np.ndarray], reference: dict[str, np.ndarray], cfg: MonitorConfig
+) -> tuple[DriftSummary, Any]:
+    """Evidently's data drift preset on the features: (summary, the report's snapshot).
+    Distances only (Wasserstein normed, Jensen-Shannon), whatever the batch's size, so a
+    feature has drifted at distance >= feature_threshold."""
+    import pandas as pd
+
+    os.environ.setdefault("DO_NOT_TRACK", "1")  # Evidently's telemetry, were it ever reached
+    from evidently import DataDefinition, Dataset, Report
+    from evidently.presets import DataDriftPreset
+
+    definition = DataDefinition(
+        numerical_columns=list(NUMERICAL), categorical_columns=list(CATEGORICAL)
+    )
+    preset = DataDriftPreset(
+        drift_share=cfg.drift_share,
+        num_method="wasserstein",
+        cat_method="jensenshannon",
+        threshold=cfg.feature_threshold,
+    )
+    snapshot = Report([preset]).run(
+        Dataset.from_pandas(pd.DataFrame(current), data_definition=definition),
+        Dataset.from_pandas(pd.DataFrame(reference), data_definition=definition),
+    )
+    rows = len(next(iter(current.values())))
+    return summarize(snapshot.dict(), cfg.drift_share, rows, cfg.min_rows), snapshot
+
+
+def run(
+    params: Params,
+    scored: Scored,
+    pixels: np.ndarray,
+    proba: np.ndarray,
+    ref: Reference,
+    tracking_uri: str,
+) -> DriftSummary:
+    """The batch's drift against the reference, logged to the scoring run (metrics, the HTML
+    report, the summary)."""
+    summary, snapshot = drift_report(image_features(pixels, proba), ref.features, params.monitor)
+    metrics = {"drift_share": summary.share, "drift_detected": float(summary.detected)}
+    metrics |= {"drift_judged": float(summary.judged)}
+    metrics |= {f"drift.{f.feature}": f.distance for f in summary.features}
+    with tempfile.TemporaryDirectory(prefix="fmnist-drift-") as tmp:
+        html = Path(tmp) / "drift_report.html"
+        snapshot.save_html(str(html))
+        tracking.log_to_run(
+            tracking_uri,
+            scored.run_id,
+            metrics=metrics,
+            dicts={f"{REPORT_ARTIFACT}/summary.json": _summary_json(summary, ref.where, ref.rows)},
+            files=[(html, REPORT_ARTIFACT)],
+        )
+    return summary
+
+
+def _summary_json(summary: DriftSummary, reference: str, rows: int) -> dict[str, Any]:
+    return {
+        "headline": summary.headline(),
+        "detected": summary.detected,
+        "judged": summary.judged,
+        "rows": summary.rows,
+        "min_rows": summary.min_rows,
+        "share": summary.share,
+        "drift_share": summary.drift_share,
+        "moved": summary.moved,
+        "reference": reference,
+        "reference_rows": rows,
+        "features": [{**asdict(f), "drifted": f.drifted} for f in summary.features],
+    }

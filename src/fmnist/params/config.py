@@ -1,0 +1,286 @@
+"""params.yaml -> frozen, validated objects. Nothing else in fmnist reads YAML."""
+
+from __future__ import annotations
+
+import numbers
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Annotated, Any, Literal, TypeVar
+
+import yaml
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidatorFunctionWrapHandler,
+    WrapValidator,
+    field_validator,
+)
+
+from fmnist.process.errors import ConfigError
+
+DEFAULT_MIRRORS = (
+    "/usr/share/datasets/fashion-mnist",
+    "https://storage.googleapis.com/tensorflow/tf-keras-datasets/",
+    "http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/",
+)
+
+Activation = Literal[
+    "relu", "sigmoid", "tanh", "softmax", "softplus", "softsign", "selu", "elu", "gelu",
+    "silu", "swish", "leaky_relu", "relu6", "hard_sigmoid", "exponential", "linear",
+]  # fmt: skip
+Optimizer = Literal["sgd", "adagrad", "rmsprop", "adam"]
+Schedule = Literal["constant", "cosine"]  # the learning rate over the training
+Dropout = Annotated[float, Field(ge=0, lt=1)]
+
+# Upper bounds: generous, but a slip (`dvc exp run -S train.epochs=1e9` trained until killed)
+# stops at the edge instead of running for days or filling the memory.
+MAX_EPOCHS = 1000  # the tutorial trains 5 (~1 s each here), the search 5 to 40
+MAX_ROWS = 60_000  # the training set: no batch, sample or epoch's count of batches is larger
+MAX_UNITS = 8192  # 8x the search's widest; 784 inputs x 8192 units are 6.4M weights already
+MAX_HIDDEN = 32  # the search tries 1 to 4; 32 layers of 8192 units hold 2.1 billion weights
+MAX_TRIALS = 1000  # per search run (default 30), each a training of up to 40 epochs
+SEED_END = 2**32  # NumPy's, scikit-learn's and Optuna's seeds are below it (else a traceback)
+
+
+def _whole(value: Any, handler: ValidatorFunctionWrapHandler) -> int:
+    """A whole number as written: 5.0, 1e9, 5.5, true and "5" are refused (pydantic's lax int
+    takes all but 5.5), NumPy's ints pass. Strict int would refuse 1e9 epochs as no int, so
+    the line would not say how many are allowed: a whole float meets the bounds first."""
+    if isinstance(value, float) and value.is_integer():
+        handler(value)  # 1e9 epochs: "less than or equal to 1000"
+        raise ValueError("Input should be a whole number, written without a decimal point")
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise ValueError("Input should be a whole number")
+    return int(handler(value))
+
+
+_WHOLE = WrapValidator(_whole)
+Epochs = Annotated[int, Field(gt=0, le=MAX_EPOCHS), _WHOLE]
+BatchSize = Annotated[int, Field(gt=0, le=MAX_ROWS), _WHOLE]
+Units = Annotated[int, Field(gt=0, le=MAX_UNITS), _WHOLE]
+Depth = Annotated[int, Field(gt=0, le=MAX_HIDDEN), _WHOLE]  # hidden layers
+Seed = Annotated[int, Field(ge=0, lt=SEED_END), _WHOLE]
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class DownloadConfig(_Frozen):
+    mirrors: tuple[str, ...] = Field(default=DEFAULT_MIRRORS, min_length=1)
+    # Per file and HTTP mirror: `timeout` s to connect, for the answer and between two reads;
+    # done within timeout + bytes received / min_speed s of the first request, retries included.
+    timeout: Annotated[float, Field(gt=0)] = 10.0  # seconds
+    retries: Annotated[int, Field(ge=0, le=10), _WHOLE] = 3  # extra attempts per HTTP mirror
+    min_speed: Annotated[float, Field(gt=0)] = 50_000  # bytes/s, averaged
+
+
+class PrepareConfig(_Frozen):
+    val_size: Annotated[float, Field(gt=0, lt=1)] = 0.2
+    seed: Seed = 42
+    stratify: bool = False
+
+
+class LayerConfig(_Frozen):
+    units: Units
+    activation: Activation
+    name: str | None = None
+    # Beyond the tutorial (the search uses them; the defaults add no layer): the Dense
+    # layer's output normalised per batch before its activation, and dropped at this rate
+    # after it (in training only).
+    batch_norm: bool = False
+    dropout: Dropout = 0.0
+
+
+class ModelConfig(_Frozen):
+    name: str = Field(default="패션 MNIST 모델", min_length=1)
+    input: Literal["flat", "image"] = "flat"
+    hidden: tuple[LayerConfig, ...] = Field(
+        default=(LayerConfig(units=100, activation="sigmoid", name="hidden"),),
+        max_length=MAX_HIDDEN,
+    )
+    output_name: str | None = "output"
+
+    @field_validator("name")
+    @classmethod
+    def _no_slash(cls, name: str) -> str:
+        if "/" in name:
+            raise ValueError("cannot contain '/' (Keras separates name scopes with it)")
+        return name
+
+
+class TrainConfig(_Frozen):
+    optimizer: Optimizer = "rmsprop"
+    learning_rate: Annotated[float, Field(gt=0)] = 0.001
+    # constant: learning_rate throughout (the tutorial); cosine: from learning_rate down to 0
+    # along a cosine over all the training's steps
+    schedule: Schedule = "constant"
+    momentum: Annotated[float, Field(ge=0, lt=1)] = 0.0  # sgd only
+    epochs: Epochs = 5
+    batch_size: BatchSize = 32
+    seed: Seed = 42
+    # Batches run per call into the compiled graph; the math is unchanged, the Python
+    # overhead per batch is not paid (fit ~2.4x faster here). Progress updates that often.
+    # (At most MAX_ROWS: no epoch has more batches.)
+    steps_per_execution: Annotated[int, Field(gt=0, le=MAX_ROWS), _WHOLE] = 100
+
+
+class EvaluateConfig(_Frozen):
+    batch_size: BatchSize = 1000
+
+
+class RegisterConfig(_Frozen):
+    model_name: str = Field(default="fashion-mnist", min_length=1, pattern=r"^[\w.\-]+$")
+    # promotion to `champion`: test accuracy at least min_accuracy, and more than min_delta
+    # above the current champion's
+    min_accuracy: Annotated[float, Field(ge=0, le=1)] = 0.80
+    min_delta: Annotated[float, Field(ge=0, le=1)] = 0.001
+
+
+class ScoreConfig(_Frozen):
+    # MLflow experiment of batch scoring runs (one run per scored batch), apart from training's
+    experiment: str = Field(default="fashion-mnist-batch-score", min_length=1)
+    batch_size: BatchSize = 1000  # images per prediction call
+
+
+class MonitorConfig(_Frozen):
+    # A batch has drifted when at least drift_share of its features drifted from the
+    # champion's training data; a feature drifted when its distance is at least
+    # feature_threshold (Wasserstein, normed by the reference's spread, for the numbers;
+    # Jensen-Shannon for the predicted class).
+    drift_share: Annotated[float, Field(gt=0, le=1)] = 0.5
+    feature_threshold: Annotated[float, Field(gt=0)] = 0.1
+    # sample of the training split (at most MAX_ROWS, the whole training set)
+    reference_rows: Annotated[int, Field(ge=100, le=MAX_ROWS), _WHOLE] = 10000
+    # Smaller batches are scored and reported but not judged: on the test set, 200 random
+    # images drifted by sampling noise alone in 2 draws of 5, 1000 images in none. (At most
+    # MAX_ROWS: a larger minimum would judge next to no batch.)
+    min_rows: Annotated[int, Field(gt=0, le=MAX_ROWS), _WHOLE] = 1000
+    seed: Seed = 42
+    # started (not awaited) when a batch drifted; "" never retrains
+    retrain_deployment: str = Field(default="fashion-mnist-pipeline/default", pattern=r"^$|^.+/.+$")
+
+
+def _ordered(pair: tuple[Any, Any]) -> tuple[Any, Any]:
+    if pair[0] > pair[1]:
+        raise ValueError(f"empty range [{pair[0]}, {pair[1]}] (low > high)")
+    return pair
+
+
+T = TypeVar("T")
+Range = Annotated[tuple[T, T], AfterValidator(_ordered)]  # [low, high], both included
+
+
+class SearchSpace(_Frozen):
+    """What `fmnist search` may try: plain Dense networks the model section can express."""
+
+    # Each end has the type of the param it is tried as: no trial gets a value params refuse.
+    layers: Range[Depth] = (1, 4)  # hidden layers
+    units: Range[Units] = (32, 1024)  # per layer, log scale
+    activations: tuple[Activation, ...] = Field(
+        default=("relu", "elu", "gelu", "tanh"), min_length=1
+    )
+    dropout: Range[float] = (0.0, 0.5)  # per layer
+    batch_norm: tuple[bool, ...] = Field(default=(False, True), min_length=1)
+    optimizers: tuple[Optimizer, ...] = Field(
+        default=("sgd", "adagrad", "rmsprop", "adam"), min_length=1
+    )
+    learning_rate: Range[float] = (1e-4, 1e-2)  # log scale
+    schedules: tuple[Schedule, ...] = Field(default=("constant", "cosine"), min_length=1)
+    batch_sizes: tuple[BatchSize, ...] = Field(default=(32, 64, 128, 256), min_length=1)
+    epochs: Range[Epochs] = (5, 40)
+
+    @field_validator("learning_rate")
+    @classmethod
+    def _positive(cls, pair: tuple[float, float]) -> tuple[float, float]:
+        if pair[0] <= 0:
+            raise ValueError(f"must be above 0, got [{pair[0]}, {pair[1]}]")
+        return pair
+
+    @field_validator("dropout")
+    @classmethod
+    def _a_rate(cls, pair: tuple[float, float]) -> tuple[float, float]:
+        if pair[0] < 0 or pair[1] >= 1:
+            raise ValueError(f"a rate in [0, 1), got [{pair[0]}, {pair[1]}]")
+        return pair
+
+
+class SearchConfig(_Frozen):
+    """`fmnist search`: an Optuna study (TPE sampler, median pruner on val_accuracy)."""
+
+    study: str = Field(default="fashion-mnist-search", min_length=1, pattern=r"^[\w.\-]+$")
+    # per invocation: running it again adds as many to the study
+    trials: Annotated[int, Field(gt=0, le=MAX_TRIALS), _WHOLE] = 30
+    timeout: Annotated[float, Field(ge=0)] = 3600  # seconds; no new trial starts after it (0: none)
+    seed: Seed = 42  # the sampler's
+    startup_trials: Annotated[int, Field(ge=0), _WHOLE] = 5  # random trials before TPE and pruning
+    # no trial is pruned before this epoch
+    warmup_epochs: Annotated[int, Field(ge=0, le=MAX_EPOCHS), _WHOLE] = 3
+    # The best is trained again through DVC with prepare.val_size this small (more of the
+    # data to learn from, still a held-out check); None: the split the trials had.
+    refit_val_size: Annotated[float, Field(gt=0, lt=1)] | None = 0.05
+    space: SearchSpace = SearchSpace()
+
+
+class TrackingConfig(_Frozen):
+    experiment: str = Field(default="fashion-mnist", min_length=1)
+
+
+class Params(_Frozen):
+    model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True)
+
+    download: DownloadConfig = DownloadConfig()
+    prepare: PrepareConfig = PrepareConfig()
+    model: ModelConfig = ModelConfig()
+    train: TrainConfig = TrainConfig()
+    evaluate: EvaluateConfig = EvaluateConfig()
+    # `register` would shadow BaseModel.register; the YAML key stays `register`.
+    register_: RegisterConfig = Field(default=RegisterConfig(), alias="register")
+    tracking: TrackingConfig = TrackingConfig()
+    score: ScoreConfig = ScoreConfig()
+    monitor: MonitorConfig = MonitorConfig()
+    search: SearchConfig = SearchConfig()
+
+
+def parse_params(raw: Mapping[str, Any] | None, source: str = "params.yaml") -> Params:
+    """Validate a mapping into Params; any problem is one ConfigError line naming the key."""
+    try:
+        return Params.model_validate(dict(raw or {}))
+    except ValidationError as exc:
+        raise ConfigError(f"{source}: {describe_errors(exc)}") from None
+
+
+def describe_errors(exc: ValidationError) -> str:
+    """One line: each bad key, what it holds and what is allowed."""
+    parts = []
+    for err in exc.errors(include_url=False):
+        key = ".".join(str(p) for p in err["loc"])
+        if err["type"] == "extra_forbidden":
+            parts.append(f"{key}: unknown key")
+            continue
+        got = err.get("input")
+        shown = "" if isinstance(got, dict | list) else f" (got {got!r})"
+        message = str(err["msg"]).removeprefix("Value error, ")  # our validators' own words
+        parts.append(f"{key}: {message}{shown}")
+    return "; ".join(parts)
+
+
+def load_params(path: Path, overrides: Mapping[str, Any] | None = None) -> Params:
+    """Read and validate params.yaml (with dotted-key overrides applied); errors are one line."""
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: no such params file") from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML ({' '.join(str(exc).split())})") from None
+    if raw is not None and not isinstance(raw, dict):
+        raise ConfigError(f"{path}: expected a mapping of sections, got {type(raw).__name__}")
+    if overrides:
+        from fmnist.params.overrides import apply_dotted
+
+        raw = apply_dotted(raw or {}, overrides)
+        return parse_params(raw, source=f"{path} with {', '.join(overrides)} overridden")
+    return parse_params(raw, source=str(path))

@@ -1,0 +1,227 @@
+"""DVC driven through its CLI (it has no Python API for repro): stages and experiments.
+
+Used by the Prefect flows and the sweep: they never run stage logic themselves, DVC does, so
+unchanged stages are skipped and every output stays versioned. What a run did is read from
+DVC's records, never from what it prints: the experiment from `dvc exp show --json`, the
+stages it recorded anew from its dvc.lock against its baseline commit's.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import os
+import re
+import subprocess
+import sys
+from collections import deque
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import yaml
+
+from fmnist.process.errors import DataIntegrityError, StageError
+from fmnist.process.layout import PARAMS
+
+if TYPE_CHECKING:
+    from fmnist.params.overrides import RunOverrides
+
+LineSink = Callable[[str], None]
+_ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
+_OUR_ERROR = re.compile(r"^fmnist \w+: error: ")
+LOCK = "dvc.lock"
+
+
+def clean_line(raw: str) -> str:
+    """What a terminal would show: the text after the last carriage return, no colours."""
+    return _ANSI.sub("", raw.rstrip("\n").split("\r")[-1]).rstrip()
+
+
+def failure_line(lines: list[str], command: str, returncode: int) -> str:
+    """The stage's own one-line error if it printed one, else DVC's, else the exit code."""
+    for pattern in (_OUR_ERROR, re.compile(r"^ERROR: ")):
+        found = [line for line in lines if pattern.match(line)]
+        if found:
+            return found[-1]
+    return f"{command} exited with {returncode}" + (f": {lines[-1]}" if lines else "")
+
+
+def stage_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
+    """This process's environment with its own bin/ first on PATH (dvc.yaml calls `fmnist`)."""
+    env = dict(os.environ)
+    env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
+    env.update(extra or {})
+    return env
+
+
+def run_dvc(args: list[str], root: Path, env: Mapping[str, str], on_line: LineSink = print) -> None:
+    """Run `dvc ARGS` in root, streaming its output lines; a failure raises StageError."""
+    command = ["dvc", *args]
+    tail: deque[str] = deque(maxlen=400)
+    with subprocess.Popen(
+        [sys.executable, "-m", "dvc", *args],
+        cwd=root,
+        env=dict(env),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    ) as proc:
+        assert proc.stdout is not None
+        try:
+            # Split on "\n" only: Keras redraws its progress bar with "\r"; keep the last draw.
+            lines = io.TextIOWrapper(proc.stdout, encoding="utf-8", errors="replace", newline="\n")
+            for raw in lines:
+                line = clean_line(raw)
+                if line:
+                    tail.append(line)
+                    on_line(line)
+        except BaseException:  # interrupted (Ctrl-C, SIGTERM): DVC stops its stage too
+            _stop(proc)
+            raise
+        returncode = proc.wait()
+    if returncode:
+        raise StageError(failure_line(list(tail), " ".join(command), returncode))
+
+
+def _stop(proc: subprocess.Popen[bytes], grace: float = 30.0) -> None:
+    """SIGTERM to DVC and the stage it runs (whose MLflow run then ends KILLED), SIGKILL to
+    what is left after grace seconds. DVC stays in our process group, so a group-wide stop
+    (Prefect cancelling a flow run) reaches it as before."""
+    import psutil
+
+    try:
+        family = [*psutil.Process(proc.pid).children(recursive=True), psutil.Process(proc.pid)]
+    except psutil.NoSuchProcess:
+        return
+    for member in family:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            member.terminate()
+    _, alive = psutil.wait_procs(family, timeout=grace)
+    for member in alive:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            member.kill()
+    proc.wait()
+
+
+def reproduce(root: Path, stage: str, env: Mapping[str, str], on_line: LineSink = print) -> None:
+    """`dvc repro STAGE` in the workspace, waiting for DVC's repo lock instead of failing."""
+    run_dvc(["--wait-for-lock", "repro", stage], root, env, on_line)
+
+
+@dataclass(frozen=True)
+class ExperimentRun:
+    """A finished `dvc exp run`: its name and commit, and which stages' records in dvc.lock
+    it changed against its baseline commit's."""
+
+    name: str
+    ref: str  # the experiment's commit (`git show REF:path`)
+    changed: tuple[str, ...] = ()  # recorded anew: DVC ran them or restored them (run cache)
+    unchanged: tuple[str, ...] = ()  # the baseline's: nothing changed (or not a target's)
+
+
+def lock_changes(before: Any, after: Any) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """(changed, unchanged): the stages after's dvc.lock records, split by whether their
+    entry (command, deps, params and outs with their hashes) differs from before's."""
+    old, new = _lock_stages(before), _lock_stages(after)
+    changed = tuple(stage for stage, entry in new.items() if old.get(stage) != entry)
+    return changed, tuple(stage for stage in new if stage not in changed)
+
+
+def _lock_stages(lock: Any) -> dict[str, Any]:
+    stages = lock.get("stages") if isinstance(lock, dict) else None
+    return stages if isinstance(stages, dict) else {}
+
+
+def run_experiment(
+    root: Path,
+    name: str,
+    set_params: list[str],
+    env: Mapping[str, str],
+    on_line: LineSink = print,
+    targets: Sequence[str] = (),
+    *,
+    force: bool = False,
+) -> ExperimentRun:
+    """`dvc exp run --temp`: the pipeline (up to targets, else all of it) in a private copy;
+    returns the experiment and which stages it recorded anew.
+
+    The user's workspace (params.yaml, outputs, dvc.lock) is left as it was; the results
+    live in the experiment (`dvc exp show`, `dvc exp apply NAME`) and in the DVC cache.
+    Several may run at once: each waits its turn for the repo lock only while DVC sets up
+    and collects, and trains in its own copy. A stage whose data, code and params match what
+    the baseline's dvc.lock records is skipped, its record kept; force (`--force`) runs
+    every stage regardless.
+    """
+    force_arg = ["--force"] if force else []
+    args = ["--wait-for-lock", "exp", "run", "--temp", *force_arg, "--name", name]
+    run_dvc([*args, *set_params, *targets], root, env, on_line)
+    rev, baseline = _find_experiment(root, name)
+    changed, unchanged = lock_changes(_lock_at(root, baseline), _lock_at(root, rev))
+    return ExperimentRun(name, rev, changed, unchanged)
+
+
+def _git(root: Path, *args: str) -> str:
+    done = subprocess.run(["git", *args], cwd=root, capture_output=True, text=True, check=False)
+    if done.returncode:
+        raise StageError(f"git {' '.join(args)}: {done.stderr.strip() or done.returncode}")
+    return done.stdout
+
+
+def _find_experiment(root: Path, name: str) -> tuple[str, str]:
+    """(commit, baseline commit) of experiment NAME of the current baseline, as
+    `dvc exp show --json` lists them (finished experiments only)."""
+    args = ["exp", "show", "--json", "--hide-workspace", "--hide-queued", "--hide-failed"]
+    done = subprocess.run(
+        [sys.executable, "-m", "dvc", *args], cwd=root, capture_output=True, text=True, check=False
+    )
+    if done.returncode:
+        raise StageError(failure_line(done.stderr.splitlines(), f"dvc {' '.join(args)}", 1))
+    for baseline in json.loads(done.stdout):
+        for exp in baseline.get("experiments") or []:
+            done_running = (exp.get("executor") or {}).get("state", "success") == "success"
+            if exp.get("name") == name and done_running and exp.get("revs"):
+                return str(exp["revs"][0]["rev"]), str(baseline["rev"])
+    raise StageError(f"DVC experiment {name!r} not found (`dvc exp show` does not list it)")
+
+
+def experiment_ref(root: Path, name: str) -> str:
+    """The commit DVC keeps experiment NAME in, for the current baseline commit."""
+    return _find_experiment(root, name)[0]
+
+
+def _lock_at(root: Path, rev: str) -> Any:
+    """dvc.lock as commit rev holds it; None when it holds none (nothing recorded yet)."""
+    try:
+        return yaml.safe_load(experiment_file(root, rev, LOCK))
+    except StageError:
+        return None
+
+
+def experiment_file(root: Path, ref: str, path: Path | str) -> str:
+    """A git-tracked file (metrics, records) as the experiment committed it."""
+    return _git(root, "show", f"{ref}:{Path(path).as_posix()}")
+
+
+def experiment_json(root: Path, ref: str, path: Path | str) -> Any:
+    """A JSON file (metrics, records) as the experiment committed it."""
+    try:
+        return json.loads(experiment_file(root, ref, path))
+    except json.JSONDecodeError as exc:
+        raise DataIntegrityError(f"{ref}:{Path(path).as_posix()}: not valid JSON ({exc})") from None
+
+
+def set_params_for(root: Path, overrides: RunOverrides) -> list[str]:
+    """A run's overrides as DVC `--set-param`s, checked against params.yaml first (a bad
+    value stops here, in one line, before anything runs)."""
+    from fmnist.params.config import load_params
+    from fmnist.params.overrides import dotted_overrides, set_param_args
+
+    params_file = root / PARAMS
+    current = load_params(params_file)
+    dotted = dotted_overrides(
+        overrides, [layer.model_dump(exclude_defaults=True) for layer in current.model.hidden]
+    )
+    load_params(params_file, dotted)
+    return set_param_args(dotted)

@@ -1,0 +1,186 @@
+"""What a stage prints: its progress and its result, and library chatter only with --verbose.
+
+Training progress (fit_settings): on a terminal, Keras' own live progress bar; anywhere else
+(DVC's log, a pipe, a file) one flushed line per epoch, no ANSI escapes:
+
+    epoch 1/5: loss=0.5523 accuracy=0.8065 val_loss=0.4431 val_accuracy=0.8441 (3.1 s)
+
+Library chatter (quiet_libraries): MLflow's INFO lines and one known WARNING per logged
+model, and its artifact-download progress bar; the lines a library prints itself that
+LIBRARY_PRINTS names, inside library_prints (mlflow.register_model's "Successfully registered
+model '<name>'." and "Created version '<n>' of model '<name>'."). Nothing at ERROR or above
+is silenced. TensorFlow's own C++ start-up lines (absl's pre-init WARNING, "oneDNN custom
+operations are on") are TensorFlow's to silence (tensorflow#100442): fmnist leaves them.
+
+Imports nothing heavy: Keras is imported when a fit is set up, never at module import.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import logging
+import os
+import sys
+import time
+from collections.abc import Iterator, Mapping
+from typing import TYPE_CHECKING, Any, TextIO
+
+if TYPE_CHECKING:
+    import keras
+
+KERAS_BAR = 1  # model.fit(verbose=1): Keras' live progress bar
+KERAS_SILENT = 0  # model.fit(verbose=0): nothing from Keras
+
+# Loggers raised to WARNING unless --verbose; the INFO lines they print (MLflow 3.x):
+QUIET_LOGGERS = {
+    # "INFO mlflow.pyfunc: Validating input example against model signature"
+    # "INFO mlflow.pyfunc: Inferring model signature from input example"
+    "mlflow.pyfunc": logging.WARNING,
+    # "INFO mlflow.utils.environment: Detected uv project at <dir>. Attempting to export
+    #  requirements via 'uv export'."
+    "mlflow.utils.environment": logging.WARNING,
+    # "INFO mlflow.utils.uv_utils: Detected uv project: found uv.lock and pyproject.toml in <dir>"
+    # "INFO mlflow.utils.uv_utils: Copied uv.lock to model artifacts" (and pyproject.toml)
+    "mlflow.utils.uv_utils": logging.WARNING,
+}
+# WARNING lines dropped by the start of their message (the logger's other warnings stay):
+QUIET_WARNINGS = {
+    # "WARNING mlflow.utils.environment: Failed to resolve installed pip version. ``pip`` will
+    #  be added to conda.yaml environment spec without a version specifier." (a uv venv has no
+    #  pip; the served model's requirements are pinned by fmnist anyway)
+    "mlflow.utils.environment": ("Failed to resolve installed pip version",),
+}
+# MLflow's documented switches, set unless the user set them:
+QUIET_ENV = {
+    # "Downloading artifacts: 100%|██████████| 1/1 [...]" (tqdm on stderr, when a logged
+    # model is loaded back to validate its input example)
+    "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false",
+}
+
+
+def on_terminal(stream: TextIO | None = None) -> bool:
+    """Whether stream (default sys.stdout) is an interactive terminal."""
+    stream = sys.stdout if stream is None else stream
+    try:
+        return bool(stream.isatty())
+    except (AttributeError, ValueError):  # no isatty, or a closed stream
+        return False
+
+
+def _metric_order(name: str) -> tuple[bool, bool]:
+    """Train metrics before val_ ones, loss first in each: loss accuracy val_loss val_acc."""
+    return name.startswith("val_"), name.removeprefix("val_") != "loss"
+
+
+def epoch_line(epoch: int, epochs: int, logs: Mapping[str, Any], seconds: float) -> str:
+    """`epoch 1/5: loss=0.5523 accuracy=0.8065 val_loss=0.4431 val_accuracy=0.8441 (3.1 s)`;
+    epoch counts from 1."""
+    metrics = [f"{k}={float(logs[k]):.4f}" for k in sorted(logs, key=_metric_order)]
+    return " ".join([f"epoch {epoch}/{epochs}:", *metrics, f"({seconds:.1f} s)"])
+
+
+def epoch_lines(stream: TextIO | None = None) -> keras.callbacks.Callback:
+    """A Keras callback printing epoch_line to stream (default sys.stdout, looked up at each
+    line) at the end of every epoch, flushed; the epoch count is fit's own (params)."""
+    from fmnist.process.keras_compat import load_keras
+
+    load_keras()  # the lean first import, if this is it
+    import keras
+
+    class EpochLines(keras.callbacks.Callback):
+        def __init__(self) -> None:
+            super().__init__()
+            self.started = time.perf_counter()
+
+        def on_epoch_begin(self, epoch: int, logs: Mapping[str, Any] | None = None) -> None:
+            self.started = time.perf_counter()
+
+        def on_epoch_end(self, epoch: int, logs: Mapping[str, Any] | None = None) -> None:
+            seconds = time.perf_counter() - self.started
+            epochs = int((self.params or {}).get("epochs", epoch + 1))
+            line = epoch_line(epoch + 1, epochs, logs or {}, seconds)
+            out = sys.stdout if stream is None else stream
+            print(line, file=out, flush=True)
+
+    return EpochLines()
+
+
+def fit_settings(stream: TextIO | None = None) -> tuple[int, list[keras.callbacks.Callback]]:
+    """(verbose, callbacks) for model.fit: Keras' bar when stream (default sys.stdout) is a
+    terminal, else silence from Keras and one line per epoch (epoch_lines) to stream.
+
+    Keras writes its bar to sys.stdout whatever stream is: give another stream only for lines.
+    """
+    if on_terminal(stream):
+        return KERAS_BAR, []
+    return KERAS_SILENT, [epoch_lines(stream)]
+
+
+class _DropLines(logging.Filter):
+    """Drops a logger's records below ERROR whose message starts with one of prefixes."""
+
+    def __init__(self, prefixes: tuple[str, ...]) -> None:
+        super().__init__()
+        self.prefixes = prefixes
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.levelno >= logging.ERROR or not record.getMessage().startswith(self.prefixes)
+
+
+_chatter = {"shown": True}  # quiet_libraries(verbose=False) hides it
+
+
+def chatter_shown() -> bool:
+    """Whether this command shows library chatter (--verbose, or quiet_libraries not called)."""
+    return _chatter["shown"]
+
+
+# What libraries print themselves (not through logging) that library_prints drops:
+LIBRARY_PRINTS = (
+    "Successfully registered model ",  # mlflow.register_model, a new registered model
+    "Created version ",  # mlflow.register_model, every version
+    "Registered model ",  # "... already exists. Creating a new version of this model..."
+)
+
+
+@contextlib.contextmanager
+def library_prints() -> Iterator[None]:
+    """Inside the block, the lines LIBRARY_PRINTS names are shown only with --verbose; every
+    other line written to stderr (warnings, errors) is passed on when the block ends, and
+    all of it if the block raised."""
+    if _chatter["shown"]:
+        yield
+        return
+    buffer = io.StringIO()
+    failed = True
+    try:
+        with contextlib.redirect_stderr(buffer):
+            yield
+        failed = False
+    finally:
+        lines = buffer.getvalue().splitlines(keepends=True)
+        kept = lines if failed else [x for x in lines if not x.startswith(LIBRARY_PRINTS)]
+        sys.stderr.write("".join(kept))
+
+
+def quiet_libraries(verbose: bool) -> None:
+    """Unless verbose, silence the library chatter a stage's user does not want (the lines
+    are quoted at QUIET_LOGGERS, QUIET_WARNINGS, QUIET_ENV): named loggers raised to WARNING
+    (never lowered), known warnings dropped by message, MLflow's documented progress-bar
+    switch off unless set. Call it once per command, before the work; MLflow and Keras need
+    not be imported (MLflow configures only its top `mlflow` logger). ERROR and above always
+    get through. With verbose, nothing changes.
+    """
+    _chatter["shown"] = verbose
+    if verbose:
+        return
+    for name, level in QUIET_LOGGERS.items():
+        logger = logging.getLogger(name)
+        logger.setLevel(max(logger.level, level))
+    for name, prefixes in QUIET_WARNINGS.items():
+        logger = logging.getLogger(name)
+        if not any(isinstance(f, _DropLines) and f.prefixes == prefixes for f in logger.filters):
+            logger.addFilter(_DropLines(prefixes))
+    for var, value in QUIET_ENV.items():
+        os.environ.setdefault(var, value)

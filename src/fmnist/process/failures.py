@@ -1,0 +1,148 @@
+"""What a failed or interrupted command tells its user: one line and a specific exit code.
+
+Users' mistakes and the world's faults (a bad param, a missing file, a dead or read-only
+store, a full disk, Ctrl-C) end as one line naming the real cause; anything else is a bug,
+and its traceback is for us.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+import signal
+import sys
+import threading
+from collections.abc import Iterator
+from typing import Any
+
+from fmnist.process.errors import FmnistError, first_line
+
+STORAGE_EXIT = 9  # a local file or folder could not be read or written
+LOCAL_CAUSES = {
+    errno.ENOSPC: "no space left on the device",
+    errno.EROFS: "read-only file system",
+    errno.EACCES: "permission denied",
+    errno.EPERM: "not permitted",
+    errno.EISDIR: "is a folder, not a file",
+    errno.ENOTDIR: "a part of the path is a file, not a folder",
+    errno.EDQUOT: "the disk quota is used up",
+    errno.EEXIST: "a file is in the way",
+}
+
+
+class Interrupted(KeyboardInterrupt):
+    """SIGTERM turned into the unwinding Ctrl-C gives (runs end KILLED, temp files go)."""
+
+    def __init__(self, signum: int, *, at_once: bool = False) -> None:
+        super().__init__(f"signal {signum}")
+        self.signum = signum
+        self.at_once = at_once  # a second signal cut a held block short: nothing was undone
+
+
+def raise_interrupted(signum: int, frame: Any) -> None:
+    """A signal handler: SIGTERM (dvc, Prefect cancelling) unwinds like Ctrl-C."""
+    raise Interrupted(signum)
+
+
+class Held:
+    """A Ctrl-C or SIGTERM that came inside signals_held, kept for a safe point."""
+
+    def __init__(self) -> None:
+        self.signum: int | None = None  # held, not yet raised
+        self.count = 0  # signals received, raised ones too
+        self.doing = ""  # what the block is finishing: said when the first signal is held
+
+    def safe_point(self) -> None:
+        """Stop here if a signal came: raise it (as Interrupted)."""
+        if self.signum is not None:
+            signum, self.signum = self.signum, None
+            raise Interrupted(signum)
+
+
+@contextlib.contextmanager
+def signals_held(second_stops: bool = True) -> Iterator[Held]:
+    """Ctrl-C and SIGTERM inside the block wait for its safe points (Held.safe_point) or its
+    end, where a held one goes to the handler it found (raising as it would have).
+
+    For writes that must not be cut (a cut one can leave the process's own database
+    transaction open, blocking what would undo it). A second signal stops the block at once
+    (second_stops: Interrupted, at_once), so a Ctrl-C is never held longer than the user
+    wants. Ignored signals stay ignored; a block that said its command's outcome
+    (exit_on_signal) keeps that. Signal handlers belong to the main thread: elsewhere
+    nothing is held.
+    """
+    held = Held()
+    if threading.current_thread() is not threading.main_thread():
+        yield held
+        return
+
+    def hold(signum: int, frame: Any) -> None:
+        held.count += 1
+        if held.count > 1 and second_stops:
+            raise Interrupted(signum, at_once=True)
+        if held.count == 1 and held.doing:  # os.write: a print here could cut one short
+            line = f"fmnist: stopping once {held.doing} is finished or undone"
+            os.write(2, f"{line} (a second signal stops at once)\n".encode())
+        held.signum = held.signum or signum
+
+    previous: dict[int, Any] = {
+        signum: signal.signal(signum, hold)
+        for signum in (signal.SIGINT, signal.SIGTERM)
+        if signal.getsignal(signum) is not signal.SIG_IGN
+    }
+    try:
+        yield held
+    except FmnistError as exc:  # the block failed with a signal held: the signal says it
+        if held.signum is None or signal.getsignal(held.signum) is not hold:
+            raise
+        stopped = Interrupted(held.signum)
+        stopped.add_note(first_line(exc))  # what the failure left, in its one line
+        raise stopped from None
+    finally:
+        ours = {s for s in previous if signal.getsignal(s) is hold}
+        for signum in ours:
+            signal.signal(signum, previous[signum])
+    if held.signum in ours:  # (not when the block said its outcome: that stands)
+        handler = previous[held.signum]
+        if callable(handler):
+            handler(held.signum, None)  # raises KeyboardInterrupt (or Interrupted)
+        elif handler == signal.SIG_DFL:
+            raise Interrupted(held.signum)
+
+
+@contextlib.contextmanager
+def interrupts_deferred() -> Iterator[None]:
+    """Ctrl-C and SIGTERM inside the block are remembered and raised when it is done.
+
+    For imports of native libraries: an interrupt raised inside their start-up callbacks
+    aborts the process from C++ (seen here: jaxlib's nanobind, SIGABRT, no message), or
+    leaves the extension half made. The wait is the import's few seconds. Signal handlers
+    belong to the main thread: elsewhere this is a no-op.
+    """
+    with signals_held(second_stops=False):
+        yield
+
+
+def exit_on_signal(code: int) -> None:
+    """The command's outcome is said: a Ctrl-C or SIGTERM from now on ends the process at
+    once with its code, never one contradicting what was printed (nor a traceback from a
+    library's exit hook, nor a wait on a stuck one)."""
+
+    def now(signum: int, frame: Any) -> None:
+        with contextlib.suppress(Exception):  # (a print it cut short cannot be flushed)
+            sys.stdout.flush()
+            sys.stderr.flush()
+        os._exit(code)
+
+    if threading.current_thread() is threading.main_thread():
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            if signal.getsignal(signum) is not signal.SIG_IGN:
+                signal.signal(signum, now)
+
+
+def interrupted_line(exc: KeyboardInterrupt) -> tuple[str, int]:
+    """'interrupted (SIGINT)' and 130, or SIGTERM's 143: 128 + the signal, as shells say."""
+    signum = getattr(exc, "signum", signal.SIGINT)
+    notes = "".join(f"; {note}" for note in getattr(exc, "__notes__", []))  # what was undone
+    return f"interrupted ({signal.Signals(signum).name}){notes}", 128 + int(signum)

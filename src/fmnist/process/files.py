@@ -1,0 +1,83 @@
+"""Writing files so that a reader never sees half of one: every output goes through here.
+
+A new file is made beside its destination, written, then renamed onto it (atomic on one
+file system); if the writer fails or is interrupted, the destination keeps what it held and
+the temporary file is removed. New files get the ordinary mode the umask gives (0644 here),
+not mkstemp's 0600: nothing written through here is a secret.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import io
+import json
+import os
+import secrets
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+from fmnist.process.errors import DataIntegrityError
+
+
+@contextlib.contextmanager
+def atomic_path(dest: Path) -> Iterator[Path]:
+    """A new file beside dest (see new_file_beside), renamed onto dest only if the block
+    succeeds; a local write error names dest."""
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = new_file_beside(dest)
+    try:
+        yield tmp
+        os.replace(tmp, dest)
+    except OSError as exc:
+        if exc.filename is None:  # e.g. a writer library's ENOSPC: name the file it was for
+            exc.filename = str(dest)
+        raise
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def new_file_beside(dest: Path, suffix: str | None = None) -> Path:
+    """A new, empty, hidden file in dest's folder (suffix: dest's own by default, which
+    Keras and numpy want), mode as the umask gives."""
+    end = dest.suffix if suffix is None else suffix
+    while True:
+        tmp = dest.with_name(f".{dest.stem}.{secrets.token_hex(4)}{end}")
+        try:
+            tmp.touch(mode=0o666, exist_ok=False)
+            return tmp
+        except FileExistsError:
+            continue
+
+
+def write_text(dest: Path, text: str) -> None:
+    with atomic_path(dest) as tmp:
+        tmp.write_text(text, encoding="utf-8")
+
+
+def write_json(dest: Path, data: Any) -> None:
+    write_text(dest, json.dumps(data, indent=2, ensure_ascii=False) + "\n")
+
+
+def write_csv(dest: Path, header: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(header)
+    writer.writerows(rows)
+    write_text(dest, buffer.getvalue())
+
+
+def read_text(path: Path) -> str:
+    """A stage's input text; missing says which stage writes it."""
+    try:
+        return path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise DataIntegrityError(f"{path}: missing (run the stage that writes it first)") from None
+
+
+def read_json(path: Path) -> Any:
+    try:
+        return json.loads(read_text(path))
+    except json.JSONDecodeError as exc:
+        raise DataIntegrityError(f"{path}: not valid JSON ({exc})") from None

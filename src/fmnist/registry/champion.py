@@ -1,0 +1,134 @@
+"""Moving `champion`: the promotion rule (fmnist.registry.promotion) applied to a registered
+version, by hand or after register, and the rollback to the version that held it before.
+Under the registry's promotion lock; a failure moves no alias."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from typing import Any
+
+from fmnist.process.errors import TrackingError, first_line
+from fmnist.registry.lock import promotion_lock
+from fmnist.registry.promotion import (
+    CHAMPION,
+    METRIC,
+    Decision,
+    decide_champion_again,
+    decide_promotion,
+    previous_champion,
+)
+from fmnist.registry.versions import champion_of, client_for, not_found
+
+HISTORY_TAG = "fmnist.champion_history"  # versions that held `champion`, oldest first
+
+
+def _history(client: Any, name: str) -> list[int]:
+    tags = client.get_registered_model(name).tags
+    return [int(v) for v in json.loads(tags.get(HISTORY_TAG, "[]"))]
+
+
+def _version(client: Any, name: str, version: int) -> Any:
+    from mlflow.exceptions import MlflowException
+
+    try:
+        return client.get_model_version(name, str(version))
+    except MlflowException as exc:
+        if not_found(exc):
+            raise TrackingError(f"{name} has no version {version}") from None
+        raise
+
+
+def _move_champion(client: Any, name: str, version: int, history: list[int]) -> None:
+    """Point `champion` at version and record it; if recording fails, put the alias back."""
+    before = champion_of(client, name)
+    client.set_registered_model_alias(name, CHAMPION, str(version))
+    try:
+        client.set_registered_model_tag(name, HISTORY_TAG, json.dumps(history))
+    except BaseException:
+        if before:
+            client.set_registered_model_alias(name, CHAMPION, str(before[0]))
+        else:
+            client.delete_registered_model_alias(name, CHAMPION)
+        raise
+
+
+def _unfinished_run(client: Any, candidate: Any) -> str | None:
+    """Why the version's run disqualifies it (not FINISHED), or None (also for a version
+    registered from files, with no run)."""
+    if not candidate.run_id:
+        return None
+    status = client.get_run(candidate.run_id).info.status
+    return None if status == "FINISHED" else f"its run {candidate.run_id} is {status}"
+
+
+def promote(
+    uri: str,
+    name: str,
+    version: int,
+    *,
+    min_accuracy: float,
+    min_delta: float,
+    require_better: bool,
+    force: bool = False,
+    echo: Callable[[str], None] = print,
+    checkpoint: Callable[[], None] = lambda: None,
+) -> Decision:
+    """Apply the promotion rule to a version; record the decision on it; move `champion`.
+
+    A version whose run did not end FINISHED is refused unless forced. checkpoint is called
+    while the lock is waited for (a safe point to stop at)."""
+    from mlflow.exceptions import MlflowException
+
+    client = client_for(uri)
+    try:
+        with promotion_lock(client, name, echo=echo, checkpoint=checkpoint):
+            candidate = _version(client, name, version)
+            if METRIC not in candidate.tags:
+                raise TrackingError(f"{name} v{version} has no {METRIC} tag to judge it by")
+            current = champion_of(client, name)
+            already = decide_champion_again(version, current)
+            if already:
+                return already  # nothing to move or record
+            unfinished = None if force else _unfinished_run(client, candidate)
+            if unfinished:
+                decision = Decision(False, f"{unfinished}, not FINISHED (--force to promote)")
+            else:
+                decision = decide_promotion(
+                    float(candidate.tags[METRIC]),
+                    current,
+                    min_accuracy=min_accuracy,
+                    min_delta=min_delta,
+                    require_better=require_better,
+                    force=force,
+                )
+            for key, value in decision.as_tags().items():
+                client.set_model_version_tag(name, str(version), key, value)
+            if decision.promote:
+                _move_champion(client, name, version, [*_history(client, name), version])
+            return decision
+    except MlflowException as exc:
+        raise TrackingError(f"promoting {name} v{version}: {first_line(exc)}") from None
+
+
+def rollback(uri: str, name: str) -> tuple[int, int]:
+    """Give `champion` back to the previous champion; returns (from, to)."""
+    from mlflow.exceptions import MlflowException
+
+    client = client_for(uri)
+    try:
+        with promotion_lock(client, name):
+            current = champion_of(client, name)
+            if current is None:
+                raise TrackingError(f"{name} has no champion to roll back")
+            history = _history(client, name)
+            existing = {int(v.version) for v in client.search_model_versions(f"name = '{name}'")}
+            previous = previous_champion(history, current[0], existing)
+            if previous is None:
+                raise TrackingError(f"{name}: no previous champion to roll back to")
+            kept = history[: len(history) - history[::-1].index(previous)]
+            _move_champion(client, name, previous, kept)
+            client.set_model_version_tag(name, str(current[0]), "fmnist.rolled_back", "true")
+            return current[0], previous
+    except MlflowException as exc:
+        raise TrackingError(f"rolling back {name}: {first_line(exc)}") from None

@@ -1,0 +1,235 @@
+"""A registry-wide mutex for promotions, that knows its holder.
+
+The lock is a registered model, `<name>.promotion-lock`, that stays. A contender takes a
+ticket: a version of it, which the store numbers atomically and never numbers again, even once
+deleted (on sqlite and on a tracking server alike). The live ticket with the lowest number
+holds the lock; the others wait in line. A ticket records its holder (host, pid, process start
+time) and since when. Every removal names one ticket's number, so it removes that holder's
+ticket and no other's: a release removes one's own; a break removes a ticket whose holder
+process is gone (killed mid-promotion) or that is far too old. A live holder is waited for,
+with a progress line, up to a bounded time; a contender that gives up (timeout, interrupt,
+error) removes its ticket; any other store error stops at once.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import socket
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from fmnist.process.errors import TrackingError, first_line
+
+LOCK_SUFFIX = ".promotion-lock"
+# A ticket's source: a URI both a sqlite store and a tracking server accept (a server refuses
+# local paths outside a run's artifacts, and relative ones); it points at nothing.
+TICKET_SCHEME = "fmnist-lock:/"
+HOLDER_TAG = "fmnist.lock.holder"  # lifecycle.owner(): host:pid:start time
+SINCE_TAG = "fmnist.lock.since"
+STARTED_TAG = "fmnist.lock.started"  # unix time, to tell a ticket's age
+TIMEOUT = 60.0
+PROGRESS_EVERY = 5.0
+POLL_EVERY = 0.2
+# A promotion takes seconds; a ticket older than this was left by a holder that cannot be
+# checked (another host) and is broken too.
+STALE_AFTER = 600.0
+
+
+@dataclass(frozen=True)
+class Ticket:
+    """A contender's place in line: its version of the lock, holder, since when, age in s."""
+
+    version: int
+    holder: str
+    since: str
+    age: float
+
+
+def lock_name(name: str) -> str:
+    return f"{name}{LOCK_SUFFIX}"
+
+
+def _code(exc: Exception) -> str:
+    return str(getattr(exc, "error_code", ""))
+
+
+def _ticket(version: Any) -> Ticket:
+    tags = version.tags
+    try:
+        age = time.time() - float(tags.get(STARTED_TAG, "nan"))
+    except ValueError:
+        age = float("nan")
+    holder, since = tags.get(HOLDER_TAG, "unknown"), tags.get(SINCE_TAG, "?")
+    return Ticket(int(version.version), holder, since, age)
+
+
+def tickets(client: Any, name: str) -> list[Ticket]:
+    """The live tickets for name's promotion lock, its holder first; [] when it is free."""
+    found = client.search_model_versions(f"name = '{lock_name(name)}'")
+    return sorted((_ticket(v) for v in found), key=lambda t: t.version)
+
+
+def _take_ticket(client: Any, name: str) -> int:
+    """A new ticket in line, numbered after every ticket taken before it."""
+    from mlflow.exceptions import MlflowException
+
+    from fmnist.tracking.lifecycle import owner
+
+    lock = lock_name(name)
+    try:
+        client.create_registered_model(
+            lock, description=f"promotions of {name} in line: its lowest version holds the lock"
+        )
+    except MlflowException as exc:
+        if _code(exc) != "RESOURCE_ALREADY_EXISTS":
+            raise
+    tags = {
+        HOLDER_TAG: owner(),
+        SINCE_TAG: time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        STARTED_TAG: f"{time.time():.0f}",
+    }
+    ticket = client.create_model_version(
+        lock, f"{TICKET_SCHEME}{lock}", tags=tags, await_creation_for=0
+    )
+    return int(ticket.version)
+
+
+def _remove(client: Any, name: str, version: int) -> bool:
+    """Delete that one ticket; False if it was gone already."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        client.delete_model_version(lock_name(name), str(version))
+    except MlflowException as exc:
+        if _code(exc) == "RESOURCE_DOES_NOT_EXIST":
+            return False
+        raise
+    return True
+
+
+def _stale(holder: str, age: float) -> str | None:
+    """Why a ticket can be broken (its holder is gone, or it is far too old), or None."""
+    from fmnist.tracking.lifecycle import owner_gone
+
+    if owner_gone(holder):
+        return "gone"
+    if age > STALE_AFTER:  # NaN (no age) compares False: never broken for that
+        return f"held for {age / 60:.0f} min"
+    return None
+
+
+def _to_break(ahead: list[Ticket]) -> list[tuple[Ticket, str]]:
+    """The tickets ahead to break, and why: the stale ones behind the nearest live contender
+    of this host ahead (it breaks those in front of it), so each has one breaker, one line."""
+    host = socket.gethostname()
+    found = []
+    for ticket in reversed(ahead):
+        why = _stale(ticket.holder, ticket.age)
+        if why:
+            found.append((ticket, why))
+        elif ticket.holder.partition(":")[0] == host:
+            break
+    return found
+
+
+def _wait_turn(
+    client: Any,
+    name: str,
+    mine: int,
+    timeout: float,
+    echo: Callable[[str], None],
+    checkpoint: Callable[[], None],
+) -> None:
+    """Return once no live ticket is ahead of mine, breaking stale ones on the way;
+    checkpoint is called between two looks (it may raise: a safe point to stop at)."""
+    deadline = time.monotonic() + timeout
+    next_progress = time.monotonic() + PROGRESS_EVERY
+    while True:
+        line = tickets(client, name)
+        if all(t.version != mine for t in line):  # broken as stale, or the lock model deleted
+            raise TrackingError(
+                f"{name}: this promotion's place in line ({lock_name(name)!r} v{mine}) was "
+                "removed by another process; try again"
+            )
+        ahead = [t for t in line if t.version < mine]
+        for ticket, why in _to_break(ahead):
+            if _remove(client, name, ticket.version):  # False: another broke it first
+                held = f"{ticket.holder} (since {ticket.since})"
+                echo(f"{name}: breaking a stale promotion lock of {held}: {why}")
+            ahead.remove(ticket)
+        if not ahead:
+            return
+        holder, since, now = ahead[0].holder, ahead[0].since, time.monotonic()
+        if now > deadline:
+            raise TrackingError(
+                f"{name}: another promotion ({holder}, since {since}) still holds "
+                f"{lock_name(name)!r} after {timeout:.0f} s; try again when it is done"
+            )
+        if now >= next_progress:
+            echo(f"{name}: waiting for the promotion of {holder} (since {since}) to finish")
+            next_progress = now + PROGRESS_EVERY
+        checkpoint()
+        time.sleep(POLL_EVERY)
+
+
+def _acquire(
+    client: Any,
+    name: str,
+    timeout: float,
+    echo: Callable[[str], None],
+    checkpoint: Callable[[], None],
+) -> int:
+    """Take a ticket and wait for its turn; a contender giving up leaves no ticket behind."""
+    from mlflow.exceptions import MlflowException
+
+    mine = None
+    try:
+        mine = _take_ticket(client, name)
+        _wait_turn(client, name, mine, timeout, echo, checkpoint)
+    except BaseException:  # timeout, Ctrl-C/SIGTERM, a store error: out of the line
+        if mine is not None:
+            with contextlib.suppress(MlflowException):  # the first failure is the one to say
+                _remove(client, name, mine)
+        raise
+    return mine
+
+
+def _release(client: Any, name: str, mine: int, echo: Callable[[str], None]) -> None:
+    from mlflow.exceptions import MlflowException
+
+    lock = lock_name(name)
+    try:
+        removed = _remove(client, name, mine)
+    except MlflowException as exc:  # what was promoted stays; the next one breaks the ticket
+        cause = first_line(exc)
+        echo(
+            f"{name}: could not release {lock!r} v{mine} ({cause}); the next promotion breaks "
+            "it once this process has ended"
+        )
+        return
+    if not removed:
+        echo(f"{name}: {lock!r} v{mine} was gone already (another promotion broke it as stale)")
+
+
+@contextlib.contextmanager
+def promotion_lock(
+    client: Any,
+    name: str,
+    timeout: float = TIMEOUT,
+    echo: Callable[[str], None] = print,
+    checkpoint: Callable[[], None] = lambda: None,
+) -> Iterator[None]:
+    """Promotions of `name` one at a time; checkpoint is called while waiting (see
+    _wait_turn)."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        mine = _acquire(client, name, timeout, echo, checkpoint)
+    except MlflowException as exc:
+        raise TrackingError(f"{name}: taking the promotion lock: {first_line(exc)}") from None
+    try:
+        yield
+    finally:
+        _release(client, name, mine, echo)

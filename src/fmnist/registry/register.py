@@ -1,0 +1,289 @@
+"""The register stage: the trained model as a new registry version (alias `challenger`),
+described by its model card, then the promotion rule; models/registered.json is the version
+as the registry reads back. The card is read from the training's run, which register never
+changes (a run is as it was when versioned); the version's description is set at
+registration and once more with the rule's result.
+
+Also the promotion by hand (`fmnist promote`), with the same section's thresholds."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from fmnist.params.config import Params
+from fmnist.pipeline import records
+from fmnist.process import layout
+from fmnist.process.errors import FmnistError, TrackingError, first_line
+from fmnist.process.files import read_json, read_text, write_json
+from fmnist.registry.promotion import Decision
+from fmnist.tracking import runs as tracking
+from fmnist.tracking.runs import SUMMARY_ARTIFACT
+from fmnist.tracking.store import redact
+
+if TYPE_CHECKING:
+    from fmnist.process.failures import Held
+    from fmnist.registry.card import CardFacts, DataFile
+    from fmnist.registry.versions import Registration
+
+_IMAGES = (  # the run's images a card shows (those evaluate logged), in order
+    ("Confusion matrix (test)", layout.CONFUSION_ARTIFACT),
+    ("Training curves", layout.CURVES_ARTIFACT),
+)
+_ARTIFACT_DIRS = sorted(
+    {p.rsplit("/", 1)[0] for p in (layout.CLASSES_ARTIFACT, *(p for _, p in _IMAGES))}
+)
+_CONTEXT_ORDER = ("training", "validation", "testing")  # the card's order of the datasets
+
+
+Report = Callable[[dict[str, Any]], None]
+
+
+def run(
+    params: Params,
+    trained_path: Path,
+    metrics_path: Path,
+    summary_path: Path,
+    out_path: Path,
+    tracking_uri: str,
+    report: Report | None = None,
+) -> dict[str, Any]:
+    """Register what train recorded; returns the registered record (as written to out_path).
+    report: called with it once the version is complete and out_path written, unless a
+    signal came meanwhile (a command says its outcome there: no signal can cut it)."""
+    trained = records.read_trained(trained_path)
+    metrics = read_json(metrics_path)
+    summary = read_text(summary_path)
+    return register_trained(params, trained, metrics, summary, tracking_uri, out_path, report)
+
+
+def register_trained(
+    params: Params,
+    trained: Mapping[str, Any],
+    metrics: Mapping[str, float],
+    summary: str,
+    tracking_uri: str,
+    out_path: Path | None = None,
+    report: Report | None = None,
+) -> dict[str, Any]:
+    """Register a trained record with its test metrics and its model card (the version's
+    description), apply the promotion rule, write the record (out_path); returns the record,
+    read back from the registry.
+
+    All or nothing whenever Ctrl-C or SIGTERM comes: the writes are never cut (signals are
+    held, fmnist.process.failures.signals_held); a signal stops the registration before its version
+    is made, or while it waits for the promotion lock (the version is deleted again), or
+    else once the version and the record are complete. A version a stopped (or killed)
+    registration left half made is completed."""
+    from fmnist.process.failures import Held, signals_held
+    from fmnist.registry.card import model_card
+    from fmnist.registry.versions import RESUMED, register_version, registered_record
+
+    run = tracking.get_run(tracking_uri, trained["run_id"])  # its params, datasets
+    trained_with = {  # the params the model was trained with (a flow run's overrides included)
+        k: v for k, v in run.data.params.items() if k.startswith(("model.", "train."))
+    }
+    tags = {
+        **{k: f"{v:.4f}" for k, v in metrics.items()},
+        "run_id": trained["run_id"],
+        records.VERSION_DATA_TAG: trained[records.DATA_TAG],
+        "git.commit": trained[records.COMMIT_TAG],
+        "optimizer": trained["optimizer"],
+        "model.name": trained[records.MODEL_NAME_TAG],
+        **{f"params.{k}": v for k, v in trained_with.items()},
+    }
+    facts = _card_facts(tracking_uri, run, trained, metrics, summary, trained_with)
+    name = params.register_.model_name
+    held, record = Held(), None  # what the except below reads
+    try:
+        with signals_held() as held:
+            held.doing = f"the registration of {trained['run_id']}'s model as {name}"
+            registration = register_version(
+                tracking_uri, name, trained["model_uri"], trained["run_id"],
+                description=model_card(facts), tags=tags, held=held,
+            )  # fmt: skip
+            number = int(registration.version.version)
+            if registration.state == RESUMED:
+                print(f"fmnist: completing {name} v{number}, left half-made by a register "
+                      "that was stopped", flush=True)  # fmt: skip
+            _promote_or_undo(params, registration, tracking_uri, facts, held)
+            record = registered_record(tracking_uri, name, number)
+            if out_path is not None:
+                write_json(out_path, record)
+            if report is not None and held.signum is None:
+                report(record)
+            return record  # (a signal held meanwhile is raised as the block ends)
+    except KeyboardInterrupt as exc:
+        if not getattr(exc, "__notes__", None):  # (an undo's note says what it left)
+            exc.add_note(_left_by_interrupt(exc, held, record))
+        raise
+
+
+def _left_by_interrupt(exc: KeyboardInterrupt, held: Held, record: dict[str, Any] | None) -> str:
+    """What an interrupted registration left, when no undo said it."""
+    if getattr(exc, "at_once", False):
+        doing = held.doing or "the registration"
+        then = "the next `fmnist register` completes it"
+        return f"stopped at once: {doing} may be left half-made; {then}"
+    if record is not None:
+        aliases = " ".join(f"@{a}" for a in record["aliases"])
+        return (
+            f"{record['name']} v{record['version']} was registered in full before stopping "
+            f"({aliases}; promotion: {record['promotion']})"
+        )
+    return "nothing was registered"
+
+
+def _promote_or_undo(
+    params: Params, registration: Registration, tracking_uri: str, facts: CardFacts, held: Held
+) -> None:
+    """The promotion rule on a version, then its card with the rule's result: a
+    registration's last registry write (registry.is_complete). If the rule fails, or a signal
+    stops the wait for the promotion lock (a safe point), a new version is undone (deleted,
+    `challenger` back). Once the rule has run, nothing is undone (a moved `champion` was its
+    decision): a card left *pending* by a failure is completed by the next run."""
+    from fmnist.registry.card import model_card
+    from fmnist.registry.versions import (
+        COMPLETE,
+        describe_version,
+        model_version,
+        undo_registration,
+    )
+
+    name, number = params.register_.model_name, int(registration.version.version)
+    if registration.state == COMPLETE:
+        return
+    try:
+        decision = _apply_rule(
+            params, number, tracking_uri, by_hand=False, checkpoint=held.safe_point
+        )
+    except BaseException as exc:
+        before, state = registration.challenger_before, registration.state
+        left = undo_registration(tracking_uri, name, number, before, state, exc)
+        if isinstance(exc, FmnistError):
+            raise TrackingError(f"{first_line(exc)}; {left}") from None
+        if isinstance(exc, KeyboardInterrupt):
+            exc.add_note(left)
+        raise
+    try:  # the decision as recorded (one holding `champion` already was decided before)
+        recorded = Decision.from_tags(dict(model_version(tracking_uri, name, number).tags))
+        describe_version(tracking_uri, name, number, model_card(facts, recorded or decision))
+    except TrackingError as exc:
+        again = "run register again to complete it"
+        raise TrackingError(f"{exc}; its card still says pending ({again})") from None
+
+
+def _card_facts(
+    tracking_uri: str,
+    run: Any,
+    trained: Mapping[str, Any],
+    metrics: Mapping[str, float],
+    summary: str,
+    trained_with: Mapping[str, str],
+) -> CardFacts:
+    """What the version's card says: the records, and what the training's run holds (its
+    datasets, evaluate's per-class report and images; those not logged are left out)."""
+    from mlflow.exceptions import MlflowException
+
+    from fmnist.registry.card import CardFacts
+    from fmnist.registry.versions import client_for
+
+    client, run_id = client_for(tracking_uri), run.info.run_id
+    try:
+        logged = {a.path for d in _ARTIFACT_DIRS for a in client.list_artifacts(run_id, d)}
+        per_class = (
+            _logged_json(client, run_id, layout.CLASSES_ARTIFACT)
+            if layout.CLASSES_ARTIFACT in logged
+            else None
+        )
+    except MlflowException as exc:
+        where = f"MLflow at {redact(tracking_uri)}: run {run_id}"
+        raise TrackingError(f"{where}: reading it for the model card: {first_line(exc)}") from None
+    return CardFacts(
+        model_name=trained[records.MODEL_NAME_TAG],
+        run_id=run_id,
+        data_version=trained[records.DATA_TAG],
+        data_files=_data_files(run, trained[records.DATA_TAG]),
+        params=trained_with,
+        summary=summary,
+        summary_artifact=SUMMARY_ARTIFACT,
+        metrics=metrics,
+        per_class=per_class,
+        images=[(title, path) for title, path in _IMAGES if path in logged],
+    )
+
+
+def _logged_json(client: Any, run_id: str, path: str) -> Any:
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        return read_json(Path(client.download_artifacts(run_id, path, tmp)))
+
+
+def _data_files(run: Any, data_version: str) -> list[DataFile]:
+    """The run's datasets (fmnist.tracking.datasets records them) in the card's order: training,
+    validation, testing, then others; a file's path without the `@<folder hash>` suffix."""
+    from mlflow.utils.mlflow_tags import MLFLOW_DATASET_CONTEXT
+
+    from fmnist.registry.card import DataFile
+
+    files = []
+    for given in run.inputs.dataset_inputs if run.inputs else []:
+        dataset = given.dataset
+        context = next((t.value for t in given.tags if t.key == MLFLOW_DATASET_CONTEXT), "")
+        source = _json_object(dataset.source)
+        location = str(source.get("uri") or source.get("url") or dataset.source)
+        rows = _json_object(dataset.profile).get("num_rows")
+        path = location.removesuffix(f"@{data_version}")
+        files.append(DataFile(dataset.name, context, path, dataset.digest, rows))
+    order = {c: i for i, c in enumerate(_CONTEXT_ORDER)}
+    return sorted(files, key=lambda f: (order.get(f.context, len(order)), f.name))
+
+
+def _json_object(text: str | None) -> dict[str, Any]:
+    """A JSON object's fields; {} for anything else (another tool's dataset records)."""
+    try:
+        found = json.loads(text or "{}")
+    except ValueError:
+        return {}
+    return found if isinstance(found, dict) else {}
+
+
+def _apply_rule(
+    params: Params,
+    version: int,
+    tracking_uri: str,
+    *,
+    by_hand: bool,
+    force: bool = False,
+    checkpoint: Callable[[], None] | None = None,
+) -> Decision:
+    """The registry's promotion with this section's thresholds: automatic, or by hand.
+    checkpoint: called while the promotion waits for its lock (a safe point to stop at)."""
+    from fmnist.registry.champion import promote as promote_version
+
+    cfg = params.register_
+    return promote_version(
+        tracking_uri,
+        cfg.model_name,
+        version,
+        min_accuracy=cfg.min_accuracy,
+        min_delta=cfg.min_delta,
+        require_better=not by_hand,
+        force=force,
+        echo=lambda line: print(line, flush=True),  # the lock's wait: a line every few seconds
+        checkpoint=checkpoint or (lambda: None),
+    )
+
+
+def promote(params: Params, version: int, force: bool, tracking_uri: str) -> Decision:
+    """Make a version `champion` by hand (threshold unless forced; one holding it already
+    is a success moving nothing); returns the decision, a refusal raises."""
+    decision = _apply_rule(params, version, tracking_uri, by_hand=True, force=force)
+    if not decision.promote:
+        raise TrackingError(
+            f"{params.register_.model_name} v{version} not promoted: {decision.reason}"
+        )
+    return decision

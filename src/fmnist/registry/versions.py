@@ -1,0 +1,298 @@
+"""The MLflow model registry: versions and aliases (never stages); moving `champion` is
+fmnist.registry.champion.
+
+Registering is idempotent per run (a run's second registration returns its complete version
+as it is, and completes one a stopped registration left half made), all or nothing (a
+failure, or an interrupt before the promotion starts, deletes the new version and puts
+`challenger` back; an interrupt after that completes it), and what is reported afterwards
+is read back from the registry, never assumed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from fmnist.process.errors import TrackingError, first_line
+from fmnist.process.failures import Held
+from fmnist.process.imports import load_mlflow
+from fmnist.registry.promotion import CHALLENGER, CHAMPION, METRIC, Decision
+
+
+def client_for(uri: str) -> Any:
+    """A client of the store at uri, opened (fmnist.tracking.mlflow_store.open_store)."""
+    load_mlflow()  # the first import of the process is a long-lived one
+    from mlflow import MlflowClient
+
+    from fmnist.tracking.mlflow_store import open_store
+
+    open_store(uri)
+    return MlflowClient(uri)
+
+
+def not_found(exc: Exception) -> bool:
+    """MLflow's 'no such model / alias' (the only error that means 'none')."""
+    code = getattr(exc, "error_code", "")
+    alias_missing = (
+        code == "INVALID_PARAMETER_VALUE" and "alias" in str(exc) and ("not found" in str(exc))
+    )
+    return code == "RESOURCE_DOES_NOT_EXIST" or alias_missing
+
+
+def alias_version(client: Any, name: str, alias: str) -> Any | None:
+    """The version holding alias; None only when the model or the alias does not exist."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        return client.get_model_version_by_alias(name, alias)
+    except MlflowException as exc:
+        if not_found(exc):
+            return None
+        raise TrackingError(f"{name}: looking up @{alias}: {first_line(exc)}") from None
+
+
+def champion_of(client: Any, name: str) -> tuple[int, float] | None:
+    found = alias_version(client, name, CHAMPION)
+    return None if found is None else (int(found.version), float(found.tags.get(METRIC, "nan")))
+
+
+def version_of_run(client: Any, name: str, run_id: str) -> Any | None:
+    """The version already registered from run_id, if any (the oldest)."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        found = client.search_model_versions(f"name = '{name}' and run_id = '{run_id}'")
+    except MlflowException as exc:
+        if not_found(exc):
+            return None
+        raise
+    return min(found, key=lambda v: int(v.version)) if found else None
+
+
+NEW, RESUMED, COMPLETE = "new", "resumed", "complete"  # Registration.state
+
+
+@dataclass(frozen=True)
+class Registration:
+    """A run's version as register_version leaves it: NEW, RESUMED (a registration stopped
+    half-way, taken up again) or COMPLETE already (returned as it was)."""
+
+    version: Any
+    state: str
+    challenger_before: Any | None  # the version that held `challenger` (an undo gives it back)
+
+
+def is_complete(version: Any) -> bool:
+    """Whether a version's registration finished: its card records the promotion decision
+    (the card is a registration's last registry write; registered.json comes after)."""
+    from fmnist.registry.card import PENDING
+
+    card = version.description or ""
+    decided = Decision.from_tags(dict(version.tags)) is not None
+    return decided and bool(card) and PENDING not in card
+
+
+def register_version(
+    uri: str,
+    name: str,
+    model_uri: str,
+    run_id: str,
+    *,
+    description: str,
+    tags: Mapping[str, str],
+    held: Held | None = None,
+) -> Registration:
+    """Run run_id's model as a version of `name` (alias `challenger`, description, tags).
+    A run's complete version is returned unchanged; one a stopped registration left half
+    made is taken up again (RESUMED). held: the caller's signals_held, whose safe point is
+    just before a version is created; `held.doing` says what a signal waits for."""
+    from mlflow.exceptions import MlflowException
+
+    client = client_for(uri)
+    held = held or Held()
+    try:
+        found = version_of_run(client, name, run_id)
+        existing = None if found is None else client.get_model_version(name, found.version)
+        if existing is not None and is_complete(existing):
+            return Registration(existing, COMPLETE, None)
+        before = alias_version(client, name, CHALLENGER)
+    except MlflowException as exc:
+        raise TrackingError(f"registering {model_uri} as {name!r}: {first_line(exc)}") from None
+    state = NEW if existing is None else RESUMED
+    if existing is None:
+        existing = _create_version(uri, name, model_uri, run_id, tags, before, held)
+    number = int(existing.version)
+    held.doing = f"the registration of {name} v{number}"
+    try:
+        client.update_model_version(name, str(number), description=description)
+        client.set_registered_model_alias(name, CHALLENGER, str(number))
+        return Registration(client.get_model_version(name, str(number)), state, before)
+    except BaseException as exc:
+        left = undo_registration(uri, name, number, before, state, exc)
+        if isinstance(exc, MlflowException):
+            cause = first_line(exc)
+            raise TrackingError(f"registering {name} v{number}: {cause}; {left}") from None
+        if isinstance(exc, KeyboardInterrupt):
+            exc.add_note(left)
+        raise
+
+
+def _create_version(
+    uri: str,
+    name: str,
+    model_uri: str,
+    run_id: str,
+    tags: Mapping[str, str],
+    before: Any | None,
+    held: Held,
+) -> Any:
+    """mlflow.register_model (the registered model too, if new); a failure after the
+    version's row was made deletes it."""
+    mlflow = load_mlflow()
+    from mlflow.exceptions import MlflowException
+
+    from fmnist.process.console import library_prints
+
+    held.safe_point()  # the last point at which stopping leaves nothing to undo
+    held.doing = f"the registration of a new version of {name}"
+    try:
+        with library_prints():  # its two progress lines, only with --verbose
+            return mlflow.register_model(model_uri, name, tags=dict(tags))
+    except MlflowException as exc:
+        try:
+            made = version_of_run(client_for(uri), name, run_id)
+        except MlflowException:
+            made = None  # (if one was made, the next register completes it)
+        left = (
+            "nothing was registered"
+            if made is None
+            else undo_registration(uri, name, int(made.version), before)
+        )
+        cause = first_line(exc)
+        raise TrackingError(f"registering {model_uri} as {name!r}: {cause}; {left}") from None
+
+
+def describe_version(uri: str, name: str, version: int, description: str) -> None:
+    """Set a version's description (markdown: MLflow's UI renders it)."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        client_for(uri).update_model_version(name, str(version), description=description)
+    except MlflowException as exc:
+        raise TrackingError(f"{name} v{version}: describing it: {first_line(exc)}") from None
+
+
+def model_version(uri: str, name: str, version: int) -> Any:
+    """A version as the registry holds it (description, tags, ...)."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        return client_for(uri).get_model_version(name, str(version))
+    except MlflowException as exc:
+        raise TrackingError(f"{name} v{version}: reading it: {first_line(exc)}") from None
+
+
+def undo_registration(
+    uri: str,
+    name: str,
+    version: int,
+    challenger_before: Any | None,
+    state: str = NEW,
+    cause: BaseException | None = None,
+) -> str:
+    """After a registration step failed or was interrupted: delete a NEW version and give
+    `challenger` back to the version that held it; returns what the registry is left as (one
+    clause). A RESUMED version, and any after a second signal (stop at once), stay for the
+    next register to complete."""
+    from mlflow.exceptions import MlflowException
+
+    then = "the next `fmnist register` completes it"
+    if state != NEW or getattr(cause, "at_once", False):
+        return f"{name} v{version} is left half-made; {then}"
+    try:
+        client = client_for(uri)
+        champion = alias_version(client, name, CHAMPION)
+        if champion is not None and int(champion.version) == version:
+            return f"{name} v{version} holds @{CHAMPION} already, so it was kept; {then}"
+        challenger = alias_version(client, name, CHALLENGER)
+        client.delete_model_version(name, str(version))  # (its aliases go with it)
+    except (MlflowException, TrackingError) as exc:
+        return f"{name} v{version} is left half-made ({first_line(exc)}); {then}"
+    took_it = challenger is not None and int(challenger.version) == version
+    # Only where this version had taken it: a registration since then keeps its own.
+    back = None if challenger_before is None or not took_it else str(challenger_before.version)
+    try:
+        if back is not None:
+            client.set_registered_model_alias(name, CHALLENGER, back)
+    except MlflowException as exc:
+        why = first_line(exc)
+        return f"{name} v{version} was deleted, but @{CHALLENGER} is not back on v{back} ({why})"
+    return f"{name} v{version} was deleted: the registry is as it was before"
+
+
+def registered_record(uri: str, name: str, version: int) -> dict[str, Any]:
+    """A version as the registry holds it now: aliases and promotion decision read back."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        found = client_for(uri).get_model_version(name, str(version))
+    except MlflowException as exc:
+        raise TrackingError(f"{name} v{version}: reading it back: {first_line(exc)}") from None
+    aliases = sorted(found.aliases)
+    return {
+        "name": name,
+        "version": int(found.version),
+        "aliases": aliases,
+        "promoted": CHAMPION in aliases,
+        "promotion": found.tags.get("fmnist.promotion.reason", ""),
+        "run_id": found.run_id,
+        # the metrics the version was registered (and is judged) with, as its tags hold them
+        **{k: float(found.tags[k]) for k in ("test_loss", METRIC) if k in found.tags},
+    }
+
+
+@dataclass(frozen=True)
+class VersionRow:
+    """One line of `fmnist models`."""
+
+    version: int
+    aliases: list[str]
+    test_accuracy: str
+    optimizer: str
+    created: str
+
+
+def list_versions(uri: str, name: str) -> list[VersionRow]:
+    """Every version of the registered model, newest first, with its aliases."""
+    import datetime as dt
+
+    from mlflow.exceptions import MlflowException
+
+    client = client_for(uri)
+    try:
+        found_versions = client.search_model_versions(f"name = '{name}'")
+        versions = [client.get_model_version(name, v.version) for v in found_versions]
+    except MlflowException as exc:
+        raise TrackingError(f"listing {name}'s versions: {first_line(exc)}") from None
+    rows = []
+    for version in versions:  # (search omits aliases: each is read once more)
+        created = dt.datetime.fromtimestamp(version.creation_timestamp / 1000, tz=dt.UTC)
+        rows.append(
+            VersionRow(
+                int(version.version),
+                sorted(version.aliases),
+                version.tags.get(METRIC, ""),
+                version.tags.get("optimizer", ""),
+                created.strftime("%Y-%m-%d %H:%M:%S UTC"),
+            )
+        )
+    return sorted(rows, key=lambda r: -r.version)
+
+
+def champion_version(uri: str, name: str) -> int:
+    """The version holding `champion`; a clear error when there is none."""
+    found = champion_of(client_for(uri), name)
+    if found is None:
+        raise TrackingError(f"{name} has no @{CHAMPION} yet (run `make run`, or `fmnist promote`)")
+    return found[0]

@@ -1,0 +1,135 @@
+"""A registered version, loaded to answer: by its number, with the code it shipped with
+(fmnist.serving.version_code), warmed up before requests come; and `fmnist predict`."""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from fmnist.process.errors import TrackingError, first_line
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from fmnist.params.config import Params
+
+
+@dataclass(frozen=True)
+class ServedModel:
+    """One registered version, loaded: it predicts and says which version it is."""
+
+    name: str
+    version: int
+    model: Any  # mlflow.pyfunc.PyFuncModel
+
+    def predict(self, pixels: np.ndarray) -> pd.DataFrame:
+        """Raw pixels -> class id, label, ten probabilities."""
+        return self.model.predict(pixels)
+
+
+class ModelHolder:
+    """The model being served. A request reads `current` once, so it predicts with, and
+    reports, one version, even if a swap comes meanwhile (the old model answers what it
+    started); `swap` replaces the model in one step (champion_watch follows @champion).
+    """
+
+    def __init__(self, served: ServedModel) -> None:
+        self._served = served
+        self._swapping = threading.Lock()  # readers need none: one attribute read is atomic
+
+    @property
+    def current(self) -> ServedModel:
+        return self._served
+
+    def swap(self, served: ServedModel) -> ServedModel:
+        """Serve `served` from the next request on; return the model it replaces."""
+        with self._swapping:  # two swappers cannot both return the same previous model
+            previous, self._served = self._served, served
+        return previous
+
+
+def load_champion(tracking_uri: str, name: str) -> ServedModel:
+    """The version holding @champion, loaded by its number (so the alias cannot move between
+    reading it and loading the model)."""
+    from fmnist.registry.versions import champion_version
+
+    version = champion_version(tracking_uri, name)  # opens the store; one line if none
+    return load_version(tracking_uri, name, version)
+
+
+def load_version(
+    tracking_uri: str, name: str, version: int, dst_path: Path | None = None
+) -> ServedModel:
+    """A registered version, loaded (its artifacts downloaded into dst_path, created, if
+    given; else where MLflow puts them)."""
+    import mlflow.pyfunc
+    from mlflow.exceptions import MlflowException
+
+    from fmnist.serving.version_code import shipped_code
+    from fmnist.tracking.mlflow_store import open_store
+
+    open_store(tracking_uri)
+    if dst_path is not None:
+        dst_path.mkdir(parents=True, exist_ok=True)  # MLflow downloads only into a folder
+    uri = f"models:/{name}/{version}"
+    try:
+        with shipped_code():  # the version's own fmnist_model, not the checkout's
+            model = mlflow.pyfunc.load_model(uri, dst_path=dst_path and str(dst_path))
+    except MlflowException as exc:
+        raise TrackingError(f"{uri}: {first_line(exc)}") from None
+    except (OSError, ValueError) as exc:  # Keras' own: a missing or broken model file
+        raise TrackingError(f"{uri}: {type(exc).__name__}: {first_line(exc)}") from None
+    return ServedModel(name, version, model)
+
+
+def warm_up(served: ServedModel) -> None:
+    """One, then two black images through the version, so Keras has compiled its prediction
+    for any batch size before requests come (concurrent first requests of a new size would
+    each compile it again, with TensorFlow's retracing warning)."""
+    for n in (1, 2):
+        answer = served.predict(np.zeros((n, 28, 28), dtype=np.uint8))  # (n, 12)
+        if len(answer) != n:
+            raise ValueError(f"v{served.version} answered {len(answer)} rows for {n} images")
+
+
+@dataclass(frozen=True)
+class Predicted:
+    """`fmnist predict`'s answer: which version classified the files, and one row per file."""
+
+    name: str
+    version: int
+    aliases: list[str]
+    rows: list[dict[str, Any]]
+
+
+def run_predict(
+    params: Params, images: list[Path], tracking_uri: str, version: int | None = None
+) -> Predicted:
+    """Classify image files with version `version` (None: the champion's)."""
+    from fmnist.registry.versions import model_version
+    from fmnist.serving.image_files import read_image
+
+    name = params.register_.model_name
+    read = [read_image(path) for path in images]  # bad files: one line, before any loading
+    pixels = np.stack([pixels for pixels, _ in read])  # (n, 28, 28) uint8, a form it takes
+    served = (
+        load_champion(tracking_uri, name)
+        if version is None
+        else load_version(tracking_uri, name, version)
+    )
+    table = served.predict(pixels)
+    rows = [
+        {
+            "image": str(path),
+            "label": table["label"][i],
+            "probability": float(table[table["label"][i]][i]),
+            "note": note,
+        }
+        for i, (path, (_, note)) in enumerate(zip(images, read, strict=True))
+    ]
+    aliases = sorted(model_version(tracking_uri, name, served.version).aliases)
+    return Predicted(name, served.version, aliases, rows)

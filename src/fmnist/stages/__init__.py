@@ -1,2 +1,0 @@
-"""One module per DVC stage, each with run(): reads its inputs, calls the core, writes its
-outputs."""

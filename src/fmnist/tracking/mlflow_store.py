@@ -1,0 +1,135 @@
+"""Which MLflow store a command uses, and opening it: once per process, checked, created by
+one process at a time, with runs of dead processes closed."""
+
+from __future__ import annotations
+
+import errno
+from pathlib import Path
+
+from fmnist.process.errors import TrackingError, first_line
+from fmnist.tracking.store import redact
+
+DEFAULT_DB = "mlflow.db"
+
+
+def workspace_root(cwd: Path) -> Path:
+    """The repo a stage runs for: cwd itself, or the repo of a DVC temp experiment workspace.
+
+    `dvc exp run --temp` (and `dvc queue`) run stages in `<repo>/.dvc/tmp/exps/.../tmpXXXX`,
+    a folder DVC deletes afterwards; tracking must land in the repo's own store.
+    """
+    parts = cwd.resolve().parts
+    for i in range(len(parts) - 3):
+        if parts[i : i + 3] == (".dvc", "tmp", "exps"):
+            return Path(*parts[:i])
+    return cwd.resolve()
+
+
+def default_tracking_uri(root: Path) -> str:
+    """MLflow's own default, `sqlite:///mlflow.db`, made absolute at the repo root."""
+    return f"sqlite:///{(root / DEFAULT_DB).resolve()}"
+
+
+def resolve_tracking_uri(given: str | None, cwd: Path) -> str:
+    """The given URI (flag or MLFLOW_TRACKING_URI), else the repo's own sqlite store."""
+    return given or default_tracking_uri(workspace_root(cwd))
+
+
+def environment_tracking_uri(root: Path) -> str:
+    """This process's store: MLFLOW_TRACKING_URI, else the project's sqlite file at root."""
+    import os
+
+    return resolve_tracking_uri(os.environ.get("MLFLOW_TRACKING_URI"), root)
+
+
+def sqlite_path(uri: str) -> Path | None:
+    """The database file of a `sqlite:///` tracking URI; None for any other store."""
+    return Path(uri.removeprefix("sqlite:///")) if uri.startswith("sqlite:///") else None
+
+
+_ready: set[str] = set()
+
+
+def open_store(uri: str) -> None:
+    """Point MLflow at uri, once per process: the URI's scheme is checked, a tracking server
+    must answer within the deadline (fmnist.tracking.store), a new sqlite store is created by one
+    process at a time, and runs whose process died on this host are closed KILLED.
+
+    MLflow creates (and migrates) a sqlite store on first use; two processes doing that at
+    once crash (`duplicate column name`). An exclusive lock on `<db>.lock` beside the file
+    makes every other process wait until the tables exist; the lock file then records the
+    database's inode, so later processes skip the (second-long) creation check.
+    """
+    from fmnist.process.imports import load_mlflow
+    from fmnist.tracking.store import check_reachable, check_scheme
+
+    mlflow = load_mlflow()
+    from mlflow.exceptions import MlflowException
+
+    mlflow.set_tracking_uri(uri)
+    if uri in _ready:
+        return
+    check_scheme(uri)
+    check_reachable(uri)
+    db = sqlite_path(uri)
+    try:
+        if db is not None:
+            _create_sqlite_once(uri, db)
+        _ready.add(uri)
+        _close_orphans(uri)
+    except MlflowException as exc:
+        raise TrackingError(f"MLflow at {redact(uri)}: {first_line(exc)}") from None
+
+
+def _create_sqlite_once(uri: str, db: Path) -> None:
+    import fcntl
+
+    if _lock_mark(db) == _created_mark(db):
+        return  # created before: nothing to write (a read-only store can still be read)
+    try:
+        db.parent.mkdir(parents=True, exist_ok=True)
+        lock = open(f"{db}.lock", "a", encoding="utf-8")  # noqa: SIM115 (held below)
+    except OSError as exc:
+        read_only = exc.errno in (errno.EROFS, errno.EACCES, errno.EPERM)
+        if read_only and db.is_file():
+            return  # an existing store we cannot write: reading works; a write says read-only
+        state = f" is read-only ({exc.strerror})" if read_only else f": {exc.strerror}"
+        raise TrackingError(f"the sqlite MLflow store {db}{state}") from None
+    with lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes
+        if _lock_mark(db) != _created_mark(db):
+            from mlflow import MlflowClient
+
+            client = MlflowClient(uri)
+            client.search_experiments(max_results=1)  # creates the tracking tables
+            client.search_registered_models(max_results=1)  # ... and the registry's
+            lock.truncate(0)
+            lock.write(_created_mark(db))
+
+
+def _close_orphans(uri: str) -> None:
+    """Runs left RUNNING by a process of this host that died are ended KILLED (lifecycle)."""
+    from mlflow import MlflowClient
+
+    from fmnist.tracking.lifecycle import close_orphaned_runs
+
+    client = MlflowClient(uri)
+    ids = [e.experiment_id for e in client.search_experiments(max_results=1000)]
+    for run_id in close_orphaned_runs(client, ids):
+        print(f"fmnist: closed run {run_id} as KILLED: its process had died", flush=True)
+
+
+def _lock_mark(db: Path) -> str | None:
+    """What `<db>.lock` records: the created mark of the database it last saw created."""
+    try:
+        return Path(f"{db}.lock").read_text(encoding="utf-8").strip()
+    except FileNotFoundError:
+        return None
+
+
+def _created_mark(db: Path) -> str:
+    """Names this database file (a deleted and re-created one gets a new inode)."""
+    try:
+        return f"created {db.stat().st_ino}"
+    except FileNotFoundError:
+        return "absent"

@@ -1,0 +1,174 @@
+"""The MLflow store as users meet it: bounded waits, redacted URIs, failures as one line.
+
+MLflow's own client waits minutes on a tracking server that is down (7 retries with
+backoff) or that accepts and never answers (120 s per request). fmnist gives every store a
+deadline (`FMNIST_TRACKING_TIMEOUT`, default 20 s): a server must answer its health check
+within it, and MLflow's HTTP timeout and retries are set from it unless the user set them
+(MLFLOW_HTTP_REQUEST_TIMEOUT, MLFLOW_HTTP_REQUEST_MAX_RETRIES).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import sys
+import urllib.parse
+from collections.abc import Iterator
+
+from fmnist.process.errors import FmnistError, SearchError, TrackingError, first_line
+from fmnist.process.failures import LOCAL_CAUSES, STORAGE_EXIT
+
+TIMEOUT_ENV = "FMNIST_TRACKING_TIMEOUT"
+DEFAULT_TIMEOUT = 20.0
+KNOWN_SCHEMES = {
+    "", "file", "sqlite", "http", "https", "postgresql", "mysql", "mssql",
+    "databricks", "databricks-uc", "uc",
+}  # fmt: skip
+_URL_PASSWORD = re.compile(r"(?P<head>[A-Za-z][A-Za-z0-9+.-]*://[^\s/:@]*):[^\s/]*@")
+_PARAM_PASSWORD = re.compile(r"(?i)\b(password=)[^&\s]+")
+
+
+def redact(text: str) -> str:
+    """text without passwords: `scheme://user:***@host` and `password=***` (query strings)."""
+    return _PARAM_PASSWORD.sub(r"\1***", _URL_PASSWORD.sub(r"\g<head>:***@", text))
+
+
+def deadline() -> float:
+    """Seconds a tracking server gets to answer (FMNIST_TRACKING_TIMEOUT, default 20)."""
+    raw = os.environ.get(TIMEOUT_ENV, "")
+    try:
+        value = float(raw) if raw else DEFAULT_TIMEOUT
+    except ValueError:
+        raise TrackingError(f"{TIMEOUT_ENV}={raw!r}: not a number of seconds") from None
+    if not value > 0:
+        raise TrackingError(f"{TIMEOUT_ENV}={raw!r}: must be more than 0 seconds")
+    return value
+
+
+def check_scheme(uri: str) -> None:
+    """A tracking URI MLflow can open, or one line saying which forms work."""
+    scheme = urllib.parse.urlparse(uri).scheme.split("+")[0].lower()
+    if len(scheme) == 1:  # a Windows drive letter: a path
+        return
+    if scheme not in KNOWN_SCHEMES:
+        raise TrackingError(
+            f"tracking URI {redact(uri)!r}: unsupported scheme {scheme!r} (use "
+            "sqlite:///path/mlflow.db, http(s)://host:port or postgresql://...)"
+        )
+
+
+def bound_http_waits() -> None:
+    """For a command's process: MLflow's HTTP client waits at most the deadline for a byte
+    (MLflow: 120 s) and tries 3 times with 1-2 s between (MLflow: 7 times, minutes of
+    backoff), so a server that dies mid-run stops the command in about a minute at most.
+    The user's own MLFLOW_HTTP_REQUEST_* settings win."""
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", f"{deadline():g}")
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2")
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", "1")
+
+
+def health_url(uri: str) -> str:
+    """The tracking server's health endpoint, without the URI's user and password: MLflow
+    serves it to anyone (its basic-auth app too), and urllib refuses `user:pass@` hosts."""
+    parts = urllib.parse.urlsplit(uri.rstrip("/"))
+    host = parts.netloc.rpartition("@")[2]
+    return urllib.parse.urlunsplit((parts.scheme, host, f"{parts.path}/health", "", ""))
+
+
+def check_reachable(uri: str) -> None:
+    """A tracking server answers its health check within the deadline, or one line naming
+    it and why; other stores pass."""
+    if not uri.lower().startswith(("http://", "https://")):
+        return
+    import http.client
+    import urllib.error
+    import urllib.request
+
+    seconds = deadline()
+    url = health_url(uri)
+    opener = urllib.request.build_opener()
+    try:
+        with opener.open(url, timeout=seconds) as response:
+            if int(response.status) == 200:
+                return
+            reason = f"answered HTTP {response.status} to its health check"
+    except urllib.error.HTTPError as exc:
+        reason = f"answered HTTP {exc.code} to its health check"
+    except (ValueError, http.client.InvalidURL):  # its words may quote a piece of the password
+        raise TrackingError(
+            "the MLflow tracking URI is not a URL that can be opened: percent-encode any '/', "
+            "'?', '#' or '@' in its user or password"
+        ) from None
+    except (urllib.error.URLError, OSError) as exc:
+        cause = getattr(exc, "reason", exc)
+        if isinstance(cause, TimeoutError):
+            reason = f"did not answer within {seconds:g} s"
+        else:
+            reason = f"cannot be reached ({getattr(cause, 'strerror', None) or cause})"
+    raise TrackingError(
+        f"MLflow tracking server {redact(uri)} {reason}; start it (`make up`) or set "
+        f"MLFLOW_TRACKING_URI ({TIMEOUT_ENV} sets the wait)"
+    )
+
+
+_SQLITE_CAUSES = (  # sqlite's words -> what the user should know
+    ("database is locked", "is locked by another writer (sqlite takes one at a time); for "
+     "concurrent runs use a tracking server: `make up`, then "
+     "MLFLOW_TRACKING_URI=http://127.0.0.1:5000"),
+    ("readonly database", "is read-only (sqlite could not write to it or its folder)"),
+    ("file is not a database", "is not an MLflow sqlite store (file is not a database); "
+     "move it away or point MLFLOW_TRACKING_URI elsewhere"),
+    ("database disk image is malformed", "is damaged (database disk image is malformed); "
+     "restore it from a backup or point MLFLOW_TRACKING_URI elsewhere"),
+    ("database or disk is full", "cannot grow: the disk is full"),
+    ("unable to open database file", "cannot be opened (missing folder or no permission)"),
+    ("disk i/o error", "hit a disk I/O error"),
+)  # fmt: skip
+
+
+def _chain(exc: BaseException) -> Iterator[BaseException]:
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        yield current
+        current = current.__cause__ or current.__context__
+
+
+def store_error_line(exc: BaseException, uri: str | None = None) -> str | None:
+    """One line for a store failure sqlite explained (locked, read-only, not a database,
+    damaged, full), naming the store; None for anything else."""
+    text = " ".join(f"{type(e).__name__}: {e}" for e in _chain(exc)).lower()
+    for words, meaning in _SQLITE_CAUSES:
+        if words in text:
+            where = f"the sqlite MLflow store {_db_name(uri)}" if uri else "the sqlite MLflow store"
+            return f"{where} {meaning}"
+    return None
+
+
+def _db_name(uri: str | None) -> str:
+    if uri and uri.startswith("sqlite:///"):
+        return uri.removeprefix("sqlite:///")
+    return redact(uri or "")
+
+
+def failure_line(exc: Exception, tracking_uri: str | None = None) -> tuple[str, int] | None:
+    """The one line and exit code for a user-facing failure; None for a bug."""
+    # the study database's errors name it themselves: sqlite's words there are not MLflow's
+    line = None if isinstance(exc, SearchError) else store_error_line(exc, tracking_uri)
+    if line is not None:
+        return line, TrackingError.exit_code
+    if isinstance(exc, FmnistError):
+        return redact(str(exc)), exc.exit_code
+    if isinstance(exc, OSError) and exc.errno in LOCAL_CAUSES:
+        where = exc.filename or "a local file"
+        return f"{where}: {LOCAL_CAUSES[exc.errno]} ({exc.strerror})", STORAGE_EXIT
+    if _is_mlflow_error(exc):  # the store refused something mid-run (server died, 403, ...)
+        where = f"MLflow at {redact(tracking_uri)}" if tracking_uri else "MLflow"
+        return f"{where}: {redact(first_line(exc))}", TrackingError.exit_code
+    return None
+
+
+def _is_mlflow_error(exc: Exception) -> bool:
+    mlflow_exceptions = sys.modules.get("mlflow.exceptions")
+    return mlflow_exceptions is not None and isinstance(exc, mlflow_exceptions.MlflowException)

@@ -1,0 +1,59 @@
+"""build_model(ModelConfig) -> keras.Sequential, the tutorial's networks from params."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from fmnist.params.config import LayerConfig, ModelConfig
+from fmnist_model.images import CLASS_NAMES, FLAT_SIZE, IMAGE_SHAPE
+
+if TYPE_CHECKING:
+    import keras
+
+N_CLASSES = len(CLASS_NAMES)
+
+
+def input_shape(cfg: ModelConfig) -> tuple[int, ...]:
+    """(784,) for the tutorial's flat model, (28, 28) for the one with a Flatten layer."""
+    return (FLAT_SIZE,) if cfg.input == "flat" else IMAGE_SHAPE
+
+
+def build_model(cfg: ModelConfig) -> keras.Sequential:
+    """Input -> [Flatten] -> hidden Dense layers -> Dense(10, softmax), named cfg.name."""
+    from fmnist.process.keras_compat import load_keras
+
+    keras = load_keras()
+    layers: list[Any] = []
+    if cfg.input == "image":
+        layers.append(keras.layers.Flatten())
+    for h in cfg.hidden:
+        layers += hidden_block(keras, h)
+    layers.append(keras.layers.Dense(N_CLASSES, activation="softmax", name=cfg.output_name))
+    return keras.Sequential([keras.Input(shape=input_shape(cfg)), *layers], name=cfg.name)
+
+
+def hidden_block(keras: Any, layer: LayerConfig) -> list[Any]:
+    """Dense(units, activation) as the tutorial has it; with batch_norm, Dense -> BatchNormalization
+    -> Activation; with dropout, then Dropout(rate). Extra layers are named after the Dense one."""
+    if not layer.batch_norm and not layer.dropout:
+        return [keras.layers.Dense(layer.units, activation=layer.activation, name=layer.name)]
+    named = (lambda suffix: f"{layer.name}_{suffix}") if layer.name else (lambda suffix: None)
+    block: list[Any] = []
+    if layer.batch_norm:
+        block += [
+            keras.layers.Dense(layer.units, name=layer.name),
+            keras.layers.BatchNormalization(name=named("norm")),
+            keras.layers.Activation(layer.activation, name=named("activation")),
+        ]
+    else:
+        block.append(keras.layers.Dense(layer.units, activation=layer.activation, name=layer.name))
+    if layer.dropout:
+        block.append(keras.layers.Dropout(layer.dropout, name=named("dropout")))
+    return block
+
+
+def summary_text(model: keras.Model) -> str:
+    """model.summary() exactly as Keras prints it, as plain text."""
+    lines: list[str] = []
+    model.summary(print_fn=lambda line, *_, **__: lines.append(line), line_length=None)
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,135 @@
+"""The train stage: the model from params, fitted on data/prepared, tracked as an MLflow run,
+logged as a servable model; models/model.keras, its summary, history, metrics and record."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from fmnist.data.splits import load_split
+from fmnist.params.config import Params
+from fmnist.pipeline import records
+from fmnist.pipeline.lineage import data_version, git_commit
+from fmnist.process.files import atomic_path, write_csv, write_json, write_text
+from fmnist.tracking import runs as tracking
+from fmnist.tracking.datasets import log_datasets, split_input
+
+
+@dataclass(frozen=True)
+class TrainOutputs:
+    model: Path  # models/model.keras
+    summary: Path  # models/summary.txt
+    trained: Path  # models/trained.json: the record of the MLflow run and logged model
+    history: Path  # plots/train_history.csv, per-epoch metrics (DVC plots)
+    metrics: Path  # metrics/train.json, last epoch (DVC metrics)
+
+
+def run_name(params: Params) -> str:
+    """The MLflow run's name: optimizer, activations, epochs."""
+    acts = "-".join(h.activation for h in params.model.hidden)
+    return f"{params.train.optimizer}-{acts}-{params.train.epochs}ep"
+
+
+def run(
+    params: Params,
+    data_dir: Path,
+    out: TrainOutputs,
+    tracking_uri: str,
+    root: Path,
+    parent_run_id: str | None = None,
+) -> dict[str, Any]:
+    """Fit the model from params, track it in MLflow (as a child of parent_run_id, in a
+    sweep), save it; returns the last epoch's metrics."""
+    from fmnist.training.fit import compile_model, seed_everything, training_batches
+    from fmnist.training.model import build_model
+
+    train = load_split(data_dir / "train.npz")  # x (n, 28, 28) uint8 pixels, y (n,) uint8
+    val = load_split(data_dir / "val.npz")
+    raw_sample = val[0][:32].copy()  # raw 0-255 pixels, as the served model takes them
+    seed_everything(params.train.seed)
+    model = build_model(params.model)
+    compile_model(model, params.train, train_rows=len(train[1]))
+    version = data_version(root, data_dir)
+    tags = {
+        records.DATA_TAG: version,
+        records.COMMIT_TAG: git_commit(root),
+        records.MODEL_NAME_TAG: params.model.name,
+    }
+    inputs = [  # the splits as the run's datasets: DVC's hashes of the files and their folder
+        split_input(data_dir, "train", version, len(train[1])),
+        split_input(data_dir, "val", version, len(val[1])),
+    ]
+    # The batches hold their own copy of the data; the list is their only holder, so fitting
+    # can hand them over and free that copy before the model is saved and logged.
+    batches = [training_batches(train, val, model, params.train)]
+    del train, val
+    return _fit_tracked(
+        params, model, batches, raw_sample, tags, inputs, out, tracking_uri, parent_run_id
+    )
+
+
+def _fit_tracked(
+    params: Params,
+    model: Any,
+    batches: list[Any],
+    raw_sample: np.ndarray,
+    tags: dict[str, str],
+    inputs: list[Any],
+    out: TrainOutputs,
+    tracking_uri: str,
+    parent_run_id: str | None,
+) -> dict[str, Any]:
+    """The fit inside its MLflow run (tagged, with the datasets it used), and the stage's
+    outputs."""
+    from fmnist.process.console import fit_settings
+    from fmnist.training.fit import fit_model
+    from fmnist.training.model import summary_text
+    from fmnist.training.served_model import log_served_model
+
+    summary = summary_text(model)
+    print(summary, flush=True)
+    with tracking.tracked_run(
+        tracking_uri,
+        params.tracking.experiment,
+        run_name=run_name(params),
+        tags=tags,
+        parent_run_id=parent_run_id,
+    ) as run_id:
+        tracking.log_params(tracking.params_for_tracking(params))
+        log_datasets(tracking_uri, run_id, inputs)  # training and validation splits
+        tracking.log_text(summary, tracking.SUMMARY_ARTIFACT)
+        started = time.perf_counter()
+        verbose, progress = fit_settings()  # a live bar on a terminal, else a line per epoch
+        history = fit_model(
+            model, batches.pop(), params.train, [tracking.log_epoch], verbose, progress
+        )  # the data is freed here: the peak RSS is the fit's, not the fit's plus logging's
+        fit_seconds = time.perf_counter() - started
+        print(f"fit: {fit_seconds:.2f} s", flush=True)
+        tracking.log_metrics({"fit_seconds": fit_seconds})  # timing: MLflow only, not DVC
+        with atomic_path(out.model) as tmp_model:  # keeps the .keras suffix Keras wants
+            model.save(tmp_model)
+        model_uri, model_id = log_served_model(model, out.model, raw_sample)
+        last = {k: v[-1] for k, v in history.items()}
+        epochs = range(1, len(history["loss"]) + 1)
+        write_csv(
+            out.history,
+            ["epoch", *history],
+            [[e, *(history[k][e - 1] for k in history)] for e in epochs],
+        )
+        write_json(out.metrics, last)
+        write_text(out.summary, summary)
+        write_json(
+            out.trained,
+            {
+                "run_id": run_id,
+                "model_uri": model_uri,
+                "model_id": model_id,
+                "optimizer": params.train.optimizer,
+                **tags,
+            },
+        )
+    return last

@@ -1,0 +1,110 @@
+"""The search's summary: the study's trials ranked on validation accuracy, and what the trials
+of one run cost beyond their fits. Pure: plain records in, rows and numbers out."""
+
+from __future__ import annotations
+
+import statistics
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from fmnist.tuning.space import describe
+
+
+@dataclass(frozen=True)
+class TrialRecord:
+    """A trial as the study holds it."""
+
+    number: int
+    state: str  # complete | pruned | failed | running | waiting
+    val_accuracy: float | None  # complete: its value; pruned: its last reported epoch's
+    overrides: dict[str, Any]  # the searched keys (dotted)
+    run_id: str | None = None
+    trained_with: dict[str, Any] = field(default_factory=dict)  # its model and train sections
+
+
+@dataclass(frozen=True)
+class Cost:
+    """What a set of trials cost: fit and overhead seconds."""
+
+    trials: int
+    fit_seconds: float
+    overhead_seconds: float
+    median_overhead: float
+    median_share: float  # median over trials of overhead / (fit + overhead)
+
+    def line(self) -> str:
+        return (
+            f"{self.trials} trials: fit {self.fit_seconds:.1f} s, overhead "
+            f"{self.overhead_seconds:.1f} s (per trial: median {self.median_overhead:.2f} s, "
+            f"{self.median_share:.1%} of its wall time)"
+        )
+
+
+def cost(timings: Sequence[tuple[float, float]]) -> Cost | None:
+    """(fit seconds, overhead seconds) per trial -> totals and medians; None for none."""
+    if not timings:
+        return None
+    shares = [o / (f + o) if f + o else 0.0 for f, o in timings]
+    return Cost(
+        trials=len(timings),
+        fit_seconds=sum(f for f, _ in timings),
+        overhead_seconds=sum(o for _, o in timings),
+        median_overhead=statistics.median(o for _, o in timings),
+        median_share=statistics.median(shares),
+    )
+
+
+def counts(trials: Sequence[TrialRecord]) -> dict[str, int]:
+    """Trials per state, every state named."""
+    seen = Counter(t.state for t in trials)
+    return {s: seen.get(s, 0) for s in ("complete", "pruned", "failed", "running", "waiting")}
+
+
+def ranking(trials: Sequence[TrialRecord], top: int = 5) -> list[TrialRecord]:
+    """The complete trials, best validation accuracy first (ties: the earlier trial)."""
+    done = [t for t in trials if t.state == "complete" and t.val_accuracy is not None]
+    return sorted(done, key=lambda t: (-float(t.val_accuracy or 0.0), t.number))[:top]
+
+
+def rows(trials: Sequence[TrialRecord], describe: Any) -> list[dict[str, Any]]:
+    """The ranking as table rows (describe: overrides -> one line)."""
+    return [
+        {
+            "trial": t.number,
+            "val_accuracy": round(float(t.val_accuracy or 0.0), 4),
+            "config": describe(t.overrides) if t.overrides else "",
+            "run_id": t.run_id or "",
+        }
+        for t in trials
+    ]
+
+
+@dataclass(frozen=True)
+class TrialResult:
+    number: int
+    state: str  # complete | pruned | failed
+    overrides: dict[str, Any] = field(default_factory=dict)
+    val_accuracy: float | None = None  # the last epoch's (what the study ranks)
+    epochs: int = 0  # trained (fewer when pruned)
+    fit_seconds: float = 0.0
+    overhead_seconds: float = 0.0  # the trial's wall time minus its fit
+    warmup_seconds: float = 0.0  # the worker's start (TensorFlow, the splits), before it
+    run_id: str | None = None
+    error: str | None = None
+
+    def line(self) -> str:
+        """`trial 7: val_accuracy 0.8891 complete (relu 512-256 ..., 20 epochs); fit 25.1 s,
+        overhead 0.31 s (1.2%)`."""
+        shown = "-" if self.val_accuracy is None else f"{self.val_accuracy:.4f}"
+        what = describe(self.overrides) if self.overrides else "no config"
+        wall = self.fit_seconds + self.overhead_seconds
+        share = f" ({self.overhead_seconds / wall:.1%})" if wall else ""
+        state = self.state if self.state != "pruned" else f"pruned at epoch {self.epochs}"
+        error = f": {self.error}" if self.error else ""
+        warm = f"; worker started first: {self.warmup_seconds:.1f} s" if self.warmup_seconds else ""
+        return (
+            f"trial {self.number}: val_accuracy {shown} {state}{error} ({what}); "
+            f"fit {self.fit_seconds:.1f} s, overhead {self.overhead_seconds:.2f} s{share}{warm}"
+        )

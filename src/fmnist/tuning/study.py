@@ -1,0 +1,174 @@
+"""The search's Optuna study: where it lives, opening it (created on first use, continued on
+every later run), and its trials' bookkeeping.
+
+The study's database is FMNIST_SEARCH_STORAGE (any SQLAlchemy URL Optuna takes: the production
+profile's PostgreSQL, `postgresql://user:PASSWORD@db/optuna`), else `optuna.db` (sqlite) at the
+project's root. The URL is read from the environment, never from a flag or params.yaml: it may
+hold a password, and whatever fmnist prints shows it redacted.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import warnings
+from pathlib import Path
+from typing import Any
+
+from fmnist.params.config import SearchConfig
+from fmnist.process.errors import SearchError, first_line
+from fmnist.tracking.lifecycle import owner, owner_gone
+from fmnist.tracking.store import redact
+
+STORAGE_ENV = "FMNIST_SEARCH_STORAGE"
+DEFAULT_DB = "optuna.db"
+OWNER_ATTR = "fmnist.owner"  # the process running a trial (host:pid:start), as lifecycle has it
+PARENT_ATTR = "fmnist.search_run"  # the MLflow run of the search invocation that ran a trial
+CONNECT_TIMEOUT = 10  # seconds for PostgreSQL to accept a connection
+SQLITE_BUSY_TIMEOUT = 60  # seconds a trial waits for another's write to the sqlite file
+
+
+def storage_url(root: Path) -> str:
+    return os.environ.get(STORAGE_ENV) or f"sqlite:///{(root / DEFAULT_DB).resolve()}"
+
+
+def shown_url(url: str) -> str:
+    """The URL as fmnist prints it: no password (SQLAlchemy's own rendering, then fmnist's
+    redaction of `password=` parameters); one that does not parse is not shown at all."""
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    try:
+        return redact(make_url(url).render_as_string(hide_password=True))
+    except (ArgumentError, ValueError):
+        return f"{STORAGE_ENV} (not a database URL)"
+
+
+def _hide_password(text: str, url: str) -> str:
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    try:
+        password = make_url(url).password
+    except (ArgumentError, ValueError):
+        return f"{STORAGE_ENV} is not a database URL"
+    return redact(text.replace(str(password), "***") if password else text)
+
+
+def fingerprint(url: str) -> str:
+    """Names a store without saying what it is (no password travels with a job)."""
+    import hashlib
+
+    return hashlib.sha256(url.encode()).hexdigest()[:16]
+
+
+def _storage(url: str) -> Any:
+    import optuna
+
+    connect: dict[str, Any]
+    if url.startswith("sqlite"):
+        connect = {"timeout": SQLITE_BUSY_TIMEOUT}
+    elif url.startswith("postgresql"):  # bounded: connecting, and each statement
+        connect = {"connect_timeout": CONNECT_TIMEOUT, "options": "-c statement_timeout=60000"}
+    else:
+        connect = {}
+    engine = {"connect_args": connect, "pool_pre_ping": True}
+    return optuna.storages.RDBStorage(url, engine_kwargs=engine)
+
+
+def load(root: Path, search: SearchConfig, *, worker_seed: int = 0) -> Any:
+    """The study search.study (created if new): TPE (multivariate, grouped for the layers'
+    conditional units) and the median pruner on per-epoch val_accuracy. Each process seeds its
+    sampler apart (search.seed, the study's trial count and worker_seed): the same seed in two
+    workers would suggest the same random networks."""
+    import optuna
+    from optuna.exceptions import ExperimentalWarning
+
+    url = storage_url(root)
+    warnings.filterwarnings("ignore", category=ExperimentalWarning)
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    try:
+        storage = _storage(url)
+        study = optuna.create_study(
+            storage=storage, study_name=search.study, direction="maximize", load_if_exists=True
+        )
+        seed = search.seed + 7919 * len(study.get_trials(deepcopy=False)) + worker_seed
+        study = optuna.load_study(
+            study_name=search.study,
+            storage=storage,
+            sampler=optuna.samplers.TPESampler(
+                n_startup_trials=search.startup_trials, multivariate=True, group=True, seed=seed
+            ),
+            pruner=optuna.pruners.MedianPruner(
+                n_startup_trials=search.startup_trials, n_warmup_steps=search.warmup_epochs
+            ),
+        )
+    except Exception as exc:  # SQLAlchemy's and Optuna's errors alike: one line, redacted
+        line = _hide_password(first_line(exc), url)
+        raise SearchError(f"the study database {shown_url(url)}: {line}") from None
+    return study
+
+
+CHOICES = {  # a categorical parameter of the study -> the space's list it draws from
+    "activation": "activations",
+    "batch_norm": "batch_norm",
+    "optimizer": "optimizers",
+    "schedule": "schedules",
+    "batch_size": "batch_sizes",
+}
+
+
+def check_space(study: Any, search: SearchConfig) -> None:
+    """Optuna cannot change a choice list within a study: a space whose lists differ from
+    those the study's trials drew from is refused here, in one line, before any trial."""
+    for trial in study.get_trials(deepcopy=False):
+        for name, distribution in trial.distributions.items():
+            if name not in CHOICES:
+                continue
+            key = CHOICES[name]
+            now = tuple(getattr(search.space, key))
+            if tuple(distribution.choices) != now:
+                raise SearchError(
+                    f"search.space.{key} is {list(now)}, but study {search.study}'s trials drew "
+                    f"from {list(distribution.choices)}: put it back, or name a new search.study"
+                )
+
+
+def claim(trial: Any, parent_run_id: str) -> None:
+    """Mark a trial as this process's, for this search invocation."""
+    trial.set_user_attr(OWNER_ATTR, owner())
+    trial.set_user_attr(PARENT_ATTR, parent_run_id)
+
+
+def tell(study: Any, trial: Any, state: str, value: float | None) -> None:
+    """complete -> its value; pruned -> PRUNED (its last reported value kept); else FAIL."""
+    from optuna.trial import TrialState
+
+    if state == "complete":
+        study.tell(trial, value)
+    elif state == "pruned":
+        study.tell(trial, state=TrialState.PRUNED)
+    else:
+        study.tell(trial, state=TrialState.FAIL)
+
+
+def tell_failed(study: Any, trial: Any) -> None:
+    """Best effort (the trial is failing already): the study hears FAIL unless it is told."""
+    from optuna.trial import TrialState
+
+    with contextlib.suppress(Exception):  # a store down now: the next search's fail_orphans
+        study.tell(trial, state=TrialState.FAIL, skip_if_finished=True)
+
+
+def fail_orphans(study: Any) -> list[int]:
+    """Trials left RUNNING by a process of this host that is gone (killed with its search)
+    are told FAIL, so the study never counts them as running; returns their numbers."""
+    from optuna.trial import TrialState
+
+    failed = []
+    for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        recorded = str(trial.user_attrs.get(OWNER_ATTR, ""))
+        if recorded and owner_gone(recorded):
+            study.tell(trial.number, state=TrialState.FAIL, skip_if_finished=True)
+            failed.append(trial.number)
+    return failed

@@ -1,0 +1,281 @@
+"""One trial of the search, in the process that runs it (a Dask worker, or this one).
+
+Ask the study for a network (fmnist.tuning.space), train it on the prepared train split
+with the train stage's own code (build_model, compile_model, fit_model), report val_accuracy
+each epoch (the median pruner may stop it there), record it as an MLflow run nested under the
+search's run, and tell the study. The test split is never read here: trials are judged on
+validation only.
+
+A worker keeps TensorFlow and the splits loaded between trials: what a trial costs beyond
+its fit (its overhead) is the model's build, the study's and MLflow's bookkeeping.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from fmnist.params.config import Params, parse_params
+from fmnist.params.overrides import apply_dotted
+from fmnist.process import console
+from fmnist.process.errors import FmnistError, SearchError, first_line
+from fmnist.tracking import runs as tracking
+from fmnist.tracking.mlflow_store import environment_tracking_uri
+from fmnist.tracking.store import redact
+from fmnist.tuning import study as study_store
+from fmnist.tuning.report import TrialResult
+from fmnist.tuning.space import suggest
+
+WARM = 0.5  # seconds: a warm-up this long started the worker (later ones only check it)
+OVERRIDES_ATTR = "fmnist.overrides"  # a trial's searched params.yaml keys (JSON)
+TRAINED_WITH_ATTR = "fmnist.trained_with"  # its whole model and train sections (JSON)
+RUN_ATTR = "fmnist.mlflow_run_id"
+SEARCH_TAG = "fmnist.tuning.search"  # on the parent run and every trial's run: the study's name
+STATE_TAG = "fmnist.tuning.search.state"  # on a trial's run: complete, pruned or failed
+
+
+@dataclass(frozen=True)
+class TrialJob:
+    """What a worker needs for one trial (picklable; no secret: the study's database URL is
+    read from the worker's environment)."""
+
+    root: Path  # the project (its study database, by default)
+    data_dir: Path  # the prepared splits
+    params: Params  # params.yaml: what the search space does not set
+    parent_run_id: str
+    # The stores are the worker's own (MLFLOW_TRACKING_URI, FMNIST_SEARCH_STORAGE, else the
+    # project's files): URLs may hold passwords, and Prefect keeps what a task is given. A
+    # worker whose stores differ from the search's refuses to run (a fingerprint, no secret).
+    tracking_id: str
+    storage_id: str
+    tags: Mapping[str, str]  # lineage: DVC's data hash, git commit
+    threads: int = 0  # TensorFlow threads in the worker process (0: TensorFlow's choice)
+    deadline: float | None = None  # time.time() after which no trial starts
+    quiet: bool = False  # the workers hide library chatter too (the command's --verbose)
+
+
+_splits: dict[tuple[str, int, int], tuple[np.ndarray, np.ndarray]] = {}
+
+
+def _split(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    """A prepared split, read once per process (and again if the file changed)."""
+    from fmnist.data.splits import load_split
+
+    stat = path.stat()
+    key = (str(path.resolve()), stat.st_mtime_ns, stat.st_size)
+    if key not in _splits:
+        if len(_splits) > 4:
+            _splits.clear()
+        _splits[key] = load_split(path)
+    return _splits[key]
+
+
+def _worker_seed() -> int:
+    """This Dask worker's number (its name in a local cluster), 0 outside a worker."""
+    import zlib
+
+    try:
+        from distributed import get_worker
+
+        name = str(get_worker().name)
+    except ValueError:  # not running in a Dask worker
+        return 0
+    return int(name) if name.isdigit() else zlib.crc32(name.encode()) % 1000
+
+
+def _limit_threads(threads: int) -> None:
+    """TensorFlow's threads for this process, before its first operation (later: unchanged)."""
+    if threads <= 0:
+        return
+    import tensorflow as tf
+
+    try:
+        tf.config.threading.set_intra_op_parallelism_threads(threads)
+        tf.config.threading.set_inter_op_parallelism_threads(threads)
+    except RuntimeError:
+        pass  # TensorFlow already started in this process: its threads are set
+
+
+def _check_stores(job: TrialJob) -> str:
+    """The tracking URI, after checking this worker's stores are the search's (SearchError)."""
+    uri = environment_tracking_uri(job.root)  # this worker's: MLFLOW_TRACKING_URI or the file
+    if study_store.fingerprint(uri) != job.tracking_id:
+        raise SearchError(
+            "this Dask worker's MLflow store is not the search's: give the workers the "
+            "search's MLFLOW_TRACKING_URI"
+        )
+    if study_store.fingerprint(study_store.storage_url(job.root)) != job.storage_id:
+        raise SearchError(
+            f"this Dask worker's study database is not the search's: give the workers the "
+            f"search's {study_store.STORAGE_ENV}"
+        )
+    return uri
+
+
+def warm_up(job: TrialJob) -> float:
+    """What a worker does once, not per trial: check its stores, start TensorFlow (its threads
+    set), read the splits, open the MLflow store; returns the seconds it took."""
+    from fmnist.process.keras_compat import load_keras
+    from fmnist.tracking.mlflow_store import open_store
+
+    started = time.perf_counter()
+    if job.quiet:
+        console.quiet_libraries(verbose=False)
+    uri = _check_stores(job)
+    load_keras()  # TensorFlow's first import
+    _limit_threads(job.threads)  # then its threads, before its first operation
+    _split(job.data_dir / "train.npz")
+    _split(job.data_dir / "val.npz")
+    open_store(uri)
+    return time.perf_counter() - started
+
+
+def run_trial(job: TrialJob) -> TrialResult | None:
+    """Ask, train, tell; None when the deadline passed before the trial could start. A trial
+    whose training fails (diverges, bad combination) is told FAIL and returned, not raised."""
+    if job.deadline is not None and time.time() >= job.deadline:
+        return None
+    warm = warm_up(job)  # a worker's first trial starts it; later ones find it ready
+    started = time.perf_counter()
+    search = job.params.search
+    study = study_store.load(job.root, search, worker_seed=_worker_seed())
+    trial = study.ask()
+    try:
+        study_store.claim(trial, job.parent_run_id)
+        overrides = suggest(trial, search.space)
+        trial.set_user_attr(OVERRIDES_ATTR, json.dumps(overrides))
+        outcome = _train(job, trial, overrides, started)
+        study_store.tell(study, trial, outcome.state, outcome.val_accuracy)
+    except Exception as exc:  # the trial fails, not the search: one line, the study told
+        study_store.tell_failed(study, trial)
+        outcome = TrialResult(trial.number, "failed", error=redact(first_line(exc)))
+    except BaseException:  # interrupted: the trial must not stay RUNNING in the study
+        study_store.tell_failed(study, trial)
+        raise
+    # the bookkeeping after the run ended (telling the study) counts too
+    wall = time.perf_counter() - started
+    return replace(
+        outcome,
+        overhead_seconds=max(0.0, wall - outcome.fit_seconds),
+        warmup_seconds=warm if warm >= WARM else 0.0,
+    )
+
+
+def _train(job: TrialJob, trial: Any, overrides: dict[str, Any], started: float) -> TrialResult:
+    """The trial's training inside its MLflow run (FAILED when training fails)."""
+    base = job.params.model_dump(mode="json", by_alias=True)
+    uri = environment_tracking_uri(job.root)
+    tags = {
+        **job.tags,
+        SEARCH_TAG: job.params.search.study,
+        "fmnist.tuning.search.trial": str(trial.number),
+    }
+    name = f"trial-{trial.number}"
+    result = TrialResult(trial.number, "failed", overrides)
+    try:
+        params = parse_params(apply_dotted(base, overrides), source=f"trial {trial.number}")
+        trial.set_user_attr(TRAINED_WITH_ATTR, json.dumps(trained_with(params)))
+        with tracking.tracked_run(
+            uri,
+            params.tracking.experiment,
+            run_name=name,
+            tags=tags,
+            parent_run_id=job.parent_run_id,
+        ) as run_id:
+            trial.set_user_attr(RUN_ATTR, run_id)
+            result = TrialResult(trial.number, "failed", overrides, run_id=run_id)
+            result = _fit(job, trial, params, result, started)
+    except FmnistError as exc:
+        return TrialResult(
+            trial.number, "failed", overrides, run_id=result.run_id, error=first_line(exc)
+        )
+    return result
+
+
+def _fit(
+    job: TrialJob, trial: Any, params: Params, result: TrialResult, started: float
+) -> TrialResult:
+    """Fit with pruning; log the trial's params, per-epoch metrics, timing and state."""
+    from fmnist.process.errors import TrainingError
+    from fmnist.process.keras_compat import load_keras
+    from fmnist.training.fit import compile_model, fit_model, seed_everything, training_batches
+    from fmnist.training.model import build_model
+
+    train = _split(job.data_dir / "train.npz")  # x (n, 28, 28) uint8 pixels, y (n,) uint8
+    val = _split(job.data_dir / "val.npz")
+    load_keras().backend.clear_session()  # the previous trial's model and graphs go
+    seed_everything(params.train.seed)
+    model = build_model(params.model)
+    compile_model(model, params.train, train_rows=len(train[1]))
+    batches = training_batches(train, val, model, params.train)
+    tracking.log_params(_trial_params(params, trial.number))
+    pruning = _Pruning(trial)
+    fit_started = time.perf_counter()
+    try:
+        history = fit_model(
+            model, batches, params.train, [tracking.log_epoch, pruning.report], verbose=0,
+            callbacks=[pruning.callback],
+        )  # fmt: skip
+    except TrainingError as exc:
+        if not pruning.pruned_at:
+            raise
+        history = {"val_accuracy": [pruning.last]}  # a pruned trial that also diverged
+        del exc
+    fit_seconds = time.perf_counter() - fit_started
+    state = "pruned" if pruning.pruned_at else "complete"
+    epochs = pruning.pruned_at or len(history["val_accuracy"])
+    overhead = time.perf_counter() - started - fit_seconds
+    tracking.log_metrics({"fit_seconds": fit_seconds, "overhead_seconds": overhead})
+    tracking.set_tags({STATE_TAG: state})
+    return TrialResult(
+        trial.number,
+        state,
+        result.overrides,
+        val_accuracy=float(history["val_accuracy"][-1]),
+        epochs=epochs,
+        fit_seconds=fit_seconds,
+        run_id=result.run_id,
+    )
+
+
+def trained_with(params: Params) -> dict[str, Any]:
+    """The model and train sections as the trial trained (layers without their defaults)."""
+    model = params.model.model_dump(mode="json")
+    model["hidden"] = [
+        h.model_dump(mode="json", exclude_defaults=True) for h in params.model.hidden
+    ]
+    return {"model": model, "train": params.train.model_dump(mode="json")}
+
+
+def _trial_params(params: Params, number: int) -> dict[str, str]:
+    """The model and train sections the trial trained with, as the train stage logs them."""
+    flat = tracking.params_for_tracking(params)
+    return {k: v for k, v in flat.items() if k.startswith(("model.", "train."))} | {
+        "search.trial": str(number)
+    }
+
+
+class _Pruning:
+    """Reports each epoch's val_accuracy to the trial; stops the fit when the pruner says so
+    (a Keras callback: model.stop_training, Keras' own way to end a fit early)."""
+
+    def __init__(self, trial: Any) -> None:
+        import keras
+
+        self.trial = trial
+        self.pruned_at = 0
+        self.last = 0.0
+        self.callback = keras.callbacks.Callback()  # Keras gives it the model
+
+    def report(self, epoch: int, logs: Mapping[str, float]) -> None:
+        self.last = float(logs["val_accuracy"])
+        self.trial.report(self.last, epoch)
+        if self.trial.should_prune():
+            self.pruned_at = epoch
+            self.callback.model.stop_training = True

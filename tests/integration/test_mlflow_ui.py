@@ -32,7 +32,7 @@ from fmnist.tracking import runs as tracking
 from fmnist.tracking.datasets import file_digest
 from tests.conftest import REPO, dvc_project, record_output, synthetic_images, write_raw
 from tests.integration.conftest import mlflow_server as running_mlflow_server
-from tests.stages.outputs import evaluate_outputs, train_outputs
+from tests.training.outputs import evaluate_outputs, train_outputs
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

@@ -16,7 +16,7 @@ from mlflow import MlflowClient
 from fmnist.params.config import Params
 from fmnist.process.failures import Interrupted
 from fmnist.registry.card import PENDING
-from tests.stages.test_register_card import register, trained_run
+from tests.registry.test_register_card import register, trained_run
 
 pytestmark = pytest.mark.slow  # several runs and versions in a real store
 NAME = "fashion-mnist"

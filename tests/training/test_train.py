@@ -20,7 +20,7 @@ from fmnist.training import evaluate as evaluate_stage
 from fmnist.training import train as train_stage
 from fmnist.training.metrics import CLASS_NAMES
 from fmnist_model.images import scale_images
-from tests.stages.outputs import evaluate_outputs, train_outputs
+from tests.training.outputs import evaluate_outputs, train_outputs
 
 pytestmark = pytest.mark.slow
 

@@ -14,7 +14,7 @@ from fmnist.params.config import Params
 from fmnist.process.errors import DataIntegrityError
 from fmnist.training import evaluate as evaluate_stage
 from fmnist.training import train as train_stage
-from tests.stages.outputs import evaluate_outputs, train_outputs
+from tests.training.outputs import evaluate_outputs, train_outputs
 
 
 @pytest.mark.slow

@@ -4,6 +4,7 @@ logged as a servable model; models/model.keras, its summary, history, metrics an
 from __future__ import annotations
 
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -47,13 +48,16 @@ def run(
     from fmnist.training.fit import compile_model, seed_everything, training_batches
     from fmnist.training.model import build_model
 
-    train = load_split(data_dir / "train.npz")  # x (n, 28, 28) uint8 pixels, y (n,) uint8
-    val = load_split(data_dir / "val.npz")
-    raw_sample = val[0][:32].copy()  # raw 0-255 pixels, as the served model takes them
-    seed_everything(params.train.seed)
-    model = build_model(params.model)
-    compile_model(model, params.train, train_rows=len(train[1]))
-    version = data_version(root, data_dir)
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        # DVC's check of the data (`dvc data status`, a second process) runs while Keras loads
+        checked = pool.submit(data_version, root, data_dir)
+        train = load_split(data_dir / "train.npz")  # x (n, 28, 28) uint8 pixels, y (n,) uint8
+        val = load_split(data_dir / "val.npz")
+        raw_sample = val[0][:32].copy()  # raw 0-255 pixels, as the served model takes them
+        seed_everything(params.train.seed)
+        model = build_model(params.model)
+        compile_model(model, params.train, train_rows=len(train[1]))
+        version = checked.result()
     tags = {
         records.DATA_TAG: version,
         records.COMMIT_TAG: git_commit(root),

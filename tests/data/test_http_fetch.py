@@ -8,12 +8,14 @@ import http.server
 import io
 import re
 import socket
+import ssl
 import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import trustme
 
 from fmnist.data import http_fetch
 from fmnist.data.http_fetch import HttpPolicy, MirrorError, fetch_http, human_bytes
@@ -35,6 +37,7 @@ class _Server(http.server.ThreadingHTTPServer):
     mode: str = ""
     requests: int = 0
     released: threading.Event  # set at the end: stalled handlers return
+    scheme: str = "http"
 
 
 @pytest.fixture
@@ -46,8 +49,16 @@ def mirror(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
-def http_mirror(mirror: Path) -> Iterator[_Server]:
-    """A real HTTP server on a free loopback port serving the mirror folder."""
+def tls() -> bool:
+    """False; True (by a test's parametrize): the mirror speaks https, its CA trusted."""
+    return False
+
+
+@pytest.fixture
+def http_mirror(
+    mirror: Path, tls: bool, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[_Server]:
+    """A real HTTP(S) server on a free loopback port serving the mirror folder."""
 
     class Handler(http.server.SimpleHTTPRequestHandler):
         def __init__(self, *args, **kwargs):  # type: ignore[no-untyped-def]
@@ -90,6 +101,12 @@ def http_mirror(mirror: Path) -> Iterator[_Server]:
 
     server = _Server(("127.0.0.1", 0), Handler)
     server.released = threading.Event()
+    if tls:  # a throwaway CA, trusted the way the system's store is (SSL_CERT_FILE)
+        ca, context = trustme.CA(), ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        ca.issue_cert("127.0.0.1").configure_cert(context)
+        ca.cert_pem.write_to_path(str(tmp_path / "ca.pem"))
+        monkeypatch.setenv("SSL_CERT_FILE", str(tmp_path / "ca.pem"))
+        server.socket, server.scheme = context.wrap_socket(server.socket, server_side=True), "https"
     thread = threading.Thread(
         target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
     )
@@ -104,7 +121,7 @@ def http_mirror(mirror: Path) -> Iterator[_Server]:
 
 def url(server: _Server) -> str:
     """The URL of NAME's .gz on the server."""
-    return f"http://127.0.0.1:{server.server_address[1]}/{NAME}.gz"
+    return f"{server.scheme}://127.0.0.1:{server.server_address[1]}/{NAME}.gz"
 
 
 def fetch(target: str, out: Path, policy: HttpPolicy = FAST) -> None:
@@ -123,6 +140,7 @@ def nothing_unverified(out: Path) -> None:
     assert [p.name for p in out.iterdir()] == []
 
 
+@pytest.mark.parametrize("tls", [False, True], ids=["http", "https"])
 def test_http_mirror(tmp_path: Path, http_mirror: _Server) -> None:
     fetch(url(http_mirror), tmp_path / "raw")
     assert [p.name for p in (tmp_path / "raw").iterdir()] == [NAME]
@@ -171,11 +189,16 @@ def test_http_mirror_serving_wrong_bytes(tmp_path: Path, http_mirror: _Server) -
 # that the output folder holds nothing unverified.
 
 
-@pytest.mark.parametrize("mode", ["stall", "slow-answer"])
+@pytest.mark.parametrize(
+    ("mode", "tls"),
+    [("stall", False), ("slow-answer", False), ("slow-answer", True)],
+    ids=["stall", "slow-answer", "slow-answer-https"],
+)
 def test_mirror_that_never_answers_costs_the_timeout(
     tmp_path: Path, http_mirror: _Server, mode: str
 ) -> None:
-    """Accepted but no answer (or one trickled byte by byte): given up after timeout, once."""
+    """Accepted but no answer (or one trickled byte by byte, which only the watchdog stops,
+    under TLS too): given up after timeout, once."""
     http_mirror.mode = mode
     policy = HttpPolicy(timeout=1, retries=3, progressbar=False)
     took, err = timed_failure(url(http_mirror), tmp_path / "raw", policy)

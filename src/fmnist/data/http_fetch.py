@@ -3,27 +3,27 @@
 Per file and mirror: connecting, the answer and every read get `timeout` seconds; from the
 first request on, retries and their waits included, the file must keep an average of
 `min_speed` after a grace of `timeout` seconds, i.e. its deadline is
-`timeout + bytes received / min_speed` seconds after the first request. A watchdog thread shuts
-the socket when the deadline passes, so no read (nor a trickled answer) outlasts it. A failure
+`timeout + bytes received / min_speed` seconds after the first request. httpx holds the
+per-step timeouts; a watchdog thread shuts the socket (handed over by httpx's trace extension)
+when the deadline passes, so no read (nor a trickled answer) outlasts it. A failure
 is a MirrorError; `drop` says whether the mirror is worth asking for the other files.
 """
 
 from __future__ import annotations
 
 import contextlib
-import functools
-import http.client
 import socket
+import ssl
 import sys
 import threading
 import time
-import urllib.error
-import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from fmnist.data.gz_sink import CHUNK, GzSink, gz_sink, os_reason
+import httpx
+
+from fmnist.data.gz_sink import GzSink, gz_sink, os_reason
 
 _TICK = 0.1  # seconds between the watchdog's looks at the clock
 PROGRESS_EVERY = 5.0  # seconds between progress lines when stderr is not a terminal
@@ -113,6 +113,11 @@ class _Watchdog:
         self._stop.set()
         self._thread.join()
 
+    def trace(self, event: str, info: dict[str, Any]) -> None:
+        """httpx's trace extension: watch the socket once connected (again once under TLS)."""
+        if event.endswith((".connect_tcp.complete", ".start_tls.complete")):
+            self.sock = info["return_value"].get_extra_info("socket")
+
     def _run(self) -> None:
         while not self._stop.wait(_TICK):
             if self.sock is not None and time.monotonic() > self.deadline:
@@ -120,36 +125,6 @@ class _Watchdog:
                 with contextlib.suppress(OSError):  # the plain socket's, also under TLS
                     socket.socket.shutdown(self.sock, socket.SHUT_RDWR)
                 return
-
-
-class _Watched(http.client.HTTPConnection):
-    """A connection that hands its socket to a watchdog as soon as it is connected."""
-
-    def __init__(self, *args: Any, watchdog: _Watchdog, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.watchdog = watchdog
-
-    def connect(self) -> None:
-        super().connect()
-        self.watchdog.sock = self.sock
-
-
-class _WatchedHTTPS(_Watched, http.client.HTTPSConnection):
-    pass
-
-
-def _opener(dog: _Watchdog) -> urllib.request.OpenerDirector:
-    """urllib's opener (proxies from the environment, redirects) with watched connections."""
-
-    class Http(urllib.request.HTTPHandler):
-        def http_open(self, req: urllib.request.Request) -> http.client.HTTPResponse:
-            return self.do_open(functools.partial(_Watched, watchdog=dog), req)
-
-    class Https(urllib.request.HTTPSHandler):
-        def https_open(self, req: urllib.request.Request) -> http.client.HTTPResponse:
-            return self.do_open(functools.partial(_WatchedHTTPS, watchdog=dog), req)
-
-    return urllib.request.build_opener(Http, Https)
 
 
 class _Progress:
@@ -191,63 +166,73 @@ class _Progress:
             self._bar.close()
 
 
-def _content_length(resp: http.client.HTTPResponse) -> int | None:
+def _content_length(resp: httpx.Response) -> int | None:
     value = resp.headers.get("Content-Length", "")
     return int(value) if value.isdigit() else None
+
+
+def _client(policy: HttpPolicy) -> httpx.Client:
+    """As urllib would: the system's CA certificates, proxies from the environment, redirects
+    followed, and the file's bytes as stored (no Content-Encoding)."""
+    return httpx.Client(
+        verify=ssl.create_default_context(), timeout=policy.timeout, follow_redirects=True,
+        headers={"Accept-Encoding": "identity"},
+    )  # fmt: skip
 
 
 def _attempt(url: str, sink: GzSink, budget: _Budget) -> None:
     """One GET of url into sink, within budget; failures are MirrorError."""
     policy = budget.policy
     progress = _Progress(url, policy.progressbar)
-    with _Watchdog(budget.deadline()) as dog:
+    with _Watchdog(budget.deadline()) as dog, _client(policy) as client:
         try:
-            with _opener(dog).open(url, timeout=policy.timeout) as resp:
+            with client.stream("GET", url, extensions={"trace": dog.trace}) as resp:
+                if resp.is_error:
+                    busy = resp.status_code in (408, 425, 429) or resp.status_code >= 500
+                    reason = f"HTTP {resp.status_code} {resp.reason_phrase}"
+                    raise MirrorError(reason, retry=busy, drop=busy)  # 404 & co: this file only
                 progress.begin(_content_length(resp))
-                while chunk := resp.read1(CHUNK):
+                for chunk in resp.iter_raw():  # as the network gives it (64 kB at most)
                     budget.received += len(chunk)
                     dog.deadline = budget.deadline()
                     sink.write(chunk)
                     progress.update(len(chunk))
-        except urllib.error.HTTPError as exc:
-            exc.close()
-            busy = exc.code in (408, 425, 429) or exc.code >= 500  # 404 & co: this file only
-            raise MirrorError(f"HTTP {exc.code} {exc.reason}", retry=busy, drop=busy) from None
-        except (OSError, http.client.HTTPException) as exc:  # URLError is an OSError
+        except (httpx.HTTPError, httpx.InvalidURL) as exc:
             raise _transport_failure(exc, dog, budget, progress) from None
         finally:
             progress.close()
-    if progress.size is not None and progress.done >= progress.size:
-        return
-    if dog.fired:
+    if dog.fired and progress.size is None:  # without a Content-Length, a shut socket is an end
         raise budget.too_slow()
-    if progress.size is not None:
-        reason = f"cut short ({progress.amount()}, then the connection closed)"
-        raise MirrorError(reason, retry=True, drop=True)
 
 
 def _transport_failure(
-    exc: BaseException, dog: _Watchdog, budget: _Budget, progress: _Progress
+    exc: Exception, dog: _Watchdog, budget: _Budget, progress: _Progress
 ) -> MirrorError:
     """What went wrong below HTTP: before the answer (connecting, waiting) or while reading."""
-    connecting = isinstance(exc, urllib.error.URLError)  # urllib wraps errors before the answer
-    reason = exc.reason if isinstance(exc, urllib.error.URLError) else exc
     waited = f"{budget.policy.timeout:g} s"
     answered = progress.answered
-    if not answered and (dog.fired or isinstance(reason, TimeoutError)):
-        return MirrorError(
-            f"stalled (no {'connection' if connecting else 'answer'} in {waited})", drop=True
-        )
+    if not answered and (dog.fired or isinstance(exc, httpx.TimeoutException)):
+        what = "connection" if isinstance(exc, httpx.ConnectTimeout) else "answer"
+        return MirrorError(f"stalled (no {what} in {waited})", drop=True)
     if dog.fired:
         return budget.too_slow()
-    if isinstance(reason, TimeoutError):
+    if isinstance(exc, httpx.TimeoutException):
         return MirrorError(f"stalled (no byte for {waited} after {progress.amount()})", drop=True)
-    text = os_reason(reason) if isinstance(reason, OSError) else " ".join(str(reason).split())
-    if isinstance(reason, socket.gaierror):
+    cause = _os_error(exc)
+    text = os_reason(cause) if cause else " ".join(str(exc).split()) or type(exc).__name__
+    if isinstance(cause, socket.gaierror):
         return MirrorError(f"cannot resolve the host ({text})", drop=True)
-    if connecting:
+    if isinstance(exc, httpx.ConnectError):
         return MirrorError(f"cannot connect ({text})", retry=True, drop=True)
     if not answered:
-        reason_text = text or type(reason).__name__
-        return MirrorError(f"no valid HTTP answer ({reason_text})", retry=True, drop=True)
+        return MirrorError(f"no valid HTTP answer ({text})", retry=True, drop=True)
+    if progress.size is not None and progress.done < progress.size:
+        text = "then the connection closed"
     return MirrorError(f"cut short ({progress.amount()}, {text})", retry=True, drop=True)
+
+
+def _os_error(exc: BaseException | None) -> OSError | None:
+    """The OSError below httpx's exception, if any (httpx and httpcore chain theirs)."""
+    while exc is not None and not isinstance(exc, OSError):
+        exc = exc.__cause__ or exc.__context__
+    return exc

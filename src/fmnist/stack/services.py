@@ -12,11 +12,10 @@ import os
 import subprocess
 import sys
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 
+import httpx
 import psutil
 
 from fmnist.stack.processes import MARKER, SERVICE_MARKER, alive, free_port, marker
@@ -38,11 +37,9 @@ _TOML_MARK = "# written by `make up` (fmnist stack); `make down` removes it"
 
 def healthy(url: str, timeout: float = 2.0) -> bool:
     """The URL answers 200 (loopback only; the stack never talks elsewhere)."""
-    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # never via a proxy
     try:
-        with opener.open(url, timeout=timeout) as response:
-            return int(response.status) == 200
-    except (urllib.error.URLError, OSError, ValueError):
+        return httpx.get(url, timeout=timeout, trust_env=False).status_code == 200  # no proxy
+    except (httpx.HTTPError, httpx.InvalidURL):
         return False
 
 

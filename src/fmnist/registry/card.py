@@ -1,5 +1,4 @@
-"""A registered version's model card: markdown, its description in the MLflow registry.
-Pure: what the version's run and records hold in, text out."""
+"""A registered version's model card (its markdown description in the registry); pure."""
 
 from __future__ import annotations
 
@@ -56,14 +55,12 @@ def promotion_text(decision: Decision | None) -> str:
 
 
 def model_card(facts: CardFacts, decision: Decision | None = None) -> str:
-    """The card in markdown, within DESCRIPTION_LIMIT: the Keras summary is left to its
-    artifact link if the whole card would be too long, and the rest cut at a line if still."""
-    card = _join(facts, decision, with_summary=True)
-    if len(card) <= DESCRIPTION_LIMIT:
-        return card
-    card = _join(facts, decision, with_summary=False)
-    if len(card) <= DESCRIPTION_LIMIT:
-        return card
+    """The card within DESCRIPTION_LIMIT: too long, the Keras summary is left to its link,
+    and the rest cut at a line if still."""
+    for with_summary in (True, False):
+        card = _join(facts, decision, with_summary=with_summary)
+        if len(card) <= DESCRIPTION_LIMIT:
+            return card
     cut = "\n\n*(cut to MLflow's description limit: the run holds everything)*\n"
     head = card[: DESCRIPTION_LIMIT - len(cut)]
     return head[: head.rfind("\n")] + cut

@@ -1,6 +1,5 @@
-"""Moving `champion`: the promotion rule (fmnist.registry.promotion) applied to a registered
-version, by hand or after register, and the rollback to the version that held it before.
-Under the registry's promotion lock; a failure moves no alias."""
+"""Moving `champion` under the promotion lock: the promotion rule applied to a version, and
+the rollback to the one before; a failure moves no alias."""
 
 from __future__ import annotations
 
@@ -54,8 +53,7 @@ def _move_champion(client: Any, name: str, version: int, history: list[int]) -> 
 
 
 def _unfinished_run(client: Any, candidate: Any) -> str | None:
-    """Why the version's run disqualifies it (not FINISHED), or None (also for a version
-    registered from files, with no run)."""
+    """Why the version's run disqualifies it (not FINISHED), or None (also with no run)."""
     if not candidate.run_id:
         return None
     status = client.get_run(candidate.run_id).info.status
@@ -74,10 +72,8 @@ def promote(
     echo: Callable[[str], None] = print,
     checkpoint: Callable[[], None] = lambda: None,
 ) -> Decision:
-    """Apply the promotion rule to a version; record the decision on it; move `champion`.
-
-    A version whose run did not end FINISHED is refused unless forced. checkpoint is called
-    while the lock is waited for (a safe point to stop at)."""
+    """Apply the promotion rule to a version, record the decision on it, move `champion`.
+    checkpoint is called while the lock is waited for (a safe point to stop at)."""
     from mlflow.exceptions import MlflowException
 
     client = client_for(uri)

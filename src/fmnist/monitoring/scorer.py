@@ -44,8 +44,7 @@ class Scored:
 
 
 def load_scoring_model(uri: str, name: str, version: int | None) -> ScoringModel:
-    """Version `version` of the registered model, or the champion's, loaded by its number
-    (fmnist.serving.loading.load_version, as `fmnist serve` loads it)."""
+    """Version `version` (None: the champion's), loaded by its number as `fmnist serve` does."""
     from mlflow.exceptions import MlflowException
 
     from fmnist.registry.versions import champion_version, client_for

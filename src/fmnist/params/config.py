@@ -46,9 +46,9 @@ SEED_END = 2**32  # NumPy's, scikit-learn's and Optuna's seeds are below it (els
 
 
 def _whole(value: Any, handler: ValidatorFunctionWrapHandler) -> int:
-    """A whole number as written: 5.0, 1e9, 5.5, true and "5" are refused (pydantic's lax int
-    takes all but 5.5), NumPy's ints pass. Strict int would refuse 1e9 epochs as no int, so
-    the line would not say how many are allowed: a whole float meets the bounds first."""
+    """A whole number as written: 5.0, 1e9, 5.5, true and "5" are refused (lax int takes all
+    but 5.5), NumPy's ints pass. Not strict int: a whole float meets the bounds first, so 1e9
+    epochs says how many are allowed."""
     if isinstance(value, float) and value.is_integer():
         handler(value)  # 1e9 epochs: "less than or equal to 1000"
         raise ValueError("Input should be a whole number, written without a decimal point")
@@ -257,14 +257,11 @@ def describe_errors(exc: ValidationError) -> str:
     """One line: each bad key, what it holds and what is allowed."""
     parts = []
     for err in exc.errors(include_url=False):
-        key = ".".join(str(p) for p in err["loc"])
-        if err["type"] == "extra_forbidden":
-            parts.append(f"{key}: unknown key")
-            continue
-        got = err.get("input")
-        shown = "" if isinstance(got, dict | list) else f" (got {got!r})"
+        key, got = ".".join(str(p) for p in err["loc"]), err.get("input")
         message = str(err["msg"]).removeprefix("Value error, ")  # our validators' own words
-        parts.append(f"{key}: {message}{shown}")
+        shown = "" if isinstance(got, dict | list) else f" (got {got!r})"
+        unknown = err["type"] == "extra_forbidden"
+        parts.append(f"{key}: unknown key" if unknown else f"{key}: {message}{shown}")
     return "; ".join(parts)
 
 

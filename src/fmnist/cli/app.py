@@ -109,9 +109,8 @@ _process = {"standalone": False}  # run_app runs this process: its exit is the c
 
 
 def said(code: int) -> None:
-    """The command has said its outcome (code): in the `fmnist` process, a Ctrl-C or SIGTERM
-    from now on ends it at once with that code (fmnist.process.failures.exit_on_signal). Run inside
-    another process (tests, a flow), its signal handlers are not this command's to keep."""
+    """The command has said its outcome: in the `fmnist` process a signal now exits with
+    code at once (exit_on_signal); inside another (tests, a flow) the handlers are not ours."""
     from fmnist.process.failures import exit_on_signal
 
     if _process["standalone"]:
@@ -119,9 +118,8 @@ def said(code: int) -> None:
 
 
 def _signals_ignored() -> None:
-    """The last exit hook: CPython's finalization then resets Python-level handlers to the
-    default, so a SIGTERM while the interpreter unloads would kill it (-15 after a printed
-    success); ignored signals stay ignored, for the moment the unloading takes."""
+    """The last exit hook: finalization resets Python-level handlers to the default, so a
+    SIGTERM while the interpreter unloads would kill it (-15 after a printed success)."""
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, signal.SIG_IGN)
 

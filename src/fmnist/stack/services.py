@@ -1,9 +1,6 @@
-"""What the stack starts: the Prefect server, its work pool, the deployments of prefect.yaml
-and a process worker, and the MLflow server; their command lines, environments and health
-checks, and the prefect.toml that points Prefect commands in the repo at the server.
-
-Each service starts in a session of its own carrying the stack's marker, logs to a private
-file under the state folder and is recorded at once (so even a killed `up` can be taken down).
+"""What the stack starts (Prefect server, work pool, deployments, worker; the MLflow server):
+command lines, environments, health checks, and the prefect.toml pointing Prefect commands in
+the repo at the server. Each service is recorded at once, so even a killed `up` can be undone.
 """
 
 from __future__ import annotations
@@ -47,17 +44,13 @@ def healthy(url: str, timeout: float = 2.0) -> bool:
 
 
 def _bin(name: str) -> list[str]:
-    """A tool of this environment (prefect, mlflow) as this interpreter's `-m`, whatever PATH says.
-
-    (So its command line reads `python -m mlflow ...`: the tool's name, not a console
-    script's interpreter.)
-    """
+    """A tool of this environment as this interpreter's `-m`, whatever PATH says (so its
+    command line names the tool, not a console script's interpreter)."""
     return [sys.executable, "-m", name]
 
 
 def service_env(cfg: StackConfig, api_url: str, tracking_uri: str) -> dict[str, str]:
-    """The environment of every process of the stack: Prefect's and MLflow's addresses, the
-    stage environment, cfg.env, and the marker."""
+    """The environment of every process of the stack: addresses, stage env, cfg.env, marker."""
     from fmnist.pipeline.dvc_cli import stage_env
 
     return stage_env(
@@ -100,8 +93,8 @@ def start(
 
 
 def wait_healthy(service: Service, timeout: float, secrets: Iterable[str] = ()) -> None:
-    """Until the service answers its health check; StackError (with the last line of its
-    log, redacted) if it exits or does not answer within timeout."""
+    """Until the service answers its health check; StackError (its log's last line) if it
+    exits or does not answer within timeout."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if healthy(service.health_url):
@@ -140,8 +133,7 @@ def _launch(
     health: str,
     timeout: float,
 ) -> None:
-    """Start a service, record it at once (so even a killed `up` can be taken down), and
-    wait for its health check."""
+    """Start a service, record it at once, and wait for its health check."""
     services.append(start(name, cmd, env, cfg, url, health))
     save(cfg, services)
     wait_healthy(services[-1], timeout, passwords(env.values()))
@@ -194,8 +186,8 @@ def up_prefect(
 
 
 def mlflow_command(cfg: StackConfig, store: str) -> tuple[list[str], dict[str, str]]:
-    """The MLflow server's command line, and the environment that carries its store and
-    artifact locations (`mlflow server` reads them there): `ps` shows no password."""
+    """The MLflow server's command line, and the environment carrying its store and artifact
+    locations (`mlflow server` reads them there): `ps` shows no password."""
     cmd = [
         *(*_bin("mlflow"), "server", "--host", "127.0.0.1", "--port", str(cfg.mlflow_port)),
         *("--workers", "1"),

@@ -1,9 +1,5 @@
 """Prefect flow `fashion-mnist-batch-score`: score a batch with the champion, check it for drift
-against the champion's training data, and start the retraining deployment when it drifted.
-
-Wiring only: the tasks call monitoring.batch and monitoring.drift_check, as `fmnist score`
-does.
-"""
+and start the retraining deployment when it drifted (wiring only, as `fmnist score`)."""
 
 from __future__ import annotations
 
@@ -29,8 +25,7 @@ ARTIFACT_KEY = "fashion-mnist-batch-score"
 def score(
     params: Params, input_path: Path, out: Path, uri: str, version: int | None
 ) -> batch_scoring.Outcome:
-    """The batch's predictions file and scoring run (monitoring.batch); the drift reference is
-    resolved first, so a missing one stops the run before anything is written."""
+    """The batch's predictions file and scoring run (the drift reference resolved first)."""
     done = batch_scoring.score_input(params, input_path, out, uri, version, Path.cwd())
     for line in batch_scoring.report_lines(done.scored, params.score.experiment):
         get_run_logger().info(line)

@@ -1,10 +1,6 @@
-"""Prefect flow `fashion-mnist-pipeline`: the DVC pipeline as a tracked, deployable run.
-
-Wiring only. DVC runs the stages (dvc.yaml stays the one definition of the pipeline);
-flow parameters become a DVC experiment's `--set-param`s, so params.yaml is never edited.
-When DVC already has this data, code and params it runs nothing and the run reports the
-version it reused (`force=true` retrains: a new MLflow run and a new registered version).
-"""
+"""Prefect flow `fashion-mnist-pipeline`: the DVC pipeline as a tracked, deployable run. DVC
+runs the stages; flow parameters become an experiment's `--set-param`s (params.yaml is never
+edited). Unchanged data, code and params run nothing: the version reused is reported."""
 
 from __future__ import annotations
 
@@ -34,16 +30,14 @@ def download(root: Path, env: dict[str, str]) -> None:
 def experiment(
     root: Path, name: str, set_params: list[str], env: dict[str, str], force: bool = False
 ) -> dvc_cli.ExperimentRun:
-    """prepare -> train -> evaluate -> register as DVC experiment NAME; its commit, and which
-    stages it recorded anew (force: DVC runs every one)."""
+    """prepare -> train -> evaluate -> register as DVC experiment NAME (force: every stage)."""
     return dvc_cli.run_experiment(root, name, set_params, env, get_run_logger().info, force=force)
 
 
 @task(name="report")
 def report(root: Path, run: dvc_cli.ExperimentRun) -> dict[str, Any]:
-    """The markdown and per-epoch table artifacts of the registered model; says so (log line,
-    artifact's first line) when DVC reused an earlier run's version instead of registering
-    (register's record in dvc.lock is the baseline commit's)."""
+    """The registered model's markdown and per-epoch artifacts; says so when DVC reused an
+    earlier run's version (register's dvc.lock record is the baseline's)."""
     reused = "register" in run.unchanged
     result = report_experiment(root, run.ref, run.name, reused=reused)
     if result.reuse:

@@ -7,7 +7,7 @@ import json
 from collections.abc import Callable
 from typing import Any
 
-from fmnist.process.errors import TrackingError, first_line
+from fmnist.process.errors import TrackingError
 from fmnist.registry.lock import promotion_lock
 from fmnist.registry.promotion import (
     CHAMPION,
@@ -18,6 +18,7 @@ from fmnist.registry.promotion import (
     previous_champion,
 )
 from fmnist.registry.versions import champion_of, client_for, not_found
+from fmnist.tracking.mlflow_store import mlflow_errors
 
 HISTORY_TAG = "fmnist.champion_history"  # versions that held `champion`, oldest first
 
@@ -74,57 +75,50 @@ def promote(
 ) -> Decision:
     """Apply the promotion rule to a version, record the decision on it, move `champion`.
     checkpoint is called while the lock is waited for (a safe point to stop at)."""
-    from mlflow.exceptions import MlflowException
-
     client = client_for(uri)
-    try:
-        with promotion_lock(client, name, echo=echo, checkpoint=checkpoint):
-            candidate = _version(client, name, version)
-            if METRIC not in candidate.tags:
-                raise TrackingError(f"{name} v{version} has no {METRIC} tag to judge it by")
-            current = champion_of(client, name)
-            already = decide_champion_again(version, current)
-            if already:
-                return already  # nothing to move or record
-            unfinished = None if force else _unfinished_run(client, candidate)
-            if unfinished:
-                decision = Decision(False, f"{unfinished}, not FINISHED (--force to promote)")
-            else:
-                decision = decide_promotion(
-                    float(candidate.tags[METRIC]),
-                    current,
-                    min_accuracy=min_accuracy,
-                    min_delta=min_delta,
-                    require_better=require_better,
-                    force=force,
-                )
-            for key, value in decision.as_tags().items():
-                client.set_model_version_tag(name, str(version), key, value)
-            if decision.promote:
-                _move_champion(client, name, version, [*_history(client, name), version])
-            return decision
-    except MlflowException as exc:
-        raise TrackingError(f"promoting {name} v{version}: {first_line(exc)}") from None
+    with (
+        mlflow_errors(f"promoting {name} v{version}"),
+        promotion_lock(client, name, echo=echo, checkpoint=checkpoint),
+    ):
+        candidate = _version(client, name, version)
+        if METRIC not in candidate.tags:
+            raise TrackingError(f"{name} v{version} has no {METRIC} tag to judge it by")
+        current = champion_of(client, name)
+        already = decide_champion_again(version, current)
+        if already:
+            return already  # nothing to move or record
+        unfinished = None if force else _unfinished_run(client, candidate)
+        if unfinished:
+            decision = Decision(False, f"{unfinished}, not FINISHED (--force to promote)")
+        else:
+            decision = decide_promotion(
+                float(candidate.tags[METRIC]),
+                current,
+                min_accuracy=min_accuracy,
+                min_delta=min_delta,
+                require_better=require_better,
+                force=force,
+            )
+        for key, value in decision.as_tags().items():
+            client.set_model_version_tag(name, str(version), key, value)
+        if decision.promote:
+            _move_champion(client, name, version, [*_history(client, name), version])
+        return decision
 
 
 def rollback(uri: str, name: str) -> tuple[int, int]:
     """Give `champion` back to the previous champion; returns (from, to)."""
-    from mlflow.exceptions import MlflowException
-
     client = client_for(uri)
-    try:
-        with promotion_lock(client, name):
-            current = champion_of(client, name)
-            if current is None:
-                raise TrackingError(f"{name} has no champion to roll back")
-            history = _history(client, name)
-            existing = {int(v.version) for v in client.search_model_versions(f"name = '{name}'")}
-            previous = previous_champion(history, current[0], existing)
-            if previous is None:
-                raise TrackingError(f"{name}: no previous champion to roll back to")
-            kept = history[: len(history) - history[::-1].index(previous)]
-            _move_champion(client, name, previous, kept)
-            client.set_model_version_tag(name, str(current[0]), "fmnist.rolled_back", "true")
-            return current[0], previous
-    except MlflowException as exc:
-        raise TrackingError(f"rolling back {name}: {first_line(exc)}") from None
+    with mlflow_errors(f"rolling back {name}"), promotion_lock(client, name):
+        current = champion_of(client, name)
+        if current is None:
+            raise TrackingError(f"{name} has no champion to roll back")
+        history = _history(client, name)
+        existing = {int(v.version) for v in client.search_model_versions(f"name = '{name}'")}
+        previous = previous_champion(history, current[0], existing)
+        if previous is None:
+            raise TrackingError(f"{name}: no previous champion to roll back to")
+        kept = history[: len(history) - history[::-1].index(previous)]
+        _move_champion(client, name, previous, kept)
+        client.set_model_version_tag(name, str(current[0]), "fmnist.rolled_back", "true")
+        return current[0], previous

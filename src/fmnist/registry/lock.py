@@ -219,12 +219,10 @@ def promotion_lock(
     checkpoint: Callable[[], None] = lambda: None,
 ) -> Iterator[None]:
     """Promotions of `name` one at a time; checkpoint is called while waiting (_wait_turn)."""
-    from mlflow.exceptions import MlflowException
+    from fmnist.tracking.mlflow_store import mlflow_errors
 
-    try:
+    with mlflow_errors(f"{name}: taking the promotion lock"):
         mine = _acquire(client, name, timeout, echo, checkpoint)
-    except MlflowException as exc:
-        raise TrackingError(f"{name}: taking the promotion lock: {first_line(exc)}") from None
     try:
         yield
     finally:

@@ -16,8 +16,8 @@ from fmnist.process.errors import FmnistError, TrackingError, first_line
 from fmnist.process.files import read_json, read_text, write_json
 from fmnist.registry.promotion import Decision
 from fmnist.tracking import runs as tracking
+from fmnist.tracking.mlflow_store import store_client
 from fmnist.tracking.runs import SUMMARY_ARTIFACT
-from fmnist.tracking.store import redact
 
 if TYPE_CHECKING:
     from fmnist.process.failures import Held
@@ -171,22 +171,16 @@ def _card_facts(
     trained_with: Mapping[str, str],
 ) -> CardFacts:
     """The card's facts: the records, and the run's datasets, per-class report and images."""
-    from mlflow.exceptions import MlflowException
-
     from fmnist.registry.card import CardFacts
-    from fmnist.registry.versions import client_for
 
-    client, run_id = client_for(tracking_uri), run.info.run_id
-    try:
+    run_id = run.info.run_id
+    with store_client(tracking_uri, run_id, "reading it for the model card: ") as client:
         logged = {a.path for d in _ARTIFACT_DIRS for a in client.list_artifacts(run_id, d)}
         per_class = (
             _logged_json(client, run_id, layout.CLASSES_ARTIFACT)
             if layout.CLASSES_ARTIFACT in logged
             else None
         )
-    except MlflowException as exc:
-        where = f"MLflow at {redact(tracking_uri)}: run {run_id}"
-        raise TrackingError(f"{where}: reading it for the model card: {first_line(exc)}") from None
     return CardFacts(
         model_name=trained[records.MODEL_NAME_TAG],
         run_id=run_id,

@@ -13,6 +13,7 @@ from fmnist.process.errors import TrackingError, first_line
 from fmnist.process.failures import Held
 from fmnist.process.imports import load_mlflow
 from fmnist.registry.promotion import CHALLENGER, CHAMPION, METRIC, Decision
+from fmnist.tracking.mlflow_store import mlflow_errors
 
 
 def client_for(uri: str) -> Any:
@@ -102,14 +103,12 @@ def register_version(
 
     client = client_for(uri)
     held = held or Held()
-    try:
+    with mlflow_errors(f"registering {model_uri} as {name!r}"):
         found = version_of_run(client, name, run_id)
         existing = None if found is None else client.get_model_version(name, found.version)
         if existing is not None and is_complete(existing):
             return Registration(existing, COMPLETE, None)
         before = alias_version(client, name, CHALLENGER)
-    except MlflowException as exc:
-        raise TrackingError(f"registering {model_uri} as {name!r}: {first_line(exc)}") from None
     state = NEW if existing is None else RESUMED
     if existing is None:
         existing = _create_version(uri, name, model_uri, run_id, tags, before, held)
@@ -165,22 +164,14 @@ def _create_version(
 
 def describe_version(uri: str, name: str, version: int, description: str) -> None:
     """Set a version's description (markdown: MLflow's UI renders it)."""
-    from mlflow.exceptions import MlflowException
-
-    try:
+    with mlflow_errors(f"{name} v{version}: describing it"):
         client_for(uri).update_model_version(name, str(version), description=description)
-    except MlflowException as exc:
-        raise TrackingError(f"{name} v{version}: describing it: {first_line(exc)}") from None
 
 
 def model_version(uri: str, name: str, version: int) -> Any:
     """A version as the registry holds it (description, tags, ...)."""
-    from mlflow.exceptions import MlflowException
-
-    try:
+    with mlflow_errors(f"{name} v{version}: reading it"):
         return client_for(uri).get_model_version(name, str(version))
-    except MlflowException as exc:
-        raise TrackingError(f"{name} v{version}: reading it: {first_line(exc)}") from None
 
 
 def undo_registration(
@@ -221,12 +212,8 @@ def undo_registration(
 
 def registered_record(uri: str, name: str, version: int) -> dict[str, Any]:
     """A version as the registry holds it now: aliases and promotion decision read back."""
-    from mlflow.exceptions import MlflowException
-
-    try:
+    with mlflow_errors(f"{name} v{version}: reading it back"):
         found = client_for(uri).get_model_version(name, str(version))
-    except MlflowException as exc:
-        raise TrackingError(f"{name} v{version}: reading it back: {first_line(exc)}") from None
     aliases = sorted(found.aliases)
     return {
         "name": name,
@@ -255,15 +242,11 @@ def list_versions(uri: str, name: str) -> list[VersionRow]:
     """Every version of the registered model, newest first, with its aliases."""
     import datetime as dt
 
-    from mlflow.exceptions import MlflowException
-
     client = client_for(uri)
-    try:
+    with mlflow_errors(f"listing {name}'s versions"):
         found_versions = client.search_model_versions(f"name = '{name}'")
         # (search omits aliases: each is read once more)
         versions = [client.get_model_version(name, v.version) for v in found_versions]
-    except MlflowException as exc:
-        raise TrackingError(f"listing {name}'s versions: {first_line(exc)}") from None
     rows = [
         VersionRow(
             int(v.version),

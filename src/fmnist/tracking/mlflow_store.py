@@ -56,39 +56,42 @@ def open_store(uri: str) -> None:
     from fmnist.process.imports import load_mlflow
     from fmnist.tracking.store import check_reachable, check_scheme
 
-    mlflow = load_mlflow()
-    from mlflow.exceptions import MlflowException
-
-    mlflow.set_tracking_uri(uri)
+    load_mlflow().set_tracking_uri(uri)
     if uri in _ready:
         return
     check_scheme(uri)
     check_reachable(uri)
     db = sqlite_path(uri)
-    try:
+    with mlflow_errors(f"MLflow at {redact(uri)}"):
         if db is not None:
             _create_sqlite_once(uri, db)
         _ready.add(uri)
         _close_orphans(uri)
+
+
+@contextlib.contextmanager
+def mlflow_errors(what: str) -> Iterator[None]:
+    """An MlflowException in the block ends as one TrackingError line: `what: its first line`."""
+    from fmnist.process.imports import load_mlflow
+
+    load_mlflow()  # the first import of the process is a long-lived one
+    from mlflow.exceptions import MlflowException
+
+    try:
+        yield
     except MlflowException as exc:
-        raise TrackingError(f"MLflow at {redact(uri)}: {first_line(exc)}") from None
+        raise TrackingError(f"{what}: {first_line(exc)}") from None
 
 
 @contextlib.contextmanager
 def store_client(uri: str, run_id: str | None = None, doing: str = "") -> Iterator[Any]:
     """An MlflowClient of the opened store; its errors end as one line naming the store."""
-    from fmnist.process.imports import load_mlflow
+    where = f"MLflow at {redact(uri)}" + (f": run {run_id}" if run_id else "")
+    with mlflow_errors(f"{where}: {doing}".removesuffix(": ")):
+        from mlflow import MlflowClient
 
-    load_mlflow()  # the first import of the process is a long-lived one
-    from mlflow import MlflowClient
-    from mlflow.exceptions import MlflowException
-
-    open_store(uri)
-    try:
+        open_store(uri)
         yield MlflowClient(uri)
-    except MlflowException as exc:
-        where = f"MLflow at {redact(uri)}" + (f": run {run_id}" if run_id else "")
-        raise TrackingError(f"{where}: {doing}{first_line(exc)}") from None
 
 
 def _create_sqlite_once(uri: str, db: Path) -> None:

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 from fmnist.process.errors import TrackingError, first_line
 from fmnist.process.imports import load_mlflow
-from fmnist.tracking.mlflow_store import sqlite_path, store_client
+from fmnist.tracking.mlflow_store import mlflow_errors, sqlite_path, store_client
 from fmnist.tracking.store import redact
 
 if TYPE_CHECKING:
@@ -91,18 +91,13 @@ def tracked_run(
 ) -> Iterator[str]:
     """Start a run (nested under parent_run_id if given) owned by this process; it ends
     FINISHED, FAILED if the block raises, KILLED if it is interrupted (Ctrl-C, SIGTERM)."""
-    mlflow = load_mlflow()
-    from mlflow.exceptions import MlflowException
-
     from fmnist.tracking.lifecycle import owner_tags
 
     tags = {**(tags or {}), **owner_tags()}
     tags |= {PARENT_TAG: parent_run_id} if parent_run_id else {}
     experiment_id = ensure_experiment(uri, experiment)
-    try:
-        run = mlflow.start_run(run_name=run_name, tags=tags, experiment_id=experiment_id)
-    except MlflowException as exc:
-        raise TrackingError(f"MLflow at {redact(uri)}: {first_line(exc)}") from None
+    with mlflow_errors(f"MLflow at {redact(uri)}"):
+        run = load_mlflow().start_run(run_name=run_name, tags=tags, experiment_id=experiment_id)
     try:
         yield run.info.run_id
     except KeyboardInterrupt:

@@ -23,15 +23,6 @@ KIND_TAG = "mlflow.experimentKind"  # an experiment's kind, as MLflow 3 records 
 MODEL_DEVELOPMENT = "custom_model_development"  # the kind of an experiment of training runs
 
 
-def _local_artifact_root(uri: str, experiment: str) -> str | None:
-    """For a sqlite store, artifacts go beside the database (not under whatever cwd is)."""
-    db = sqlite_path(uri)
-    if db is None:
-        return None  # a tracking server decides where artifacts live
-    safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in experiment)
-    return (db.parent / "mlruns" / safe).as_uri()
-
-
 def ensure_experiment(uri: str, name: str) -> str:
     """The id of experiment name, created if new; tagged as custom model development, the
     kind MLflow 3's UI reads to open it on its runs, not the GenAI overview (3.17's UI goes
@@ -48,7 +39,9 @@ def ensure_experiment(uri: str, name: str) -> str:
 def _create_experiment(client: Any, uri: str, name: str) -> str:
     from mlflow.exceptions import MlflowException
 
-    root = _local_artifact_root(uri, name)
+    # A sqlite store's artifacts go beside it, not under whatever cwd is (a server decides)
+    db, safe = sqlite_path(uri), "".join(c if c.isalnum() or c in "-_." else "_" for c in name)
+    root = None if db is None else (db.parent / "mlruns" / safe).as_uri()
     try:
         return str(client.create_experiment(name, root, tags={KIND_TAG: MODEL_DEVELOPMENT}))
     except MlflowException:  # created meanwhile by a concurrent run (which tagged it)
@@ -169,12 +162,8 @@ def set_tags(tags: Mapping[str, str]) -> None:
 def sweep_run(uri: str, experiment: str, name: str, plan: Sequence[Any]) -> Iterator[str]:
     """The sweep's parent run (its trainings' runs nest under it); ends FAILED if it raises."""
     with tracked_run(uri, experiment, run_name=name, tags={"fmnist.tuning.sweep": name}) as run_id:
-        log_params(
-            {
-                "sweep.trainings": ",".join(p.training.name for p in plan),
-                "sweep.size": str(len(plan)),
-            }
-        )
+        trainings = ",".join(p.training.name for p in plan)
+        log_params({"sweep.trainings": trainings, "sweep.size": str(len(plan))})
         yield run_id
 
 
@@ -225,13 +214,11 @@ def link_reused_run(
     from fmnist.tracking.lifecycle import NOTE_TAG
 
     with store_client(uri, run_id) as client:
-        from mlflow.entities import RunStatus
-
         if client.get_run(run_id).data.tags.get(PARENT_TAG) == parent_run_id:
             return False
         experiment_id = client.get_run(parent_run_id).info.experiment_id
         tags = {PARENT_TAG: parent_run_id, REUSED_TAG: run_id, NOTE_TAG: note}
         link = client.create_run(experiment_id, run_name=name, tags=tags).info.run_id
         _log_metrics_to(client, link, metrics)
-        client.set_terminated(link, RunStatus.to_string(RunStatus.FINISHED))
+        client.set_terminated(link, "FINISHED")
     return True

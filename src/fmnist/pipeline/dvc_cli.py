@@ -148,13 +148,6 @@ def run_experiment(
     return ExperimentRun(name, rev, changed, unchanged)
 
 
-def _git(root: Path, *args: str) -> str:
-    done = subprocess.run(["git", *args], cwd=root, capture_output=True, text=True, check=False)
-    if done.returncode:
-        raise StageError(f"git {' '.join(args)}: {done.stderr.strip() or done.returncode}")
-    return done.stdout
-
-
 def _find_experiment(root: Path, name: str) -> tuple[str, str]:
     """(commit, baseline commit) of finished experiment NAME, from `dvc exp show --json`."""
     args = ["exp", "show", "--json", "--hide-workspace", "--hide-queued", "--hide-failed"]
@@ -186,7 +179,11 @@ def _lock_at(root: Path, rev: str) -> Any:
 
 def experiment_file(root: Path, ref: str, path: Path | str) -> str:
     """A git-tracked file (metrics, records) as the experiment committed it."""
-    return _git(root, "show", f"{ref}:{Path(path).as_posix()}")
+    args = ["show", f"{ref}:{Path(path).as_posix()}"]
+    done = subprocess.run(["git", *args], cwd=root, capture_output=True, text=True, check=False)
+    if done.returncode:
+        raise StageError(f"git {' '.join(args)}: {done.stderr.strip() or done.returncode}")
+    return done.stdout
 
 
 def experiment_json(root: Path, ref: str, path: Path | str) -> Any:

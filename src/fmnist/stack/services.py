@@ -102,17 +102,14 @@ def wait_healthy(service: Service, timeout: float, secrets: Iterable[str] = ()) 
         if not alive(service):
             break
         time.sleep(0.5)
-    tail = redact(_log_tail(Path(service.log)), secrets)
+    try:
+        text = Path(service.log).read_text(errors="replace")
+    except FileNotFoundError:
+        text = "(no log)"
+    lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
+    tail = redact(lines[-1] if lines else "(empty log)", secrets)
     state = "exited" if not alive(service) else f"no answer after {timeout:.0f} s"
     raise StackError(f"{service.name} {state} at {service.health_url}; log {service.log}: {tail}")
-
-
-def _log_tail(path: Path) -> str:
-    try:
-        lines = [ln for ln in path.read_text(errors="replace").splitlines() if ln.strip()]
-    except FileNotFoundError:
-        return "(no log)"
-    return lines[-1].strip() if lines else "(empty log)"
 
 
 def _run(cmd: list[str], env: Mapping[str, str], cwd: Path, what: str) -> None:

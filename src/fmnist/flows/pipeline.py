@@ -30,14 +30,16 @@ def download(root: Path, env: dict[str, str]) -> None:
 def experiment(
     root: Path, name: str, set_params: list[str], env: dict[str, str], force: bool = False
 ) -> dvc_cli.ExperimentRun:
-    """prepare -> train -> evaluate -> register as DVC experiment NAME (force: every stage)."""
+    """prepare -> train -> evaluate -> register as DVC experiment NAME; its commit, and which
+    stages it recorded anew (force: DVC runs every one)."""
     return dvc_cli.run_experiment(root, name, set_params, env, get_run_logger().info, force=force)
 
 
 @task(name="report")
 def report(root: Path, run: dvc_cli.ExperimentRun) -> dict[str, Any]:
-    """The registered model's markdown and per-epoch artifacts; says so when DVC reused an
-    earlier run's version (register's dvc.lock record is the baseline's)."""
+    """The markdown and per-epoch table artifacts of the registered model; says so (log line,
+    artifact's first line) when DVC reused an earlier run's version instead of registering
+    (register's record in dvc.lock is the baseline commit's)."""
     reused = "register" in run.unchanged
     result = report_experiment(root, run.ref, run.name, reused=reused)
     if result.reuse:

@@ -1,10 +1,6 @@
-"""The `fmnist` command (Typer): a thin adapter, one command per stage plus the registry,
-serving, sweep and local-stack commands; every one is a call into stages/ or a service.
-
-A command's module is imported only when that command runs (`fmnist train` loads
-fmnist.cli.stages, not the stack's commands), so a stage executes, and DVC tracks as its
-dependencies, only its own adapter; `fmnist --help` loads them all.
-"""
+"""The `fmnist` command (Typer), thin adapters into the features. A command's module is
+imported only when that command runs, so a stage executes, and DVC tracks as its
+dependencies, only its own adapter; `fmnist --help` loads them all."""
 
 from __future__ import annotations
 

@@ -68,18 +68,17 @@ def user_errors(command: F) -> F:
             result = command(*args, **kwargs)
         except KeyboardInterrupt as exc:
             line, code = interrupted_line(exc)
-            said(code)
-            typer.echo(f"fmnist {name}: {line}", err=True)
-            raise typer.Exit(code) from None
         except Exception as exc:
             failure = failure_line(exc, _tracking_uri_in_use())
             if failure is None:
                 raise  # a bug: the traceback is for us
-            said(failure[1])
-            typer.echo(f"fmnist {name}: error: {failure[0]}", err=True)
-            raise typer.Exit(failure[1]) from None
-        said(0)
-        return result
+            line, code = f"error: {failure[0]}", failure[1]
+        else:
+            said(0)
+            return result
+        said(code)
+        typer.echo(f"fmnist {name}: {line}", err=True)
+        raise typer.Exit(code)
 
     return wrapper  # type: ignore[return-value]
 
@@ -109,9 +108,8 @@ _process = {"standalone": False}  # run_app runs this process: its exit is the c
 
 
 def said(code: int) -> None:
-    """The command has said its outcome (code): in the `fmnist` process, a Ctrl-C or SIGTERM
-    from now on ends it at once with that code (fmnist.process.failures.exit_on_signal). Run inside
-    another process (tests, a flow), its signal handlers are not this command's to keep."""
+    """The command has said its outcome: in the `fmnist` process a signal now exits with
+    code at once (exit_on_signal); inside another (tests, a flow) the handlers are not ours."""
     from fmnist.process.failures import exit_on_signal
 
     if _process["standalone"]:
@@ -119,9 +117,8 @@ def said(code: int) -> None:
 
 
 def _signals_ignored() -> None:
-    """The last exit hook: CPython's finalization then resets Python-level handlers to the
-    default, so a SIGTERM while the interpreter unloads would kill it (-15 after a printed
-    success); ignored signals stay ignored, for the moment the unloading takes."""
+    """The last exit hook: finalization resets Python-level handlers to the default, so a
+    SIGTERM while the interpreter unloads would kill it (-15 after a printed success)."""
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, signal.SIG_IGN)
 
@@ -146,9 +143,8 @@ def run_app() -> None:
     else:
         code = 0
 
-    # The command is over (its result said, its run ended): a Ctrl-C or SIGTERM now ends the
-    # process at once with the command's code, instead of tearing the exit apart (a traceback
-    # from a library's exit hook) or being ignored while a stuck hook holds it.
+    # The command is over: a signal now exits at once with its code, instead of tearing the
+    # exit apart (a library exit hook's traceback) or being ignored while a stuck hook holds it.
     said(code if isinstance(code, int) else 0 if code is None else 1)
     if code is not None and not isinstance(code, int):  # SystemExit("why"): say why, as Python does
         print(code, file=sys.stderr)
@@ -156,12 +152,10 @@ def run_app() -> None:
     sys.stdout.flush()
     sys.stderr.flush()
     if code in INTERRUPTED_CODES:
-        # Interrupted, perhaps inside a library's import or start-up: its exit hooks and
-        # threads may be half made (seen: SIGABRT from them). The run was ended KILLED and
-        # the temporary files removed on the way out; nothing else is left to do.
+        # Interrupted, perhaps inside a library's start-up: its exit hooks and threads may be
+        # half made (seen: SIGABRT). The run ended KILLED, temp files went: nothing is left.
         os._exit(code)
-    # A normal exit (threads joined, exit hooks run), minus the collector's passes over the
-    # million objects TensorFlow, Keras and MLflow leave: frozen, they are not rescanned while
-    # the interpreter unloads (measured here: 2.2 s -> 0.15 s per process).
+    # A normal exit, minus the collector's passes over the million objects TensorFlow, Keras
+    # and MLflow leave: frozen, they are not rescanned at unload (2.2 s -> 0.15 s here).
     gc.freeze()
     sys.exit(code or 0)

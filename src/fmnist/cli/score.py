@@ -8,15 +8,8 @@ from typing import Annotated
 
 import typer
 
-from fmnist.cli.app import (
-    PARAMS,
-    ParamsOpt,
-    TrackingOpt,
-    app,
-    load_params,
-    tracking_uri,
-    user_errors,
-)
+from fmnist.cli.app import ParamsOpt, TrackingOpt, app, load_params, tracking_uri, user_errors
+from fmnist.process.layout import PARAMS
 
 
 @app.command()

@@ -1,5 +1,4 @@
-"""One command per DVC stage (dvc.yaml calls them): download, prepare, train, evaluate,
-register; each parses its paths and params and calls its stage's run()."""
+"""One command per DVC stage (dvc.yaml calls them), each calling its stage's run()."""
 
 from __future__ import annotations
 
@@ -9,16 +8,7 @@ from typing import Annotated, Any
 
 import typer
 
-from fmnist.cli.app import (
-    PARAMS,
-    ParamsOpt,
-    TrackingOpt,
-    app,
-    load_params,
-    said,
-    tracking_uri,
-    user_errors,
-)
+from fmnist.cli.app import ParamsOpt, TrackingOpt, app, load_params, said, tracking_uri, user_errors
 from fmnist.process import layout
 
 # Paths that more than one stage takes, named once (defaults: fmnist.process.layout).
@@ -37,7 +27,7 @@ def _line(values: dict[str, float]) -> str:
 @user_errors
 def download(
     out: Annotated[Path, typer.Option(help="Folder for the verified raw files.")] = layout.RAW,
-    params: ParamsOpt = PARAMS,
+    params: ParamsOpt = layout.PARAMS,
 ) -> None:
     """Fetch and verify the four Fashion-MNIST files (FMNIST_DATA_MIRROR is tried first)."""
     from fmnist.data import download as stage
@@ -52,7 +42,7 @@ def download(
 def prepare(
     raw: Annotated[Path, typer.Option(help="Folder of raw IDX files.")] = layout.RAW,
     out: Annotated[Path, typer.Option(help="Folder for the .npz splits.")] = layout.PREPARED,
-    params: ParamsOpt = PARAMS,
+    params: ParamsOpt = layout.PARAMS,
 ) -> None:
     """Split train/val as the tutorial does (raw pixels; the model's input scales by 255)."""
     from fmnist.data import prepare as stage
@@ -70,7 +60,7 @@ def train(
     trained: TrainedOpt = layout.TRAINED,
     history: Annotated[Path, typer.Option(help="Per-epoch CSV.")] = layout.HISTORY,
     metrics: MetricsOpt = layout.TRAIN_METRICS,
-    params: ParamsOpt = PARAMS,
+    params: ParamsOpt = layout.PARAMS,
     tracking_uri_: TrackingOpt = None,
 ) -> None:
     """Build, compile and fit the model from params; track everything in MLflow."""
@@ -96,7 +86,7 @@ def evaluate(
         Path, typer.Option(help="Confusion plot data.")
     ] = layout.CONFUSION_CSV,
     confusion_png: Annotated[Path, typer.Option(help="Confusion image.")] = layout.CONFUSION_PNG,
-    params: ParamsOpt = PARAMS,
+    params: ParamsOpt = layout.PARAMS,
     tracking_uri_: TrackingOpt = None,
 ) -> None:
     """Test loss and accuracy, per-class report, confusion matrix; logged to the train run."""
@@ -116,7 +106,7 @@ def register(
     ] = layout.TEST_METRICS,
     summary: SummaryOpt = layout.SUMMARY,
     out: Annotated[Path, typer.Option(help="Register's record (JSON).")] = layout.REGISTERED,
-    params: ParamsOpt = PARAMS,
+    params: ParamsOpt = layout.PARAMS,
     tracking_uri_: TrackingOpt = None,
 ) -> None:
     """Register the trained model as a new version with alias `challenger`."""
@@ -127,8 +117,7 @@ def register(
 
 
 def _say_registered(record: dict[str, Any]) -> None:
-    """The registration's outcome, said while signals wait (register's report): once said,
-    a signal cannot turn it into a failure."""
+    """The registration's outcome, said while signals wait: no signal can then undo it."""
     aliases = " ".join(f"@{a}" for a in record["aliases"])
     typer.echo(f"registered {record['name']} version {record['version']} as {aliases}")
     typer.echo(f"promotion: {record['promotion']}")

@@ -1,9 +1,5 @@
 """Prefect flow `fashion-mnist-batch-score`: score a batch with the champion, check it for drift
-against the champion's training data, and start the retraining deployment when it drifted.
-
-Wiring only: the tasks call monitoring.batch and monitoring.drift_check, as `fmnist score`
-does.
-"""
+and start the retraining deployment when it drifted (wiring only, as `fmnist score`)."""
 
 from __future__ import annotations
 

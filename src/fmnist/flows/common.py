@@ -22,6 +22,6 @@ def tracking_uri(root: Path) -> str:
 
 
 def stage_env(uri: str) -> dict[str, str]:
-    """The environment DVC's stages run in: this worker's own, with the store. Never a flow
-    parameter (Prefect stores parameters)."""
+    """DVC's stages' environment: this worker's, with the store (never a flow parameter:
+    Prefect stores parameters)."""
     return dvc_cli.stage_env({"MLFLOW_TRACKING_URI": uri})

@@ -1,10 +1,6 @@
-"""Prefect flow `fashion-mnist-pipeline`: the DVC pipeline as a tracked, deployable run.
-
-Wiring only. DVC runs the stages (dvc.yaml stays the one definition of the pipeline);
-flow parameters become a DVC experiment's `--set-param`s, so params.yaml is never edited.
-When DVC already has this data, code and params it runs nothing and the run reports the
-version it reused (`force=true` retrains: a new MLflow run and a new registered version).
-"""
+"""Prefect flow `fashion-mnist-pipeline`: the DVC pipeline as a tracked, deployable run. DVC
+runs the stages; flow parameters become an experiment's `--set-param`s (params.yaml is never
+edited). Unchanged data, code and params run nothing: the version reused is reported."""
 
 from __future__ import annotations
 

@@ -20,13 +20,9 @@ class ExperimentReport:
 
 
 def report_experiment(root: Path, ref: str, name: str, reused: bool = False) -> ExperimentReport:
-    """Experiment NAME's registered version, metrics, history and summary, as its commit ref
-    holds them; reused: DVC did not run register (the version is an earlier run's), and the
-    report says so.
-
-    All read from the experiment's commit (small git-tracked outputs), no tracking server
-    round trip: the report shows exactly what this run produced.
-    """
+    """Experiment NAME's registered version, metrics, history and summary, read from its
+    commit (no tracking server round trip: exactly what this run produced); reused: DVC did
+    not run register, and the report says so."""
     from fmnist.pipeline.report import epoch_rows, model_markdown, reuse_line
 
     registered = experiment_json(root, ref, layout.REGISTERED)

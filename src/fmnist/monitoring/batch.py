@@ -1,10 +1,6 @@
-"""Batch scoring (`fmnist score`, the batch-score flow's `score` task): a batch classified by a
-registered version (the champion unless told), its predictions file, and an MLflow run in the
-scoring experiment that says which version scored which data.
-
-The version is resolved once, to its number, before anything is scored: the alias can move
-while a batch is scored without mixing two versions in one predictions file.
-"""
+"""Batch scoring: a batch classified by a version (the champion unless told), its predictions
+file, and an MLflow run saying which version scored which data. The version is resolved to
+its number first: the alias can move meanwhile without mixing two versions in one file."""
 
 from __future__ import annotations
 
@@ -50,9 +46,8 @@ def score_input(
     version: int | None,
     reference_root: Path | None,
 ) -> Outcome:
-    """`fmnist score` and the flow's `score` task: the batch read, the version loaded and,
-    with reference_root, the drift reference resolved from it (drift_check), all before
-    anything is written; then the batch scored (run)."""
+    """The batch read, the version loaded and (with reference_root) the drift reference
+    resolved, all before anything is written; then the batch scored."""
     check_output(out)
     batch = read_batch(input_path)  # bad input: one line, before anything starts
     scorer = load_scoring_model(tracking_uri, params.register_.model_name, version)
@@ -64,29 +59,17 @@ def score_input(
 def run(
     params: Params, batch: Batch, scorer: ScoringModel, out: Path, tracking_uri: str
 ) -> tuple[Scored, np.ndarray]:
-    """Score a batch (read_batch) with a version (load_scoring_model): its predictions file
-    and scoring run; returns what was scored with what, and the probabilities."""
-    check_output(out)
-    proba = scorer.probabilities(batch.pixels, params.score.batch_size)
-    return _record(params, batch, scorer, proba, out, tracking_uri), proba
-
-
-def _record(
-    params: Params,
-    batch: Batch,
-    scorer: ScoringModel,
-    proba: np.ndarray,
-    out: Path,
-    tracking_uri: str,
-) -> Scored:
-    """The predictions file, and the scoring run that holds it and says what made it."""
+    """Score a batch with a version: its predictions file and scoring run; returns what was
+    scored with what, and the probabilities."""
     from fmnist.tracking.datasets import dataset_input, log_datasets
 
+    check_output(out)
+    proba = scorer.probabilities(batch.pixels, params.score.batch_size)
     labels = [CLASS_NAMES[i] for i in proba.argmax(axis=1)]
     counts, confidence = class_counts(labels), float(proba.max(axis=1).mean())
     tags = {VERSION_TAG: str(scorer.version), INPUT_TAG: batch.source, DIGEST_TAG: batch.digest}
     name = Path(batch.source).name  # the dataset's name; the run's says the version too
-    text = predictions_csv(batch, proba)
+    text = _predictions_csv(batch, proba)
     with tracking.tracked_run(
         tracking_uri, params.score.experiment, run_name=name, tags=tags
     ) as rid:
@@ -107,12 +90,13 @@ def _record(
         tracking.log_metrics(metrics)
         tracking.log_text(text, f"{PREDICTIONS_ARTIFACT}/{out.name}")
         digest = batch.digest.removesuffix(".dir")
-        scored = dataset_input(name, batch.source, digest, "scoring", len(labels))
-        log_datasets(tracking_uri, rid, [scored])
+        dataset = dataset_input(name, batch.source, digest, "scoring", len(labels))
+        log_datasets(tracking_uri, rid, [dataset])
         write_text(out, text)  # last, atomically: a failed run leaves no predictions file
-    return Scored(
+    scored = Scored(
         rid, scorer.version, len(labels), counts, confidence, out, batch.source, batch.digest
     )
+    return scored, proba
 
 
 def metric_key(label: str) -> str:
@@ -120,7 +104,7 @@ def metric_key(label: str) -> str:
     return label.replace("/", "_").replace(" ", "_")
 
 
-def predictions_csv(batch: Batch, proba: np.ndarray) -> str:
+def _predictions_csv(batch: Batch, proba: np.ndarray) -> str:
     """input, class_id, label, probability of each class: one row per image."""
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")

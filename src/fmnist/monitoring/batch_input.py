@@ -1,11 +1,6 @@
-"""A batch to score, read whole and checked before anything is written: a folder of images
-(PNG or any image Pillow reads), an IDX images file (`.gz` or not; its labels file beside it
-is read too), or a `.npz` of raw pixels (`x`: (n, 28, 28) or (n, 784) 0-255, `y` optional:
-prepare's splits are such files). Bad or mixed input is one DataIntegrityError naming the
-file and why.
-
-The batch's digest is the hash DVC gives the same path (md5 of a file's bytes; DVC's directory
-hash for a folder), so a scored batch can be matched with `dvc add`-ed data.
+"""A batch to score, read whole and checked before anything is written: a folder of images, an
+IDX images file (its labels file beside it too), or a `.npz` of raw pixels (`x`, `y` optional).
+Its digest is the hash DVC gives the same path, so it can be matched with `dvc add`-ed data.
 """
 
 from __future__ import annotations
@@ -52,9 +47,8 @@ def _read_folder(folder: Path) -> Batch:
     from fmnist.serving.image_files import read_image
 
     entries = sorted(p for p in folder.iterdir() if not p.name.startswith("."))
-    for entry in entries:
-        if not entry.is_file():
-            raise DataIntegrityError(f"{entry}: a folder inside the batch (mixed input)")
+    if folders := [e for e in entries if not e.is_file()]:
+        raise DataIntegrityError(f"{folders[0]}: a folder inside the batch (mixed input)")
     if not entries:
         raise DataIntegrityError(f"{folder}: no images in the folder")
     pixels = np.stack([read_image(p)[0] for p in entries])  # names the file it cannot read
@@ -82,18 +76,15 @@ def _read_npz(path: Path) -> Batch:
         raise DataIntegrityError(f"{path}: `{key}`: {exc}") from None
     if len(pixels) == 0:
         raise DataIntegrityError(f"{path}: no images in `{key}`")
-    labels = _checked_labels(path, pixels, y)
+    if y is not None:
+        if y.dtype.kind not in "iu" or y.shape != (len(pixels),):
+            raise DataIntegrityError(
+                f"{path}: `y` is {y.dtype} {y.shape}, expected ({len(pixels)},)"
+            )
+        check_pair(pixels, y, str(path))
+        y = y.astype(np.uint8)
     names = [f"{path.name}#{i}" for i in range(len(pixels))]
-    return Batch(pixels, names, str(path.resolve()), file_digest(path), "npz", labels)
-
-
-def _checked_labels(path: Path, pixels: np.ndarray, y: np.ndarray | None) -> np.ndarray | None:
-    if y is None:
-        return None
-    if y.dtype.kind not in "iu" or y.shape != (len(pixels),):
-        raise DataIntegrityError(f"{path}: `y` is {y.dtype} {y.shape}, expected ({len(pixels)},)")
-    check_pair(pixels, y, str(path))
-    return y.astype(np.uint8)
+    return Batch(pixels, names, str(path.resolve()), file_digest(path), "npz", y)
 
 
 def _read_idx(path: Path) -> Batch:

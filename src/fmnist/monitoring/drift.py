@@ -1,10 +1,5 @@
-"""Drift of a scored batch, the pure part: per-image features, and what a drift report says.
-
-Each image becomes a row of features: how bright it is (mean intensity), how much contrast
-(intensity spread), how much background and how much highlight (share of dark and of bright
-pixels), and the model's own view of it (predicted class, confidence). A batch is compared
-with a sample of the champion's training split on the same features (drift_check).
-"""
+"""Drift of a scored batch, the pure part: per-image features (brightness, contrast, shares of
+background and highlight, the model's class and confidence), and what a drift report says."""
 
 from __future__ import annotations
 
@@ -90,24 +85,18 @@ class DriftSummary:
 def summarize(
     report: Mapping[str, Any], drift_share: float, rows: int = 0, min_rows: int = 0
 ) -> DriftSummary:
-    """An Evidently report's dict (Snapshot.dict(): its ValueDrift metrics) -> DriftSummary.
-
-    Only distance methods are configured (drift_check), so "drifted" is distance >=
-    threshold for every feature, and the share is recounted from the features it lists.
-    """
-    found = []
-    for metric in report.get("metrics", []):
-        config = metric.get("config", {})
-        if not str(config.get("type", "")).endswith(":ValueDrift"):
-            continue
-        found.append(
-            FeatureDrift(
-                feature=str(config["column"]),
-                method=str(config.get("method", "")),
-                distance=float(metric["value"]),
-                threshold=float(config["threshold"]),
-            )
+    """An Evidently report's dict (its ValueDrift metrics) -> DriftSummary. Only distance
+    methods are configured, so "drifted" is distance >= threshold for every feature."""
+    found = [
+        FeatureDrift(
+            str(config["column"]),
+            str(config.get("method", "")),
+            float(metric["value"]),
+            float(config["threshold"]),
         )
+        for metric in report.get("metrics", [])
+        if str((config := metric.get("config", {})).get("type", "")).endswith(":ValueDrift")
+    ]
     features = tuple(sorted(found, key=lambda f: FEATURES.index(f.feature)))
     return DriftSummary(features, drift_share, rows, min_rows)
 
@@ -132,7 +121,4 @@ def markdown(summary: DriftSummary, batch: str, rows: int, version: int, referen
 
 def class_counts(labels: Sequence[str]) -> dict[str, int]:
     """Predicted labels -> count per class, every class present (0 when none)."""
-    counts = dict.fromkeys(CLASS_NAMES, 0)
-    for label in labels:
-        counts[label] += 1
-    return counts
+    return {name: labels.count(name) for name in CLASS_NAMES}

@@ -1,15 +1,10 @@
-"""The drift check of a scored batch (`fmnist score`, the batch-score flow's `monitor` task):
-the batch against a sample of the champion's training split, per image feature
-(fmnist.monitoring.drift), with Evidently's data drift preset; its HTML report and the summary go
-to the batch's scoring run.
+"""The drift check of a scored batch: its image features against a sample of the version's
+training data, with Evidently's data drift preset; the report goes to the scoring run.
 
 The reference is the validation split of the data the version was trained on, found by the
-hash the version records (its `data.prepared` tag, DVC's hash of data/prepared): in the
-workspace when dvc.lock records that hash for data/prepared and DVC finds the folder
-unchanged, else in the DVC cache by that hash, read through DVC. Validation, not
-train: the model never fitted it, so its confidence there is what it is on new data of the
-same kind (on its own training images it is higher, and every batch would look drifted).
-Nothing else is compared with: another version's data would answer another question.
+DVC hash the version records: in the workspace if dvc.lock says it is there, else in the DVC
+cache. Validation, not train: the model never fitted it, so its confidence there is what it
+is on new data (on its training images it is higher: every batch would look drifted).
 """
 
 from __future__ import annotations
@@ -48,8 +43,7 @@ class Reference:
 
 
 def reference(params: Params, root: Path, scorer: ScoringModel) -> Reference:
-    """The version's validation split (sampled), with the version's own view of it. Resolved
-    before a batch is scored: a missing reference stops `fmnist score` before anything."""
+    """The version's validation split (sampled) as features, with the version's view of it."""
     with training_data(root, scorer.data_version, scorer.version) as (path, where):
         pixels = reference_sample(path, params.monitor)
     proba = scorer.probabilities(pixels, params.score.batch_size)
@@ -58,8 +52,7 @@ def reference(params: Params, root: Path, scorer: ScoringModel) -> Reference:
 
 @contextlib.contextmanager
 def training_data(root: Path, data_version: str, version: int) -> Iterator[tuple[Path, str]]:
-    """The validation split of the data the version was trained on, as a file while the block
-    runs, and where it was found."""
+    """The validation split the version was trained with, as a file, and where it was found."""
     from fmnist.pipeline.lineage import data_version as recorded_version
 
     if not data_version.endswith(".dir"):
@@ -81,12 +74,18 @@ def training_data(root: Path, data_version: str, version: int) -> Iterator[tuple
 
 
 def _copy_cached(root: Path, dir_md5: str, name: str, dest: Path) -> bool:
-    """Copy file NAME of the directory DVC hashed to dir_md5 from the project's DVC cache to
-    dest; False when the cache lacks it. DVC reads it (dvc.api.DVCFileSystem) in a throwaway
-    project sharing that cache, whose one .dvc file names the directory by its hash."""
+    """Copy file NAME of the directory DVC hashed to dir_md5 from the DVC cache to dest; False
+    when the cache lacks it. Read through DVCFileSystem in a throwaway project sharing that
+    cache, whose one .dvc file names the directory by its hash."""
     from dvc.api import DVCFileSystem
 
-    cache = cache_dir(root)
+    cache = root / ".dvc" / "cache"  # `dvc cache dir` names it (a shared cache too)
+    with contextlib.suppress(OSError, subprocess.SubprocessError):
+        said = subprocess.run(
+            [sys.executable, "-m", "dvc", "cache", "dir"],
+            cwd=root, capture_output=True, text=True, timeout=60, check=True,
+        )  # fmt: skip
+        cache = Path(said.stdout.strip() or cache)
     with tempfile.TemporaryDirectory(prefix="fmnist-dvc-") as tmp:
         project = Path(tmp)
         (project / ".dvc").mkdir()
@@ -104,20 +103,6 @@ def _copy_cached(root: Path, dir_md5: str, name: str, dest: Path) -> bool:
     return True
 
 
-def cache_dir(root: Path) -> Path:
-    """The project's DVC cache, as `dvc cache dir` names it (a shared or external cache
-    included); the default cache if DVC cannot say."""
-    default = root / ".dvc" / "cache"
-    try:
-        said = subprocess.run(
-            [sys.executable, "-m", "dvc", "cache", "dir"],
-            cwd=root, capture_output=True, text=True, timeout=60, check=True,
-        )  # fmt: skip
-    except (OSError, subprocess.SubprocessError):
-        return default
-    return Path(said.stdout.strip() or default)
-
-
 def reference_sample(path: Path, cfg: MonitorConfig) -> np.ndarray:
     """reference_rows images of the train split, drawn without replacement (seeded)."""
     from fmnist.data.splits import load_split
@@ -132,9 +117,8 @@ def reference_sample(path: Path, cfg: MonitorConfig) -> np.ndarray:
 def drift_report(
     current: dict[str, np.ndarray], reference: dict[str, np.ndarray], cfg: MonitorConfig
 ) -> tuple[DriftSummary, Any]:
-    """Evidently's data drift preset on the features: (summary, the report's snapshot).
-    Distances only (Wasserstein normed, Jensen-Shannon), whatever the batch's size, so a
-    feature has drifted at distance >= feature_threshold."""
+    """Evidently's data drift preset on the features: (summary, snapshot). Distances only
+    (Wasserstein, Jensen-Shannon) whatever the batch's size: drifted at >= the threshold."""
     import pandas as pd
 
     os.environ.setdefault("DO_NOT_TRACK", "1")  # Evidently's telemetry, were it ever reached
@@ -166,8 +150,7 @@ def run(
     ref: Reference,
     tracking_uri: str,
 ) -> DriftSummary:
-    """The batch's drift against the reference, logged to the scoring run (metrics, the HTML
-    report, the summary)."""
+    """The batch's drift against the reference, logged to the scoring run."""
     summary, snapshot = drift_report(image_features(pixels, proba), ref.features, params.monitor)
     metrics = {"drift_share": summary.share, "drift_detected": float(summary.detected)}
     metrics |= {"drift_judged": float(summary.judged)}

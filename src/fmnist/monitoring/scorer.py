@@ -10,7 +10,6 @@ from typing import Any
 import numpy as np
 
 from fmnist.pipeline import records
-from fmnist.process.errors import TrackingError, first_line
 from fmnist_model.images import CLASS_NAMES
 
 
@@ -44,18 +43,14 @@ class Scored:
 
 
 def load_scoring_model(uri: str, name: str, version: int | None) -> ScoringModel:
-    """Version `version` of the registered model, or the champion's, loaded by its number
-    (fmnist.serving.loading.load_version, as `fmnist serve` loads it)."""
-    from mlflow.exceptions import MlflowException
-
+    """Version `version` (None: the champion's), loaded by its number as `fmnist serve` does."""
     from fmnist.registry.versions import champion_version, client_for
     from fmnist.serving.loading import load_version
+    from fmnist.tracking.mlflow_store import mlflow_errors
 
     number = champion_version(uri, name) if version is None else version
-    try:
+    with mlflow_errors(f"models:/{name}/{number}"):
         found = client_for(uri).get_model_version(name, str(number))
-    except MlflowException as exc:
-        raise TrackingError(f"models:/{name}/{number}: {first_line(exc)}") from None
     model = load_version(uri, name, number).model
     data_version = str(found.tags.get(records.VERSION_DATA_TAG, ""))
     return ScoringModel(name, number, str(found.run_id), data_version, model)

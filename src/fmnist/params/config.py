@@ -46,9 +46,9 @@ SEED_END = 2**32  # NumPy's, scikit-learn's and Optuna's seeds are below it (els
 
 
 def _whole(value: Any, handler: ValidatorFunctionWrapHandler) -> int:
-    """A whole number as written: 5.0, 1e9, 5.5, true and "5" are refused (pydantic's lax int
-    takes all but 5.5), NumPy's ints pass. Strict int would refuse 1e9 epochs as no int, so
-    the line would not say how many are allowed: a whole float meets the bounds first."""
+    """A whole number as written: 5.0, 1e9, 5.5, true and "5" are refused (lax int takes all
+    but 5.5), NumPy's ints pass. Not strict int: a whole float meets the bounds first, so 1e9
+    epochs says how many are allowed."""
     if isinstance(value, float) and value.is_integer():
         handler(value)  # 1e9 epochs: "less than or equal to 1000"
         raise ValueError("Input should be a whole number, written without a decimal point")
@@ -88,9 +88,8 @@ class LayerConfig(_Frozen):
     units: Units
     activation: Activation
     name: str | None = None
-    # Beyond the tutorial (the search uses them; the defaults add no layer): the Dense
-    # layer's output normalised per batch before its activation, and dropped at this rate
-    # after it (in training only).
+    # Beyond the tutorial (the search uses them; the defaults add nothing): the output batch-
+    # normalised before the activation, and dropped at this rate after it (in training only).
     batch_norm: bool = False
     dropout: Dropout = 0.0
 
@@ -122,9 +121,8 @@ class TrainConfig(_Frozen):
     epochs: Epochs = 5
     batch_size: BatchSize = 32
     seed: Seed = 42
-    # Batches run per call into the compiled graph; the math is unchanged, the Python
-    # overhead per batch is not paid (fit ~2.4x faster here). Progress updates that often.
-    # (At most MAX_ROWS: no epoch has more batches.)
+    # Batches per call into the compiled graph: the same math without the Python overhead per
+    # batch (fit ~2.4x faster here); progress updates that often. (No epoch has more batches.)
     steps_per_execution: Annotated[int, Field(gt=0, le=MAX_ROWS), _WHOLE] = 100
 
 
@@ -147,17 +145,15 @@ class ScoreConfig(_Frozen):
 
 
 class MonitorConfig(_Frozen):
-    # A batch has drifted when at least drift_share of its features drifted from the
-    # champion's training data; a feature drifted when its distance is at least
-    # feature_threshold (Wasserstein, normed by the reference's spread, for the numbers;
-    # Jensen-Shannon for the predicted class).
+    # A batch drifted when at least drift_share of its features did; a feature, when its
+    # distance reaches feature_threshold (Wasserstein normed for numbers, Jensen-Shannon for
+    # the predicted class).
     drift_share: Annotated[float, Field(gt=0, le=1)] = 0.5
     feature_threshold: Annotated[float, Field(gt=0)] = 0.1
     # sample of the training split (at most MAX_ROWS, the whole training set)
     reference_rows: Annotated[int, Field(ge=100, le=MAX_ROWS), _WHOLE] = 10000
-    # Smaller batches are scored and reported but not judged: on the test set, 200 random
-    # images drifted by sampling noise alone in 2 draws of 5, 1000 images in none. (At most
-    # MAX_ROWS: a larger minimum would judge next to no batch.)
+    # Smaller batches are scored but not judged: on the test set, 200 random images drifted
+    # by sampling noise alone in 2 draws of 5, 1000 images in none.
     min_rows: Annotated[int, Field(gt=0, le=MAX_ROWS), _WHOLE] = 1000
     seed: Seed = 42
     # started (not awaited) when a batch drifted; "" never retrains
@@ -257,14 +253,11 @@ def describe_errors(exc: ValidationError) -> str:
     """One line: each bad key, what it holds and what is allowed."""
     parts = []
     for err in exc.errors(include_url=False):
-        key = ".".join(str(p) for p in err["loc"])
-        if err["type"] == "extra_forbidden":
-            parts.append(f"{key}: unknown key")
-            continue
-        got = err.get("input")
-        shown = "" if isinstance(got, dict | list) else f" (got {got!r})"
+        key, got = ".".join(str(p) for p in err["loc"]), err.get("input")
         message = str(err["msg"]).removeprefix("Value error, ")  # our validators' own words
-        parts.append(f"{key}: {message}{shown}")
+        shown = "" if isinstance(got, dict | list) else f" (got {got!r})"
+        unknown = err["type"] == "extra_forbidden"
+        parts.append(f"{key}: unknown key" if unknown else f"{key}: {message}{shown}")
     return "; ".join(parts)
 
 

@@ -1,8 +1,5 @@
-"""Per-run overrides of params.yaml (a flow run's parameters) as DVC `--set-param` arguments.
-
-Pure: values in, dotted keys and argument strings out. DVC applies them (Hydra's override
-grammar) inside the experiment's own workspace, so the user's params.yaml never changes.
-"""
+"""Per-run overrides of params.yaml as DVC `--set-param` arguments (pure): DVC applies them in
+the experiment's own workspace, so the user's params.yaml never changes."""
 
 from __future__ import annotations
 
@@ -29,11 +26,8 @@ class RunOverrides:
 def hidden_layers(
     current: Sequence[Mapping[str, Any]], units: Sequence[int] | None, activation: str | None
 ) -> list[dict[str, Any]]:
-    """params.yaml's hidden layers with new units (and so count) and/or activation.
-
-    A layer kept from `current` keeps its name; added layers take the last layer's
-    activation and no name.
-    """
+    """params.yaml's hidden layers with new units (and so count) and/or activation; a kept
+    layer keeps its name, added ones take the last one's activation and no name."""
     layers = [dict(layer) for layer in current]
     if units is not None:
         template = {"activation": layers[-1]["activation"]} if layers else {}
@@ -104,7 +98,4 @@ def hydra_value(value: Any) -> str:
 
 def set_param_args(dotted: Mapping[str, Any]) -> list[str]:
     """['-S', 'train.epochs=1', ...] for `dvc exp run`."""
-    args: list[str] = []
-    for key, value in dotted.items():
-        args += ["-S", f"{key}={hydra_value(value)}"]
-    return args
+    return [arg for k, v in dotted.items() for arg in ("-S", f"{k}={hydra_value(v)}")]

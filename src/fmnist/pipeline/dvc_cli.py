@@ -1,10 +1,6 @@
-"""DVC driven through its CLI (it has no Python API for repro): stages and experiments.
-
-Used by the Prefect flows and the sweep: they never run stage logic themselves, DVC does, so
-unchanged stages are skipped and every output stays versioned. What a run did is read from
-DVC's records, never from what it prints: the experiment from `dvc exp show --json`, the
-stages it recorded anew from its dvc.lock against its baseline commit's.
-"""
+"""DVC driven through its CLI (it has no Python API for repro): stages and experiments, for the
+flows and the sweep, so unchanged stages are skipped and every output stays versioned. What a
+run did is read from DVC's records (`dvc exp show --json`, dvc.lock), never from its output."""
 
 from __future__ import annotations
 
@@ -86,9 +82,8 @@ def run_dvc(args: list[str], root: Path, env: Mapping[str, str], on_line: LineSi
 
 
 def _stop(proc: subprocess.Popen[bytes], grace: float = 30.0) -> None:
-    """SIGTERM to DVC and the stage it runs (whose MLflow run then ends KILLED), SIGKILL to
-    what is left after grace seconds. DVC stays in our process group, so a group-wide stop
-    (Prefect cancelling a flow run) reaches it as before."""
+    """SIGTERM to DVC and its stage (whose MLflow run then ends KILLED), SIGKILL after grace
+    seconds. DVC stays in our process group, so a group-wide stop reaches it too."""
     import psutil
 
     try:
@@ -112,8 +107,7 @@ def reproduce(root: Path, stage: str, env: Mapping[str, str], on_line: LineSink 
 
 @dataclass(frozen=True)
 class ExperimentRun:
-    """A finished `dvc exp run`: its name and commit, and which stages' records in dvc.lock
-    it changed against its baseline commit's."""
+    """A finished `dvc exp run`: its name, commit, and which stages' dvc.lock records changed."""
 
     name: str
     ref: str  # the experiment's commit (`git show REF:path`)
@@ -122,8 +116,7 @@ class ExperimentRun:
 
 
 def lock_changes(before: Any, after: Any) -> tuple[tuple[str, ...], tuple[str, ...]]:
-    """(changed, unchanged): the stages after's dvc.lock records, split by whether their
-    entry (command, deps, params and outs with their hashes) differs from before's."""
+    """(changed, unchanged): after's dvc.lock stages, by whether their entry differs."""
     old, new = _lock_stages(before), _lock_stages(after)
     changed = tuple(stage for stage, entry in new.items() if old.get(stage) != entry)
     return changed, tuple(stage for stage in new if stage not in changed)
@@ -144,16 +137,9 @@ def run_experiment(
     *,
     force: bool = False,
 ) -> ExperimentRun:
-    """`dvc exp run --temp`: the pipeline (up to targets, else all of it) in a private copy;
-    returns the experiment and which stages it recorded anew.
-
-    The user's workspace (params.yaml, outputs, dvc.lock) is left as it was; the results
-    live in the experiment (`dvc exp show`, `dvc exp apply NAME`) and in the DVC cache.
-    Several may run at once: each waits its turn for the repo lock only while DVC sets up
-    and collects, and trains in its own copy. A stage whose data, code and params match what
-    the baseline's dvc.lock records is skipped, its record kept; force (`--force`) runs
-    every stage regardless.
-    """
+    """`dvc exp run --temp`: the pipeline (up to targets) in a private copy, the workspace left
+    as it was; several may run at once (each holds the repo lock only to set up and collect).
+    Returns the experiment and which stages it recorded anew; force runs every stage."""
     force_arg = ["--force"] if force else []
     args = ["--wait-for-lock", "exp", "run", "--temp", *force_arg, "--name", name]
     run_dvc([*args, *set_params, *targets], root, env, on_line)
@@ -162,16 +148,8 @@ def run_experiment(
     return ExperimentRun(name, rev, changed, unchanged)
 
 
-def _git(root: Path, *args: str) -> str:
-    done = subprocess.run(["git", *args], cwd=root, capture_output=True, text=True, check=False)
-    if done.returncode:
-        raise StageError(f"git {' '.join(args)}: {done.stderr.strip() or done.returncode}")
-    return done.stdout
-
-
 def _find_experiment(root: Path, name: str) -> tuple[str, str]:
-    """(commit, baseline commit) of experiment NAME of the current baseline, as
-    `dvc exp show --json` lists them (finished experiments only)."""
+    """(commit, baseline commit) of finished experiment NAME, from `dvc exp show --json`."""
     args = ["exp", "show", "--json", "--hide-workspace", "--hide-queued", "--hide-failed"]
     done = subprocess.run(
         [sys.executable, "-m", "dvc", *args], cwd=root, capture_output=True, text=True, check=False
@@ -201,7 +179,11 @@ def _lock_at(root: Path, rev: str) -> Any:
 
 def experiment_file(root: Path, ref: str, path: Path | str) -> str:
     """A git-tracked file (metrics, records) as the experiment committed it."""
-    return _git(root, "show", f"{ref}:{Path(path).as_posix()}")
+    args = ["show", f"{ref}:{Path(path).as_posix()}"]
+    done = subprocess.run(["git", *args], cwd=root, capture_output=True, text=True, check=False)
+    if done.returncode:
+        raise StageError(f"git {' '.join(args)}: {done.stderr.strip() or done.returncode}")
+    return done.stdout
 
 
 def experiment_json(root: Path, ref: str, path: Path | str) -> Any:
@@ -213,8 +195,7 @@ def experiment_json(root: Path, ref: str, path: Path | str) -> Any:
 
 
 def set_params_for(root: Path, overrides: RunOverrides) -> list[str]:
-    """A run's overrides as DVC `--set-param`s, checked against params.yaml first (a bad
-    value stops here, in one line, before anything runs)."""
+    """A run's overrides as DVC `--set-param`s, checked against params.yaml before anything."""
     from fmnist.params.config import load_params
     from fmnist.params.overrides import dotted_overrides, set_param_args
 

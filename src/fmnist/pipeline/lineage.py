@@ -17,15 +17,9 @@ LOCK = "dvc.lock"
 
 
 def data_version(root: Path, data_dir: Path) -> str:
-    """DVC's hash of data_dir as dvc.lock records it (`md5: ....dir`), when the folder holds
-    exactly what DVC recorded; else UNVERSIONED.
-
-    Under `dvc repro` / `dvc exp run` a stage's inputs are in dvc.lock before the stage runs
-    (DVC writes each stage's entry when it finishes, and checks unchanged ones). The record is
-    checked, not trusted: `dvc data status` must find the folder unchanged against it (a
-    re-prepared split of the same size would not be), so a stage run by hand on changed data
-    says UNVERSIONED instead of naming data it did not read.
-    """
+    """DVC's hash of data_dir as dvc.lock records it, when the folder holds exactly that; else
+    UNVERSIONED. Checked, not trusted (`dvc data status`): a stage run by hand on changed data
+    must not name data it did not read."""
     try:
         rel = data_dir.resolve().relative_to(root.resolve()).as_posix()
         lock = yaml.safe_load((root / LOCK).read_text(encoding="utf-8"))
@@ -75,13 +69,9 @@ def _md5(path: Path) -> str:
 
 
 def git_commit(root: Path) -> str:
-    """HEAD's commit, with '-dirty' when a tracked file other than what DVC writes differs
-    from it; 'unknown' outside git.
-
-    What DVC writes during `dvc repro` (dvc.lock and the outputs dvc.yaml declares: `outs`,
-    `metrics`, `plots`) does not count: a run records the commit whose code and params made
-    it, even after an earlier stage of the same repro rewrote those.
-    """
+    """HEAD's commit, '-dirty' when a tracked file differs; 'unknown' outside git. What DVC
+    writes (dvc.lock, declared outputs) does not count: an earlier stage of the same repro
+    rewrote those, and the commit's code and params still made the run."""
 
     def git(*args: str) -> str:
         out = subprocess.run(["git", *args], cwd=root, capture_output=True, text=True, check=True)
@@ -115,5 +105,5 @@ def _written_by_dvc(root: Path) -> set[str]:
 
 
 def _covered(path: str, outputs: set[str]) -> bool:
-    """path is one of the outputs, or inside an output directory."""
+
     return any(path == out or path.startswith(f"{out}/") for out in outputs)

@@ -1,18 +1,9 @@
-"""What a stage prints: its progress and its result, and library chatter only with --verbose.
+"""What a stage prints: its progress and result; library chatter only with --verbose.
 
-Training progress (fit_settings): on a terminal, Keras' own live progress bar; anywhere else
-(DVC's log, a pipe, a file) one flushed line per epoch, no ANSI escapes:
-
-    epoch 1/5: loss=0.5523 accuracy=0.8065 val_loss=0.4431 val_accuracy=0.8441 (3.1 s)
-
-Library chatter (quiet_libraries): MLflow's INFO lines and one known WARNING per logged
-model, and its artifact-download progress bar; the lines a library prints itself that
-LIBRARY_PRINTS names, inside library_prints (mlflow.register_model's "Successfully registered
-model '<name>'." and "Created version '<n>' of model '<name>'."). Nothing at ERROR or above
-is silenced. TensorFlow's own C++ start-up lines (absl's pre-init WARNING, "oneDNN custom
-operations are on") are TensorFlow's to silence (tensorflow#100442): fmnist leaves them.
-
-Imports nothing heavy: Keras is imported when a fit is set up, never at module import.
+Training progress: Keras' live bar on a terminal, else (DVC's log, a pipe) one flushed line
+per epoch, no ANSI escapes. Library chatter: MLflow's INFO lines, a known WARNING, its
+download bar, and the lines LIBRARY_PRINTS names; nothing at ERROR or above is silenced.
+TensorFlow's C++ start-up lines are TensorFlow's to silence (tensorflow#100442).
 """
 
 from __future__ import annotations
@@ -32,31 +23,17 @@ if TYPE_CHECKING:
 KERAS_BAR = 1  # model.fit(verbose=1): Keras' live progress bar
 KERAS_SILENT = 0  # model.fit(verbose=0): nothing from Keras
 
-# Loggers raised to WARNING unless --verbose; the INFO lines they print (MLflow 3.x):
-QUIET_LOGGERS = {
-    # "INFO mlflow.pyfunc: Validating input example against model signature"
-    # "INFO mlflow.pyfunc: Inferring model signature from input example"
-    "mlflow.pyfunc": logging.WARNING,
-    # "INFO mlflow.utils.environment: Detected uv project at <dir>. Attempting to export
-    #  requirements via 'uv export'."
-    "mlflow.utils.environment": logging.WARNING,
-    # "INFO mlflow.utils.uv_utils: Detected uv project: found uv.lock and pyproject.toml in <dir>"
-    # "INFO mlflow.utils.uv_utils: Copied uv.lock to model artifacts" (and pyproject.toml)
-    "mlflow.utils.uv_utils": logging.WARNING,
-}
-# WARNING lines dropped by the start of their message (the logger's other warnings stay):
-QUIET_WARNINGS = {
-    # "WARNING mlflow.utils.environment: Failed to resolve installed pip version. ``pip`` will
-    #  be added to conda.yaml environment spec without a version specifier." (a uv venv has no
-    #  pip; the served model's requirements are pinned by fmnist anyway)
-    "mlflow.utils.environment": ("Failed to resolve installed pip version",),
-}
-# MLflow's documented switches, set unless the user set them:
-QUIET_ENV = {
-    # "Downloading artifacts: 100%|██████████| 1/1 [...]" (tqdm on stderr, when a logged
-    # model is loaded back to validate its input example)
-    "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false",
-}
+# Loggers raised to WARNING unless --verbose (MLflow 3.x's INFO lines: "Validating input
+# example...", "Inferring model signature...", "Detected uv project...", "Copied uv.lock...")
+QUIET_LOGGERS = dict.fromkeys(
+    ("mlflow.pyfunc", "mlflow.utils.environment", "mlflow.utils.uv_utils"), logging.WARNING
+)
+# WARNING lines dropped by the start of their message (a uv venv has no pip; the served
+# model's requirements are pinned by fmnist anyway)
+QUIET_WARNINGS = {"mlflow.utils.environment": ("Failed to resolve installed pip version",)}
+# MLflow's documented switches, set unless the user set them: "Downloading artifacts: 100%|"
+# (tqdm on stderr, when a logged model is loaded back to validate its input example)
+QUIET_ENV = {"MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false"}
 
 
 def on_terminal(stream: TextIO | None = None) -> bool:
@@ -74,15 +51,13 @@ def _metric_order(name: str) -> tuple[bool, bool]:
 
 
 def epoch_line(epoch: int, epochs: int, logs: Mapping[str, Any], seconds: float) -> str:
-    """`epoch 1/5: loss=0.5523 accuracy=0.8065 val_loss=0.4431 val_accuracy=0.8441 (3.1 s)`;
-    epoch counts from 1."""
+    """`epoch 1/5: loss=0.5523 accuracy=0.8065 val_loss=0.4431 val_accuracy=0.8441 (3.1 s)`."""
     metrics = [f"{k}={float(logs[k]):.4f}" for k in sorted(logs, key=_metric_order)]
     return " ".join([f"epoch {epoch}/{epochs}:", *metrics, f"({seconds:.1f} s)"])
 
 
 def epoch_lines(stream: TextIO | None = None) -> keras.callbacks.Callback:
-    """A Keras callback printing epoch_line to stream (default sys.stdout, looked up at each
-    line) at the end of every epoch, flushed; the epoch count is fit's own (params)."""
+    """A Keras callback printing epoch_line to stream (default: sys.stdout at each line)."""
     from fmnist.process.keras_compat import load_keras
 
     load_keras()  # the lean first import, if this is it
@@ -107,11 +82,8 @@ def epoch_lines(stream: TextIO | None = None) -> keras.callbacks.Callback:
 
 
 def fit_settings(stream: TextIO | None = None) -> tuple[int, list[keras.callbacks.Callback]]:
-    """(verbose, callbacks) for model.fit: Keras' bar when stream (default sys.stdout) is a
-    terminal, else silence from Keras and one line per epoch (epoch_lines) to stream.
-
-    Keras writes its bar to sys.stdout whatever stream is: give another stream only for lines.
-    """
+    """(verbose, callbacks) for model.fit: Keras' bar on a terminal, else one line per epoch
+    to stream (Keras writes its bar to sys.stdout whatever stream is)."""
     if on_terminal(stream):
         return KERAS_BAR, []
     return KERAS_SILENT, [epoch_lines(stream)]
@@ -146,9 +118,8 @@ LIBRARY_PRINTS = (
 
 @contextlib.contextmanager
 def library_prints() -> Iterator[None]:
-    """Inside the block, the lines LIBRARY_PRINTS names are shown only with --verbose; every
-    other line written to stderr (warnings, errors) is passed on when the block ends, and
-    all of it if the block raised."""
+    """Inside the block, the stderr lines LIBRARY_PRINTS names are shown only with --verbose;
+    the others are passed on when it ends (all of them if it raised)."""
     if _chatter["shown"]:
         yield
         return
@@ -165,13 +136,9 @@ def library_prints() -> Iterator[None]:
 
 
 def quiet_libraries(verbose: bool) -> None:
-    """Unless verbose, silence the library chatter a stage's user does not want (the lines
-    are quoted at QUIET_LOGGERS, QUIET_WARNINGS, QUIET_ENV): named loggers raised to WARNING
-    (never lowered), known warnings dropped by message, MLflow's documented progress-bar
-    switch off unless set. Call it once per command, before the work; MLflow and Keras need
-    not be imported (MLflow configures only its top `mlflow` logger). ERROR and above always
-    get through. With verbose, nothing changes.
-    """
+    """Unless verbose, silence the chatter QUIET_LOGGERS, QUIET_WARNINGS and QUIET_ENV name
+    (levels only raised). Once per command, before the work; MLflow need not be imported
+    (it configures only its top `mlflow` logger)."""
     _chatter["shown"] = verbose
     if verbose:
         return

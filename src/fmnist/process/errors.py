@@ -44,8 +44,7 @@ class StageError(FmnistError):
 
 
 class TrainingError(FmnistError):
-    """Training ran but produced no usable model: the loss diverged to NaN or infinity, or
-    the last validation accuracy is at chance level."""
+    """Training produced no usable model: a NaN or infinite loss, or chance-level accuracy."""
 
     exit_code = 8
 

@@ -1,9 +1,5 @@
-"""What a failed or interrupted command tells its user: one line and a specific exit code.
-
-Users' mistakes and the world's faults (a bad param, a missing file, a dead or read-only
-store, a full disk, Ctrl-C) end as one line naming the real cause; anything else is a bug,
-and its traceback is for us.
-"""
+"""What a failed or interrupted command tells its user: one line and a specific exit code for
+users' mistakes and the world's faults, and signal handling; anything else is a bug."""
 
 from __future__ import annotations
 
@@ -62,15 +58,10 @@ class Held:
 
 @contextlib.contextmanager
 def signals_held(second_stops: bool = True) -> Iterator[Held]:
-    """Ctrl-C and SIGTERM inside the block wait for its safe points (Held.safe_point) or its
-    end, where a held one goes to the handler it found (raising as it would have).
-
-    For writes that must not be cut (a cut one can leave the process's own database
-    transaction open, blocking what would undo it). A second signal stops the block at once
-    (second_stops: Interrupted, at_once), so a Ctrl-C is never held longer than the user
-    wants. Ignored signals stay ignored; a block that said its command's outcome
-    (exit_on_signal) keeps that. Signal handlers belong to the main thread: elsewhere
-    nothing is held.
+    """Ctrl-C and SIGTERM inside the block wait for its safe points or its end, then go to the
+    handler they found. For writes that must not be cut (a cut one can leave the process's
+    own database transaction open, blocking what would undo it). A second signal stops at
+    once (second_stops). Only the main thread has signal handlers: elsewhere nothing is held.
     """
     held = Held()
     if threading.current_thread() is not threading.main_thread():
@@ -113,21 +104,16 @@ def signals_held(second_stops: bool = True) -> Iterator[Held]:
 
 @contextlib.contextmanager
 def interrupts_deferred() -> Iterator[None]:
-    """Ctrl-C and SIGTERM inside the block are remembered and raised when it is done.
-
-    For imports of native libraries: an interrupt raised inside their start-up callbacks
-    aborts the process from C++ (seen here: jaxlib's nanobind, SIGABRT, no message), or
-    leaves the extension half made. The wait is the import's few seconds. Signal handlers
-    belong to the main thread: elsewhere this is a no-op.
-    """
+    """Ctrl-C and SIGTERM inside the block are raised when it is done. For native imports: an
+    interrupt in their start-up callbacks aborts the process from C++ (jaxlib's nanobind:
+    SIGABRT, no message) or leaves the extension half made."""
     with signals_held(second_stops=False):
         yield
 
 
 def exit_on_signal(code: int) -> None:
-    """The command's outcome is said: a Ctrl-C or SIGTERM from now on ends the process at
-    once with its code, never one contradicting what was printed (nor a traceback from a
-    library's exit hook, nor a wait on a stuck one)."""
+    """The outcome is said: a Ctrl-C or SIGTERM from now on exits at once with its code (never
+    one contradicting what was printed, a library exit hook's traceback, or a stuck hook)."""
 
     def now(signum: int, frame: Any) -> None:
         with contextlib.suppress(Exception):  # (a print it cut short cannot be flushed)

@@ -1,12 +1,6 @@
-"""Importing the big libraries (TensorFlow and Keras, MLflow) the way a short command wants.
-
-A stage imports about a million long-lived objects (modules, functions, classes) and then
-works for seconds. While they import, Python's cyclic collector keeps rescanning the growing
-heap; afterwards it keeps rescanning objects that live until the process ends. Both are
-avoided with the collector's public API: paused during the import (gc.disable), and what the
-import made moved to the permanent generation (gc.freeze), which later collections skip.
-New objects are collected as usual.
-"""
+"""Importing the big libraries the way a short command wants: a stage imports about a million
+objects that live until it ends, which the cyclic collector would keep rescanning, during the
+import and after. So it is paused during the import, and what it made frozen (gc.freeze)."""
 
 from __future__ import annotations
 
@@ -22,8 +16,7 @@ from types import ModuleType
 
 @contextlib.contextmanager
 def long_lived() -> Iterator[None]:
-    """The block imports objects that live as long as the process: no collection during it,
-    and none of them rescanned after it."""
+    """No collection during the block, and nothing it made rescanned after it."""
     was_enabled = gc.isenabled()
     gc.disable()
     try:
@@ -47,13 +40,9 @@ THREADED_ARENAS = 2
 
 
 def few_malloc_arenas() -> None:
-    """Cap glibc's malloc arenas before TensorFlow starts its thread pools (mallopt(3)).
-
-    glibc gives a thread that finds the arenas busy a new one, up to 8 per core, and each
-    keeps its freed memory: TensorFlow's pools plus tf.data's threads leave ~20 MiB of peak
-    RSS in arenas a training here does not need (the same fit, the same seconds). Left alone
-    when MALLOC_ARENA_MAX is set (glibc has read it) and where malloc is not glibc's.
-    """
+    """Cap glibc's malloc arenas before TensorFlow starts its thread pools (mallopt(3)): a
+    busy thread gets a new arena (up to 8 per core) that keeps its freed memory, ~20 MiB of
+    peak RSS a training does not need. Left alone if MALLOC_ARENA_MAX is set."""
     if not sys.platform.startswith("linux") or "MALLOC_ARENA_MAX" in os.environ:
         return
     try:

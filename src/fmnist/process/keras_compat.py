@@ -1,11 +1,6 @@
-"""Keras, loaded the way fmnist's stages need it: imported as a long-lived library
-(imports), Ctrl-C and SIGTERM during its import deferred to the import's end (a signal
-inside TensorFlow's native start-up can abort the process), and able to run models with
-Unicode names.
-
-Unicode names: the fix lives with the served model (`fmnist_model.unicode_names`), which
-every registered version carries; stages install it through here.
-"""
+"""Keras as stages need it: a long-lived import, signals deferred during it (one inside
+TensorFlow's native start-up can abort the process), Unicode model names allowed (the fix
+lives in fmnist_model, which every version carries)."""
 
 from __future__ import annotations
 
@@ -18,8 +13,7 @@ from fmnist_model.unicode_names import allow_unicode_names
 
 
 def load_keras() -> ModuleType:
-    """The keras module, able to run models with Unicode names; every stage gets Keras
-    through here."""
+    """The keras module, able to run models with Unicode names."""
     if "keras" not in sys.modules:
         few_malloc_arenas()
         with interrupts_deferred(), long_lived():

@@ -1,9 +1,5 @@
-"""Where the pipeline's files live, named once.
-
-The CLI's defaults, the readers of an experiment's commit and the tests take the paths from
-here; dvc.yaml spells the same paths on its command lines (tests/test_layout.py holds the two
-together). Relative to the project's root.
-"""
+"""Where the pipeline's files live, named once, relative to the project's root (dvc.yaml spells
+the same paths; a test holds the two together)."""
 
 from __future__ import annotations
 

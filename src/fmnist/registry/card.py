@@ -1,5 +1,4 @@
-"""A registered version's model card: markdown, its description in the MLflow registry.
-Pure: what the version's run and records hold in, text out."""
+"""A registered version's model card (its markdown description in the registry); pure."""
 
 from __future__ import annotations
 
@@ -12,6 +11,18 @@ from fmnist_model.images import CLASS_NAMES
 
 DESCRIPTION_LIMIT = 5000  # characters: MLflow's model-version description (VARCHAR(5000))
 PENDING = "*pending*: the promotion rule is applied right after registration"
+INTENDED_USE = (
+    "### Intended use\n\n"
+    "**For**: 28x28 grayscale thumbnails of one piece of clothing, footwear or a bag in "
+    "Fashion-MNIST's style: centred, white on a black background, raw pixel values 0-255 "
+    "(`(n, 28, 28)` arrays or 784-value rows), sorted into its ten classes: "
+    f"{', '.join(CLASS_NAMES)}.\n\n"
+    "**Not for**:\n\n"
+    "- photographs (backgrounds, lighting, other framing) or pictures in another style;\n"
+    "- other objects: it answers one of the ten classes whatever it is shown;\n"
+    "- colour images: it learned from grayscale only;\n"
+    "- dark items on a light background, or items off-centre or cut off."
+)
 
 
 @dataclass(frozen=True)
@@ -56,14 +67,12 @@ def promotion_text(decision: Decision | None) -> str:
 
 
 def model_card(facts: CardFacts, decision: Decision | None = None) -> str:
-    """The card in markdown, within DESCRIPTION_LIMIT: the Keras summary is left to its
-    artifact link if the whole card would be too long, and the rest cut at a line if still."""
-    card = _join(facts, decision, with_summary=True)
-    if len(card) <= DESCRIPTION_LIMIT:
-        return card
-    card = _join(facts, decision, with_summary=False)
-    if len(card) <= DESCRIPTION_LIMIT:
-        return card
+    """The card within DESCRIPTION_LIMIT: too long, the Keras summary is left to its link,
+    and the rest cut at a line if still."""
+    for with_summary in (True, False):
+        card = _join(facts, decision, with_summary=with_summary)
+        if len(card) <= DESCRIPTION_LIMIT:
+            return card
     cut = "\n\n*(cut to MLflow's description limit: the run holds everything)*\n"
     head = card[: DESCRIPTION_LIMIT - len(cut)]
     return head[: head.rfind("\n")] + cut
@@ -72,9 +81,10 @@ def model_card(facts: CardFacts, decision: Decision | None = None) -> str:
 def _join(facts: CardFacts, decision: Decision | None, *, with_summary: bool) -> str:
     parts = [
         _opening(facts),
-        _intended_use(),
+        INTENDED_USE,
         f"### Promotion\n\n{promotion_text(decision)}",
-        _metrics(facts.metrics),
+        _table(("metric", "value"), [(k, f"{v:.4f}") for k, v in facts.metrics.items()],
+               "### Test metrics"),
         _per_class(facts.per_class),
         *(f"### {title}\n\n![{title}]({artifact_link(facts.run_id, path)})"
           for title, path in facts.images),
@@ -94,26 +104,6 @@ def _opening(facts: CardFacts) -> str:
         f"{facts.model_name}: a Fashion-MNIST classifier (Keras){scored}, trained, evaluated and "
         f"registered by fmnist's DVC pipeline from MLflow run `{facts.run_id}`."
     )
-
-
-def _intended_use() -> str:
-    classes = ", ".join(CLASS_NAMES)
-    return (
-        "### Intended use\n\n"
-        "**For**: 28x28 grayscale thumbnails of one piece of clothing, footwear or a bag in "
-        "Fashion-MNIST's style: centred, white on a black background, raw pixel values 0-255 "
-        f"(`(n, 28, 28)` arrays or 784-value rows), sorted into its ten classes: {classes}.\n\n"
-        "**Not for**:\n\n"
-        "- photographs (backgrounds, lighting, other framing) or pictures in another style;\n"
-        "- other objects: it answers one of the ten classes whatever it is shown;\n"
-        "- colour images: it learned from grayscale only;\n"
-        "- dark items on a light background, or items off-centre or cut off."
-    )
-
-
-def _metrics(metrics: Mapping[str, float]) -> str:
-    rows = [(k, f"{v:.4f}") for k, v in metrics.items()]
-    return _table(("metric", "value"), rows, "### Test metrics")
 
 
 def _per_class(per_class: Mapping[str, Mapping[str, float]] | None) -> str:

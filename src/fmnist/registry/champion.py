@@ -1,6 +1,5 @@
-"""Moving `champion`: the promotion rule (fmnist.registry.promotion) applied to a registered
-version, by hand or after register, and the rollback to the version that held it before.
-Under the registry's promotion lock; a failure moves no alias."""
+"""Moving `champion` under the promotion lock: the promotion rule applied to a version, and
+the rollback to the one before; a failure moves no alias."""
 
 from __future__ import annotations
 
@@ -8,7 +7,7 @@ import json
 from collections.abc import Callable
 from typing import Any
 
-from fmnist.process.errors import TrackingError, first_line
+from fmnist.process.errors import TrackingError
 from fmnist.registry.lock import promotion_lock
 from fmnist.registry.promotion import (
     CHAMPION,
@@ -19,6 +18,7 @@ from fmnist.registry.promotion import (
     previous_champion,
 )
 from fmnist.registry.versions import champion_of, client_for, not_found
+from fmnist.tracking.mlflow_store import mlflow_errors
 
 HISTORY_TAG = "fmnist.champion_history"  # versions that held `champion`, oldest first
 
@@ -54,8 +54,7 @@ def _move_champion(client: Any, name: str, version: int, history: list[int]) -> 
 
 
 def _unfinished_run(client: Any, candidate: Any) -> str | None:
-    """Why the version's run disqualifies it (not FINISHED), or None (also for a version
-    registered from files, with no run)."""
+    """Why the version's run disqualifies it (not FINISHED), or None (also with no run)."""
     if not candidate.run_id:
         return None
     status = client.get_run(candidate.run_id).info.status
@@ -74,61 +73,52 @@ def promote(
     echo: Callable[[str], None] = print,
     checkpoint: Callable[[], None] = lambda: None,
 ) -> Decision:
-    """Apply the promotion rule to a version; record the decision on it; move `champion`.
-
-    A version whose run did not end FINISHED is refused unless forced. checkpoint is called
-    while the lock is waited for (a safe point to stop at)."""
-    from mlflow.exceptions import MlflowException
-
+    """Apply the promotion rule to a version, record the decision on it, move `champion`.
+    checkpoint is called while the lock is waited for (a safe point to stop at)."""
     client = client_for(uri)
-    try:
-        with promotion_lock(client, name, echo=echo, checkpoint=checkpoint):
-            candidate = _version(client, name, version)
-            if METRIC not in candidate.tags:
-                raise TrackingError(f"{name} v{version} has no {METRIC} tag to judge it by")
-            current = champion_of(client, name)
-            already = decide_champion_again(version, current)
-            if already:
-                return already  # nothing to move or record
-            unfinished = None if force else _unfinished_run(client, candidate)
-            if unfinished:
-                decision = Decision(False, f"{unfinished}, not FINISHED (--force to promote)")
-            else:
-                decision = decide_promotion(
-                    float(candidate.tags[METRIC]),
-                    current,
-                    min_accuracy=min_accuracy,
-                    min_delta=min_delta,
-                    require_better=require_better,
-                    force=force,
-                )
-            for key, value in decision.as_tags().items():
-                client.set_model_version_tag(name, str(version), key, value)
-            if decision.promote:
-                _move_champion(client, name, version, [*_history(client, name), version])
-            return decision
-    except MlflowException as exc:
-        raise TrackingError(f"promoting {name} v{version}: {first_line(exc)}") from None
+    with (
+        mlflow_errors(f"promoting {name} v{version}"),
+        promotion_lock(client, name, echo=echo, checkpoint=checkpoint),
+    ):
+        candidate = _version(client, name, version)
+        if METRIC not in candidate.tags:
+            raise TrackingError(f"{name} v{version} has no {METRIC} tag to judge it by")
+        current = champion_of(client, name)
+        already = decide_champion_again(version, current)
+        if already:
+            return already  # nothing to move or record
+        unfinished = None if force else _unfinished_run(client, candidate)
+        if unfinished:
+            decision = Decision(False, f"{unfinished}, not FINISHED (--force to promote)")
+        else:
+            decision = decide_promotion(
+                float(candidate.tags[METRIC]),
+                current,
+                min_accuracy=min_accuracy,
+                min_delta=min_delta,
+                require_better=require_better,
+                force=force,
+            )
+        for key, value in decision.as_tags().items():
+            client.set_model_version_tag(name, str(version), key, value)
+        if decision.promote:
+            _move_champion(client, name, version, [*_history(client, name), version])
+        return decision
 
 
 def rollback(uri: str, name: str) -> tuple[int, int]:
     """Give `champion` back to the previous champion; returns (from, to)."""
-    from mlflow.exceptions import MlflowException
-
     client = client_for(uri)
-    try:
-        with promotion_lock(client, name):
-            current = champion_of(client, name)
-            if current is None:
-                raise TrackingError(f"{name} has no champion to roll back")
-            history = _history(client, name)
-            existing = {int(v.version) for v in client.search_model_versions(f"name = '{name}'")}
-            previous = previous_champion(history, current[0], existing)
-            if previous is None:
-                raise TrackingError(f"{name}: no previous champion to roll back to")
-            kept = history[: len(history) - history[::-1].index(previous)]
-            _move_champion(client, name, previous, kept)
-            client.set_model_version_tag(name, str(current[0]), "fmnist.rolled_back", "true")
-            return current[0], previous
-    except MlflowException as exc:
-        raise TrackingError(f"rolling back {name}: {first_line(exc)}") from None
+    with mlflow_errors(f"rolling back {name}"), promotion_lock(client, name):
+        current = champion_of(client, name)
+        if current is None:
+            raise TrackingError(f"{name} has no champion to roll back")
+        history = _history(client, name)
+        existing = {int(v.version) for v in client.search_model_versions(f"name = '{name}'")}
+        previous = previous_champion(history, current[0], existing)
+        if previous is None:
+            raise TrackingError(f"{name}: no previous champion to roll back to")
+        kept = history[: len(history) - history[::-1].index(previous)]
+        _move_champion(client, name, previous, kept)
+        client.set_model_version_tag(name, str(current[0]), "fmnist.rolled_back", "true")
+        return current[0], previous

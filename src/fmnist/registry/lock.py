@@ -1,14 +1,11 @@
 """A registry-wide mutex for promotions, that knows its holder.
 
-The lock is a registered model, `<name>.promotion-lock`, that stays. A contender takes a
-ticket: a version of it, which the store numbers atomically and never numbers again, even once
-deleted (on sqlite and on a tracking server alike). The live ticket with the lowest number
-holds the lock; the others wait in line. A ticket records its holder (host, pid, process start
-time) and since when. Every removal names one ticket's number, so it removes that holder's
-ticket and no other's: a release removes one's own; a break removes a ticket whose holder
-process is gone (killed mid-promotion) or that is far too old. A live holder is waited for,
-with a progress line, up to a bounded time; a contender that gives up (timeout, interrupt,
-error) removes its ticket; any other store error stops at once.
+The lock is a registered model, `<name>.promotion-lock`. A contender takes a ticket: a version
+of it, which the store numbers atomically and never reuses, even once deleted (sqlite and
+server alike). The lowest live ticket holds the lock. A ticket records its holder (host, pid,
+start time); every removal names one ticket's number, so it removes no other holder's: a
+release removes one's own, a break one whose holder is gone or that is far too old. A live
+holder is waited for up to a bound; a contender that gives up removes its ticket.
 """
 
 from __future__ import annotations
@@ -121,8 +118,8 @@ def _stale(holder: str, age: float) -> str | None:
 
 
 def _to_break(ahead: list[Ticket]) -> list[tuple[Ticket, str]]:
-    """The tickets ahead to break, and why: the stale ones behind the nearest live contender
-    of this host ahead (it breaks those in front of it), so each has one breaker, one line."""
+    """The stale tickets ahead to break, and why: those behind the nearest live contender of
+    this host ahead (it breaks those in front of it), so each has one breaker, one line."""
     host = socket.gethostname()
     found = []
     for ticket in reversed(ahead):
@@ -142,8 +139,8 @@ def _wait_turn(
     echo: Callable[[str], None],
     checkpoint: Callable[[], None],
 ) -> None:
-    """Return once no live ticket is ahead of mine, breaking stale ones on the way;
-    checkpoint is called between two looks (it may raise: a safe point to stop at)."""
+    """Return once no live ticket is ahead of mine, breaking stale ones; checkpoint is called
+    between two looks (it may raise: a safe point to stop at)."""
     deadline = time.monotonic() + timeout
     next_progress = time.monotonic() + PROGRESS_EVERY
     while True:
@@ -221,14 +218,11 @@ def promotion_lock(
     echo: Callable[[str], None] = print,
     checkpoint: Callable[[], None] = lambda: None,
 ) -> Iterator[None]:
-    """Promotions of `name` one at a time; checkpoint is called while waiting (see
-    _wait_turn)."""
-    from mlflow.exceptions import MlflowException
+    """Promotions of `name` one at a time; checkpoint is called while waiting (_wait_turn)."""
+    from fmnist.tracking.mlflow_store import mlflow_errors
 
-    try:
+    with mlflow_errors(f"{name}: taking the promotion lock"):
         mine = _acquire(client, name, timeout, echo, checkpoint)
-    except MlflowException as exc:
-        raise TrackingError(f"{name}: taking the promotion lock: {first_line(exc)}") from None
     try:
         yield
     finally:

@@ -1,8 +1,5 @@
-"""The promotion rule, pure: which registered version becomes `champion`, and why.
-
-Aliases only (MLflow's stages are deprecated): every new version is `challenger`; one is
-`champion`, the version that serves. The registry I/O that applies the rule is champion.py.
-"""
+"""The promotion rule, pure: which registered version becomes `champion`, and why. Aliases
+only (MLflow's stages are deprecated): every new version is `challenger`; `champion` serves."""
 
 from __future__ import annotations
 
@@ -54,10 +51,8 @@ def decide_promotion(
     require_better: bool = True,
     force: bool = False,
 ) -> Decision:
-    """The promotion rule: at least min_accuracy, and more than min_delta above the champion.
-
-    By hand (`require_better=False`) only the threshold applies; `force` skips it too.
-    """
+    """At least min_accuracy, and more than min_delta above the champion. By hand
+    (`require_better=False`) only the threshold applies; `force` skips it too."""
     version, current = champion if champion else (None, None)
     if accuracy < min_accuracy and not force:
         reason = f"{METRIC} {accuracy:.4f} is below min_accuracy {min_accuracy:.4f}"
@@ -106,7 +101,4 @@ def previous_champion(
     history: Sequence[int], current: int, existing: Collection[int]
 ) -> int | None:
     """The version that held champion before `current` and still exists, if any."""
-    for version in reversed(history):
-        if version != current and version in existing:
-            return version
-    return None
+    return next((v for v in reversed(history) if v != current and v in existing), None)

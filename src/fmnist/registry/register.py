@@ -1,10 +1,6 @@
-"""The register stage: the trained model as a new registry version (alias `challenger`),
-described by its model card, then the promotion rule; models/registered.json is the version
-as the registry reads back. The card is read from the training's run, which register never
-changes (a run is as it was when versioned); the version's description is set at
-registration and once more with the rule's result.
-
-Also the promotion by hand (`fmnist promote`), with the same section's thresholds."""
+"""The register stage: the trained model as a new version (alias `challenger`) described by
+its model card, then the promotion rule; models/registered.json is the version as read back.
+The card is read from the training's run, which register never changes. Also `fmnist promote`."""
 
 from __future__ import annotations
 
@@ -20,8 +16,8 @@ from fmnist.process.errors import FmnistError, TrackingError, first_line
 from fmnist.process.files import read_json, read_text, write_json
 from fmnist.registry.promotion import Decision
 from fmnist.tracking import runs as tracking
+from fmnist.tracking.mlflow_store import store_client
 from fmnist.tracking.runs import SUMMARY_ARTIFACT
-from fmnist.tracking.store import redact
 
 if TYPE_CHECKING:
     from fmnist.process.failures import Held
@@ -50,11 +46,9 @@ def run(
     tracking_uri: str,
     report: Report | None = None,
 ) -> dict[str, Any]:
-    """Register what train recorded; returns the registered record (as written to out_path).
-    report: called with it once the version is complete and out_path written, unless a
-    signal came meanwhile (a command says its outcome there: no signal can cut it)."""
-    trained = records.read_trained(trained_path)
-    metrics = read_json(metrics_path)
+    """Register what train recorded; returns the record written to out_path. report: called
+    with it once complete, unless a signal came meanwhile (no signal can cut what it says)."""
+    trained, metrics = records.read_trained(trained_path), read_json(metrics_path)
     summary = read_text(summary_path)
     return register_trained(params, trained, metrics, summary, tracking_uri, out_path, report)
 
@@ -68,15 +62,10 @@ def register_trained(
     out_path: Path | None = None,
     report: Report | None = None,
 ) -> dict[str, Any]:
-    """Register a trained record with its test metrics and its model card (the version's
-    description), apply the promotion rule, write the record (out_path); returns the record,
-    read back from the registry.
-
-    All or nothing whenever Ctrl-C or SIGTERM comes: the writes are never cut (signals are
-    held, fmnist.process.failures.signals_held); a signal stops the registration before its version
-    is made, or while it waits for the promotion lock (the version is deleted again), or
-    else once the version and the record are complete. A version a stopped (or killed)
-    registration left half made is completed."""
+    """Register a trained record with its metrics and card, apply the promotion rule, write
+    the record (read back from the registry). All or nothing: signals are held (signals_held),
+    and stop it before the version is made, while it waits for the lock (the version is
+    deleted again), or once version and record are complete."""
     from fmnist.process.failures import Held, signals_held
     from fmnist.registry.card import model_card
     from fmnist.registry.versions import RESUMED, register_version, registered_record
@@ -139,11 +128,9 @@ def _left_by_interrupt(exc: KeyboardInterrupt, held: Held, record: dict[str, Any
 def _promote_or_undo(
     params: Params, registration: Registration, tracking_uri: str, facts: CardFacts, held: Held
 ) -> None:
-    """The promotion rule on a version, then its card with the rule's result: a
-    registration's last registry write (registry.is_complete). If the rule fails, or a signal
-    stops the wait for the promotion lock (a safe point), a new version is undone (deleted,
-    `challenger` back). Once the rule has run, nothing is undone (a moved `champion` was its
-    decision): a card left *pending* by a failure is completed by the next run."""
+    """The promotion rule, then the card with its result (the last registry write). A rule
+    failing or a signal in the lock's wait undoes a new version; once the rule ran nothing is
+    undone (a moved `champion` was its decision): a *pending* card is completed next run."""
     from fmnist.registry.card import model_card
     from fmnist.registry.versions import (
         COMPLETE,
@@ -183,24 +170,17 @@ def _card_facts(
     summary: str,
     trained_with: Mapping[str, str],
 ) -> CardFacts:
-    """What the version's card says: the records, and what the training's run holds (its
-    datasets, evaluate's per-class report and images; those not logged are left out)."""
-    from mlflow.exceptions import MlflowException
-
+    """The card's facts: the records, and the run's datasets, per-class report and images."""
     from fmnist.registry.card import CardFacts
-    from fmnist.registry.versions import client_for
 
-    client, run_id = client_for(tracking_uri), run.info.run_id
-    try:
+    run_id = run.info.run_id
+    with store_client(tracking_uri, run_id, "reading it for the model card: ") as client:
         logged = {a.path for d in _ARTIFACT_DIRS for a in client.list_artifacts(run_id, d)}
         per_class = (
             _logged_json(client, run_id, layout.CLASSES_ARTIFACT)
             if layout.CLASSES_ARTIFACT in logged
             else None
         )
-    except MlflowException as exc:
-        where = f"MLflow at {redact(tracking_uri)}: run {run_id}"
-        raise TrackingError(f"{where}: reading it for the model card: {first_line(exc)}") from None
     return CardFacts(
         model_name=trained[records.MODEL_NAME_TAG],
         run_id=run_id,
@@ -223,8 +203,7 @@ def _logged_json(client: Any, run_id: str, path: str) -> Any:
 
 
 def _data_files(run: Any, data_version: str) -> list[DataFile]:
-    """The run's datasets (fmnist.tracking.datasets records them) in the card's order: training,
-    validation, testing, then others; a file's path without the `@<folder hash>` suffix."""
+    """The run's datasets in the card's order, each path without its `@<folder hash>`."""
     from mlflow.utils.mlflow_tags import MLFLOW_DATASET_CONTEXT
 
     from fmnist.registry.card import DataFile
@@ -260,8 +239,7 @@ def _apply_rule(
     force: bool = False,
     checkpoint: Callable[[], None] | None = None,
 ) -> Decision:
-    """The registry's promotion with this section's thresholds: automatic, or by hand.
-    checkpoint: called while the promotion waits for its lock (a safe point to stop at)."""
+    """The promotion with register's thresholds; checkpoint: a safe point in the lock's wait."""
     from fmnist.registry.champion import promote as promote_version
 
     cfg = params.register_
@@ -279,8 +257,7 @@ def _apply_rule(
 
 
 def promote(params: Params, version: int, force: bool, tracking_uri: str) -> Decision:
-    """Make a version `champion` by hand (threshold unless forced; one holding it already
-    is a success moving nothing); returns the decision, a refusal raises."""
+    """Make a version `champion` by hand (threshold unless forced); a refusal raises."""
     decision = _apply_rule(params, version, tracking_uri, by_hand=True, force=force)
     if not decision.promote:
         raise TrackingError(

@@ -1,12 +1,7 @@
-"""The MLflow model registry: versions and aliases (never stages); moving `champion` is
-fmnist.registry.champion.
-
-Registering is idempotent per run (a run's second registration returns its complete version
-as it is, and completes one a stopped registration left half made), all or nothing (a
-failure, or an interrupt before the promotion starts, deletes the new version and puts
-`challenger` back; an interrupt after that completes it), and what is reported afterwards
-is read back from the registry, never assumed.
-"""
+"""The MLflow model registry: versions and aliases (never stages). Registering is idempotent
+per run (a half-made version is completed), all or nothing (a failure or an interrupt before
+the promotion deletes the new version and gives `challenger` back), and what is reported is
+read back from the registry, never assumed."""
 
 from __future__ import annotations
 
@@ -18,6 +13,7 @@ from fmnist.process.errors import TrackingError, first_line
 from fmnist.process.failures import Held
 from fmnist.process.imports import load_mlflow
 from fmnist.registry.promotion import CHALLENGER, CHAMPION, METRIC, Decision
+from fmnist.tracking.mlflow_store import mlflow_errors
 
 
 def client_for(uri: str) -> Any:
@@ -75,8 +71,7 @@ NEW, RESUMED, COMPLETE = "new", "resumed", "complete"  # Registration.state
 
 @dataclass(frozen=True)
 class Registration:
-    """A run's version as register_version leaves it: NEW, RESUMED (a registration stopped
-    half-way, taken up again) or COMPLETE already (returned as it was)."""
+    """A run's version: NEW, RESUMED (a stopped registration taken up) or COMPLETE already."""
 
     version: Any
     state: str
@@ -84,8 +79,7 @@ class Registration:
 
 
 def is_complete(version: Any) -> bool:
-    """Whether a version's registration finished: its card records the promotion decision
-    (the card is a registration's last registry write; registered.json comes after)."""
+    """Whether its card records the promotion decision (a registration's last registry write)."""
     from fmnist.registry.card import PENDING
 
     card = version.description or ""
@@ -104,21 +98,17 @@ def register_version(
     held: Held | None = None,
 ) -> Registration:
     """Run run_id's model as a version of `name` (alias `challenger`, description, tags).
-    A run's complete version is returned unchanged; one a stopped registration left half
-    made is taken up again (RESUMED). held: the caller's signals_held, whose safe point is
-    just before a version is created; `held.doing` says what a signal waits for."""
+    held: the caller's signals_held; its safe point is just before the version is created."""
     from mlflow.exceptions import MlflowException
 
     client = client_for(uri)
     held = held or Held()
-    try:
+    with mlflow_errors(f"registering {model_uri} as {name!r}"):
         found = version_of_run(client, name, run_id)
         existing = None if found is None else client.get_model_version(name, found.version)
         if existing is not None and is_complete(existing):
             return Registration(existing, COMPLETE, None)
         before = alias_version(client, name, CHALLENGER)
-    except MlflowException as exc:
-        raise TrackingError(f"registering {model_uri} as {name!r}: {first_line(exc)}") from None
     state = NEW if existing is None else RESUMED
     if existing is None:
         existing = _create_version(uri, name, model_uri, run_id, tags, before, held)
@@ -147,8 +137,7 @@ def _create_version(
     before: Any | None,
     held: Held,
 ) -> Any:
-    """mlflow.register_model (the registered model too, if new); a failure after the
-    version's row was made deletes it."""
+    """mlflow.register_model; a failure after the version's row was made deletes it."""
     mlflow = load_mlflow()
     from mlflow.exceptions import MlflowException
 
@@ -175,22 +164,14 @@ def _create_version(
 
 def describe_version(uri: str, name: str, version: int, description: str) -> None:
     """Set a version's description (markdown: MLflow's UI renders it)."""
-    from mlflow.exceptions import MlflowException
-
-    try:
+    with mlflow_errors(f"{name} v{version}: describing it"):
         client_for(uri).update_model_version(name, str(version), description=description)
-    except MlflowException as exc:
-        raise TrackingError(f"{name} v{version}: describing it: {first_line(exc)}") from None
 
 
 def model_version(uri: str, name: str, version: int) -> Any:
     """A version as the registry holds it (description, tags, ...)."""
-    from mlflow.exceptions import MlflowException
-
-    try:
+    with mlflow_errors(f"{name} v{version}: reading it"):
         return client_for(uri).get_model_version(name, str(version))
-    except MlflowException as exc:
-        raise TrackingError(f"{name} v{version}: reading it: {first_line(exc)}") from None
 
 
 def undo_registration(
@@ -201,10 +182,8 @@ def undo_registration(
     state: str = NEW,
     cause: BaseException | None = None,
 ) -> str:
-    """After a registration step failed or was interrupted: delete a NEW version and give
-    `challenger` back to the version that held it; returns what the registry is left as (one
-    clause). A RESUMED version, and any after a second signal (stop at once), stay for the
-    next register to complete."""
+    """Delete a NEW version and give `challenger` back; returns what is left (one clause).
+    A RESUMED version, and any after a second signal (stop at once), stay to be completed."""
     from mlflow.exceptions import MlflowException
 
     then = "the next `fmnist register` completes it"
@@ -233,12 +212,8 @@ def undo_registration(
 
 def registered_record(uri: str, name: str, version: int) -> dict[str, Any]:
     """A version as the registry holds it now: aliases and promotion decision read back."""
-    from mlflow.exceptions import MlflowException
-
-    try:
+    with mlflow_errors(f"{name} v{version}: reading it back"):
         found = client_for(uri).get_model_version(name, str(version))
-    except MlflowException as exc:
-        raise TrackingError(f"{name} v{version}: reading it back: {first_line(exc)}") from None
     aliases = sorted(found.aliases)
     return {
         "name": name,
@@ -267,26 +242,23 @@ def list_versions(uri: str, name: str) -> list[VersionRow]:
     """Every version of the registered model, newest first, with its aliases."""
     import datetime as dt
 
-    from mlflow.exceptions import MlflowException
-
     client = client_for(uri)
-    try:
+    with mlflow_errors(f"listing {name}'s versions"):
         found_versions = client.search_model_versions(f"name = '{name}'")
+        # (search omits aliases: each is read once more)
         versions = [client.get_model_version(name, v.version) for v in found_versions]
-    except MlflowException as exc:
-        raise TrackingError(f"listing {name}'s versions: {first_line(exc)}") from None
-    rows = []
-    for version in versions:  # (search omits aliases: each is read once more)
-        created = dt.datetime.fromtimestamp(version.creation_timestamp / 1000, tz=dt.UTC)
-        rows.append(
-            VersionRow(
-                int(version.version),
-                sorted(version.aliases),
-                version.tags.get(METRIC, ""),
-                version.tags.get("optimizer", ""),
-                created.strftime("%Y-%m-%d %H:%M:%S UTC"),
-            )
+    rows = [
+        VersionRow(
+            int(v.version),
+            sorted(v.aliases),
+            v.tags.get(METRIC, ""),
+            v.tags.get("optimizer", ""),
+            dt.datetime.fromtimestamp(v.creation_timestamp / 1000, tz=dt.UTC).strftime(
+                "%Y-%m-%d %H:%M:%S UTC"
+            ),
         )
+        for v in versions
+    ]
     return sorted(rows, key=lambda r: -r.version)
 
 

@@ -1,17 +1,11 @@
-"""`fmnist serve` follows @champion: a thread looks the alias up every `--poll-seconds` and,
-when it names another version, loads that version, has it answer warm-up images, and only
-then swaps it in (ModelHolder.swap). Requests already running finish on the old model, later
-ones get the new one, and every answer names its version. The switch is one log line.
+"""`fmnist serve` follows @champion: a thread looks the alias up every `--poll-seconds`, loads
+and warms up the version it names, and only then swaps it in; running requests finish on the
+old model. Whatever goes wrong (registry down or hanging, alias deleted, a version that will
+not load) keeps the old model serving, is logged once until it changes, and is retried.
 
-Whatever goes wrong (the registry down or hanging, the alias deleted, a version that will
-not load or predict) keeps the old model serving, is logged as one line (said once until it
-changes) and is tried again at the next poll.
-
-Waits are bounded: a tracking server must answer its health check within
-FMNIST_TRACKING_TIMEOUT before each look (fmnist.tracking.store.check_reachable), and MLflow's own
-requests time out as fmnist.tracking.store.bound_http_waits sets them for every fmnist command. The
-thread is a daemon that wakes for its stop event: Ctrl-C or SIGTERM stops the server without
-waiting on a registry that does not answer.
+Waits are bounded (tracking.store.check_reachable before each look, bound_http_waits for
+MLflow's requests); the thread is a daemon woken by its stop event, so Ctrl-C or SIGTERM
+never waits on a registry that does not answer.
 """
 
 from __future__ import annotations
@@ -33,13 +27,6 @@ STOP_WAIT = 2.0  # seconds the server's exit waits for a poll under way (a load 
 CAUSE_LIMIT = 500  # characters: MLflow's HTTP errors say why (timed out, refused) near the end
 log = logging.getLogger("uvicorn.error")  # the server's log, in uvicorn's format
 
-# ---------------------------------------------------------------- pure: what to say
-
-
-def switched_line(name: str, old: int, new: int, seconds: float) -> str:
-    """The switch, as the log says it."""
-    return f"{name} @{CHAMPION}: v{old} -> v{new} (loaded and warmed up in {seconds:.2f} s)"
-
 
 def kept_line(name: str, serving: int, why: str, poll_seconds: float) -> str:
     """A problem that keeps the served version, as the log says it."""
@@ -49,11 +36,6 @@ def kept_line(name: str, serving: int, why: str, poll_seconds: float) -> str:
     )
 
 
-def resolved_line(name: str, serving: int) -> str:
-    """The end of a problem, the served version still the champion."""
-    return f"{name} @{CHAMPION}: names v{serving} again, the version being served"
-
-
 class Notes:
     """Problem lines, each said once until another replaces it or the problem is over."""
 
@@ -61,7 +43,7 @@ class Notes:
         self.said: str | None = None
 
     def is_news(self, line: str) -> bool:
-        """Whether line should be logged (it is not the problem said last)."""
+        """Whether line is not the problem said last."""
         news, self.said = line != self.said, line
         return news
 
@@ -69,9 +51,6 @@ class Notes:
         """Whether a problem had been said (it is over now)."""
         ended, self.said = self.said is not None, None
         return ended
-
-
-# ---------------------------------------------------------------- the watcher
 
 
 class ChampionWatcher:
@@ -110,7 +89,9 @@ class ChampionWatcher:
             return
         if found == served.version:
             if self.notes.ended():
-                log.info(resolved_line(served.name, served.version))
+                log.info(
+                    f"{served.name} @{CHAMPION}: names v{found} again, the version being served"
+                )
             return
         started = time.monotonic()
         try:
@@ -122,7 +103,8 @@ class ChampionWatcher:
             return  # the server is stopping: nothing left to serve it to
         self.holder.swap(fresh)
         self.notes.ended()
-        log.info(switched_line(served.name, served.version, found, time.monotonic() - started))
+        took = f"loaded and warmed up in {time.monotonic() - started:.2f} s"
+        log.info(f"{served.name} @{CHAMPION}: v{served.version} -> v{found} ({took})")
 
     def _keep(self, served: ServedModel, why: str) -> None:
         line = kept_line(served.name, served.version, why, self.poll_seconds)
@@ -141,15 +123,12 @@ class ChampionWatcher:
                 log.exception("following @%s failed", CHAMPION)
 
     def stop(self, timeout: float = STOP_WAIT) -> bool:
-        """Stop polling; whether the thread ended within timeout (a poll waiting on a
-        registry that does not answer is left behind: a daemon, it never holds the process)."""
+        """Stop polling; whether the thread ended within timeout (a poll stuck on the registry
+        is left behind: a daemon, it never holds the process)."""
         self._stop.set()
         if self._thread.is_alive():
             self._thread.join(timeout)
         return not self._thread.is_alive()
-
-
-# ---------------------------------------------------------------- the registry and the models
 
 
 def look_up_champion(tracking_uri: str, name: str) -> int | None:
@@ -163,8 +142,7 @@ def look_up_champion(tracking_uri: str, name: str) -> int | None:
 
 
 def load_warm(tracking_uri: str, name: str, version: int, workdir: Path) -> ServedModel:
-    """A version loaded into workdir/v<n>, with its own code (fmnist.serving.version_code), that has
-    answered the warm-up images; a failure leaves no files behind, so retries do not pile up."""
+    """A version loaded into workdir/v<n> and warmed up; a failure leaves no files behind."""
     folder = workdir / f"v{version}"
     shutil.rmtree(folder, ignore_errors=True)  # a version served before, loaded again
     try:
@@ -177,8 +155,7 @@ def load_warm(tracking_uri: str, name: str, version: int, workdir: Path) -> Serv
 
 
 def cause_of(exc: Exception, tracking_uri: str | None = None) -> str:
-    """One line naming what went wrong, passwords in URIs hidden (fmnist's own line for a
-    failure it knows, else the exception's type and first line)."""
+    """One line naming what went wrong, passwords in URIs hidden."""
     from fmnist.tracking.store import failure_line, redact
 
     said = failure_line(exc, tracking_uri)
@@ -196,17 +173,13 @@ def watch_champion(
         return
     name = holder.current.name
     workdir = Path(tempfile.mkdtemp(prefix="fmnist-serve-"))  # the versions loaded later
-
-    def look_up() -> int | None:
-        return look_up_champion(tracking_uri, name)
-
-    def load(version: int) -> ServedModel:
-        return load_warm(tracking_uri, name, version, workdir)
-
-    def describe(exc: Exception) -> str:
-        return cause_of(exc, tracking_uri)
-
-    watcher = ChampionWatcher(holder, look_up, load, poll_seconds, describe)
+    watcher = ChampionWatcher(
+        holder,
+        lambda: look_up_champion(tracking_uri, name),
+        lambda version: load_warm(tracking_uri, name, version, workdir),
+        poll_seconds,
+        lambda exc: cause_of(exc, tracking_uri),
+    )
     watcher.start()
     try:
         yield watcher

@@ -1,18 +1,9 @@
-"""Image files as the model's input: any PNG (or image Pillow reads) -> (28, 28) uint8 pixels
-on Fashion-MNIST's scale (0 the black background, 255 the brightest part of the object).
-
-Every bit depth and colour mode becomes the 0-255 grayscale training used:
-- 8-bit grayscale (`L`) as it is; 1, 2 and 4-bit grayscale as Pillow expands them (0 / 255,
-  0 / 85 / 170 / 255, ...);
-- 16-bit grayscale (`I;16`, `I;16B`, `I`) scaled from 0-65535 to 0-255, rounded (Pillow's
-  own conversion clips at 255 instead, which turns a 16-bit image black and white);
-- colour (`RGB`, palette `P`, `CMYK`, ...) by luma, ITU-R 601 (0.299 R + 0.587 G + 0.114 B),
-  Pillow's `convert("L")`;
-- transparency (`RGBA`, `LA`, `PA`, a palette's or a colour's tRNS entry) composited on black:
-  Fashion-MNIST's background is black, so a transparent pixel is background, and a cut-out
-  on a transparent background looks like a training image (on white it would be a bright box).
-Then anything not 28x28 is resized (Lanczos), as before. Images over MAX_PIXELS are refused
-before they are decoded.
+"""Image files as the model's input: any image Pillow reads -> (28, 28) uint8 on Fashion-MNIST's
+scale (0 the black background). 8-bit and lower grayscale as Pillow expands it; 16-bit scaled
+0-65535 -> 0-255, rounded (Pillow's own conversion clips at 255: black and white); colour by
+luma (`convert("L")`); transparency composited on black, Fashion-MNIST's background, so a
+cut-out looks like a training image (on white it would be a bright box). Then resized to
+28x28 (Lanczos). Images over MAX_PIXELS are refused before they are decoded.
 """
 
 from __future__ import annotations
@@ -41,7 +32,12 @@ def read_image(path: Path) -> tuple[np.ndarray, str | None]:
             # Pillow warns past 89 M pixels and refuses past 179 M; both are too large here.
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             with Image.open(path) as image:
-                _check_size(path, image.size)
+                width, height = image.size
+                if width * height > MAX_PIXELS:
+                    raise DataIntegrityError(
+                        f"{path}: {width}x{height} is too large (at most {MAX_PIXELS:,} pixels, "
+                        f"{MAX_SIDE}x{MAX_SIDE}); scale it down first"
+                    )
                 gray = grayscale(path, image)  # (h, w) uint8
     except FileNotFoundError:
         raise DataIntegrityError(f"{path}: no such image") from None
@@ -53,15 +49,6 @@ def read_image(path: Path) -> tuple[np.ndarray, str | None]:
         why = first_line(exc)
         raise DataIntegrityError(f"{path}: not an image Pillow can read ({why})") from None
     return resize_to_model(gray)
-
-
-def _check_size(path: Path, size: tuple[int, int]) -> None:
-    width, height = size
-    if width * height > MAX_PIXELS:
-        raise DataIntegrityError(
-            f"{path}: {width}x{height} is too large (at most {MAX_PIXELS:,} pixels, "
-            f"{MAX_SIDE}x{MAX_SIDE}); scale it down first"
-        )
 
 
 def grayscale(path: Path, image: Any) -> np.ndarray:

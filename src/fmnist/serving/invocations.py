@@ -1,14 +1,7 @@
-"""The body of `POST /invocations` -> raw pixels, in the request formats of MLflow's scoring
-server (so its clients need not change).
-
-- `application/json`: `{"inputs": [...]}` or `{"instances": [...]}` holding (n, 784) rows or
-  (n, 28, 28) arrays, or `{"dataframe_split": {"columns": [...], "data": [[784 values], ...]}}`.
-- `text/csv`: one image per line, 784 comma-separated values (28x28 row-major); a first line
-  that is not an image (column names, or pandas' default header 0,1,...,783) is a header.
-
-The array keeps the kinds the request held: booleans and text are never turned into numbers,
-so the model's own check refuses them. Every refusal is one short line (RequestRefused) that
-never quotes the request.
+"""The body of `POST /invocations` -> raw pixels, in MLflow's scoring-server formats (so its
+clients need not change): JSON `inputs`/`instances`/`dataframe_split`, or CSV of 784 values a
+line (a first line that is not an image is a header). Booleans and text are never turned into
+numbers, so the model's own check refuses them; a refusal never quotes the request.
 """
 
 from __future__ import annotations
@@ -65,9 +58,6 @@ def read_pixels(content_type: str | None, body: bytes | bytearray) -> np.ndarray
     return pixels
 
 
-# ---------------------------------------------------------------- JSON
-
-
 def json_pixels(body: bytes | bytearray) -> np.ndarray:
     """An MLflow JSON request -> its images as an array of the kinds the JSON held."""
     request = _parse_json(body)
@@ -114,11 +104,8 @@ def _split_rows(split: Any) -> Any:
 
 
 def pixel_array(value: list[Any]) -> np.ndarray:
-    """Nested JSON arrays -> an array whose dtype is what they held.
-
-    NumPy would turn `[1, true]` into integers: booleans among numbers are refused here, in
-    the model's words; all-boolean or text arrays keep their dtype and the model refuses them.
-    """
+    """Nested JSON arrays -> an array whose dtype is what they held (NumPy would turn
+    `[1, true]` into integers: booleans among numbers are refused here, in the model's words)."""
     try:
         array = np.array(value)
     except (ValueError, TypeError):  # ragged: rows of different lengths
@@ -140,9 +127,6 @@ def _leaf_types(value: list[Any], ndim: int) -> set[type]:
     for _ in range(ndim - 1):
         leaves = itertools.chain.from_iterable(leaves)
     return set(map(type, leaves))
-
-
-# ---------------------------------------------------------------- CSV
 
 
 def csv_pixels(body: bytes | bytearray) -> np.ndarray:

@@ -32,10 +32,8 @@ class ServedModel:
 
 
 class ModelHolder:
-    """The model being served. A request reads `current` once, so it predicts with, and
-    reports, one version, even if a swap comes meanwhile (the old model answers what it
-    started); `swap` replaces the model in one step (champion_watch follows @champion).
-    """
+    """The model being served: a request reads `current` once, so it predicts with, and
+    reports, one version even if a swap comes meanwhile."""
 
     def __init__(self, served: ServedModel) -> None:
         self._served = served
@@ -53,8 +51,7 @@ class ModelHolder:
 
 
 def load_champion(tracking_uri: str, name: str) -> ServedModel:
-    """The version holding @champion, loaded by its number (so the alias cannot move between
-    reading it and loading the model)."""
+    """The version holding @champion, loaded by its number (the alias cannot move meanwhile)."""
     from fmnist.registry.versions import champion_version
 
     version = champion_version(tracking_uri, name)  # opens the store; one line if none
@@ -64,8 +61,7 @@ def load_champion(tracking_uri: str, name: str) -> ServedModel:
 def load_version(
     tracking_uri: str, name: str, version: int, dst_path: Path | None = None
 ) -> ServedModel:
-    """A registered version, loaded (its artifacts downloaded into dst_path, created, if
-    given; else where MLflow puts them)."""
+    """A registered version, loaded (its artifacts downloaded into dst_path, if given)."""
     import mlflow.pyfunc
     from mlflow.exceptions import MlflowException
 
@@ -88,8 +84,7 @@ def load_version(
 
 def warm_up(served: ServedModel) -> None:
     """One, then two black images through the version, so Keras has compiled its prediction
-    for any batch size before requests come (concurrent first requests of a new size would
-    each compile it again, with TensorFlow's retracing warning)."""
+    for any batch size (concurrent first requests of a new size would each compile it again)."""
     for n in (1, 2):
         answer = served.predict(np.zeros((n, 28, 28), dtype=np.uint8))  # (n, 12)
         if len(answer) != n:

@@ -1,10 +1,6 @@
-"""`fmnist serve`: fmnist's own scoring server, an ASGI app on uvicorn.
-
-The server keeps MLflow's request format (`POST /invocations`, fmnist.serving.invocations) and adds
-what MLflow's own server lacks: a request size limit enforced while the body arrives, refusals
-as one short JSON line that never echoes the request or a stack trace, and the answering
-model version on every response. `mlflow models serve` still serves any version as well.
-"""
+"""`fmnist serve`: an ASGI app on uvicorn that keeps MLflow's request format and adds what its
+server lacks: a size limit enforced while the body arrives, refusals as one short JSON line
+(never the request or a traceback), and the answering version on every response."""
 
 from __future__ import annotations
 
@@ -124,8 +120,7 @@ def too_large(limit: int) -> RequestRefused:
 
 async def read_body(request: Request, limit: int) -> bytearray:
     """The body, refused (413) past `limit` bytes: at once by its Content-Length, else while
-    it streams in, so a huge body is never held. Uvicorn discards what the client still sends
-    after the answer, and never asks an `Expect: 100-continue` client for the body at all."""
+    it streams in, so a huge body is never held (uvicorn discards the rest)."""
     declared = request.headers.get("content-length", "")
     if declared.isdigit() and int(declared) > limit:
         raise too_large(limit)
@@ -159,8 +154,7 @@ def serve(
     tracking_uri: str,
     poll_seconds: float,
 ) -> None:
-    """Answer requests on sock until SIGINT or SIGTERM, following @champion every
-    poll_seconds (0: never)."""
+    """Answer requests on sock until SIGINT or SIGTERM, following @champion (0: never)."""
     import uvicorn
 
     warm_up(served)

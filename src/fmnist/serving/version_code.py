@@ -1,13 +1,7 @@
-"""A registered version runs the code it shipped with, whatever this process holds.
-
-Every version carries the `fmnist_model` package it was logged with (MLflow's `code/`), and
-MLflow puts that folder first on sys.path when it loads the version. But Python imports a
-package once per process: where `fmnist_model` is imported already (fmnist imports the
-checkout's copy, and a server following @champion has loaded an earlier version's), the
-version would silently run that copy instead: a rollback would serve old weights with
-today's preprocessing. `shipped_code` makes the load import the version's own package
-afresh and then gives the process its own modules back; the loaded model keeps references
-to the modules it was built from, so it keeps running its own code.
+"""A registered version runs the `fmnist_model` it shipped with (MLflow's `code/`), not this
+process's: Python imports a package once, so an already imported copy would silently serve
+(a rollback: old weights, today's preprocessing). `shipped_code` imports the version's own
+afresh, then gives the process its modules back; the model keeps references to its own.
 """
 
 from __future__ import annotations
@@ -33,8 +27,7 @@ def _shipped_modules() -> dict[str, ModuleType]:
 
 @contextlib.contextmanager
 def shipped_code() -> Iterator[None]:
-    """Load a version inside: its `fmnist_model` is imported from its own code/, not taken
-    from this process; afterwards the process's own modules and sys.path are back."""
+    """Load a version inside: its own `fmnist_model` is imported; the process's come back."""
     with _loading:
         own = _shipped_modules()
         path = list(sys.path)

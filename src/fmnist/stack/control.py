@@ -1,5 +1,5 @@
-"""`fmnist stack up / down / status`: start the services in order and take everything down
-if one fails, stop every process of the stack, and tell what runs."""
+"""`fmnist stack up / down / status`: start the services in order (all stopped if one fails),
+stop every process of the stack, tell what runs."""
 
 from __future__ import annotations
 
@@ -88,8 +88,7 @@ def up(cfg: StackConfig, echo: Callable[[str], None] = print) -> list[Service]:
 
 
 def down(root: Path, state_dir: Path) -> Stopped:
-    """Stop every process of the stack, recorded or found by its marker; remove the record
-    (damaged or not) and the prefect.toml `up` wrote."""
+    """Stop every process of the stack; remove the record (damaged or not) and prefect.toml."""
     damaged = None
     try:
         services = load_services(state_dir)
@@ -108,19 +107,18 @@ def down(root: Path, state_dir: Path) -> Stopped:
 
 
 def status(state_dir: Path) -> StackStatus:
-    """Each recorded service (healthy only if its own process runs and answers), the
-    orphans of those whose process died, and other processes carrying the marker."""
+    """Each recorded service (healthy if its own process runs and answers), the orphans of
+    those whose process died, and other processes carrying the marker."""
     services = load_services(state_dir)
     found = find_processes(state_dir, services)
     rows = []
     for service in services:
         mine = [f for f in found if f.service == service.name]
         top = any(f.top for f in mine)
-        state = "stopped" if not mine else "running"
-        if top and healthy(service.health_url):
-            state = "healthy"
-        orphans = [] if top else [f.describe() for f in mine]
-        rows.append(ServiceStatus(service, state, orphans))
+        state = (
+            "healthy" if top and healthy(service.health_url) else "running" if mine else "stopped"
+        )
+        rows.append(ServiceStatus(service, state, [] if top else [f.describe() for f in mine]))
     recorded = {s.name for s in services}
     others = [f for f in found if f.service not in recorded]
     return StackStatus(rows, [f"{f.service or '?'} {f.describe()}" for f in others])

@@ -3,7 +3,6 @@
 Secrets stay out of sight: database URLs reach the servers by environment, never on a
 command line (which `ps` shows every user); the record holds redacted URLs only, and the
 state folder, the record and the servers' logs are private to the user (0700, 0600).
-A record that cannot be read as `up` writes it is a DamagedRecord: one line for the user.
 """
 
 from __future__ import annotations
@@ -69,12 +68,8 @@ class Service:
     create_time: float | None = None  # psutil's; None in records made before it was kept
 
 
-# --- secrets ---------------------------------------------------------------------------------
-
-
 def redact(text: str, secrets: Iterable[str] = ()) -> str:
-    """text without passwords: `postgresql://user:***@host/db`, `password=***`, and each of
-    secrets (passwords known to be somewhere in it) as `***`."""
+    """text without passwords in URLs or `password=`, and each of secrets as `***`."""
     from fmnist.tracking.store import redact as redact_uris
 
     text = redact_uris(text)
@@ -110,9 +105,6 @@ def private_file(path: Path, flags: int) -> int:
     return fd
 
 
-# --- the record --------------------------------------------------------------------------------
-
-
 def _shown(path: Path) -> str:
     """path as the user would type it: relative to the working folder when inside it."""
     with contextlib.suppress(ValueError):
@@ -137,8 +129,7 @@ def remove(state_dir: Path) -> None:
 
 
 def load_services(state_dir: Path) -> list[Service]:
-    """What the last `up` started (empty when the stack is down); DamagedRecord if the record
-    cannot be read as such."""
+    """What the last `up` started (empty when the stack is down), or DamagedRecord."""
     path = state_dir / STATE_FILE
     try:
         text = path.read_text(encoding="utf-8")

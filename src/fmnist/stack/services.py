@@ -1,9 +1,6 @@
-"""What the stack starts: the Prefect server, its work pool, the deployments of prefect.yaml
-and a process worker, and the MLflow server; their command lines, environments and health
-checks, and the prefect.toml that points Prefect commands in the repo at the server.
-
-Each service starts in a session of its own carrying the stack's marker, logs to a private
-file under the state folder and is recorded at once (so even a killed `up` can be taken down).
+"""What the stack starts (Prefect server, work pool, deployments, worker; the MLflow server):
+command lines, environments, health checks, and the prefect.toml pointing Prefect commands in
+the repo at the server. Each service is recorded at once, so even a killed `up` can be undone.
 """
 
 from __future__ import annotations
@@ -44,17 +41,13 @@ def healthy(url: str, timeout: float = 2.0) -> bool:
 
 
 def _bin(name: str) -> list[str]:
-    """A tool of this environment (prefect, mlflow) as this interpreter's `-m`, whatever PATH says.
-
-    (So its command line reads `python -m mlflow ...`: the tool's name, not a console
-    script's interpreter.)
-    """
+    """A tool of this environment as this interpreter's `-m`, whatever PATH says (so its
+    command line names the tool, not a console script's interpreter)."""
     return [sys.executable, "-m", name]
 
 
 def service_env(cfg: StackConfig, api_url: str, tracking_uri: str) -> dict[str, str]:
-    """The environment of every process of the stack: Prefect's and MLflow's addresses, the
-    stage environment, cfg.env, and the marker."""
+    """The environment of every process of the stack: addresses, stage env, cfg.env, marker."""
     from fmnist.pipeline.dvc_cli import stage_env
 
     return stage_env(
@@ -97,8 +90,8 @@ def start(
 
 
 def wait_healthy(service: Service, timeout: float, secrets: Iterable[str] = ()) -> None:
-    """Until the service answers its health check; StackError (with the last line of its
-    log, redacted) if it exits or does not answer within timeout."""
+    """Until the service answers its health check; StackError (its log's last line) if it
+    exits or does not answer within timeout."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if healthy(service.health_url):
@@ -106,17 +99,14 @@ def wait_healthy(service: Service, timeout: float, secrets: Iterable[str] = ()) 
         if not alive(service):
             break
         time.sleep(0.5)
-    tail = redact(_log_tail(Path(service.log)), secrets)
+    try:
+        text = Path(service.log).read_text(errors="replace")
+    except FileNotFoundError:
+        text = "(no log)"
+    lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
+    tail = redact(lines[-1] if lines else "(empty log)", secrets)
     state = "exited" if not alive(service) else f"no answer after {timeout:.0f} s"
     raise StackError(f"{service.name} {state} at {service.health_url}; log {service.log}: {tail}")
-
-
-def _log_tail(path: Path) -> str:
-    try:
-        lines = [ln for ln in path.read_text(errors="replace").splitlines() if ln.strip()]
-    except FileNotFoundError:
-        return "(no log)"
-    return lines[-1].strip() if lines else "(empty log)"
 
 
 def _run(cmd: list[str], env: Mapping[str, str], cwd: Path, what: str) -> None:
@@ -137,8 +127,7 @@ def _launch(
     health: str,
     timeout: float,
 ) -> None:
-    """Start a service, record it at once (so even a killed `up` can be taken down), and
-    wait for its health check."""
+    """Start a service, record it at once, and wait for its health check."""
     services.append(start(name, cmd, env, cfg, url, health))
     save(cfg, services)
     wait_healthy(services[-1], timeout, passwords(env.values()))
@@ -191,8 +180,8 @@ def up_prefect(
 
 
 def mlflow_command(cfg: StackConfig, store: str) -> tuple[list[str], dict[str, str]]:
-    """The MLflow server's command line, and the environment that carries its store and
-    artifact locations (`mlflow server` reads them there): `ps` shows no password."""
+    """The MLflow server's command line, and the environment carrying its store and artifact
+    locations (`mlflow server` reads them there): `ps` shows no password."""
     cmd = [
         *(*_bin("mlflow"), "server", "--host", "127.0.0.1", "--port", str(cfg.mlflow_port)),
         *("--workers", "1"),

@@ -1,11 +1,6 @@
-"""Who owns an MLflow run, and closing the runs whose process died.
-
-Every run fmnist starts carries its owner (`fmnist.owner`: host, pid and the process's start
-time, so a reused pid is not mistaken for it). A run left RUNNING by a process that was
-killed (SIGKILL, power loss) is found by the next fmnist command on that host that opens the
-store, and ended KILLED with a note saying why. Runs of other hosts are left alone: whether
-their process lives cannot be known from here.
-"""
+"""Who owns an MLflow run (host, pid, process start time: a reused pid is not the owner), and
+ending KILLED, by the next command on that host, the runs whose process died. Other hosts'
+runs are left alone: whether their process lives cannot be known from here."""
 
 from __future__ import annotations
 
@@ -58,8 +53,7 @@ def owner_gone(recorded: str, host: str | None = None) -> bool:
 
 
 def close_orphaned_runs(client: Any, experiment_ids: list[str]) -> list[str]:
-    """End KILLED, with a note, every RUNNING run of these experiments whose owner process on
-    this host is gone; returns their ids."""
+    """End KILLED, with a note, every RUNNING run here whose owner process is gone; their ids."""
     if not experiment_ids:
         return []
     host = socket.gethostname()

@@ -3,8 +3,11 @@ one process at a time, with runs of dead processes closed."""
 
 from __future__ import annotations
 
+import contextlib
 import errno
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 from fmnist.process.errors import TrackingError, first_line
 from fmnist.tracking.store import redact
@@ -13,11 +16,8 @@ DEFAULT_DB = "mlflow.db"
 
 
 def workspace_root(cwd: Path) -> Path:
-    """The repo a stage runs for: cwd itself, or the repo of a DVC temp experiment workspace.
-
-    `dvc exp run --temp` (and `dvc queue`) run stages in `<repo>/.dvc/tmp/exps/.../tmpXXXX`,
-    a folder DVC deletes afterwards; tracking must land in the repo's own store.
-    """
+    """The repo a stage runs for: cwd, or the repo of a DVC temp experiment workspace
+    (`<repo>/.dvc/tmp/exps/...`, deleted afterwards: tracking must land in the repo's store)."""
     parts = cwd.resolve().parts
     for i in range(len(parts) - 3):
         if parts[i : i + 3] == (".dvc", "tmp", "exps"):
@@ -25,14 +25,9 @@ def workspace_root(cwd: Path) -> Path:
     return cwd.resolve()
 
 
-def default_tracking_uri(root: Path) -> str:
-    """MLflow's own default, `sqlite:///mlflow.db`, made absolute at the repo root."""
-    return f"sqlite:///{(root / DEFAULT_DB).resolve()}"
-
-
 def resolve_tracking_uri(given: str | None, cwd: Path) -> str:
     """The given URI (flag or MLFLOW_TRACKING_URI), else the repo's own sqlite store."""
-    return given or default_tracking_uri(workspace_root(cwd))
+    return given or f"sqlite:///{(workspace_root(cwd) / DEFAULT_DB).resolve()}"
 
 
 def environment_tracking_uri(root: Path) -> str:
@@ -51,34 +46,52 @@ _ready: set[str] = set()
 
 
 def open_store(uri: str) -> None:
-    """Point MLflow at uri, once per process: the URI's scheme is checked, a tracking server
-    must answer within the deadline (fmnist.tracking.store), a new sqlite store is created by one
-    process at a time, and runs whose process died on this host are closed KILLED.
+    """Point MLflow at uri, once per process: scheme checked, a server must answer within the
+    deadline, a new sqlite store created by one process at a time, dead runs closed KILLED.
 
-    MLflow creates (and migrates) a sqlite store on first use; two processes doing that at
-    once crash (`duplicate column name`). An exclusive lock on `<db>.lock` beside the file
-    makes every other process wait until the tables exist; the lock file then records the
+    Two processes creating a sqlite store at once crash (`duplicate column name`): an
+    exclusive lock on `<db>.lock` makes the others wait; the lock file then records the
     database's inode, so later processes skip the (second-long) creation check.
     """
     from fmnist.process.imports import load_mlflow
     from fmnist.tracking.store import check_reachable, check_scheme
 
-    mlflow = load_mlflow()
-    from mlflow.exceptions import MlflowException
-
-    mlflow.set_tracking_uri(uri)
+    load_mlflow().set_tracking_uri(uri)
     if uri in _ready:
         return
     check_scheme(uri)
     check_reachable(uri)
     db = sqlite_path(uri)
-    try:
+    with mlflow_errors(f"MLflow at {redact(uri)}"):
         if db is not None:
             _create_sqlite_once(uri, db)
         _ready.add(uri)
         _close_orphans(uri)
+
+
+@contextlib.contextmanager
+def mlflow_errors(what: str) -> Iterator[None]:
+    """An MlflowException in the block ends as one TrackingError line: `what: its first line`."""
+    from fmnist.process.imports import load_mlflow
+
+    load_mlflow()  # the first import of the process is a long-lived one
+    from mlflow.exceptions import MlflowException
+
+    try:
+        yield
     except MlflowException as exc:
-        raise TrackingError(f"MLflow at {redact(uri)}: {first_line(exc)}") from None
+        raise TrackingError(f"{what}: {first_line(exc)}") from None
+
+
+@contextlib.contextmanager
+def store_client(uri: str, run_id: str | None = None, doing: str = "") -> Iterator[Any]:
+    """An MlflowClient of the opened store; its errors end as one line naming the store."""
+    where = f"MLflow at {redact(uri)}" + (f": run {run_id}" if run_id else "")
+    with mlflow_errors(f"{where}: {doing}".removesuffix(": ")):
+        from mlflow import MlflowClient
+
+        open_store(uri)
+        yield MlflowClient(uri)
 
 
 def _create_sqlite_once(uri: str, db: Path) -> None:

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 from fmnist.process.errors import TrackingError, first_line
 from fmnist.process.imports import load_mlflow
-from fmnist.tracking.mlflow_store import open_store, sqlite_path
+from fmnist.tracking.mlflow_store import mlflow_errors, sqlite_path, store_client
 from fmnist.tracking.store import redact
 
 if TYPE_CHECKING:
@@ -23,41 +23,25 @@ KIND_TAG = "mlflow.experimentKind"  # an experiment's kind, as MLflow 3 records 
 MODEL_DEVELOPMENT = "custom_model_development"  # the kind of an experiment of training runs
 
 
-def _local_artifact_root(uri: str, experiment: str) -> str | None:
-    """For a sqlite store, artifacts go beside the database (not under whatever cwd is)."""
-    db = sqlite_path(uri)
-    if db is None:
-        return None  # a tracking server decides where artifacts live
-    safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in experiment)
-    return (db.parent / "mlruns" / safe).as_uri()
-
-
 def ensure_experiment(uri: str, name: str) -> str:
-    """The id of experiment name, created if new; tagged (if not yet) as custom model
-    development, the kind MLflow 3's UI reads to open an experiment on its runs instead of
-    the GenAI overview. (MLflow 3.17's UI goes by its GenAI / Model training switch instead,
-    remembered by the browser; `?workflowType=machine_learning` in a link sets it.)"""
-    load_mlflow()  # the first import of the process is a long-lived one
-    from mlflow import MlflowClient
-    from mlflow.exceptions import MlflowException
-
-    open_store(uri)
-    client = MlflowClient(uri)
-    try:
+    """The id of experiment name, created if new; tagged as custom model development, the
+    kind MLflow 3's UI reads to open it on its runs, not the GenAI overview (3.17's UI goes
+    by a switch the browser remembers; `?workflowType=machine_learning` in a link sets it)."""
+    with store_client(uri) as client:
         found = client.get_experiment_by_name(name)
         if found is None:
             return _create_experiment(client, uri, name)
         if KIND_TAG not in found.tags:
             client.set_experiment_tag(found.experiment_id, KIND_TAG, MODEL_DEVELOPMENT)
         return str(found.experiment_id)
-    except MlflowException as exc:
-        raise TrackingError(f"MLflow at {redact(uri)}: {first_line(exc)}") from None
 
 
 def _create_experiment(client: Any, uri: str, name: str) -> str:
     from mlflow.exceptions import MlflowException
 
-    root = _local_artifact_root(uri, name)
+    # A sqlite store's artifacts go beside it, not under whatever cwd is (a server decides)
+    db, safe = sqlite_path(uri), "".join(c if c.isalnum() or c in "-_." else "_" for c in name)
+    root = None if db is None else (db.parent / "mlruns" / safe).as_uri()
     try:
         return str(client.create_experiment(name, root, tags={KIND_TAG: MODEL_DEVELOPMENT}))
     except MlflowException:  # created meanwhile by a concurrent run (which tagged it)
@@ -82,8 +66,7 @@ def flatten(value: Any, prefix: str = "") -> dict[str, Any]:
 
 
 def params_for_tracking(params: Params) -> dict[str, str]:
-    """Every param that shapes a model, flat, as MLflow stores them (strings); not where data
-    comes from, nor how batches are scored and monitored."""
+    """Every param that shapes a model, flat, as MLflow stores them (strings)."""
     dumped = params.model_dump(
         mode="json", by_alias=True, exclude={"download", "score", "monitor", "search"}
     )
@@ -101,18 +84,13 @@ def tracked_run(
 ) -> Iterator[str]:
     """Start a run (nested under parent_run_id if given) owned by this process; it ends
     FINISHED, FAILED if the block raises, KILLED if it is interrupted (Ctrl-C, SIGTERM)."""
-    mlflow = load_mlflow()
-    from mlflow.exceptions import MlflowException
-
     from fmnist.tracking.lifecycle import owner_tags
 
     tags = {**(tags or {}), **owner_tags()}
     tags |= {PARENT_TAG: parent_run_id} if parent_run_id else {}
     experiment_id = ensure_experiment(uri, experiment)
-    try:
-        run = mlflow.start_run(run_name=run_name, tags=tags, experiment_id=experiment_id)
-    except MlflowException as exc:
-        raise TrackingError(f"MLflow at {redact(uri)}: {first_line(exc)}") from None
+    with mlflow_errors(f"MLflow at {redact(uri)}"):
+        run = load_mlflow().start_run(run_name=run_name, tags=tags, experiment_id=experiment_id)
     try:
         yield run.info.run_id
     except KeyboardInterrupt:
@@ -125,8 +103,7 @@ def tracked_run(
 
 
 def _end_run(uri: str, status: str, *, report: bool) -> None:
-    """End the active run; a store that fails now is one line when report (else the error
-    already on its way stays the one reported)."""
+    """End the active run; a failure is one line when report (else the error on its way is)."""
     mlflow = load_mlflow()
     from mlflow.exceptions import MlflowException
 
@@ -145,22 +122,13 @@ def log_to_run(
     dicts: Mapping[str, Mapping[str, Any]],
     files: Sequence[tuple[Path, str]],
 ) -> None:
-    """Add metrics, JSON and files to a run that has ended, without reopening it: its status
-    stays what it was, whatever happens here."""
-    load_mlflow()  # the first import of the process is a long-lived one
-    from mlflow import MlflowClient
-    from mlflow.exceptions import MlflowException
-
-    open_store(uri)
-    client = MlflowClient(uri)
-    try:
+    """Add metrics, JSON and files to a run that has ended, without reopening it."""
+    with store_client(uri, run_id) as client:
         _log_metrics_to(client, run_id, metrics)
         for name, data in dicts.items():
             client.log_dict(run_id, dict(data), name)
         for path, artifact_dir in files:
             client.log_artifact(run_id, str(path), artifact_dir)
-    except MlflowException as exc:
-        raise TrackingError(f"MLflow at {redact(uri)}: run {run_id}: {first_line(exc)}") from None
 
 
 def _log_metrics_to(client: Any, run_id: str, metrics: Mapping[str, float]) -> None:
@@ -174,15 +142,11 @@ def _log_metrics_to(client: Any, run_id: str, metrics: Mapping[str, float]) -> N
 
 
 def log_params(params: Mapping[str, str]) -> None:
-    mlflow = load_mlflow()
-
-    mlflow.log_params(dict(params))
+    load_mlflow().log_params(dict(params))
 
 
 def log_metrics(metrics: Mapping[str, float], step: int | None = None) -> None:
-    mlflow = load_mlflow()
-
-    mlflow.log_metrics({k: float(v) for k, v in metrics.items()}, step=step)
+    load_mlflow().log_metrics({k: float(v) for k, v in metrics.items()}, step=step)
 
 
 def log_epoch(epoch: int, logs: Mapping[str, float]) -> None:
@@ -191,21 +155,15 @@ def log_epoch(epoch: int, logs: Mapping[str, float]) -> None:
 
 
 def set_tags(tags: Mapping[str, str]) -> None:
-    mlflow = load_mlflow()
-
-    mlflow.set_tags(dict(tags))
+    load_mlflow().set_tags(dict(tags))
 
 
 @contextlib.contextmanager
 def sweep_run(uri: str, experiment: str, name: str, plan: Sequence[Any]) -> Iterator[str]:
     """The sweep's parent run (its trainings' runs nest under it); ends FAILED if it raises."""
     with tracked_run(uri, experiment, run_name=name, tags={"fmnist.tuning.sweep": name}) as run_id:
-        log_params(
-            {
-                "sweep.trainings": ",".join(p.training.name for p in plan),
-                "sweep.size": str(len(plan)),
-            }
-        )
+        trainings = ",".join(p.training.name for p in plan)
+        log_params({"sweep.trainings": trainings, "sweep.size": str(len(plan))})
         yield run_id
 
 
@@ -216,48 +174,27 @@ def run_metrics(uri: str, run_id: str) -> dict[str, float]:
 
 def metric_history(uri: str, run_id: str, keys: Sequence[str]) -> dict[str, list[float]]:
     """Each key's values in step order (a training's: one per epoch), for the keys logged."""
-    load_mlflow()  # the first import of the process is a long-lived one
-    from mlflow import MlflowClient
-    from mlflow.exceptions import MlflowException
-
-    open_store(uri)
-    client = MlflowClient(uri)
-    try:
+    with store_client(uri, run_id) as client:
         found = {k: client.get_metric_history(run_id, k) for k in keys}
-    except MlflowException as exc:
-        raise TrackingError(f"MLflow at {redact(uri)}: run {run_id}: {first_line(exc)}") from None
     return {k: [m.value for m in sorted(v, key=lambda m: m.step)] for k, v in found.items() if v}
 
 
 def log_text(text: str, artifact_file: str) -> None:
-    mlflow = load_mlflow()
-
-    mlflow.log_text(text, artifact_file)
+    load_mlflow().log_text(text, artifact_file)
 
 
 def log_dict(data: Mapping[str, Any], artifact_file: str) -> None:
-    mlflow = load_mlflow()
-
-    mlflow.log_dict(dict(data), artifact_file)
+    load_mlflow().log_dict(dict(data), artifact_file)
 
 
 def log_artifact(path: Path, artifact_path: str | None = None) -> None:
-    mlflow = load_mlflow()
-
-    mlflow.log_artifact(str(path), artifact_path)
+    load_mlflow().log_artifact(str(path), artifact_path)
 
 
 def get_run(uri: str, run_id: str) -> Any:
     """The run as the store holds it (params, metrics, tags, datasets)."""
-    load_mlflow()  # the first import of the process is a long-lived one
-    from mlflow import MlflowClient
-    from mlflow.exceptions import MlflowException
-
-    open_store(uri)
-    try:
-        return MlflowClient(uri).get_run(run_id)
-    except MlflowException as exc:
-        raise TrackingError(f"MLflow at {redact(uri)}: run {run_id}: {first_line(exc)}") from None
+    with store_client(uri, run_id) as client:
+        return client.get_run(run_id)
 
 
 REUSED_TAG = "fmnist.reused_from_run"  # on a sweep's link run: the run DVC reused
@@ -272,25 +209,16 @@ def link_reused_run(
     note: str,
 ) -> bool:
     """A sweep cell whose training run_id is not parent_run_id's child (DVC reused an earlier
-    training: no new run was made) gets a FINISHED child run NAME under the parent, tagged
-    with run_id and noted, holding the cell's metrics; returns whether it was reused."""
-    load_mlflow()  # the first import of the process is a long-lived one
-    from mlflow import MlflowClient
-    from mlflow.entities import RunStatus
-    from mlflow.exceptions import MlflowException
-
+    training) gets a FINISHED child run NAME under the parent, tagged with run_id, noted,
+    holding the cell's metrics; returns whether it was reused."""
     from fmnist.tracking.lifecycle import NOTE_TAG
 
-    open_store(uri)
-    client = MlflowClient(uri)
-    try:
+    with store_client(uri, run_id) as client:
         if client.get_run(run_id).data.tags.get(PARENT_TAG) == parent_run_id:
             return False
         experiment_id = client.get_run(parent_run_id).info.experiment_id
         tags = {PARENT_TAG: parent_run_id, REUSED_TAG: run_id, NOTE_TAG: note}
         link = client.create_run(experiment_id, run_name=name, tags=tags).info.run_id
         _log_metrics_to(client, link, metrics)
-        client.set_terminated(link, RunStatus.to_string(RunStatus.FINISHED))
-    except MlflowException as exc:
-        raise TrackingError(f"MLflow at {redact(uri)}: run {run_id}: {first_line(exc)}") from None
+        client.set_terminated(link, "FINISHED")
     return True

@@ -1,11 +1,7 @@
 """The MLflow store as users meet it: bounded waits, redacted URIs, failures as one line.
-
-MLflow's own client waits minutes on a tracking server that is down (7 retries with
-backoff) or that accepts and never answers (120 s per request). fmnist gives every store a
-deadline (`FMNIST_TRACKING_TIMEOUT`, default 20 s): a server must answer its health check
-within it, and MLflow's HTTP timeout and retries are set from it unless the user set them
-(MLFLOW_HTTP_REQUEST_TIMEOUT, MLFLOW_HTTP_REQUEST_MAX_RETRIES).
-"""
+MLflow's client waits minutes on a server that is down (7 retries) or never answers (120 s a
+request); fmnist gives every store a deadline (FMNIST_TRACKING_TIMEOUT) for its health check
+and MLflow's HTTP timeout and retries, unless the user set those."""
 
 from __future__ import annotations
 
@@ -58,10 +54,8 @@ def check_scheme(uri: str) -> None:
 
 
 def bound_http_waits() -> None:
-    """For a command's process: MLflow's HTTP client waits at most the deadline for a byte
-    (MLflow: 120 s) and tries 3 times with 1-2 s between (MLflow: 7 times, minutes of
-    backoff), so a server that dies mid-run stops the command in about a minute at most.
-    The user's own MLFLOW_HTTP_REQUEST_* settings win."""
+    """MLflow's HTTP client waits the deadline for a byte and tries 3 times, 1-2 s apart, so a
+    server that dies mid-run stops the command within about a minute; MLFLOW_HTTP_* win."""
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", f"{deadline():g}")
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2")
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", "1")
@@ -76,8 +70,7 @@ def health_url(uri: str) -> str:
 
 
 def check_reachable(uri: str) -> None:
-    """A tracking server answers its health check within the deadline, or one line naming
-    it and why; other stores pass."""
+    """A tracking server answers its health check within the deadline, or one line says why."""
     if not uri.lower().startswith(("http://", "https://")):
         return
     import http.client
@@ -136,8 +129,7 @@ def _chain(exc: BaseException) -> Iterator[BaseException]:
 
 
 def store_error_line(exc: BaseException, uri: str | None = None) -> str | None:
-    """One line for a store failure sqlite explained (locked, read-only, not a database,
-    damaged, full), naming the store; None for anything else."""
+    """One line naming the store for a failure sqlite explained; None for anything else."""
     text = " ".join(f"{type(e).__name__}: {e}" for e in _chain(exc)).lower()
     for words, meaning in _SQLITE_CAUSES:
         if words in text:

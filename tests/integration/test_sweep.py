@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.conftest import Runner
+from tests.integration.conftest import Runner, local_stack, make_runner
 from tests.integration.test_search import mlflow_runs, synthetic_repo
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -118,3 +118,31 @@ def test_a_sweep_where_every_training_diverges_registers_nothing(
         r["state"].startswith("failed: training diverged") for r in table
     )
     assert client.search_registered_models("name = 'fashion-mnist'") == []
+
+
+def test_the_sweep_deployment_shows_the_comparison_and_registers_the_best(
+    sweep_repo: tuple[Path, Runner],
+) -> None:
+    """`prefect deployment run 'fashion-mnist-sweep/default'` on a real Prefect server and
+    worker: the cells as tasks on a local Dask cluster, the table artifact, the best registered."""
+    repo, _ = sweep_repo
+    with local_stack(repo) as running:
+        run = make_runner(repo, running.env)
+        done = run(
+            "prefect", "deployment", "run", "fashion-mnist-sweep/default",
+            "-p", 'optimizers=["adam", "sgd"]', "-p", 'activations=["relu"]', "-p", "epochs=2",
+            "-p", "dask_workers=2", "--watch", "--watch-timeout", "600",
+        )  # fmt: skip
+        assert "Completed" in done.stdout, done.stdout
+        table = " ".join(
+            run("prefect", "artifact", "inspect", "fashion-mnist-sweep").stdout.split()
+        )
+    assert "adam-relu" in table and "failed: training diverged" in table, table
+
+    runs = mlflow_runs(repo)
+    (parent,) = [r for r in runs if not r.data.tags.get("mlflow.parentRunId")]
+    assert parent.info.status == "FINISHED"
+    children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id]
+    trials = sorted(r.info.run_name for r in children if "fmnist.tuning.sweep.trial" in r.data.tags)
+    assert trials == ["adam-relu", "sgd-relu"] and len(children) == 3
+    assert parent.data.tags["fmnist.registered.version"] == "1"

@@ -196,7 +196,8 @@ def test_sweep_on_dask_registers_the_best_child(production: Production) -> None:
     output = deployment_run(production, SWEEP, *TINY_GRID, "dask_workers=2")
     mlflow = client(production)
     experiment = mlflow.get_experiment_by_name("fashion-mnist")
-    parents = mlflow.search_runs([experiment.experiment_id], "tags.`fmnist.tuning.sweep` != ''")
+    tagged = mlflow.search_runs([experiment.experiment_id], "tags.`fmnist.tuning.sweep` != ''")
+    parents = [r for r in tagged if "mlflow.parentRunId" not in r.data.tags]  # (trials: tagged)
     assert len(parents) == 1, output
     parent = parents[0]
     assert parent.info.status == "FINISHED"
@@ -296,9 +297,15 @@ def test_sweep_where_every_training_diverges_registers_nothing(production: Produ
     state = production.run("prefect", "flow-run", "inspect", run_id.group(1)).stdout
     assert "every trial of this run failed" in " ".join(state.split()), state
     experiment = mlflow.get_experiment_by_name("fashion-mnist").experiment_id
-    parent = mlflow.search_runs(
-        [experiment], "tags.`fmnist.tuning.sweep` != ''", order_by=["attributes.start_time DESC"]
-    )[0]
+    parent = next(
+        r
+        for r in mlflow.search_runs(
+            [experiment],
+            "tags.`fmnist.tuning.sweep` != ''",
+            order_by=["attributes.start_time DESC"],
+        )
+        if "mlflow.parentRunId" not in r.data.tags
+    )
     assert parent.info.status == "FAILED"
     children = mlflow.search_runs(
         [experiment], f"tags.`mlflow.parentRunId` = '{parent.info.run_id}'"

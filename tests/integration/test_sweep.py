@@ -4,18 +4,21 @@ validation accuracy written back as one DVC experiment (the test set measured on
 and registered; a sweep named again continues; one where every training diverges registers
 nothing.
 
-The Ctrl-C test of the search (tests/integration/test_search.py) covers the sweep's runs too:
-the same parent run, workers and trials."""
+Ctrl-C in the middle of a sweep leaves nothing running; its name again runs the cells it cut."""
 
 from __future__ import annotations
 
 import json
+import os
 import re
+import signal
+import subprocess
+import time
 from pathlib import Path
 
 import pytest
 
-from tests.integration.conftest import Runner, local_stack, make_runner
+from tests.integration.conftest import Runner, local_stack, make_runner, runner_env
 from tests.integration.test_search import mlflow_runs, synthetic_repo
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -146,3 +149,45 @@ def test_the_sweep_deployment_shows_the_comparison_and_registers_the_best(
     trials = sorted(r.info.run_name for r in children if "fmnist.tuning.sweep.trial" in r.data.tags)
     assert trials == ["adam-relu", "sgd-relu"] and len(children) == 3
     assert parent.data.tags["fmnist.registered.version"] == "1"
+
+
+def test_ctrl_c_then_the_same_name_runs_the_cells_it_cut(sweep_repo: tuple[Path, Runner]) -> None:
+    import optuna
+
+    repo, run = sweep_repo
+    args = [*TINY, "--epochs", "300", "--jobs", "2", "--name", "cut"]  # long enough to cut
+    proc = subprocess.Popen(
+        args, cwd=repo, env=runner_env(repo), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        text=True, start_new_session=True,
+    )  # fmt: skip
+    try:
+        assert proc.stdout is not None
+        for line in proc.stdout:  # the workers are training once they are ready
+            if "Dask workers ready" in line:
+                break
+        time.sleep(1)
+        os.killpg(proc.pid, signal.SIGINT)  # Ctrl-C reaches the whole foreground group
+        _, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    assert proc.returncode == 130, err
+    assert "fmnist sweep: interrupted (SIGINT)" in err and "Traceback" not in err, err
+    runs = mlflow_runs(repo)
+    assert runs and not [r.info.run_name for r in runs if r.info.status == "RUNNING"]
+    (parent,) = [r for r in runs if not r.data.tags.get("mlflow.parentRunId")]
+    assert parent.info.status == "KILLED"
+
+    def study() -> optuna.Study:
+        return optuna.load_study(study_name="cut", storage=f"sqlite:///{repo / 'optuna.db'}")
+
+    assert not [t.number for t in study().trials if t.state.name == "RUNNING"]
+    again = run(*args).stdout
+    assert re.findall(r"(?m)^trial \d+: ", again), again  # the cut cells, trained now
+    assert "registered fashion-mnist v1 " in again, again
+    done = {
+        f"{t.params['optimizer']}-{t.params['activation']}"
+        for t in study().trials
+        if t.state.name == "COMPLETE" or "fmnist.error" in t.user_attrs
+    }
+    assert done == {"adam-relu", "sgd-relu"}

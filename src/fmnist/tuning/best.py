@@ -59,9 +59,8 @@ def write_back(
     if refit is not None and refit != current.prepare.val_size:
         dotted["prepare.val_size"] = refit  # chosen on validation: now more data to learn from
     load_params(root / layout.PARAMS, dotted)  # the repo's params.yaml takes them (one line if not)
-    name = f"{tuning.study}-trial-{best.number}-{parent_run_id[:6]}"
-    if tuning.grid:
-        name = f"{tuning.study}-{cell_name(best.overrides)}"
+    label = cell_name(best.overrides) if tuning.grid else f"trial-{best.number}-{parent_run_id[:6]}"
+    name = f"{tuning.study}-{label}"
     env = dvc_cli.stage_env({"MLFLOW_TRACKING_URI": uri, tracking.PARENT_ENV: parent_run_id})
     ref = dvc_cli.run_experiment(root, name, set_param_args(dotted), env, on_line).ref
     written = dvc_cli.experiment_json(root, ref, layout.REGISTERED)

@@ -139,16 +139,11 @@ def test_search_nests_trials_prunes_a_bad_one_resumes_and_registers_the_best(
     assert pruned.info.status == "FINISHED"
 
 
-def test_ctrl_c_leaves_no_run_or_trial_running_and_the_next_run_continues(
-    search_repo: tuple[Path, Runner],
-) -> None:
-    repo, run = search_repo
-    params = yaml.safe_load((repo / "params.yaml").read_text(encoding="utf-8"))
-    params["search"]["space"]["epochs"] = [30, 40]  # long enough to be interrupted mid-trial
-    (repo / "params.yaml").write_text(yaml.safe_dump(params, allow_unicode=True), "utf-8")
+def ctrl_c(repo: Path, args: list[str], after: float) -> tuple[int, str]:
+    """args started in repo, Ctrl-C `after` s once its Dask workers are training: (exit
+    code, stderr)."""
     proc = subprocess.Popen(
-        ["fmnist", "search", "--trials", "6", "--workers", "2"],
-        cwd=repo, env=runner_env(repo), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        args, cwd=repo, env=runner_env(repo), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
         text=True, start_new_session=True,
     )  # fmt: skip
     try:
@@ -156,13 +151,24 @@ def test_ctrl_c_leaves_no_run_or_trial_running_and_the_next_run_continues(
         for line in proc.stdout:  # the workers are training once they are ready
             if "Dask workers ready" in line:
                 break
-        time.sleep(3)
+        time.sleep(after)
         os.killpg(proc.pid, signal.SIGINT)  # Ctrl-C reaches the whole foreground group
         _, err = proc.communicate(timeout=120)
     finally:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
-    assert proc.returncode == 130, err
+    return proc.returncode, err
+
+
+def test_ctrl_c_leaves_no_run_or_trial_running_and_the_next_run_continues(
+    search_repo: tuple[Path, Runner],
+) -> None:
+    repo, run = search_repo
+    params = yaml.safe_load((repo / "params.yaml").read_text(encoding="utf-8"))
+    params["search"]["space"]["epochs"] = [30, 40]  # long enough to be interrupted mid-trial
+    (repo / "params.yaml").write_text(yaml.safe_dump(params, allow_unicode=True), "utf-8")
+    returncode, err = ctrl_c(repo, ["fmnist", "search", "--trials", "6", "--workers", "2"], 3)
+    assert returncode == 130, err
     assert "fmnist search: interrupted (SIGINT)" in err
     assert "Traceback" not in err, err
 

@@ -9,17 +9,13 @@ Ctrl-C in the middle of a sweep leaves nothing running; its name again runs the 
 from __future__ import annotations
 
 import json
-import os
 import re
-import signal
-import subprocess
-import time
 from pathlib import Path
 
 import pytest
 
-from tests.integration.conftest import Runner, local_stack, make_runner, runner_env
-from tests.integration.test_search import mlflow_runs, synthetic_repo
+from tests.integration.conftest import Runner, local_stack, make_runner
+from tests.integration.test_search import ctrl_c, mlflow_runs, synthetic_repo
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -156,22 +152,8 @@ def test_ctrl_c_then_the_same_name_runs_the_cells_it_cut(sweep_repo: tuple[Path,
 
     repo, run = sweep_repo
     args = [*TINY, "--epochs", "300", "--jobs", "2", "--name", "cut"]  # long enough to cut
-    proc = subprocess.Popen(
-        args, cwd=repo, env=runner_env(repo), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-        text=True, start_new_session=True,
-    )  # fmt: skip
-    try:
-        assert proc.stdout is not None
-        for line in proc.stdout:  # the workers are training once they are ready
-            if "Dask workers ready" in line:
-                break
-        time.sleep(1)
-        os.killpg(proc.pid, signal.SIGINT)  # Ctrl-C reaches the whole foreground group
-        _, err = proc.communicate(timeout=120)
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-    assert proc.returncode == 130, err
+    returncode, err = ctrl_c(repo, args, 1)
+    assert returncode == 130, err
     assert "fmnist sweep: interrupted (SIGINT)" in err and "Traceback" not in err, err
     runs = mlflow_runs(repo)
     assert runs and not [r.info.run_name for r in runs if r.info.status == "RUNNING"]

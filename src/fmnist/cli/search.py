@@ -8,8 +8,16 @@ from typing import Annotated
 
 import typer
 
-from fmnist.cli.app import PARAMS, ParamsOpt, TrackingOpt, app, load_params, user_errors
-from fmnist.cli.sweep import DaskAddress, Workers, registered, tune
+from fmnist.cli.app import (
+    PARAMS,
+    ParamsOpt,
+    TrackingOpt,
+    app,
+    load_params,
+    tracking_uri,
+    user_errors,
+)
+from fmnist.cli.sweep import DaskAddress, Workers, registered
 
 
 @app.command()
@@ -37,6 +45,7 @@ def search(
     import time
 
     from fmnist.tuning.grid import Tuning
+    from fmnist.tuning.search import tune
     from fmnist.tuning.study import shown_url, storage_url
 
     cfg = load_params(params)
@@ -45,8 +54,9 @@ def search(
     where = dask_address or f"a local Dask cluster of {workers or min(n, os.cpu_count() or 1)}"
     study = f"study {cfg.search.study} ({shown_url(storage_url(Path.cwd()))})"
     typer.echo(f"{name}: {n} trials of {study} on {where}")
+    uri = tracking_uri(tracking_uri_)
     result = tune(
-        cfg, Tuning(cfg.search.study), name, n, workers, dask_address, tracking_uri_, timeout
+        cfg, Tuning(cfg.search.study), name, n, workers, dask_address, uri, timeout, typer.echo
     )
     trials_line = ", ".join(f"{v} {k}" for k, v in result.trials.items() if v)
     typer.echo(f"study {cfg.search.study}: {trials_line}")

@@ -3,7 +3,6 @@ grid (tuning.grid), run as the search runs (tuning.search); what both commands s
 
 from __future__ import annotations
 
-import os
 from typing import TYPE_CHECKING, Annotated
 
 import typer
@@ -11,8 +10,6 @@ import typer
 from fmnist.cli.app import PARAMS, ParamsOpt, TrackingOpt, app, tracking_uri, user_errors
 
 if TYPE_CHECKING:
-    from fmnist.params.config import Params
-    from fmnist.tuning.grid import Tuning
     from fmnist.tuning.search import SearchResult
 
 Workers = Annotated[
@@ -58,6 +55,7 @@ def sweep(
     from fmnist.params.config import load_params
     from fmnist.params.overrides import RunOverrides, dotted_overrides
     from fmnist.tuning.grid import ACTIVATIONS, OPTIMIZERS, Tuning, grid
+    from fmnist.tuning.search import tune
 
     sweep_name = name or time.strftime("sweep-%Y%m%d-%H%M%S")
     cells = grid(optimizer or OPTIMIZERS, activation or ACTIVATIONS)
@@ -65,33 +63,15 @@ def sweep(
     hidden = [h.model_dump(mode="json") for h in load_params(params).model.hidden]
     cfg = load_params(params, dotted_overrides(base, hidden))
     typer.echo(f"{sweep_name}: {len(cells.cells())} trainings, {jobs or 'one per CPU'} at a time")
-    result = tune(cfg, Tuning(sweep_name, cells), sweep_name, 0, jobs, dask_address, tracking_uri_)
+    uri = tracking_uri(tracking_uri_)
+    result = tune(
+        cfg, Tuning(sweep_name, cells), sweep_name, 0, jobs, dask_address, uri, 0, typer.echo
+    )
     typer.echo(f"\n{'training':18} {'val_accuracy':>12}  status")  # best first
     for row in result.table:
         shown = "-" if row["val_accuracy"] is None else row["val_accuracy"]
         typer.echo(f"{row['config']:18} {shown:>12}  {row['state']}")
     registered(result)
-
-
-def tune(
-    cfg: Params,
-    tuning: Tuning,
-    name: str,
-    trials: int,
-    workers: int | None,
-    dask_address: str | None,
-    tracking_uri_: str | None,
-    timeout: float | None = None,
-) -> SearchResult:
-    """The run (tuning.search.tune) against the command's store, which the local workers use."""
-    from fmnist.tracking.mlflow_store import open_store
-    from fmnist.tuning.search import tune as run
-
-    uri = tracking_uri(tracking_uri_)
-    open_store(uri)
-    os.environ["MLFLOW_TRACKING_URI"] = uri  # the local workers' store (never a task argument)
-    n_workers = workers or max(1, os.cpu_count() or 1)
-    return run(cfg, tuning, name, trials, n_workers, dask_address, timeout, typer.echo)[1]
 
 
 def registered(result: SearchResult) -> None:

@@ -82,21 +82,26 @@ def tune(
     tuning: Tuning,
     name: str,
     trials: int,
-    workers: int,
+    workers: int | None,
     dask_address: str | None,
+    uri: str,
     timeout: float | None = None,
     on_line: LineSink = print,
-) -> tuple[str, SearchResult]:
+) -> SearchResult:
     """A whole run without Prefect (`fmnist search`, `fmnist sweep`) in the working folder:
-    the data prepared once through DVC, the trials on Dask, finish; (the parent run, result)."""
+    the data prepared once through DVC, the trials on Dask (default: a worker per CPU, and
+    per trial at most), finish."""
+    from fmnist.tracking.mlflow_store import open_store
+
     root = Path.cwd()
-    uri = os.environ["MLFLOW_TRACKING_URI"]  # the command's, the local workers' too
+    open_store(uri)
+    os.environ["MLFLOW_TRACKING_URI"] = uri  # the local workers' store (never a task argument)
     dvc_cli.reproduce(root, "prepare", dvc_cli.stage_env(), on_line)  # the data trials read
     with search_run(uri, params, tuning, name, root, trials, on_line) as (parent, n):
-        workers = min(workers, max(n, 1))  # a worker per trial at most
+        workers = min(workers or os.cpu_count() or 1, max(n, 1))
         job = jobs(root, params, tuning, parent, uri, workers, timeout)
         results = run_trials(job, n, workers, dask_address, on_line)
-        return parent, finish(params, tuning, root, parent, results, uri, on_line)
+        return finish(params, tuning, root, parent, results, uri, on_line)
 
 
 @contextmanager

@@ -119,6 +119,7 @@ SCALE_RUN = """
 import sys, time
 from pathlib import Path
 from fmnist.tuning import search
+from fmnist.tuning.grid import Tuning
 from fmnist.params.config import load_params
 from fmnist.params.overrides import apply_dotted
 from fmnist.params.config import parse_params
@@ -130,8 +131,9 @@ dotted = {{"search.space": {space}, "search.study": f"scale-{{workers}}"}}
 params = parse_params(apply_dotted(raw, dotted))
 uri = f"sqlite:///{{root / 'mlflow.db'}}"
 open_store(uri)
-with search.search_run(uri, params, f"scale-{{workers}}", root) as parent:
-    job = search.jobs(root, params, parent, uri, workers, timeout=0)
+tuning = Tuning(params.search.study)
+with search.search_run(uri, params, tuning, f"scale-{{workers}}", root, trials) as (parent, _):
+    job = search.jobs(root, params, tuning, parent, uri, workers, timeout=0)
     started = time.perf_counter()
     results = search.run_trials(job, trials, workers, None, lambda line: None)
     wall = time.perf_counter() - started

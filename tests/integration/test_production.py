@@ -196,42 +196,50 @@ def test_sweep_on_dask_registers_the_best_child(production: Production) -> None:
     output = deployment_run(production, SWEEP, *TINY_GRID, "dask_workers=2")
     mlflow = client(production)
     experiment = mlflow.get_experiment_by_name("fashion-mnist")
-    parents = mlflow.search_runs([experiment.experiment_id], "tags.`fmnist.tuning.sweep` != ''")
+    tagged = mlflow.search_runs([experiment.experiment_id], "tags.`fmnist.tuning.sweep` != ''")
+    parents = [r for r in tagged if "mlflow.parentRunId" not in r.data.tags]  # (trials: tagged)
     assert len(parents) == 1, output
     parent = parents[0]
     assert parent.info.status == "FINISHED"
     children = mlflow.search_runs(
         [experiment.experiment_id], f"tags.`mlflow.parentRunId` = '{parent.info.run_id}'"
     )
-    assert sorted(c.info.run_name for c in children) == ["adam-relu-1ep", "sgd-relu-1ep"]
-    assert {c.info.status for c in children} == {"FINISHED"}
-    # chosen on validation, not on test
-    best = max(
-        children, key=lambda c: (c.data.metrics["val_accuracy"], -c.data.metrics["val_loss"])
+    trials = [c for c in children if "fmnist.tuning.sweep.trial" in c.data.tags]
+    assert sorted(c.info.run_name for c in trials) == ["adam-relu", "sgd-relu"]
+    assert {c.info.status for c in children} == {"FINISHED"} and len(children) == 3
+    # chosen on validation, not on test (no trial read the test set)
+    best = max(trials, key=lambda c: c.data.metrics["val_accuracy"])
+    assert (
+        parent.data.tags["fmnist.tuning.sweep.best_trial"]
+        == (best.data.tags["fmnist.tuning.sweep.trial"])
     )
-    assert parent.data.tags["fmnist.tuning.sweep.best_run_id"] == best.info.run_id
-    for key in ("val_accuracy", "test_accuracy"):  # what chose it, what promotion compares
-        assert parent.data.metrics[f"best_{key}"] == pytest.approx(best.data.metrics[key])
-    assert parent.data.metrics["trainings"] == 2 and parent.data.metrics["failed"] == 0
+    assert parent.data.metrics["best_val_accuracy"] == pytest.approx(
+        best.data.metrics["val_accuracy"]
+    )
     # the comparison: a Prefect table artifact and the parent run's artifact
     artifact = production.run("prefect", "artifact", "inspect", "fashion-mnist-sweep").stdout
     assert "adam-relu" in artifact and "sgd-relu" in artifact
     folder = production.repo.parent / "downloaded"
     folder.mkdir(exist_ok=True)
-    local = mlflow.download_artifacts(parent.info.run_id, "sweep/comparison.json", str(folder))
+    local = mlflow.download_artifacts(parent.info.run_id, "sweep/summary.json", str(folder))
     rows = json.loads(Path(local).read_text())
-    assert [r["status"] for r in rows["trainings"]] == ["best", "ok"]
-    # the best child, and only it, became a new version, with the promotion rule's decision
+    assert [r["state"] for r in rows["table"]] == ["complete", "complete"]
+    # the best, trained again as one DVC experiment, and only it became a new version, with
+    # the promotion rule's decision on its test accuracy
+    (training,) = [c for c in children if c not in trials]
+    assert training.data.params["train.optimizer"] == best.info.run_name.split("-")[0]
+    assert parent.data.metrics["best_test_accuracy"] == pytest.approx(
+        training.data.metrics["test_accuracy"]
+    )
     new = [
         v for v in mlflow.search_model_versions("name = 'fashion-mnist'") if v.version not in before
     ]
-    assert [v.run_id for v in new] == [best.info.run_id]
+    assert [v.run_id for v in new] == [training.info.run_id]
     assert (
         "fmnist.promotion.reason" in mlflow.get_model_version("fashion-mnist", new[0].version).tags
     )
-    # each training is a DVC experiment
     names = production.run("dvc", "exp", "list", "--name-only").stdout.split()
-    assert sum(bool(re.search(r"-(adam|sgd)-relu$", n)) for n in names) == 2
+    assert sum(n.endswith(f"-{best.info.run_name}") for n in names) == 1
 
 
 def test_four_pipelines_at_once_lose_nothing(production: Production) -> None:
@@ -287,13 +295,18 @@ def test_sweep_where_every_training_diverges_registers_nothing(production: Produ
     run_id = re.search(r"UUID: ([0-9a-f-]{36})", output)
     assert run_id, output
     state = production.run("prefect", "flow-run", "inspect", run_id.group(1)).stdout
-    assert "every training of the sweep failed" in " ".join(state.split()), state
+    assert "every trial of this run failed" in " ".join(state.split()), state
     experiment = mlflow.get_experiment_by_name("fashion-mnist").experiment_id
-    parent = mlflow.search_runs(
-        [experiment], "tags.`fmnist.tuning.sweep` != ''", order_by=["attributes.start_time DESC"]
-    )[0]
+    parent = next(
+        r
+        for r in mlflow.search_runs(
+            [experiment],
+            "tags.`fmnist.tuning.sweep` != ''",
+            order_by=["attributes.start_time DESC"],
+        )
+        if "mlflow.parentRunId" not in r.data.tags
+    )
     assert parent.info.status == "FAILED"
-    assert parent.data.metrics["failed"] == 2
     children = mlflow.search_runs(
         [experiment], f"tags.`mlflow.parentRunId` = '{parent.info.run_id}'"
     )

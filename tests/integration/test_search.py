@@ -40,20 +40,16 @@ BAD_TRIAL = {  # sgd at the lowest rate on the narrowest net: far below the othe
 }  # fmt: skip
 
 
-@pytest.fixture
-def search_repo(tmp_path: Path) -> tuple[Path, Runner]:
+def synthetic_repo(tmp_path: Path, **search: Any) -> tuple[Path, Runner]:
     """The project on synthetic data: download and prepare recorded by `dvc commit` (so DVC
-    has them and the search's `dvc repro prepare` runs nothing), a tiny search space."""
+    has them and the run's `dvc repro prepare` runs nothing), params.yaml `search` updated,
+    any accuracy good enough for champion."""
     repo = copy_repo(tmp_path / "repo")
     run = make_runner(repo)
     arrays = {"train": synthetic_images(600, seed=5), "test": synthetic_images(200, seed=4)}
     write_raw(repo / "data" / "raw", arrays)
     params = yaml.safe_load((repo / "params.yaml").read_text(encoding="utf-8"))
-    # refit_val_size null: the best's DVC experiment trains on the trials' split, so its
-    # validation accuracy can be compared with the trial's (the production test refits)
-    params["search"].update(
-        startup_trials=2, warmup_epochs=1, trials=3, space=SPACE, refit_val_size=None
-    )
+    params["search"].update(search)
     params["register"]["min_accuracy"] = 0.0
     (repo / "params.yaml").write_text(yaml.safe_dump(params, allow_unicode=True), "utf-8")
     run("fmnist", "prepare", "--raw", "data/raw", "--out", "data/prepared")
@@ -63,7 +59,17 @@ def search_repo(tmp_path: Path) -> tuple[Path, Runner]:
     return repo, run
 
 
-def _runs(repo: Path) -> list[Any]:
+@pytest.fixture
+def search_repo(tmp_path: Path) -> tuple[Path, Runner]:
+    """A tiny search space; refit_val_size null: the best's DVC experiment trains on the
+    trials' split, so its validation accuracy can be compared with the trial's (the
+    production test refits)."""
+    return synthetic_repo(
+        tmp_path, startup_trials=2, warmup_epochs=1, trials=3, space=SPACE, refit_val_size=None
+    )
+
+
+def mlflow_runs(repo: Path) -> list[Any]:
     from mlflow import MlflowClient
 
     client = MlflowClient(f"sqlite:///{repo / 'mlflow.db'}")
@@ -94,7 +100,7 @@ def test_search_nests_trials_prunes_a_bad_one_resumes_and_registers_the_best(
     assert name, first
     assert re.search(r"registered fashion-mnist v1 .*test_accuracy [01]\.\d{4}", first), first
 
-    runs = _runs(repo)
+    runs = mlflow_runs(repo)
     (parent,) = [r for r in runs if not r.data.tags.get("mlflow.parentRunId")]
     children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id]
     trials = [r for r in children if "fmnist.tuning.search.trial" in r.data.tags]
@@ -126,9 +132,32 @@ def test_search_nests_trials_prunes_a_bad_one_resumes_and_registers_the_best(
     study = _study(repo)
     assert len(study.trials) == 4
     assert study.trials[3].state.name == "PRUNED"
-    pruned = next(r for r in _runs(repo) if r.data.tags.get("fmnist.tuning.search.trial") == "3")
+    pruned = next(
+        r for r in mlflow_runs(repo) if r.data.tags.get("fmnist.tuning.search.trial") == "3"
+    )
     assert pruned.data.tags["fmnist.tuning.search.state"] == "pruned"
     assert pruned.info.status == "FINISHED"
+
+
+def ctrl_c(repo: Path, args: list[str], after: float) -> tuple[int, str]:
+    """args started in repo, Ctrl-C `after` s once its Dask workers are training: (exit
+    code, stderr)."""
+    proc = subprocess.Popen(
+        args, cwd=repo, env=runner_env(repo), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        text=True, start_new_session=True,
+    )  # fmt: skip
+    try:
+        assert proc.stdout is not None
+        for line in proc.stdout:  # the workers are training once they are ready
+            if "Dask workers ready" in line:
+                break
+        time.sleep(after)
+        os.killpg(proc.pid, signal.SIGINT)  # Ctrl-C reaches the whole foreground group
+        _, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    return proc.returncode, err
 
 
 def test_ctrl_c_leaves_no_run_or_trial_running_and_the_next_run_continues(
@@ -138,27 +167,12 @@ def test_ctrl_c_leaves_no_run_or_trial_running_and_the_next_run_continues(
     params = yaml.safe_load((repo / "params.yaml").read_text(encoding="utf-8"))
     params["search"]["space"]["epochs"] = [30, 40]  # long enough to be interrupted mid-trial
     (repo / "params.yaml").write_text(yaml.safe_dump(params, allow_unicode=True), "utf-8")
-    proc = subprocess.Popen(
-        ["fmnist", "search", "--trials", "6", "--workers", "2"],
-        cwd=repo, env=runner_env(repo), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-        text=True, start_new_session=True,
-    )  # fmt: skip
-    try:
-        assert proc.stdout is not None
-        for line in proc.stdout:  # the workers are training once they are ready
-            if "Dask workers ready" in line:
-                break
-        time.sleep(3)
-        os.killpg(proc.pid, signal.SIGINT)  # Ctrl-C reaches the whole foreground group
-        _, err = proc.communicate(timeout=120)
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-    assert proc.returncode == 130, err
+    returncode, err = ctrl_c(repo, ["fmnist", "search", "--trials", "6", "--workers", "2"], 3)
+    assert returncode == 130, err
     assert "fmnist search: interrupted (SIGINT)" in err
     assert "Traceback" not in err, err
 
-    runs = _runs(repo)
+    runs = mlflow_runs(repo)
     assert runs and not [r.info.run_name for r in runs if r.info.status == "RUNNING"]
     (parent,) = [r for r in runs if not r.data.tags.get("mlflow.parentRunId")]
     assert parent.info.status == "KILLED"
@@ -187,7 +201,7 @@ def test_the_search_deployment_completes_and_registers_its_best(
         )  # fmt: skip
         assert "Completed" in done.stdout, done.stdout
 
-    runs = _runs(repo)
+    runs = mlflow_runs(repo)
     (parent,) = [r for r in runs if not r.data.tags.get("mlflow.parentRunId")]
     trials = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id
               and "fmnist.tuning.search.trial" in r.data.tags]  # fmt: skip

@@ -16,9 +16,7 @@ from fmnist.tracking.runs import (
     KIND_TAG,
     MODEL_DEVELOPMENT,
     PARENT_TAG,
-    REUSED_TAG,
     ensure_experiment,
-    link_reused_run,
     log_epoch,
     metric_history,
     tracked_run,
@@ -74,28 +72,6 @@ def test_a_cli_command_on_a_store_another_process_holds_is_one_line(
     store = f"the sqlite MLflow store {tmp_path / 'mlflow.db'} is locked by another writer"
     assert lines[0].startswith(f"fmnist models: error: {store}")
     assert "use a tracking server" in lines[0]
-
-
-def test_a_sweep_links_a_training_dvc_reused_with_a_child_run(tracking_uri: str) -> None:
-    with tracked_run(tracking_uri, "sweeps", run_name="first") as first:
-        pass
-    with tracked_run(tracking_uri, "sweeps", run_name="adam", parent_run_id=first) as trained:
-        pass
-    with tracked_run(tracking_uri, "sweeps", run_name="second") as second:
-        pass
-    metrics = {"val_accuracy": 0.8, "test_accuracy": 0.79}
-    # the first sweep's own training: nothing to link
-    assert not link_reused_run(tracking_uri, first, "adam-relu", trained, metrics, "n")
-    # the second sweep got the same training back from DVC: a child run links to it
-    assert link_reused_run(tracking_uri, second, "adam-relu", trained, metrics, "reused it")
-    client = MlflowClient(tracking_uri)
-    experiment = client.get_experiment_by_name("sweeps").experiment_id
-    (link,) = client.search_runs([experiment], f"tags.`{PARENT_TAG}` = '{second}'")
-    assert (link.info.run_name, link.info.status) == ("adam-relu", "FINISHED")
-    assert link.data.tags[REUSED_TAG] == trained
-    assert link.data.tags["mlflow.note.content"] == "reused it"
-    assert link.data.metrics == metrics
-    assert len(client.search_runs([experiment], f"tags.`{PARENT_TAG}` = '{first}'")) == 1
 
 
 def test_workspace_root_sees_through_dvc_temp_experiments(tmp_path: Path) -> None:

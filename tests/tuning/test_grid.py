@@ -1,29 +1,33 @@
-"""The sweep's grid and its choice of the best training (pure)."""
+"""The sweep's grid (pure), and its study: GridSampler gives each cell one trial, a sweep
+continued runs the cells with no complete trial, and other settings are refused."""
 
 from __future__ import annotations
 
-import pytest
+from pathlib import Path
 
-from fmnist.params.overrides import RunOverrides
-from fmnist.process.errors import ConfigError
-from fmnist.tuning.grid import (
-    ACTIVATIONS,
-    OPTIMIZERS,
-    Outcome,
-    Training,
-    best,
-    comparison_rows,
-    grid,
-    reuse_note,
-    training_overrides,
-)
+import pytest
+from optuna.trial import FixedTrial, TrialState
+
+from fmnist.params.config import parse_params
+from fmnist.process.errors import ConfigError, SearchError
+from fmnist.tuning import study as study_store
+from fmnist.tuning.grid import ACTIVATIONS, OPTIMIZERS, Tuning, cell_name, grid, suggest_cell
+
+HIDDEN = [
+    {"units": 100, "activation": "sigmoid", "name": "hidden"},
+    {"units": 32, "activation": "sigmoid", "dropout": 0.1},
+]
 
 
 def test_default_grid_is_the_tutorials_four_optimizers_by_two_activations() -> None:
-    cells = grid(OPTIMIZERS, ACTIVATIONS)
+    cells = grid(OPTIMIZERS, ACTIVATIONS).cells()
     assert len(cells) == 8
-    assert [c.name for c in cells[:3]] == ["sgd-sigmoid", "sgd-relu", "adagrad-sigmoid"]
-    assert {(c.optimizer, c.activation) for c in cells} == {
+    assert cells[:3] == [
+        {"optimizer": "sgd", "activation": "sigmoid"},
+        {"optimizer": "sgd", "activation": "relu"},
+        {"optimizer": "adagrad", "activation": "sigmoid"},
+    ]
+    assert {(c["optimizer"], c["activation"]) for c in cells} == {
         (o, a) for o in ("sgd", "adagrad", "rmsprop", "adam") for a in ("sigmoid", "relu")
     }
 
@@ -43,92 +47,55 @@ def test_bad_grid_is_one_line(optimizers: list[str], activations: list[str], mes
         grid(optimizers, activations)
 
 
-def test_a_cell_overrides_only_its_optimizer_and_activation() -> None:
-    base = RunOverrides(epochs=1, learning_rate=0.01, hidden_units=[32])
-    got = training_overrides(Training("adam-relu", "adam", "relu"), base)
-    assert got == RunOverrides(
-        epochs=1, learning_rate=0.01, hidden_units=[32], optimizer="adam", hidden_activation="relu"
-    )
+def test_a_cell_sets_only_its_optimizer_and_every_hidden_activation() -> None:
+    cells = grid(["adam", "sgd"], ["relu"])
+    overrides = suggest_cell(FixedTrial({"optimizer": "adam", "activation": "relu"}), cells, HIDDEN)
+    assert overrides == {
+        "train.optimizer": "adam",
+        "model.hidden": [
+            {"units": 100, "activation": "relu", "name": "hidden"},
+            {"units": 32, "activation": "relu", "dropout": 0.1},
+        ],
+    }
+    assert cell_name(overrides) == "adam-relu"
+    params = parse_params({"model": {"hidden": overrides["model.hidden"]}})  # params take it
+    assert [h.activation for h in params.model.hidden] == ["relu", "relu"]
 
 
-def outcome(
-    name: str,
-    val: float | None,
-    val_loss: float | None = 0.5,
-    test: float | None = 0.8,
-    **kw: object,
-) -> Outcome:
-    optimizer, activation = name.split("-")
-    return Outcome(
-        Training(name, optimizer, activation),
-        experiment=f"s-{name}",
-        val_accuracy=val,
-        val_loss=val_loss,
-        test_accuracy=test if val is not None else None,
-        test_loss=0.4 if val is not None else None,
-        **kw,  # type: ignore[arg-type]
-    )
+def _sweep(root: Path, cells: Tuning, settings: str = "s") -> tuple[object, int]:
+    assert cells.grid
+    study = study_store.load(root, parse_params({}).search, cells)
+    return study, study_store.pending(study, cells.grid, settings)
 
 
-def test_best_is_the_highest_validation_accuracy_then_the_lower_validation_loss() -> None:
-    a = outcome("sgd-relu", 0.85, 0.40)
-    b = outcome("adam-relu", 0.87, 0.38)
-    c = outcome("rmsprop-relu", 0.87, 0.35)
-    assert best([a, b, c]) is c
-    assert [r["training"] for r in comparison_rows([a, b, c])] == [
-        "rmsprop-relu", "adam-relu", "sgd-relu",
-    ]  # fmt: skip
+def test_the_grid_sampler_gives_each_cell_one_trial(study_root: Path) -> None:
+    cells = Tuning("sweep-1", grid(["adam", "sgd"], ["relu", "sigmoid"]))
+    assert cells.kind == "sweep" and Tuning("s").kind == "search"
+    _, n = _sweep(study_root, cells)
+    assert n == 4
+    asked = []
+    for _ in range(n):  # as four workers do, each its own process and study object
+        trial = study_store.load(study_root, parse_params({}).search, cells).ask()
+        asked.append(cell_name(suggest_cell(trial, cells.grid, HIDDEN)))  # type: ignore[arg-type]
+    assert sorted(asked) == ["adam-relu", "adam-sigmoid", "sgd-relu", "sgd-sigmoid"]
 
 
-def test_test_accuracy_plays_no_part_in_choosing() -> None:
-    """The best test accuracy with a worse validation accuracy loses: no selection on test."""
-    peeked = outcome("adam-relu", 0.86, 0.30, test=0.90)
-    chosen = outcome("sgd-relu", 0.87, 0.45, test=0.84)
-    assert best([peeked, chosen]) is chosen
-    rows = comparison_rows([peeked, chosen])
-    assert [(r["training"], r["status"]) for r in rows] == [
-        ("sgd-relu", "best"),
-        ("adam-relu", "ok"),
-    ]
-    assert [r["test_accuracy"] for r in rows] == [0.84, 0.9]  # still reported for every cell
+def test_a_continued_sweep_runs_the_cells_never_run_or_interrupted(study_root: Path) -> None:
+    cells = Tuning("sweep-2", grid(["adam", "sgd", "rmsprop"], ["relu"]))
+    study, _ = _sweep(study_root, cells)
+    done, diverged, failed = study.ask(), study.ask(), study.ask()  # type: ignore[attr-defined]
+    for trial in (done, diverged, failed):
+        suggest_cell(trial, cells.grid, HIDDEN)  # type: ignore[arg-type]
+    study.tell(done, 0.8)  # type: ignore[attr-defined]
+    study_store.tell_failed(study, diverged, "training diverged")  # done: not tried again
+    study.tell(failed, state=TrialState.FAIL)  # no error: interrupted (fail_orphans)
 
+    again, n = _sweep(study_root, cells)
+    assert n == 1
+    retried = again.ask()  # type: ignore[attr-defined]
+    assert (
+        suggest_cell(retried, cells.grid, HIDDEN)["train.optimizer"] == failed.params["optimizer"]
+    )  # type: ignore[arg-type]
 
-def test_failed_trainings_never_win_and_all_failed_means_no_best() -> None:
-    failed = outcome("adam-relu", None, None, error="fmnist train: error: training diverged")
-    ok = outcome("sgd-relu", 0.70)
-    assert best([failed, ok]) is ok
-    assert best([failed]) is None
-    assert best([]) is None
-    # an error wins over any metrics it may carry
-    errored = outcome("rmsprop-relu", 0.99, 0.01, test=0.99, error="fmnist evaluate: error: x")
-    assert best([errored, ok]) is ok
-    assert comparison_rows([errored, ok])[-1]["status"] == "failed: fmnist evaluate: error: x"
-
-
-def test_comparison_rows_best_first_failed_last_with_their_error() -> None:
-    rows = comparison_rows(
-        [
-            outcome("sgd-relu", 0.80123456, fit_seconds=3.14159),
-            outcome("adam-relu", None, None, error="diverged"),
-            outcome("rmsprop-relu", 0.86),
-        ]
-    )
-    assert [r["training"] for r in rows] == ["rmsprop-relu", "sgd-relu", "adam-relu"]
-    assert [r["status"] for r in rows] == ["best", "ok", "failed: diverged"]
-    assert rows[1]["val_accuracy"] == 0.8012
-    assert rows[1]["fit_seconds"] == 3.14
-    assert rows[2]["val_accuracy"] is None and rows[2]["test_accuracy"] is None
-    assert set(rows[0]) == {
-        "training", "optimizer", "activation", "val_accuracy", "val_loss", "test_accuracy",
-        "test_loss", "fit_seconds", "status", "experiment", "run_id", "reused_from",
-    }  # fmt: skip
-
-
-def test_a_reused_training_says_which_run_it_reused() -> None:
-    reused = outcome("adam-relu", 0.88, run_id="r1", reused_from="r1")
-    rows = comparison_rows([outcome("sgd-relu", 0.80, run_id="r2"), reused])
-    assert [r["status"] for r in rows] == ["best, reused run r1", "ok"]
-    assert rows[0]["reused_from"] == "r1" and rows[1]["reused_from"] == ""
-    assert reuse_note("r1") == (
-        "reused run r1 (DVC restored its outputs: same data, code and params)"
-    )
+    with pytest.raises(SearchError, match="sweep sweep-2 ran with other settings"):
+        _sweep(study_root, cells, "other epochs")

@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from fmnist.tuning.report import Cost, TrialRecord, cost, counts, ranking, rows
+from fmnist.tuning.report import Cost, TrialRecord, cost, counts, ranked, ranking, rows
 
 
 def record(
@@ -96,6 +96,7 @@ def test_rows() -> None:
     trials = [
         record(4, val_accuracy=0.876543, overrides={"k": "big"}, run_id="abc"),
         record(9, val_accuracy=0.5, overrides={}, run_id=None),
+        TrialRecord(11, "failed", None, {}, error="training diverged"),
     ]
     seen: list[dict[str, Any]] = []
 
@@ -104,10 +105,26 @@ def test_rows() -> None:
         return f"net {overrides['k']}"
 
     assert rows(trials, describe) == [
-        {"trial": 4, "val_accuracy": 0.8765, "config": "net big", "run_id": "abc"},
-        {"trial": 9, "val_accuracy": 0.5, "config": "", "run_id": ""},
-    ]
+        {"trial": 4, "config": "net big", "val_accuracy": 0.8765, "state": "complete",
+         "run_id": "abc"},
+        {"trial": 9, "config": "", "val_accuracy": 0.5, "state": "complete", "run_id": ""},
+        {"trial": 11, "config": "", "val_accuracy": None, "state": "failed: training diverged",
+         "run_id": ""},
+    ]  # fmt: skip
     assert seen == [{"k": "big"}]  # no overrides: describe is not asked
+
+
+def test_ranked_lists_every_trial_the_complete_ones_best_first() -> None:
+    """What a sweep's table shows: the failed and pruned ones too, after the complete ones;
+    only validation accuracy orders them (test accuracy is no trial's)."""
+    trials = [
+        record(0, val_accuracy=0.80),
+        record(1, "failed", None),
+        record(2, val_accuracy=0.87),
+        record(3, "pruned", 0.9),  # its last epoch's: never ranked above a complete trial
+    ]
+    assert [t.number for t in ranked(trials)] == [2, 0, 1, 3]
+    assert ranked([]) == []
 
 
 def test_rows_of_nothing() -> None:

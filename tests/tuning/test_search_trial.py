@@ -11,6 +11,7 @@ import pytest
 
 from fmnist.params.config import Params, parse_params
 from fmnist.params.overrides import apply_dotted
+from fmnist.tuning.grid import Tuning
 
 pytestmark = pytest.mark.slow  # Keras/TensorFlow
 
@@ -31,7 +32,14 @@ def _job(root: Path, prepared: Path, uri: str, params: Params, parent: str, **kw
     from fmnist.tuning.trial import TrialJob
 
     ids = fingerprint(uri), fingerprint(storage_url(root))
-    return TrialJob(root, prepared, params, parent, *ids, {"fmnist.data.prepared": "x"}, **kw)
+    tuning = Tuning(params.search.study)
+    return TrialJob(root, prepared, params, tuning, parent, *ids, {"data": "x"}, **kw)
+
+
+def _study(root: Path, params: Params) -> Any:
+    from fmnist.tuning import study as study_store
+
+    return study_store.load(root, params.search, Tuning(params.search.study))
 
 
 def _parent(uri: str) -> str:
@@ -47,7 +55,6 @@ def test_a_trial_trains_reports_each_epoch_and_nests_its_run(
     from mlflow import MlflowClient
 
     from fmnist.tracking.mlflow_store import open_store
-    from fmnist.tuning import study as study_store
     from fmnist.tuning.trial import run_trial
 
     monkeypatch.setenv("MLFLOW_TRACKING_URI", tracking_uri)  # the worker's own store
@@ -65,7 +72,7 @@ def test_a_trial_trains_reports_each_epoch_and_nests_its_run(
     assert run.data.params["model.hidden.0.units"] == "16"
     history = MlflowClient(tracking_uri).get_metric_history(run.info.run_id, "val_accuracy")
     assert [m.step for m in history] == [1, 2]
-    study = study_store.load(tmp_path, params.search)
+    study = _study(tmp_path, params)
     (trial,) = study.trials
     assert trial.value == pytest.approx(result.val_accuracy)
     assert sorted(trial.intermediate_values) == [1, 2]
@@ -78,7 +85,6 @@ def test_a_diverging_trial_fails_alone_and_a_late_one_never_starts(
 
     from fmnist.process.errors import SearchError
     from fmnist.tracking.mlflow_store import open_store
-    from fmnist.tuning import study as study_store
     from fmnist.tuning.trial import run_trial
 
     monkeypatch.setenv("MLFLOW_TRACKING_URI", tracking_uri)
@@ -89,14 +95,14 @@ def test_a_diverging_trial_fails_alone_and_a_late_one_never_starts(
     assert result is not None and result.state == "failed"
     assert result.error and result.error.startswith("training diverged: loss nan at epoch 1")
     assert MlflowClient(tracking_uri).get_run(str(result.run_id)).info.status == "FAILED"
-    assert study_store.load(tmp_path, params.search).trials[0].state.name == "FAIL"
+    assert _study(tmp_path, params).trials[0].state.name == "FAIL"
 
     late = _job(tmp_path, prepared_dir, tracking_uri, params, parent, deadline=time.time() - 1)
     assert run_trial(late) is None
-    assert len(study_store.load(tmp_path, params.search).trials) == 1
+    assert len(_study(tmp_path, params).trials) == 1
 
     # a worker whose store is not the search's refuses before it asks the study for a trial
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'other.db'}")
     with pytest.raises(SearchError, match="MLflow store is not the search's"):
         run_trial(_job(tmp_path, prepared_dir, tracking_uri, params, parent))
-    assert len(study_store.load(tmp_path, params.search).trials) == 1
+    assert len(_study(tmp_path, params).trials) == 1

@@ -18,6 +18,7 @@ from fmnist.params.config import SearchConfig
 from fmnist.process.errors import SearchError
 from fmnist.tracking.lifecycle import owner
 from fmnist.tuning import study as study_store
+from fmnist.tuning.grid import Tuning
 from fmnist.tuning.study import (
     OWNER_ATTR,
     PARENT_ATTR,
@@ -30,12 +31,13 @@ from fmnist.tuning.study import (
 )
 
 SEARCH = SearchConfig(study="test-study", startup_trials=2, warmup_epochs=1)
+TUNING = Tuning(SEARCH.study)
 
 
 @pytest.fixture
 def study(study_root: Path) -> Any:
     """The study in a fresh sqlite file under tmp_path (the default place)."""
-    return load(study_root, SEARCH)
+    return load(study_root, SEARCH, TUNING)
 
 
 def _dead_owner() -> str:
@@ -73,7 +75,7 @@ def test_load_creates_the_study_and_a_second_load_continues_it(
 ) -> None:
     monkeypatch.delenv(STORAGE_ENV, raising=False)
     assert not (tmp_path / "optuna.db").exists()
-    first = load(tmp_path, SEARCH)
+    first = load(tmp_path, SEARCH, TUNING)
     assert (tmp_path / "optuna.db").is_file()
     assert first.study_name == "test-study"
     assert first.direction == optuna.study.StudyDirection.MAXIMIZE
@@ -83,7 +85,7 @@ def test_load_creates_the_study_and_a_second_load_continues_it(
     trial.suggest_int("layers", 1, 4)
     first.tell(trial, 0.81)
 
-    again = load(tmp_path, SEARCH, worker_seed=1)
+    again = load(tmp_path, SEARCH, TUNING, worker_seed=1)
     trials = again.get_trials()
     assert [(t.number, t.state, t.value) for t in trials] == [(0, TrialState.COMPLETE, 0.81)]
     assert trials[0].params == {"layers": trial.params["layers"]}
@@ -156,7 +158,7 @@ def test_an_unreachable_postgresql_is_one_redacted_line(
     port = _free_port()
     monkeypatch.setenv(STORAGE_ENV, f"postgresql://fmnist:s3cret@127.0.0.1:{port}/optuna")
     with pytest.raises(SearchError) as caught:
-        load(tmp_path, SEARCH)
+        load(tmp_path, SEARCH, TUNING)
     message = str(caught.value)
     assert "\n" not in message
     assert "s3cret" not in message
@@ -169,7 +171,7 @@ def test_an_unopenable_sqlite_file_is_one_line_naming_it(
 ) -> None:
     monkeypatch.setenv(STORAGE_ENV, "sqlite:////nonexistent/dir/optuna.db")
     with pytest.raises(SearchError) as caught:
-        load(tmp_path, SEARCH)
+        load(tmp_path, SEARCH, TUNING)
     message = str(caught.value)
     assert "\n" not in message
     assert "/nonexistent/dir/optuna.db" in message
@@ -182,7 +184,7 @@ def test_a_changed_choice_list_is_refused_before_any_trial(study_root: Path) -> 
     from fmnist.tuning.space import suggest
 
     search = parse_params({}).search
-    study = study_store.load(study_root, search)
+    study = study_store.load(study_root, search, Tuning(search.study))
     trial = study.ask()
     suggest(trial, search.space)
     study.tell(trial, 0.8)

@@ -17,6 +17,7 @@ from fmnist.cli.app import (
     tracking_uri,
     user_errors,
 )
+from fmnist.cli.sweep import DaskAddress, Workers, registered
 
 
 @app.command()
@@ -32,14 +33,8 @@ def search(
             help="Seconds after which no trial starts (default: search.timeout; 0: none).", min=0
         ),
     ] = None,
-    workers: Annotated[
-        int | None,
-        typer.Option(help="Local Dask workers, one trial each (default: one per CPU).", min=1),
-    ] = None,
-    dask_address: Annotated[
-        str | None,
-        typer.Option(help="A Dask scheduler (tcp://host:port) instead of a local cluster."),
-    ] = None,
+    workers: Workers = None,
+    dask_address: DaskAddress = None,
     params: ParamsOpt = PARAMS,
     tracking_uri_: TrackingOpt = None,
 ) -> None:
@@ -49,38 +44,22 @@ def search(
     written back as a DVC experiment that trains, evaluates and registers it."""
     import time
 
-    from fmnist.pipeline import dvc_cli
-    from fmnist.tracking.mlflow_store import open_store
-    from fmnist.tuning import search as searching
+    from fmnist.tuning.grid import Tuning
+    from fmnist.tuning.search import tune
     from fmnist.tuning.study import shown_url, storage_url
 
-    root = Path.cwd()
     cfg = load_params(params)
-    uri = tracking_uri(tracking_uri_)
-    open_store(uri)
-    os.environ["MLFLOW_TRACKING_URI"] = uri  # the local workers' store (never a task argument)
     n = trials or cfg.search.trials
-    n_workers = workers or max(1, min(n, os.cpu_count() or 1))
-    env = dvc_cli.stage_env({"MLFLOW_TRACKING_URI": uri})
-    dvc_cli.reproduce(root, "prepare", env, typer.echo)  # the data, once: trials read it
     name = time.strftime("search-%Y%m%d-%H%M%S")
-    where = dask_address or f"a local Dask cluster of {n_workers}"
-    study = f"study {cfg.search.study} ({shown_url(storage_url(root))})"
+    where = dask_address or f"a local Dask cluster of {workers or min(n, os.cpu_count() or 1)}"
+    study = f"study {cfg.search.study} ({shown_url(storage_url(Path.cwd()))})"
     typer.echo(f"{name}: {n} trials of {study} on {where}")
-    with searching.search_run(uri, cfg, name, root, typer.echo) as parent:
-        job = searching.jobs(root, cfg, parent, uri, n_workers, timeout)
-        results = searching.run_trials(job, n, n_workers, dask_address, typer.echo)
-        result = searching.finish(cfg, root, parent, results, uri, typer.echo)
+    uri = tracking_uri(tracking_uri_)
+    result = tune(
+        cfg, Tuning(cfg.search.study), name, n, workers, dask_address, uri, timeout, typer.echo
+    )
     trials_line = ", ".join(f"{v} {k}" for k, v in result.trials.items() if v)
     typer.echo(f"study {cfg.search.study}: {trials_line}")
     if result.cost:
         typer.echo(f"this run: {result.cost.line()}")
-    reg = result.registered
-    aliases = " ".join(f"@{a}" for a in reg["aliases"])
-    tested = f", test_accuracy {result.test_accuracy:.4f}" if result.test_accuracy else ""
-    typer.echo(f"registered {reg['name']} v{reg['version']} {aliases}{tested}: {reg['promotion']}")
-    if result.experiment:
-        typer.echo(
-            f"DVC experiment {result.experiment}: `dvc exp apply {result.experiment}` puts its "
-            "params and outputs in the workspace (`dvc repro` then has nothing to rerun)"
-        )
+    registered(result)

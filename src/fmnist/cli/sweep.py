@@ -1,21 +1,24 @@
-"""`fmnist sweep`: the tutorial's optimizer comparison without Prefect (fmnist.tuning.sweep)."""
+"""`fmnist sweep`: the tutorial's optimizer comparison without Prefect: an Optuna study on a
+grid (tuning.grid), run as the search runs (tuning.search); what both commands share."""
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from fmnist.cli.app import (
-    PARAMS,
-    ParamsOpt,
-    TrackingOpt,
-    app,
-    load_params,
-    tracking_uri,
-    user_errors,
-)
+from fmnist.cli.app import PARAMS, ParamsOpt, TrackingOpt, app, tracking_uri, user_errors
+
+if TYPE_CHECKING:
+    from fmnist.tuning.search import SearchResult
+
+Workers = Annotated[
+    int | None,
+    typer.Option(help="Local Dask workers, one trial each (default: one per CPU).", min=1),
+]
+DaskAddress = Annotated[
+    str | None, typer.Option(help="A Dask scheduler (tcp://host:port) instead of a local cluster.")
+]
 
 
 @app.command()
@@ -32,42 +35,53 @@ def sweep(
     epochs: Annotated[int | None, typer.Option(help="Epochs for every training.")] = None,
     batch_size: Annotated[int | None, typer.Option(help="Batch size for every training.")] = None,
     learning_rate: Annotated[float | None, typer.Option(help="For every training.")] = None,
-    jobs: Annotated[int, typer.Option(help="Trainings at a time.", min=1)] = 1,
+    jobs: Annotated[
+        int | None,
+        typer.Option(help="Trainings at a time: local Dask workers (default: one per CPU).", min=1),
+    ] = None,
+    dask_address: DaskAddress = None,
     name: Annotated[
-        str | None, typer.Option(help="The sweep's name (default sweep-<time>).")
+        str | None,
+        typer.Option(help="The sweep's name (default sweep-<time>); a name again continues it."),
     ] = None,
     params: ParamsOpt = PARAMS,
     tracking_uri_: TrackingOpt = None,
 ) -> None:
-    """Train the grid (optimizers x activations) as DVC experiments and nested MLflow runs,
-    then register the best by validation accuracy and apply the promotion rule. No Prefect
-    needed."""
+    """Train every cell of the grid (optimizers x activations) as a trial of an Optuna study
+    (GridSampler) on Dask, each a nested MLflow run, then write the best by validation accuracy
+    back as a DVC experiment that trains, evaluates and registers it (the promotion rule)."""
     import time
 
-    from fmnist.params.overrides import RunOverrides
-    from fmnist.tuning import sweep as sweeping
-    from fmnist.tuning.grid import ACTIVATIONS, OPTIMIZERS
+    from fmnist.params.config import load_params
+    from fmnist.params.overrides import RunOverrides, dotted_overrides
+    from fmnist.tuning.grid import ACTIVATIONS, OPTIMIZERS, Tuning, grid
+    from fmnist.tuning.search import tune
 
-    root = Path.cwd()
     sweep_name = name or time.strftime("sweep-%Y%m%d-%H%M%S")
+    cells = grid(optimizer or OPTIMIZERS, activation or ACTIVATIONS)
     base = RunOverrides(epochs=epochs, batch_size=batch_size, learning_rate=learning_rate)
-    plan = sweeping.plan(root, sweep_name, optimizer or OPTIMIZERS, activation or ACTIVATIONS, base)
-    typer.echo(f"{sweep_name}: {len(plan)} trainings, {jobs} at a time")
-    result = sweeping.run(
-        load_params(params), root, sweep_name, plan, jobs, tracking_uri(tracking_uri_), typer.echo
+    hidden = [h.model_dump(mode="json") for h in load_params(params).model.hidden]
+    cfg = load_params(params, dotted_overrides(base, hidden))
+    typer.echo(f"{sweep_name}: {len(cells.cells())} trainings, {jobs or 'one per CPU'} at a time")
+    uri = tracking_uri(tracking_uri_)
+    result = tune(
+        cfg, Tuning(sweep_name, cells), sweep_name, 0, jobs, dask_address, uri, 0, typer.echo
     )
-    widths = {
-        "val_accuracy": 12,
-        "val_loss": 8,
-        "test_accuracy": 13,
-        "test_loss": 9,
-        "fit_seconds": 6,
-    }
-    heads = " ".join(f"{'fit s' if k == 'fit_seconds' else k:>{w}}" for k, w in widths.items())
-    typer.echo(f"\n{'training':18} {heads}  status")  # best by val_accuracy first
-    for row in result.rows:
-        values = " ".join(f"{'-' if row[k] is None else row[k]:>{w}}" for k, w in widths.items())
-        typer.echo(f"{row['training']:18} {values}  {row['status']}")
+    typer.echo(f"\n{'training':18} {'val_accuracy':>12}  status")  # best first
+    for row in result.table:
+        shown = "-" if row["val_accuracy"] is None else row["val_accuracy"]
+        typer.echo(f"{row['config']:18} {shown:>12}  {row['state']}")
+    registered(result)
+
+
+def registered(result: SearchResult) -> None:
+    """The last lines: the version registered (or found), and the DVC experiment."""
     reg = result.registered
     aliases = " ".join(f"@{a}" for a in reg["aliases"])
-    typer.echo(f"registered {reg['name']} v{reg['version']} {aliases}: {reg['promotion']}")
+    tested = f", test_accuracy {result.test_accuracy:.4f}" if result.test_accuracy else ""
+    typer.echo(f"registered {reg['name']} v{reg['version']} {aliases}{tested}: {reg['promotion']}")
+    if result.experiment:
+        typer.echo(
+            f"DVC experiment {result.experiment}: `dvc exp apply {result.experiment}` puts its "
+            "params and outputs in the workspace (`dvc repro` then has nothing to rerun)"
+        )

@@ -1,31 +1,37 @@
-"""Prefect flow `fashion-mnist-search`: the Optuna search as a deployable run.
+"""Prefect flow `fashion-mnist-search`, and the tuning run it shares with `fashion-mnist-sweep`.
 
-Wiring only (fmnist.tuning.search does the work). The data is prepared once through DVC; each trial
-is a task on Dask (a local cluster, or the scheduler at `dask_address`, whose workers need
-this project installed, the repo at the same path and FMNIST_SEARCH_STORAGE when the study
-is not in the repo's optuna.db); each trial asks the shared study for a network, trains it,
-and records itself as a nested MLflow run. Then the study's summary, and the best trial
-written back as a DVC experiment that trains, evaluates and registers it.
+Wiring only (fmnist.tuning.search does the work). The data is prepared once through DVC; each
+trial is a task on Dask (a local cluster, or the scheduler at `dask_address`, whose workers
+need this project installed, the repo at the same path and FMNIST_SEARCH_STORAGE when the
+study is not in the repo's optuna.db); each trial asks the shared study for a network (or a
+sweep's cell), trains it, and records itself as a nested MLflow run. Then the study's table as
+an artifact, and the best trial written back as a DVC experiment that trains, evaluates and
+registers it.
 """
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_table_artifact
+from prefect_dask import DaskTaskRunner
 
-from fmnist.flows.common import flow_run_label, tracking_uri
-from fmnist.flows.sweep import prepare, task_runner
-from fmnist.params.config import load_params
+from fmnist.flows.common import flow_run_label, stage_env, tracking_uri
+from fmnist.params.config import Params, load_params
+from fmnist.pipeline import dvc_cli
 from fmnist.process import layout
 from fmnist.tuning import search as searching
-from fmnist.tuning.report import rows
-from fmnist.tuning.space import describe
+from fmnist.tuning.grid import Tuning
 from fmnist.tuning.trial import TrialJob, TrialResult, run_trial
 
-ARTIFACT_KEY = "fashion-mnist-search"
+
+@task(name="prepare", retries=2, retry_delay_seconds=10)
+def prepare(root: Path, uri: str) -> None:
+    """download -> prepare in the workspace, once: every trial reads it."""
+    dvc_cli.reproduce(root, "prepare", stage_env(uri), get_run_logger().info)
 
 
 @task(name="trial", task_run_name="trial-{index}")
@@ -52,6 +58,62 @@ def run_trials(job: TrialJob, trials: int) -> list[TrialResult]:
     return results
 
 
+def task_runner(dask_address: str | None, workers: int) -> DaskTaskRunner:
+    """The given Dask scheduler, else a local cluster of `workers` processes (one trial each,
+    TensorFlow's threads inside)."""
+    if dask_address:
+        return DaskTaskRunner(address=dask_address)
+    return DaskTaskRunner(
+        cluster_kwargs={
+            "n_workers": workers,
+            "threads_per_worker": 1,
+            "host": "127.0.0.1",
+            "dashboard_address": None,
+        }
+    )
+
+
+def tune(
+    params: Params,
+    tuning: Tuning,
+    trials: int,
+    timeout: float | None,
+    dask_address: str | None,
+    dask_workers: int | None,
+) -> dict[str, Any]:
+    """The run: prepare, the trials on Dask, the table artifact (first: a run whose every
+    trial failed shows them too), the best written back; what the flow returns."""
+    root = Path.cwd()
+    uri = tracking_uri(root)
+    prepare(root, uri)
+    logger = get_run_logger()
+    name = flow_run_label(tuning.kind)
+    with searching.search_run(uri, params, tuning, name, root, trials, logger.info) as (run, n):
+        workers = dask_workers or max(1, min(n, os.cpu_count() or 1))
+        job = searching.jobs(root, params, tuning, run, uri, workers, timeout)
+        if n:
+            runner = task_runner(dask_address, workers)
+            results = run_trials.with_options(task_runner=runner)(job, n)  # type: ignore[arg-type]
+        else:
+            results = []
+
+        def table(rows: list[dict[str, Any]]) -> None:
+            what = f"{tuning.kind.capitalize()} {tuning.study}: every trial, best first"
+            create_table_artifact(key=f"fashion-mnist-{tuning.kind}", table=rows, description=what)
+
+        result = searching.finish(params, tuning, root, run, results, uri, logger.info, table)
+    return {
+        tuning.kind: tuning.study,
+        "parent_run_id": run,
+        "trials": result.trials,
+        "best_trial": result.best.number,
+        "best_val_accuracy": result.best.val_accuracy,
+        "test_accuracy": result.test_accuracy,
+        "experiment": result.experiment,
+        "registered": result.registered,
+    }
+
+
 @flow(name="fashion-mnist-search")
 def search(
     trials: int | None = None,
@@ -61,32 +123,6 @@ def search(
 ) -> dict[str, Any]:
     """Add `trials` trials (default params.yaml search.trials) to the study, in parallel;
     register the best by validation accuracy. None keeps params.yaml's value."""
-    import os
-
-    root = Path.cwd()
-    params = load_params(root / layout.PARAMS)
+    params = load_params(Path.cwd() / layout.PARAMS)
     n = trials or params.search.trials
-    workers = dask_workers or max(1, min(n, os.cpu_count() or 1))
-    uri = tracking_uri(root)
-    prepare(root, uri)
-    logger = get_run_logger()
-    with searching.search_run(uri, params, flow_run_label("search"), root, logger.info) as parent:
-        job = searching.jobs(root, params, parent, uri, workers, timeout)
-        runner = task_runner(dask_address, workers, n)
-        results = run_trials.with_options(task_runner=runner)(job, n)  # type: ignore[arg-type]
-        result = searching.finish(params, root, parent, results, uri, logger.info)
-    create_table_artifact(
-        key=ARTIFACT_KEY,
-        table=rows([result.best], describe),
-        description=f"Study {params.search.study}: the best trial, registered",
-    )
-    return {
-        "study": params.search.study,
-        "parent_run_id": parent,
-        "trials": result.trials,
-        "best_trial": result.best.number,
-        "best_val_accuracy": result.best.val_accuracy,
-        "test_accuracy": result.test_accuracy,
-        "experiment": result.experiment,
-        "registered": result.registered,
-    }
+    return tune(params, Tuning(params.search.study), n, timeout, dask_address, dask_workers)

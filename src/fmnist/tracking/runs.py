@@ -17,8 +17,7 @@ if TYPE_CHECKING:
 
 SUMMARY_ARTIFACT = "model_summary.txt"
 PARENT_TAG = "mlflow.parentRunId"  # how MLflow (and its UI) nests a child run under a parent
-SWEEP_ARTIFACT = "sweep/comparison.json"
-PARENT_ENV = "FMNIST_PARENT_RUN_ID"  # set by a sweep: the stages' runs become its children
+PARENT_ENV = "FMNIST_PARENT_RUN_ID"  # set by tuning's write-back: the stages' runs nest under it
 KIND_TAG = "mlflow.experimentKind"  # an experiment's kind, as MLflow 3 records it
 MODEL_DEVELOPMENT = "custom_model_development"  # the kind of an experiment of training runs
 
@@ -158,20 +157,6 @@ def set_tags(tags: Mapping[str, str]) -> None:
     load_mlflow().set_tags(dict(tags))
 
 
-@contextlib.contextmanager
-def sweep_run(uri: str, experiment: str, name: str, plan: Sequence[Any]) -> Iterator[str]:
-    """The sweep's parent run (its trainings' runs nest under it); ends FAILED if it raises."""
-    with tracked_run(uri, experiment, run_name=name, tags={"fmnist.tuning.sweep": name}) as run_id:
-        trainings = ",".join(p.training.name for p in plan)
-        log_params({"sweep.trainings": trainings, "sweep.size": str(len(plan))})
-        yield run_id
-
-
-def run_metrics(uri: str, run_id: str) -> dict[str, float]:
-    """The latest value of each metric a run logged."""
-    return dict(get_run(uri, run_id).data.metrics)
-
-
 def metric_history(uri: str, run_id: str, keys: Sequence[str]) -> dict[str, list[float]]:
     """Each key's values in step order (a training's: one per epoch), for the keys logged."""
     with store_client(uri, run_id) as client:
@@ -195,30 +180,3 @@ def get_run(uri: str, run_id: str) -> Any:
     """The run as the store holds it (params, metrics, tags, datasets)."""
     with store_client(uri, run_id) as client:
         return client.get_run(run_id)
-
-
-REUSED_TAG = "fmnist.reused_from_run"  # on a sweep's link run: the run DVC reused
-
-
-def link_reused_run(
-    uri: str,
-    parent_run_id: str,
-    name: str,
-    run_id: str,
-    metrics: Mapping[str, float],
-    note: str,
-) -> bool:
-    """A sweep cell whose training run_id is not parent_run_id's child (DVC reused an earlier
-    training) gets a FINISHED child run NAME under the parent, tagged with run_id, noted,
-    holding the cell's metrics; returns whether it was reused."""
-    from fmnist.tracking.lifecycle import NOTE_TAG
-
-    with store_client(uri, run_id) as client:
-        if client.get_run(run_id).data.tags.get(PARENT_TAG) == parent_run_id:
-            return False
-        experiment_id = client.get_run(parent_run_id).info.experiment_id
-        tags = {PARENT_TAG: parent_run_id, REUSED_TAG: run_id, NOTE_TAG: note}
-        link = client.create_run(experiment_id, run_name=name, tags=tags).info.run_id
-        _log_metrics_to(client, link, metrics)
-        client.set_terminated(link, "FINISHED")
-    return True

@@ -1,5 +1,5 @@
-"""The search's summary: the study's trials ranked on validation accuracy, and what the trials
-of one run cost beyond their fits. Pure: plain records in, rows and numbers out."""
+"""A study's summary (the search's or a sweep's): its trials ranked on validation accuracy, and
+what the trials of one run cost beyond their fits. Pure: plain records in, rows and numbers out."""
 
 from __future__ import annotations
 
@@ -8,8 +8,6 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
-
-from fmnist.tuning.space import describe
 
 
 @dataclass(frozen=True)
@@ -22,6 +20,7 @@ class TrialRecord:
     overrides: dict[str, Any]  # the searched keys (dotted)
     run_id: str | None = None
     trained_with: dict[str, Any] = field(default_factory=dict)  # its model and train sections
+    error: str | None = None  # a failed trial's one line
 
 
 @dataclass(frozen=True)
@@ -62,19 +61,26 @@ def counts(trials: Sequence[TrialRecord]) -> dict[str, int]:
     return {s: seen.get(s, 0) for s in ("complete", "pruned", "failed", "running", "waiting")}
 
 
-def ranking(trials: Sequence[TrialRecord], top: int = 5) -> list[TrialRecord]:
+def ranking(trials: Sequence[TrialRecord], top: int | None = 5) -> list[TrialRecord]:
     """The complete trials, best validation accuracy first (ties: the earlier trial)."""
     done = [t for t in trials if t.state == "complete" and t.val_accuracy is not None]
     return sorted(done, key=lambda t: (-float(t.val_accuracy or 0.0), t.number))[:top]
 
 
+def ranked(trials: Sequence[TrialRecord]) -> list[TrialRecord]:
+    """Every trial: the complete ones best first, then the others in the order they started."""
+    done = ranking(trials, None)
+    return done + [t for t in trials if t not in done]
+
+
 def rows(trials: Sequence[TrialRecord], describe: Any) -> list[dict[str, Any]]:
-    """The ranking as table rows (describe: overrides -> one line)."""
+    """Table rows (describe: overrides -> one line); a failed trial's state holds its error."""
     return [
         {
             "trial": t.number,
-            "val_accuracy": round(float(t.val_accuracy or 0.0), 4),
             "config": describe(t.overrides) if t.overrides else "",
+            "val_accuracy": None if t.val_accuracy is None else round(float(t.val_accuracy), 4),
+            "state": f"failed: {t.error}" if t.error else t.state,
             "run_id": t.run_id or "",
         }
         for t in trials
@@ -93,12 +99,13 @@ class TrialResult:
     warmup_seconds: float = 0.0  # the worker's start (TensorFlow, the splits), before it
     run_id: str | None = None
     error: str | None = None
+    config: str = ""  # the trial's network and training in one line
 
     def line(self) -> str:
         """`trial 7: val_accuracy 0.8891 complete (relu 512-256 ..., 20 epochs); fit 25.1 s,
         overhead 0.31 s (1.2%)`."""
         shown = "-" if self.val_accuracy is None else f"{self.val_accuracy:.4f}"
-        what = describe(self.overrides) if self.overrides else "no config"
+        what = self.config or "no config"
         wall = self.fit_seconds + self.overhead_seconds
         share = f" ({self.overhead_seconds / wall:.1%})" if wall else ""
         state = self.state if self.state != "pruned" else f"pruned at epoch {self.epochs}"

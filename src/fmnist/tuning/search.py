@@ -1,7 +1,7 @@
-"""The search: plan its trials, run them on Dask, finish (the study's summary on the search's
-MLflow run; the best trial written back as a DVC experiment, which trains, evaluates and
-registers it under the promotion rule). `fmnist search` and the Prefect flow
-`fashion-mnist-search` both call these; one trial is fmnist.tuning.trial.
+"""A tuning run, the search's or a sweep's: plan its trials, run them on Dask, finish (the
+study's summary on the run's MLflow run; the best trial written back as a DVC experiment,
+which trains, evaluates and registers it under the promotion rule). `fmnist search`,
+`fmnist sweep` and their Prefect flows all call these; one trial is fmnist.tuning.trial.
 
 Selection is on validation: trials never see the test split. The best trial's DVC experiment
 measures it once on the test set (evaluate) and register compares that with the champion.
@@ -19,31 +19,25 @@ from pathlib import Path
 from typing import Any
 
 from fmnist.params.config import Params
-from fmnist.pipeline import records
+from fmnist.pipeline import dvc_cli, records
 from fmnist.process import console, layout
 from fmnist.process.errors import SearchError, first_line
 from fmnist.tracking import runs as tracking
-from fmnist.tracking.store import redact
 from fmnist.tuning import study as study_store
-from fmnist.tuning.report import Cost, TrialRecord, cost, counts, ranking, rows
+from fmnist.tuning.grid import Tuning, cell_name
+from fmnist.tuning.report import Cost, TrialRecord, cost, counts, ranked, ranking, rows
 from fmnist.tuning.space import describe
-from fmnist.tuning.trial import (
-    OVERRIDES_ATTR,
-    RUN_ATTR,
-    SEARCH_TAG,
-    TRAINED_WITH_ATTR,
-    TrialJob,
-    TrialResult,
-)
+from fmnist.tuning.trial import OVERRIDES_ATTR, RUN_ATTR, TRAINED_WITH_ATTR, TrialJob, TrialResult
+from fmnist.tuning.workers import run_trials
 
 LineSink = Callable[[str], None]
-SUMMARY_ARTIFACT = "search/summary.json"
 
 
 @dataclass(frozen=True)
 class SearchResult:
     trials: dict[str, int]  # the study's trials per state
     best: TrialRecord
+    table: list[dict[str, Any]]  # every trial of the study, best first (rows)
     cost: Cost | None  # this run's trials
     registered: dict[str, Any]  # the best's registered record (registered.json)
     experiment: str | None  # the DVC experiment of the best (None: written back before)
@@ -53,6 +47,7 @@ class SearchResult:
 def jobs(
     root: Path,
     params: Params,
+    tuning: Tuning,
     parent_run_id: str,
     uri: str,
     workers: int,
@@ -68,6 +63,7 @@ def jobs(
         root=root,
         data_dir=data_dir,
         params=params,
+        tuning=tuning,
         parent_run_id=parent_run_id,
         tracking_id=study_store.fingerprint(uri),
         storage_id=study_store.fingerprint(study_store.storage_url(root)),
@@ -81,42 +77,83 @@ def jobs(
     )
 
 
+def tune(
+    params: Params,
+    tuning: Tuning,
+    name: str,
+    trials: int,
+    workers: int | None,
+    dask_address: str | None,
+    uri: str,
+    timeout: float | None = None,
+    on_line: LineSink = print,
+) -> SearchResult:
+    """A whole run without Prefect (`fmnist search`, `fmnist sweep`) in the working folder:
+    the data prepared once through DVC, the trials on Dask (default: a worker per CPU, and
+    per trial at most), finish."""
+    from fmnist.tracking.mlflow_store import open_store
+
+    root = Path.cwd()
+    open_store(uri)
+    os.environ["MLFLOW_TRACKING_URI"] = uri  # the local workers' store (never a task argument)
+    dvc_cli.reproduce(root, "prepare", dvc_cli.stage_env(), on_line)  # the data trials read
+    with search_run(uri, params, tuning, name, root, trials, on_line) as (parent, n):
+        workers = min(workers or os.cpu_count() or 1, max(n, 1))
+        job = jobs(root, params, tuning, parent, uri, workers, timeout)
+        results = run_trials(job, n, workers, dask_address, on_line)
+        return finish(params, tuning, root, parent, results, uri, on_line)
+
+
 @contextmanager
 def search_run(
-    uri: str, params: Params, name: str, root: Path, on_line: LineSink = print
-) -> Iterator[str]:
-    """The search's parent run (each trial's run nests under it). Interrupted or failed, the
-    trials' runs and the study's trials left running by workers that died with it are closed
-    before it ends (KILLED or FAILED)."""
-    search = params.search
+    uri: str,
+    params: Params,
+    tuning: Tuning,
+    name: str,
+    root: Path,
+    trials: int,
+    on_line: LineSink = print,
+) -> Iterator[tuple[str, int]]:
+    """The run's parent run (each trial's run nests under it) and how many trials it adds (a
+    sweep's: its cells still to run). Interrupted or failed, the trials' runs and the study's
+    trials left running by workers that died with it are closed before it ends (KILLED or
+    FAILED)."""
+    from fmnist.tuning.trial import trained_with
+
     # The study exists (created here, once) before any worker opens it; trials an earlier,
     # killed run left running are failed first.
-    study = study_store.load(root, search)
-    study_store.check_space(study, search)
+    study = study_store.load(root, params.search, tuning)
     failed = study_store.fail_orphans(study)
     if failed:
-        on_line(f"study {search.study}: trials {failed} were left running by a killed run: failed")
+        on_line(f"study {tuning.study}: trials {failed} were left running by a killed run: failed")
+    if tuning.grid:
+        settings = json.dumps([tuning.grid.space(), trained_with(params)], sort_keys=True)
+        trials = study_store.pending(study, tuning.grid, settings)
+        logged = {"grid": tuning.grid.space(), **trained_with(params)}
+    else:
+        study_store.check_space(study, params.search)
+        logged = params.search.model_dump(mode="json")
     with tracking.tracked_run(
-        uri, params.tracking.experiment, run_name=name, tags={SEARCH_TAG: search.study}
+        uri, params.tracking.experiment, run_name=name, tags={_tag(tuning): tuning.study}
     ) as run_id:
-        tracking.log_params(
-            {
-                f"search.{k}": str(v)
-                for k, v in tracking.flatten(search.model_dump(mode="json")).items()
-            }
-        )
+        flat = tracking.flatten(logged)
+        tracking.log_params({f"{tuning.kind}.{k}": str(v) for k, v in flat.items()})
         try:
-            yield run_id
+            yield run_id, trials
         except BaseException as exc:
             try:
-                close_orphans(uri, params, root)
+                close_orphans(uri, params, tuning, root)
             except Exception as cleanup:  # the store is down too: the original error stays
                 exc.add_note(f"closing its trials failed: {first_line(cleanup)}")
             raise
 
 
-def close_orphans(uri: str, params: Params, root: Path) -> None:
-    """Runs and trials whose worker process died (killed with an interrupted search) end
+def _tag(tuning: Tuning) -> str:
+    return f"fmnist.tuning.{tuning.kind}"
+
+
+def close_orphans(uri: str, params: Params, tuning: Tuning, root: Path) -> None:
+    """Runs and trials whose worker process died (killed with an interrupted run) end
     KILLED and FAIL."""
     from mlflow import MlflowClient
 
@@ -126,93 +163,7 @@ def close_orphans(uri: str, params: Params, root: Path) -> None:
     experiment = client.get_experiment_by_name(params.tracking.experiment)
     if experiment is not None:
         close_orphaned_runs(client, [experiment.experiment_id])
-    study_store.fail_orphans(study_store.load(root, params.search))
-
-
-def run_trials(
-    job: TrialJob,
-    trials: int,
-    workers: int,
-    dask_address: str | None,
-    on_line: LineSink = print,
-) -> list[TrialResult]:
-    """`trials` trials on Dask: a local cluster of `workers` processes (one thread each), or
-    the scheduler at dask_address. Interrupted: queued trials are cancelled, the cluster
-    stopped (its workers with it)."""
-    from distributed import as_completed
-
-    from fmnist.tuning.trial import run_trial, warm_up
-
-    cluster = None if dask_address else _local_cluster(workers)
-    results: list[TrialResult] = []
-    futures: list[Any] = []
-    with _client(cluster or dask_address) as client:
-        try:
-            warm = client.run(warm_up, job)  # once per worker, before the trials: not theirs
-            slowest = max(warm.values(), default=0.0)
-            on_line(f"{len(warm)} Dask workers ready (TensorFlow, splits, stores): {slowest:.1f} s")
-            futures = [
-                client.submit(run_trial, job, key=f"trial-{i}-{job.parent_run_id}")
-                for i in range(trials)
-            ]
-            for future in as_completed(futures):
-                result = _result(future, on_line)
-                if result is not None:
-                    on_line(result.line())
-                    results.append(result)
-        finally:
-            client.cancel(futures)
-            if cluster is not None:
-                cluster.close()
-    return results
-
-
-def _local_cluster(workers: int) -> Any:
-    """A local cluster whose processes ignore Ctrl-C: the terminal sends SIGINT to the whole
-    foreground group, and a worker would print its own KeyboardInterrupt traceback; the search
-    stops them itself. An ignored signal stays ignored across fork and exec, so SIGINT is
-    ignored while they start (about 2 s: a Ctrl-C then is lost), then handled here again."""
-    import signal
-
-    from distributed import LocalCluster
-
-    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
-    try:
-        return LocalCluster(
-            n_workers=workers,
-            threads_per_worker=1,
-            processes=True,
-            host="127.0.0.1",
-            dashboard_address=":0",  # a free port, never a clash with another cluster's
-            silence_logs=50,  # logging.CRITICAL: a worker's own chatter is not the user's
-        )
-    finally:
-        signal.signal(signal.SIGINT, previous)
-
-
-@contextmanager
-def _client(where: Any) -> Iterator[Any]:
-    """A Dask client of a local cluster or a scheduler's address (one line if unreachable)."""
-    from distributed import Client
-
-    try:
-        client = Client(where, timeout=30)
-    except (OSError, ValueError, TimeoutError) as exc:
-        raise SearchError(f"Dask scheduler {where}: {first_line(exc)}") from None
-    with client:
-        yield client
-
-
-def _result(future: Any, on_line: LineSink) -> TrialResult | None:
-    """A trial's result; a worker lost or a failure outside the trial is reported (the study
-    is the search's own: those trials are failed by fail_orphans), a SearchError stops all."""
-    try:
-        return future.result()
-    except SearchError:
-        raise
-    except Exception as exc:
-        on_line(f"a trial failed outside its training: {redact(first_line(exc))}")
-        return None
+    study_store.fail_orphans(study_store.load(root, params.search, tuning))
 
 
 _STATES = {"FAIL": "failed"}  # Optuna's state names -> the words fmnist prints
@@ -235,6 +186,7 @@ def study_trials(study: Any) -> list[TrialRecord]:
                 json.loads(attrs.get(OVERRIDES_ATTR, "{}")),
                 attrs.get(RUN_ATTR),
                 json.loads(attrs.get(TRAINED_WITH_ATTR, "{}")),
+                attrs.get(study_store.ERROR_ATTR),
             )
         )
     return out
@@ -242,43 +194,49 @@ def study_trials(study: Any) -> list[TrialRecord]:
 
 def finish(
     params: Params,
+    tuning: Tuning,
     root: Path,
     parent_run_id: str,
     results: Sequence[TrialResult],
     uri: str,
     on_line: LineSink = print,
+    on_table: Callable[[list[dict[str, Any]]], None] | None = None,
 ) -> SearchResult:
-    """Summarise the study on the parent run; write the best trial back as a DVC experiment
-    (train, evaluate, register) unless it was written back already; returns what happened."""
+    """Summarise the study on the parent run (on_table sees its table first, failures and
+    all); write the best trial back as a DVC experiment (train, evaluate, register) unless it
+    was written back already; returns what happened."""
     from dataclasses import asdict
 
     from fmnist.tuning.best import write_back
     from fmnist.tuning.summary import log_summary
 
-    study = study_store.load(root, params.search)
+    study = study_store.load(root, params.search, tuning)
     study_store.fail_orphans(study)  # a worker that died during this run: its trial failed
+    trials = study_trials(study)
+    table = rows(ranked(trials), cell_name if tuning.grid else describe)
+    spent = cost([(r.fit_seconds, r.overhead_seconds) for r in results])
+    this_run = asdict(spent) if spent else None
+    summary = {
+        "study": tuning.study,
+        "trials": counts(trials),
+        "table": table,
+        "this_run": this_run,
+    }
+    log_summary(study, summary, f"{tuning.kind}/summary.json")
+    if on_table:
+        on_table(table)
     if results and not any(r.state in ("complete", "pruned") for r in results):
         first = next((r.error for r in results if r.error), "no error recorded")
         raise SearchError(f"every trial of this run failed; the first: {first}")
-    trials = study_trials(study)
-    top = ranking(trials)
+    top = ranking(trials, 1)
     if not top:
-        raise SearchError(f"study {params.search.study}: no trial has completed yet")
-    spent = cost([(r.fit_seconds, r.overhead_seconds) for r in results])
-    summary = {
-        "study": params.search.study,
-        "trials": counts(trials),
-        "best": rows(top, describe),
-        "this_run": asdict(spent) if spent else None,
-    }
-    log_summary(study, summary, SUMMARY_ARTIFACT)
+        raise SearchError(f"study {tuning.study}: no trial has completed yet")
     best = top[0]
     on_line(
-        f"best: trial {best.number}, val_accuracy {best.val_accuracy:.4f} "
-        f"({describe(best.overrides)})"
+        f"best: trial {best.number}, val_accuracy {best.val_accuracy:.4f} ({table[0]['config']})"
     )
     registered, experiment, test_accuracy = write_back(
-        params, root, study, best, parent_run_id, uri, on_line
+        params, tuning, root, study, best, parent_run_id, uri, on_line
     )
     tracking.log_metrics(
         {
@@ -289,9 +247,10 @@ def finish(
     )
     tracking.set_tags(
         {
-            "fmnist.tuning.search.best_trial": str(best.number),
+            f"{_tag(tuning)}.best_trial": str(best.number),
             "fmnist.registered.version": str(registered["version"]),
             "fmnist.registered.promotion": str(registered["promotion"]),
         }
     )
-    return SearchResult(counts(trials), best, spent, registered, experiment, test_accuracy)
+    summary_counts = counts(trials)
+    return SearchResult(summary_counts, best, table, spent, registered, experiment, test_accuracy)

@@ -1,5 +1,5 @@
-"""The search's Optuna study: where it lives, opening it (created on first use, continued on
-every later run), and its trials' bookkeeping.
+"""The Optuna studies of the search and the sweeps: where they live, opening one (created on
+first use, continued on every later run), and their trials' bookkeeping.
 
 The study's database is FMNIST_SEARCH_STORAGE (any SQLAlchemy URL Optuna takes: the production
 profile's PostgreSQL, `postgresql://user:PASSWORD@db/optuna`), else `optuna.db` (sqlite) at the
@@ -19,11 +19,14 @@ from fmnist.params.config import SearchConfig
 from fmnist.process.errors import SearchError, first_line
 from fmnist.tracking.lifecycle import owner, owner_gone
 from fmnist.tracking.store import redact
+from fmnist.tuning.grid import Grid, Tuning
 
 STORAGE_ENV = "FMNIST_SEARCH_STORAGE"
 DEFAULT_DB = "optuna.db"
 OWNER_ATTR = "fmnist.owner"  # the process running a trial (host:pid:start), as lifecycle has it
 PARENT_ATTR = "fmnist.search_run"  # the MLflow run of the search invocation that ran a trial
+ERROR_ATTR = "fmnist.error"  # a failed trial's one line
+SETTINGS_ATTR = "fmnist.sweep"  # on a sweep's study: its grid and what every cell trains with
 CONNECT_TIMEOUT = 10  # seconds for PostgreSQL to accept a connection
 SQLITE_BUSY_TIMEOUT = 60  # seconds a trial waits for another's write to the sqlite file
 
@@ -76,11 +79,12 @@ def _storage(url: str) -> Any:
     return optuna.storages.RDBStorage(url, engine_kwargs=engine)
 
 
-def load(root: Path, search: SearchConfig, *, worker_seed: int = 0) -> Any:
-    """The study search.study (created if new): TPE (multivariate, grouped for the layers'
-    conditional units) and the median pruner on per-epoch val_accuracy. Each process seeds its
-    sampler apart (search.seed, the study's trial count and worker_seed): the same seed in two
-    workers would suggest the same random networks."""
+def load(root: Path, search: SearchConfig, tuning: Tuning, *, worker_seed: int = 0) -> Any:
+    """The study tuning.study (created if new). The search's: TPE (multivariate, grouped for
+    the layers' conditional units) and the median pruner on per-epoch val_accuracy, each
+    process seeding its sampler apart (search.seed, the study's trial count and worker_seed:
+    the same seed in two workers would suggest the same random networks). A sweep's: the grid,
+    the same shuffle in every process (GridSampler gives trial n the n-th cell), no pruning."""
     import optuna
     from optuna.exceptions import ExperimentalWarning
 
@@ -90,16 +94,20 @@ def load(root: Path, search: SearchConfig, *, worker_seed: int = 0) -> Any:
     try:
         storage = _storage(url)
         study = optuna.create_study(
-            storage=storage, study_name=search.study, direction="maximize", load_if_exists=True
+            storage=storage, study_name=tuning.study, direction="maximize", load_if_exists=True
         )
         seed = search.seed + 7919 * len(study.get_trials(deepcopy=False)) + worker_seed
         study = optuna.load_study(
-            study_name=search.study,
+            study_name=tuning.study,
             storage=storage,
-            sampler=optuna.samplers.TPESampler(
+            sampler=_grid_sampler(tuning.grid, search.seed)
+            if tuning.grid
+            else optuna.samplers.TPESampler(
                 n_startup_trials=search.startup_trials, multivariate=True, group=True, seed=seed
             ),
-            pruner=optuna.pruners.MedianPruner(
+            pruner=optuna.pruners.NopPruner()
+            if tuning.grid
+            else optuna.pruners.MedianPruner(
                 n_startup_trials=search.startup_trials, n_warmup_steps=search.warmup_epochs
             ),
         )
@@ -107,6 +115,40 @@ def load(root: Path, search: SearchConfig, *, worker_seed: int = 0) -> Any:
         line = _hide_password(first_line(exc), url)
         raise SearchError(f"the study database {shown_url(url)}: {line}") from None
     return study
+
+
+def _grid_sampler(grid: Grid, seed: int) -> Any:
+    """GridSampler without its stop at the last cell: Study.stop works inside optimize() only,
+    and trials here are asked and told (fmnist counts the cells itself)."""
+    import optuna
+
+    class AskAndTellGrid(optuna.samplers.GridSampler):
+        def after_trial(self, study: Any, trial: Any, state: Any, values: Any) -> None:
+            pass
+
+    return AskAndTellGrid(grid.space(), seed=seed)
+
+
+def pending(study: Any, grid: Grid, settings: str) -> int:
+    """The trials a sweep's run adds: every cell of a new study (the sampler's), else each cell
+    not done yet, enqueued: never run, or interrupted (a training that failed, with its error,
+    is done). A study whose settings differ (another grid, epochs, ...) is refused in one line."""
+    had = study.user_attrs.get(SETTINGS_ATTR)
+    if had is None:
+        study.set_user_attr(SETTINGS_ATTR, settings)
+    elif had != settings:
+        raise SearchError(
+            f"sweep {study.study_name} ran with other settings: give the same options, or "
+            "another --name"
+        )
+    trials = study.get_trials(deepcopy=False)
+    if not trials:
+        return len(grid.cells())
+    done = [t.params for t in trials if t.state.name == "COMPLETE" or ERROR_ATTR in t.user_attrs]
+    todo = [cell for cell in grid.cells() if cell not in done]
+    for cell in todo:
+        study.enqueue_trial(cell)
+    return len(todo) + sum(t.state.name == "WAITING" for t in trials)  # a killed run's too
 
 
 CHOICES = {  # a categorical parameter of the study -> the space's list it draws from
@@ -152,11 +194,14 @@ def tell(study: Any, trial: Any, state: str, value: float | None) -> None:
         study.tell(trial, state=TrialState.FAIL)
 
 
-def tell_failed(study: Any, trial: Any) -> None:
-    """Best effort (the trial is failing already): the study hears FAIL unless it is told."""
+def tell_failed(study: Any, trial: Any, error: str | None = None) -> None:
+    """Best effort (the trial is failing already): the study hears FAIL (and why) unless it
+    is told."""
     from optuna.trial import TrialState
 
     with contextlib.suppress(Exception):  # a store down now: the next search's fail_orphans
+        if error:
+            trial.set_user_attr(ERROR_ATTR, error)
         study.tell(trial, state=TrialState.FAIL, skip_if_finished=True)
 
 

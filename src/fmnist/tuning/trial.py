@@ -1,10 +1,11 @@
-"""One trial of the search, in the process that runs it (a Dask worker, or this one).
+"""One trial of the search or of a sweep, in the process that runs it (a Dask worker, or this
+one).
 
-Ask the study for a network (fmnist.tuning.space), train it on the prepared train split
-with the train stage's own code (build_model, compile_model, fit_model), report val_accuracy
-each epoch (the median pruner may stop it there), record it as an MLflow run nested under the
-search's run, and tell the study. The test split is never read here: trials are judged on
-validation only.
+Ask the study for a network (fmnist.tuning.space; a sweep's cell: fmnist.tuning.grid), train
+it on the prepared train split with the train stage's own code (build_model, compile_model,
+fit_model), report val_accuracy each epoch (the search's median pruner may stop it there),
+record it as an MLflow run nested under the run of the search or sweep, and tell the study.
+The test split is never read here: trials are judged on validation only.
 
 A worker keeps TensorFlow and the splits loaded between trials: what a trial costs beyond
 its fit (its overhead) is the model's build, the study's and MLflow's bookkeeping.
@@ -29,15 +30,16 @@ from fmnist.tracking import runs as tracking
 from fmnist.tracking.mlflow_store import environment_tracking_uri
 from fmnist.tracking.store import redact
 from fmnist.tuning import study as study_store
+from fmnist.tuning.grid import Tuning, cell_name, suggest_cell
 from fmnist.tuning.report import TrialResult
-from fmnist.tuning.space import suggest
+from fmnist.tuning.space import describe, suggest
 
 WARM = 0.5  # seconds: a warm-up this long started the worker (later ones only check it)
 OVERRIDES_ATTR = "fmnist.overrides"  # a trial's searched params.yaml keys (JSON)
 TRAINED_WITH_ATTR = "fmnist.trained_with"  # its whole model and train sections (JSON)
 RUN_ATTR = "fmnist.mlflow_run_id"
-SEARCH_TAG = "fmnist.tuning.search"  # on the parent run and every trial's run: the study's name
-STATE_TAG = "fmnist.tuning.search.state"  # on a trial's run: complete, pruned or failed
+# On the parent run and every trial's run, `fmnist.tuning.<kind>` (search or sweep): the
+# study's name; on a trial's run, `.trial` (its number) and `.state` (complete, pruned, failed).
 
 
 @dataclass(frozen=True)
@@ -47,7 +49,8 @@ class TrialJob:
 
     root: Path  # the project (its study database, by default)
     data_dir: Path  # the prepared splits
-    params: Params  # params.yaml: what the search space does not set
+    params: Params  # params.yaml (a sweep's options applied): what the trials do not choose
+    tuning: Tuning  # the study and how it chooses
     parent_run_id: str
     # The stores are the worker's own (MLFLOW_TRACKING_URI, FMNIST_SEARCH_STORAGE, else the
     # project's files): URLs may hold passwords, and Prefect keeps what a task is given. A
@@ -143,18 +146,20 @@ def run_trial(job: TrialJob) -> TrialResult | None:
         return None
     warm = warm_up(job)  # a worker's first trial starts it; later ones find it ready
     started = time.perf_counter()
-    search = job.params.search
-    study = study_store.load(job.root, search, worker_seed=_worker_seed())
+    study = study_store.load(job.root, job.params.search, job.tuning, worker_seed=_worker_seed())
     trial = study.ask()
     try:
         study_store.claim(trial, job.parent_run_id)
-        overrides = suggest(trial, search.space)
+        overrides = _suggest(job, trial)
         trial.set_user_attr(OVERRIDES_ATTR, json.dumps(overrides))
         outcome = _train(job, trial, overrides, started)
-        study_store.tell(study, trial, outcome.state, outcome.val_accuracy)
+        if outcome.state == "failed":
+            study_store.tell_failed(study, trial, outcome.error)
+        else:
+            study_store.tell(study, trial, outcome.state, outcome.val_accuracy)
     except Exception as exc:  # the trial fails, not the search: one line, the study told
-        study_store.tell_failed(study, trial)
         outcome = TrialResult(trial.number, "failed", error=redact(first_line(exc)))
+        study_store.tell_failed(study, trial, outcome.error)
     except BaseException:  # interrupted: the trial must not stay RUNNING in the study
         study_store.tell_failed(study, trial)
         raise
@@ -167,17 +172,23 @@ def run_trial(job: TrialJob) -> TrialResult | None:
     )
 
 
+def _suggest(job: TrialJob, trial: Any) -> dict[str, Any]:
+    """The trial's overrides of params.yaml: a network from the space, or a sweep's cell."""
+    if job.tuning.grid:
+        hidden = [h.model_dump(mode="json") for h in job.params.model.hidden]
+        return suggest_cell(trial, job.tuning.grid, hidden)
+    return suggest(trial, job.params.search.space)
+
+
 def _train(job: TrialJob, trial: Any, overrides: dict[str, Any], started: float) -> TrialResult:
     """The trial's training inside its MLflow run (FAILED when training fails)."""
     base = job.params.model_dump(mode="json", by_alias=True)
     uri = environment_tracking_uri(job.root)
-    tags = {
-        **job.tags,
-        SEARCH_TAG: job.params.search.study,
-        "fmnist.tuning.search.trial": str(trial.number),
-    }
-    name = f"trial-{trial.number}"
-    result = TrialResult(trial.number, "failed", overrides)
+    kind = f"fmnist.tuning.{job.tuning.kind}"
+    tags = {**job.tags, kind: job.tuning.study, f"{kind}.trial": str(trial.number)}
+    config = cell_name(overrides) if job.tuning.grid else describe(overrides)
+    name = config if job.tuning.grid else f"trial-{trial.number}"
+    result = TrialResult(trial.number, "failed", overrides, config=config)
     try:
         params = parse_params(apply_dotted(base, overrides), source=f"trial {trial.number}")
         trial.set_user_attr(TRAINED_WITH_ATTR, json.dumps(trained_with(params)))
@@ -189,12 +200,10 @@ def _train(job: TrialJob, trial: Any, overrides: dict[str, Any], started: float)
             parent_run_id=job.parent_run_id,
         ) as run_id:
             trial.set_user_attr(RUN_ATTR, run_id)
-            result = TrialResult(trial.number, "failed", overrides, run_id=run_id)
+            result = replace(result, run_id=run_id)
             result = _fit(job, trial, params, result, started)
     except FmnistError as exc:
-        return TrialResult(
-            trial.number, "failed", overrides, run_id=result.run_id, error=first_line(exc)
-        )
+        return replace(result, error=first_line(exc))
     return result
 
 
@@ -232,15 +241,13 @@ def _fit(
     epochs = pruning.pruned_at or len(history["val_accuracy"])
     overhead = time.perf_counter() - started - fit_seconds
     tracking.log_metrics({"fit_seconds": fit_seconds, "overhead_seconds": overhead})
-    tracking.set_tags({STATE_TAG: state})
-    return TrialResult(
-        trial.number,
-        state,
-        result.overrides,
+    tracking.set_tags({f"fmnist.tuning.{job.tuning.kind}.state": state})
+    return replace(
+        result,
+        state=state,
         val_accuracy=float(history["val_accuracy"][-1]),
         epochs=epochs,
         fit_seconds=fit_seconds,
-        run_id=result.run_id,
     )
 
 

@@ -343,7 +343,12 @@ def test_search_keeps_its_study_on_postgres(production: Production) -> None:
     finally:
         params.write_text(before, encoding="utf-8")
     assert PASSWORD not in output
-    ((count,),) = production.pg.query("optuna", "select count(*) from trials")
+    # the sweeps before it keep their studies in the same database
+    ((count,),) = production.pg.query(
+        "optuna",
+        "select count(*) from trials join studies using (study_id) "
+        "where study_name = 'fashion-mnist-search'",
+    )
     assert count == 3
     mlflow = client(production)
     experiment = mlflow.get_experiment_by_name("fashion-mnist")

@@ -40,8 +40,6 @@ def predict(
 def serve(
     port: Annotated[int, typer.Option(help="Port to listen on.")] = 5001,
     host: Annotated[str, typer.Option(help="Interface to bind.")] = "127.0.0.1",
-    # 50: 10,000 images as JSON whole numbers take at most 39.8 MB (every pixel `255, `);
-    # the 10,000 real test images take 30.6 MB, or 46.3 MB written as floats (`12.0`)
     max_request_mb: Annotated[
         float,
         typer.Option(min=0.001, help="Largest request body in MB (10^6 bytes); larger get 413."),

@@ -53,7 +53,8 @@ def _options(
 
 def user_errors(command: F) -> F:
     """Users' mistakes and the world's faults end as one line on stderr and a specific exit
-    code (process.failures), not a traceback; Ctrl-C and SIGTERM as `interrupted` and 130/143."""
+    code (tracking.store.failure_line), not a traceback; Ctrl-C and SIGTERM as `interrupted`
+    and 130/143."""
 
     @functools.wraps(command)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
@@ -129,7 +130,7 @@ def run_app() -> None:
     # WARNING and "oneDNN custom operations are on", ignore it: tensorflow#100442)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     # MLflow's sqlite store logs every database error with its traceback before raising it;
-    # fmnist reports the same failure in one line (fmnist.process.failures).
+    # fmnist reports the same failure in one line (fmnist.tracking.store.failure_line).
     logging.getLogger("mlflow.store.db.utils").setLevel(logging.CRITICAL)
     from fmnist.tracking.store import bound_http_waits
 

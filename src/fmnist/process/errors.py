@@ -1,4 +1,4 @@
-"""Errors users can cause; process.failures maps each to an exit code and one line on stderr."""
+"""Errors users can cause, each with its exit code; tracking.store.failure_line makes one line."""
 
 
 class FmnistError(Exception):

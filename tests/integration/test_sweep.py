@@ -20,6 +20,7 @@ from tests.integration.test_search import ctrl_c, mlflow_runs, synthetic_repo
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 TINY = ("fmnist", "sweep", "--optimizer", "adam", "--optimizer", "sgd", "--activation", "relu")
+SLOW = ("--learning-rate", "0.0003")  # adam learns this data in 2 epochs, sgd stays at chance
 
 
 @pytest.fixture
@@ -30,15 +31,16 @@ def sweep_repo(tmp_path: Path) -> tuple[Path, Runner]:
 def test_the_sweep_trains_every_cell_and_registers_the_best_on_validation(
     sweep_repo: tuple[Path, Runner],
 ) -> None:
-    """sgd at params.yaml's learning rate stays at chance on this data in 2 epochs (a
-    diverged training, as fmnist judges it): it fails its own run only, adam's cell wins."""
+    """sgd at 3e-4 stays at chance on this data in 2 epochs (a diverged training, as fmnist
+    judges it; at params.yaml's 1e-3 it sometimes scrapes past 1.5 x chance): it fails its
+    own run only, adam's cell wins."""
     repo, run = sweep_repo
-    done = run(*TINY, "--epochs", "2", "--jobs", "2", "--name", "tiny")
+    done = run(*TINY, *SLOW, "--epochs", "2", "--jobs", "2", "--name", "tiny")
     out = done.stdout
     assert "tiny: 2 trainings, 2 at a time" in out
     assert "2 Dask workers ready" in out
     assert re.search(r"(?m)^trial \d: val_accuracy \S+ complete \(adam-relu\)", out), out
-    assert re.search(r"(?m)^trial \d: val_accuracy - failed: training diverged.*\(sgd-relu\)", out)
+    assert re.search(r"(?m)^trial \d: val_accuracy - failed: training diverged.*\(sgd-relu\)", out), out
     assert not re.search(r"(?m)^fmnist|Traceback", done.stderr), done.stderr
     table = re.findall(
         r"(?m)^((?:adam|sgd)-relu) +(\S+)  (complete|failed: training diverged)", out
@@ -75,6 +77,7 @@ def test_the_sweep_trains_every_cell_and_registers_the_best_on_validation(
     assert training.data.params["train.optimizer"] == "adam"
     assert training.data.params["model.hidden.0.activation"] == "relu"
     assert training.data.params["train.epochs"] == "2"
+    assert training.data.params["train.learning_rate"] == "0.0003"
     assert round(training.data.metrics["val_accuracy"], 4) == round(
         best.data.metrics["val_accuracy"], 4
     )  # the same cell, trained again by DVC on the same split
@@ -87,9 +90,9 @@ def test_the_sweep_trains_every_cell_and_registers_the_best_on_validation(
     run("git", "checkout", "--", ".")
 
     # Continued: every cell is done (sgd's training failed: not tried again), the best unchanged.
-    again = run(*TINY, "--epochs", "2", "--name", "tiny").stdout
+    again = run(*TINY, *SLOW, "--epochs", "2", "--name", "tiny").stdout
     assert not re.findall(r"(?m)^trial (\d+): ", again) and "best unchanged" in again, again
-    refused = run(*TINY, "--epochs", "3", "--name", "tiny", check=False)
+    refused = run(*TINY, *SLOW, "--epochs", "3", "--name", "tiny", check=False)
     assert refused.returncode == 10, refused.stderr
     assert "fmnist sweep: error: sweep tiny ran with other settings" in refused.stderr
 

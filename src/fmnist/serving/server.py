@@ -110,25 +110,21 @@ def create_app(holder: ModelHolder, max_request_bytes: int) -> Starlette:
     return Starlette(routes=routes, exception_handlers=handlers)
 
 
-def too_large(limit: int) -> RequestRefused:
-    mb = f"{limit / 1e6:g}"
-    return RequestRefused(
-        413, "REQUEST_TOO_LARGE",
-        f"request body over {mb} MB (the server's --max-request-mb); send fewer images",
-    )  # fmt: skip
-
-
 async def read_body(request: Request, limit: int) -> bytearray:
     """The body, refused (413) past `limit` bytes: at once by its Content-Length, else while
     it streams in, so a huge body is never held (uvicorn discards the rest)."""
+    too_large = RequestRefused(
+        413, "REQUEST_TOO_LARGE",
+        f"request body over {limit / 1e6:g} MB (the server's --max-request-mb); send fewer images",
+    )  # fmt: skip
     declared = request.headers.get("content-length", "")
     if declared.isdigit() and int(declared) > limit:
-        raise too_large(limit)
+        raise too_large
     body = bytearray()
     async for chunk in request.stream():
         body += chunk
         if len(body) > limit:
-            raise too_large(limit)
+            raise too_large
     return body
 
 

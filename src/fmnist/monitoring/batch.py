@@ -47,8 +47,8 @@ def score_input(
     version: int | None,
     reference_root: Path | None,
 ) -> Outcome:
-    """The batch read, the version loaded and (with reference_root) the drift reference
-    resolved, all before anything is written; then the batch scored."""
+    """The batch read, the version loaded and the drift reference (if asked) resolved before
+    anything is written; then the batch scored."""
     check_output(out)
     batch = read_batch(input_path)
     scorer = load_scoring_model(tracking_uri, params.register_.model_name, version)
@@ -60,8 +60,7 @@ def score_input(
 def run(
     params: Params, batch: Batch, scorer: ServedModel, out: Path, tracking_uri: str
 ) -> tuple[Scored, np.ndarray]:
-    """The batch's predictions file and scoring run; what was scored with what, and the
-    probabilities."""
+    """The batch's predictions file and scoring run: what was scored with what, (n, 10) proba."""
     from fmnist.tracking.datasets import dataset_input, log_datasets
 
     check_output(out)

@@ -1,7 +1,6 @@
-"""The body of `POST /invocations` -> raw pixels, in MLflow's scoring-server formats (so its
-clients need not change): JSON `inputs`/`instances`/`dataframe_split`, or CSV of 784 values a
-line (a first line that is not an image is a header). Booleans and text are never turned into
-numbers, so the model's own check refuses them; a refusal never quotes the request.
+"""The body of `POST /invocations` -> raw pixels, in MLflow's scoring-server formats: JSON
+`inputs`/`instances`/`dataframe_split`, or CSV of 784 values a line (maybe under a header).
+Booleans and text stay what they are, for the model to refuse; a refusal never quotes the request.
 """
 
 from __future__ import annotations

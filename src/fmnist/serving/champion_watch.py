@@ -27,10 +27,8 @@ log = logging.getLogger("uvicorn.error")  # the server's log, in uvicorn's forma
 
 def kept_line(name: str, serving: int, why: str, poll_seconds: float) -> str:
     """A problem that keeps the served version, as the log says it."""
-    return (
-        f"{name} @{CHAMPION}: {why}; still serving v{serving}, "
-        f"looking again every {poll_seconds:g} s"
-    )
+    kept = f"still serving v{serving}, looking again every {poll_seconds:g} s"
+    return f"{name} @{CHAMPION}: {why}; {kept}"
 
 
 class ChampionWatcher:

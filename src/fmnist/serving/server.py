@@ -159,11 +159,9 @@ def serve(
     config = uvicorn.Config(app, log_level="info", server_header=False, proxy_headers=False)
     host, port = sock.getsockname()[:2]
     where = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
-    follows = (
-        f"follows @champion (looks every {poll_seconds:g} s)"
-        if poll_seconds > 0
-        else "does not follow @champion (--poll-seconds 0)"
-    )
+    follows = f"follows @champion (looks every {poll_seconds:g} s)"
+    if poll_seconds <= 0:
+        follows = "does not follow @champion (--poll-seconds 0)"
     echo(f"serving {served.name} v{served.version} (@champion) on http://{where}; {follows}")
     with watch_champion(holder, tracking_uri, poll_seconds):
         uvicorn.Server(config).run(sockets=[sock])

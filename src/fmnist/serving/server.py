@@ -28,12 +28,6 @@ MESSAGE_LIMIT = 180  # characters of a refusal's line, at most
 log = logging.getLogger("uvicorn.error")  # the server's log, in uvicorn's format
 
 
-def one_line(text: str) -> str:
-    """A refusal's message: its first line, at most MESSAGE_LIMIT characters."""
-    line = (text.strip().splitlines() or ["refused"])[0].strip()
-    return line if len(line) <= MESSAGE_LIMIT else line[: MESSAGE_LIMIT - 3] + "..."
-
-
 def create_app(holder: ModelHolder, max_request_bytes: int) -> Starlette:
     """The scoring app: POST /invocations, GET /ping, /health, /version."""
     from starlette.applications import Starlette
@@ -48,7 +42,9 @@ def create_app(holder: ModelHolder, max_request_bytes: int) -> Starlette:
         return JSONResponse(body, status_code=status, headers=headers)
 
     def refuse(status: int, code: str, message: str, served: ServedModel) -> Response:
-        return answer({"error_code": code, "message": one_line(message)}, served, status)
+        line = (message.strip().splitlines() or ["refused"])[0].strip()  # the first line, cut
+        line = line if len(line) <= MESSAGE_LIMIT else line[: MESSAGE_LIMIT - 3] + "..."
+        return answer({"error_code": code, "message": line}, served, status)
 
     async def invocations(request: Request) -> Response:
         served = holder.current  # this request's model, whatever a swap does meanwhile

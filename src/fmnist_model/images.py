@@ -12,6 +12,7 @@ CLASS_NAMES = (
     "T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
     "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot",
 )  # fmt: skip
+KIND_NAMES = {"b": "boolean", "U": "text", "S": "bytes", "O": "mixed or text", "c": "complex"}
 INPUT_FORMS = (
     "(n, 784): raw pixels 0-255, one row per image (28x28 row-major, as in the IDX files)",
     "(n, 28, 28): raw pixels 0-255, one 28x28 array per image (as keras' load_data gives)",
@@ -28,16 +29,15 @@ def scale_images(images: np.ndarray) -> np.ndarray:
 
 
 def check_pixels(values: Any) -> np.ndarray:
-    """Validated raw images: (n, 784) or (n, 28, 28) numbers in [0, 255] -> (n, 28, 28) uint8.
-
-    A bad input raises ValueError with one short line that never echoes the values.
-    """
+    """Validated raw images: (n, 784) or (n, 28, 28) numbers in [0, 255] -> (n, 28, 28) uint8;
+    else ValueError, one short line that never echoes the values."""
     try:
         x = np.asarray(values)
     except (TypeError, ValueError):
         raise ValueError("pixels must be an array of numbers (ragged or mixed input)") from None
     if x.dtype.kind not in "iuf":
-        raise ValueError(f"pixels must be numbers 0-255, got {_kind_name(x.dtype)} values")
+        kind = KIND_NAMES.get(x.dtype.kind, str(x.dtype))
+        raise ValueError(f"pixels must be numbers 0-255, got {kind} values")
     if x.ndim == 1 and x.size == FLAT_SIZE:
         x = x[None, :]
     if not (x.ndim == 2 and x.shape[1] == FLAT_SIZE) and x.shape[1:] != IMAGE_SHAPE:
@@ -47,11 +47,6 @@ def check_pixels(values: Any) -> np.ndarray:
     if x.dtype.kind == "f" and x.size and not np.array_equal(x, np.rint(x)):
         raise ValueError("pixel values must be whole numbers 0-255 (raw, unscaled)")
     return x.reshape(-1, *IMAGE_SHAPE).astype(np.uint8)
-
-
-def _kind_name(dtype: np.dtype) -> str:
-    names = {"b": "boolean", "U": "text", "S": "bytes", "O": "mixed or text", "c": "complex"}
-    return names.get(dtype.kind, str(dtype))
 
 
 def model_features(images: np.ndarray, input_rank: int) -> np.ndarray:

@@ -1,5 +1,4 @@
-"""The model's .keras file, loaded for inference the one way: serving and fmnist's evaluate
-stage both call load_keras_model, so the test metrics are the served model's."""
+"""The .keras file loaded for inference one way: serving and the evaluate stage both call it."""
 
 from __future__ import annotations
 

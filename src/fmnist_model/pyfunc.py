@@ -16,11 +16,8 @@ CHUNK = 1024  # images per prediction call: (1024, 784) float32 is 3.2 MB
 
 
 def predict_table(model: Any, model_input: Any) -> Any:
-    """Raw pixels through a Keras model: validate, scale, predict -> a DataFrame of classes.
-
-    A bad input is an MlflowException(INVALID_PARAMETER_VALUE): the scoring server answers
-    400 with its one line.
-    """
+    """Raw pixels through a Keras model: validate, scale, predict -> a DataFrame of classes (a
+    bad input: MlflowException(INVALID_PARAMETER_VALUE), which the scoring server answers 400)."""
     import pandas as pd
     from mlflow.exceptions import MlflowException
     from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE

@@ -1,14 +1,8 @@
-"""Keras models with Unicode names (the tutorial's `패션 MNIST 모델`) on TensorFlow.
-
-Keras keeps a layer's or model's name for itself (summary, saving, `model.name`) and also
-hands it to TensorFlow twice: as a name scope in `fit` and `predict`, and inside the names
-of optimizer variables (`<model>_<layer>_kernel_velocity`). TensorFlow allows only
-`[A-Za-z0-9.][A-Za-z0-9_.\\/>-]*` there, so the tutorial's name fails with "not a valid root
-scope name". Keras has no public hook for this, so `allow_unicode_names` patches those two
-seams of Keras' TensorFlow backend (the project's one use of private API): TensorFlow gets
-an ASCII spelling of the name (stable, collision-resistant), while Keras' own names, and so
-everything a user sees or saves, stay exactly as given. Keras' JAX and NumPy backends need
-no fix.
+"""Keras models with Unicode names (the tutorial's `패션 MNIST 모델`) on TensorFlow, which
+refuses them as name scopes (in `fit`, `predict`) and in optimizer variables' names ("not a
+valid root scope name"). Keras has no public hook, so `allow_unicode_names` patches those two
+seams of its TensorFlow backend: TensorFlow gets a stable ASCII spelling, Keras' own names (all
+a user sees or saves) stay as given. Keras' JAX and NumPy backends need no fix.
 """
 
 from __future__ import annotations

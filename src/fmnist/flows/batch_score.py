@@ -25,8 +25,7 @@ ARTIFACT_KEY = "fashion-mnist-batch-score"
 def score(
     params: Params, input_path: Path, out: Path, uri: str, version: int | None
 ) -> batch_scoring.Outcome:
-    """The batch's predictions file and scoring run (monitoring.batch); the drift reference is
-    resolved first, so a missing one stops the run before anything is written."""
+    """The predictions file and scoring run; a missing drift reference stops it first."""
     done = batch_scoring.score_input(params, input_path, out, uri, version, Path.cwd())
     for line in batch_scoring.report_lines(done.scored, params.score.experiment):
         get_run_logger().info(line)

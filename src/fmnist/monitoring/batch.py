@@ -14,10 +14,11 @@ import numpy as np
 from fmnist.monitoring import drift_check
 from fmnist.monitoring.batch_input import Batch, read_batch
 from fmnist.monitoring.drift import class_counts
-from fmnist.monitoring.scorer import Scored, ScoringModel, load_scoring_model
+from fmnist.monitoring.scorer import Scored, load_scoring_model
 from fmnist.params.config import Params
 from fmnist.process.errors import DataIntegrityError
 from fmnist.process.files import write_text
+from fmnist.serving.loading import ServedModel
 from fmnist.tracking import runs as tracking
 from fmnist_model.images import CLASS_NAMES
 
@@ -46,10 +47,10 @@ def score_input(
     version: int | None,
     reference_root: Path | None,
 ) -> Outcome:
-    """The batch read, the version loaded and (with reference_root) the drift reference
-    resolved, all before anything is written; then the batch scored."""
+    """The batch read, the version loaded and the drift reference (if asked) resolved before
+    anything is written; then the batch scored."""
     check_output(out)
-    batch = read_batch(input_path)  # bad input: one line, before anything starts
+    batch = read_batch(input_path)
     scorer = load_scoring_model(tracking_uri, params.register_.model_name, version)
     ref = None if reference_root is None else drift_check.reference(params, reference_root, scorer)
     scored, proba = run(params, batch, scorer, out, tracking_uri)
@@ -57,10 +58,9 @@ def score_input(
 
 
 def run(
-    params: Params, batch: Batch, scorer: ScoringModel, out: Path, tracking_uri: str
+    params: Params, batch: Batch, scorer: ServedModel, out: Path, tracking_uri: str
 ) -> tuple[Scored, np.ndarray]:
-    """Score a batch with a version: its predictions file and scoring run; returns what was
-    scored with what, and the probabilities."""
+    """The batch's predictions file and scoring run: what was scored with what, (n, 10) proba."""
     from fmnist.tracking.datasets import dataset_input, log_datasets
 
     check_output(out)
@@ -105,7 +105,6 @@ def metric_key(label: str) -> str:
 
 
 def _predictions_csv(batch: Batch, proba: np.ndarray) -> str:
-    """input, class_id, label, probability of each class: one row per image."""
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(["input", "class_id", "label", *CLASS_NAMES])

@@ -1,7 +1,6 @@
 """A batch to score, read whole and checked before anything is written: a folder of images, an
 IDX images file (its labels file beside it too), or a `.npz` of raw pixels (`x`, `y` optional).
-Its digest is the hash DVC gives the same path, so it can be matched with `dvc add`-ed data.
-"""
+Its digest is the hash DVC gives the path, so it matches `dvc add`-ed data."""
 
 from __future__ import annotations
 

@@ -1,10 +1,7 @@
-"""The drift check of a scored batch: its image features against a sample of the version's
-training data, with Evidently's data drift preset; the report goes to the scoring run.
-
-The reference is the validation split of the data the version was trained on, found by the
-DVC hash the version records: in the workspace if dvc.lock says it is there, else in the DVC
-cache. Validation, not train: the model never fitted it, so its confidence there is what it
-is on new data (on its training images it is higher: every batch would look drifted).
+"""The drift check of a scored batch (Evidently's data drift preset, reported to the scoring
+run): its image features against the validation split the version was trained on, found by the
+DVC hash the version records, in the workspace or the DVC cache. Validation, not train: on its
+training images the model is more confident, so every batch would look drifted.
 """
 
 from __future__ import annotations
@@ -23,10 +20,11 @@ import numpy as np
 import yaml
 
 from fmnist.monitoring.drift import CATEGORICAL, NUMERICAL, DriftSummary, image_features, summarize
-from fmnist.monitoring.scorer import Scored, ScoringModel
+from fmnist.monitoring.scorer import Scored
 from fmnist.params.config import MonitorConfig, Params
 from fmnist.process import layout
 from fmnist.process.errors import DataIntegrityError
+from fmnist.serving.loading import ServedModel
 from fmnist.tracking import runs as tracking
 
 REPORT_ARTIFACT = "drift"
@@ -42,7 +40,7 @@ class Reference:
     where: str  # which file, found where
 
 
-def reference(params: Params, root: Path, scorer: ScoringModel) -> Reference:
+def reference(params: Params, root: Path, scorer: ServedModel) -> Reference:
     """The version's validation split (sampled) as features, with the version's view of it."""
     with training_data(root, scorer.data_version, scorer.version) as (path, where):
         pixels = reference_sample(path, params.monitor)
@@ -74,9 +72,8 @@ def training_data(root: Path, data_version: str, version: int) -> Iterator[tuple
 
 
 def _copy_cached(root: Path, dir_md5: str, name: str, dest: Path) -> bool:
-    """Copy file NAME of the directory DVC hashed to dir_md5 from the DVC cache to dest; False
-    when the cache lacks it. Read through DVCFileSystem in a throwaway project sharing that
-    cache, whose one .dvc file names the directory by its hash."""
+    """Copy file NAME of the directory DVC hashed to dir_md5 from the DVC cache (read through a
+    throwaway project whose one .dvc file names it) to dest; False when the cache lacks it."""
     from dvc.api import DVCFileSystem
 
     cache = root / ".dvc" / "cache"  # `dvc cache dir` names it (a shared cache too)
@@ -169,15 +166,10 @@ def run(
 
 
 def _summary_json(summary: DriftSummary, reference: str, rows: int) -> dict[str, Any]:
+    said = ("detected", "judged", "rows", "min_rows", "share", "drift_share", "moved")
     return {
         "headline": summary.headline(),
-        "detected": summary.detected,
-        "judged": summary.judged,
-        "rows": summary.rows,
-        "min_rows": summary.min_rows,
-        "share": summary.share,
-        "drift_share": summary.drift_share,
-        "moved": summary.moved,
+        **{key: getattr(summary, key) for key in said},
         "reference": reference,
         "reference_rows": rows,
         "features": [{**asdict(f), "drifted": f.drifted} for f in summary.features],

@@ -1,11 +1,8 @@
-"""`fmnist serve` follows @champion: a thread looks the alias up every `--poll-seconds`, loads
-and warms up the version it names, and only then swaps it in; running requests finish on the
-old model. Whatever goes wrong (registry down or hanging, alias deleted, a version that will
-not load) keeps the old model serving, is logged once until it changes, and is retried.
-
-Waits are bounded (tracking.store.check_reachable before each look, bound_http_waits for
-MLflow's requests); the thread is a daemon woken by its stop event, so Ctrl-C or SIGTERM
-never waits on a registry that does not answer.
+"""`fmnist serve` follows @champion: a daemon thread looks the alias up every `--poll-seconds`,
+loads and warms up the version it names, then swaps it in; running requests finish on the old
+model. A failure (registry down or hanging, alias deleted, a version that will not load) keeps
+the old model serving, is logged once until it changes, and is retried. Waits are bounded
+(check_reachable before each look), so Ctrl-C never waits on a registry that does not answer.
 """
 
 from __future__ import annotations
@@ -30,27 +27,8 @@ log = logging.getLogger("uvicorn.error")  # the server's log, in uvicorn's forma
 
 def kept_line(name: str, serving: int, why: str, poll_seconds: float) -> str:
     """A problem that keeps the served version, as the log says it."""
-    return (
-        f"{name} @{CHAMPION}: {why}; still serving v{serving}, "
-        f"looking again every {poll_seconds:g} s"
-    )
-
-
-class Notes:
-    """Problem lines, each said once until another replaces it or the problem is over."""
-
-    def __init__(self) -> None:
-        self.said: str | None = None
-
-    def is_news(self, line: str) -> bool:
-        """Whether line is not the problem said last."""
-        news, self.said = line != self.said, line
-        return news
-
-    def ended(self) -> bool:
-        """Whether a problem had been said (it is over now)."""
-        ended, self.said = self.said is not None, None
-        return ended
+    kept = f"still serving v{serving}, looking again every {poll_seconds:g} s"
+    return f"{name} @{CHAMPION}: {why}; {kept}"
 
 
 class ChampionWatcher:
@@ -72,7 +50,7 @@ class ChampionWatcher:
         self.load = load
         self.poll_seconds = poll_seconds
         self.describe = describe  # an exception -> one line naming the cause
-        self.notes = Notes()
+        self.said: str | None = None  # the problem logged last: each is said once, till it ends
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="champion-watch", daemon=True)
 
@@ -88,10 +66,10 @@ class ChampionWatcher:
             self._keep(served, "the alias is gone (deleted, or its registered model)")
             return
         if found == served.version:
-            if self.notes.ended():
-                log.info(
-                    f"{served.name} @{CHAMPION}: names v{found} again, the version being served"
-                )
+            if self.said is not None:
+                again = f"names v{found} again, the version being served"
+                log.info(f"{served.name} @{CHAMPION}: {again}")
+            self.said = None
             return
         started = time.monotonic()
         try:
@@ -102,14 +80,15 @@ class ChampionWatcher:
         if self._stop.is_set():
             return  # the server is stopping: nothing left to serve it to
         self.holder.swap(fresh)
-        self.notes.ended()
+        self.said = None
         took = f"loaded and warmed up in {time.monotonic() - started:.2f} s"
         log.info(f"{served.name} @{CHAMPION}: v{served.version} -> v{found} ({took})")
 
     def _keep(self, served: ServedModel, why: str) -> None:
         line = kept_line(served.name, served.version, why, self.poll_seconds)
-        if self.notes.is_news(line) and not self._stop.is_set():  # a poll left behind is mute
+        if line != self.said and not self._stop.is_set():  # a poll left behind is mute
             log.warning(line)
+        self.said = line
 
     def start(self) -> None:
         """Poll every poll_seconds in a daemon thread, the first poll one interval from now."""

@@ -1,9 +1,5 @@
 """Image files as the model's input: any image Pillow reads -> (28, 28) uint8 on Fashion-MNIST's
-scale (0 the black background). 8-bit and lower grayscale as Pillow expands it; 16-bit scaled
-0-65535 -> 0-255, rounded (Pillow's own conversion clips at 255: black and white); colour by
-luma (`convert("L")`); transparency composited on black, Fashion-MNIST's background, so a
-cut-out looks like a training image (on white it would be a bright box). Then resized to
-28x28 (Lanczos). Images over MAX_PIXELS are refused before they are decoded.
+scale (0 the black background); images over MAX_PIXELS are refused before they are decoded.
 """
 
 from __future__ import annotations
@@ -24,7 +20,8 @@ ALPHA_MODES = ("RGBA", "LA", "PA", "La", "RGBa")
 
 
 def read_image(path: Path) -> tuple[np.ndarray, str | None]:
-    """An image file as (28, 28) uint8 grayscale 0-255, and a note if it was resized."""
+    """An image file as (28, 28) uint8 grayscale 0-255 (resized by Lanczos), and a note if it
+    was resized."""
     from PIL import Image, UnidentifiedImageError
 
     try:
@@ -48,11 +45,18 @@ def read_image(path: Path) -> tuple[np.ndarray, str | None]:
         # (an oversized text chunk), SyntaxError (a bad chunk checksum), EOFError.
         why = first_line(exc)
         raise DataIntegrityError(f"{path}: not an image Pillow can read ({why})") from None
-    return resize_to_model(gray)
+    if gray.shape == IMAGE_SHAPE:
+        return gray, None
+    height, width = gray.shape
+    resized = Image.fromarray(gray).resize(IMAGE_SHAPE[::-1], Image.Resampling.LANCZOS)
+    return np.asarray(resized, dtype=np.uint8), f"resized from {width}x{height} to 28x28"
 
 
 def grayscale(path: Path, image: Any) -> np.ndarray:
-    """A Pillow image of any mode -> (h, w) uint8 grayscale 0-255 (rules: module docstring)."""
+    """A Pillow image of any mode -> (h, w) uint8 grayscale 0-255: 8-bit and lower as Pillow
+    expands it, colour by luma (`convert("L")`), 16-bit scaled (Pillow's own conversion clips
+    at 255), transparency over black, Fashion-MNIST's background (on white, a cut-out would
+    be a bright box)."""
     if image.mode in SIXTEEN_BIT:
         values = np.asarray(image).astype(np.int64)  # (h, w) 0-65535
         if values.size and (values.min() < 0 or values.max() > 65535):
@@ -66,14 +70,3 @@ def grayscale(path: Path, image: Any) -> np.ndarray:
         alpha = np.asarray(rgba.getchannel("A"), dtype=np.uint32)
         return ((luma * alpha + 127) // 255).astype(np.uint8)  # over black; opaque: unchanged
     return np.asarray(image.convert("L"), dtype=np.uint8)
-
-
-def resize_to_model(gray: np.ndarray) -> tuple[np.ndarray, str | None]:
-    """(h, w) uint8 -> (28, 28) uint8 (Lanczos), and a note saying so if it was resized."""
-    if gray.shape == IMAGE_SHAPE:
-        return gray, None
-    from PIL import Image
-
-    height, width = gray.shape
-    resized = Image.fromarray(gray).resize(IMAGE_SHAPE[::-1], Image.Resampling.LANCZOS)
-    return np.asarray(resized, dtype=np.uint8), f"resized from {width}x{height} to 28x28"

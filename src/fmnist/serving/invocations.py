@@ -1,11 +1,11 @@
-"""The body of `POST /invocations` -> raw pixels, in MLflow's scoring-server formats (so its
-clients need not change): JSON `inputs`/`instances`/`dataframe_split`, or CSV of 784 values a
-line (a first line that is not an image is a header). Booleans and text are never turned into
-numbers, so the model's own check refuses them; a refusal never quotes the request.
+"""The body of `POST /invocations` -> raw pixels, in MLflow's scoring-server formats: JSON
+`inputs`/`instances`/`dataframe_split`, or CSV of 784 values a line (maybe under a header).
+Booleans and text stay what they are, for the model to refuse; a refusal never quotes the request.
 """
 
 from __future__ import annotations
 
+import functools
 import io
 import itertools
 import json
@@ -29,19 +29,12 @@ class RequestRefused(Exception):
 
     def __init__(self, status: int, error_code: str, message: str) -> None:
         super().__init__(message)
-        self.status = status
-        self.error_code = error_code
-        self.message = message
+        self.status, self.error_code, self.message = status, error_code, message
 
 
-def malformed(message: str) -> RequestRefused:
-    """400: the body is not a request of a form this server takes."""
-    return RequestRefused(400, "MALFORMED_REQUEST", message)
-
-
-def bad_pixels(message: str) -> RequestRefused:
-    """400: the request's form is fine, its pixels are not (the model's error code)."""
-    return RequestRefused(400, "INVALID_PARAMETER_VALUE", message)
+# 400s: a body of no form this server takes; a fine form holding bad pixels (the model's code)
+malformed = functools.partial(RequestRefused, 400, "MALFORMED_REQUEST")
+bad_pixels = functools.partial(RequestRefused, 400, "INVALID_PARAMETER_VALUE")
 
 
 def read_pixels(content_type: str | None, body: bytes | bytearray) -> np.ndarray:
@@ -60,7 +53,16 @@ def read_pixels(content_type: str | None, body: bytes | bytearray) -> np.ndarray
 
 def json_pixels(body: bytes | bytearray) -> np.ndarray:
     """An MLflow JSON request -> its images as an array of the kinds the JSON held."""
-    request = _parse_json(body)
+    try:
+        request = json.loads(body)
+    except json.JSONDecodeError as exc:  # msg is the parser's few words, never the text
+        raise malformed(
+            f"malformed JSON: {exc.msg} at line {exc.lineno}, column {exc.colno}"
+        ) from None
+    except UnicodeDecodeError:
+        raise malformed("malformed JSON: the body is not UTF-8 text") from None
+    except RecursionError:
+        raise malformed("malformed JSON: nested too deeply") from None
     if not (isinstance(request, dict) and len(request) == 1 and next(iter(request)) in JSON_FORMS):
         raise malformed(
             'the JSON body must be an object with one key: "inputs", "instances" or '
@@ -72,19 +74,6 @@ def json_pixels(body: bytes | bytearray) -> np.ndarray:
     if not isinstance(value, list):
         raise malformed(f'"{form}" must be an array of images: (n, 784) or (n, 28, 28) pixels')
     return pixel_array(value)
-
-
-def _parse_json(body: bytes | bytearray) -> Any:
-    try:
-        return json.loads(body)
-    except json.JSONDecodeError as exc:  # msg is the parser's few words, never the text
-        raise malformed(
-            f"malformed JSON: {exc.msg} at line {exc.lineno}, column {exc.colno}"
-        ) from None
-    except UnicodeDecodeError:
-        raise malformed("malformed JSON: the body is not UTF-8 text") from None
-    except RecursionError:
-        raise malformed("malformed JSON: nested too deeply") from None
 
 
 def _split_rows(split: Any) -> Any:

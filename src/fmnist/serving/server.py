@@ -28,12 +28,6 @@ MESSAGE_LIMIT = 180  # characters of a refusal's line, at most
 log = logging.getLogger("uvicorn.error")  # the server's log, in uvicorn's format
 
 
-def one_line(text: str) -> str:
-    """A refusal's message: its first line, at most MESSAGE_LIMIT characters."""
-    line = (text.strip().splitlines() or ["refused"])[0].strip()
-    return line if len(line) <= MESSAGE_LIMIT else line[: MESSAGE_LIMIT - 3] + "..."
-
-
 def create_app(holder: ModelHolder, max_request_bytes: int) -> Starlette:
     """The scoring app: POST /invocations, GET /ping, /health, /version."""
     from starlette.applications import Starlette
@@ -48,7 +42,9 @@ def create_app(holder: ModelHolder, max_request_bytes: int) -> Starlette:
         return JSONResponse(body, status_code=status, headers=headers)
 
     def refuse(status: int, code: str, message: str, served: ServedModel) -> Response:
-        return answer({"error_code": code, "message": one_line(message)}, served, status)
+        line = (message.strip().splitlines() or ["refused"])[0].strip()  # the first line, cut
+        line = line if len(line) <= MESSAGE_LIMIT else line[: MESSAGE_LIMIT - 3] + "..."
+        return answer({"error_code": code, "message": line}, served, status)
 
     async def invocations(request: Request) -> Response:
         served = holder.current  # this request's model, whatever a swap does meanwhile
@@ -110,25 +106,21 @@ def create_app(holder: ModelHolder, max_request_bytes: int) -> Starlette:
     return Starlette(routes=routes, exception_handlers=handlers)
 
 
-def too_large(limit: int) -> RequestRefused:
-    mb = f"{limit / 1e6:g}"
-    return RequestRefused(
-        413, "REQUEST_TOO_LARGE",
-        f"request body over {mb} MB (the server's --max-request-mb); send fewer images",
-    )  # fmt: skip
-
-
 async def read_body(request: Request, limit: int) -> bytearray:
     """The body, refused (413) past `limit` bytes: at once by its Content-Length, else while
     it streams in, so a huge body is never held (uvicorn discards the rest)."""
+    too_large = RequestRefused(
+        413, "REQUEST_TOO_LARGE",
+        f"request body over {limit / 1e6:g} MB (the server's --max-request-mb); send fewer images",
+    )  # fmt: skip
     declared = request.headers.get("content-length", "")
     if declared.isdigit() and int(declared) > limit:
-        raise too_large(limit)
+        raise too_large
     body = bytearray()
     async for chunk in request.stream():
         body += chunk
         if len(body) > limit:
-            raise too_large(limit)
+            raise too_large
     return body
 
 
@@ -163,11 +155,9 @@ def serve(
     config = uvicorn.Config(app, log_level="info", server_header=False, proxy_headers=False)
     host, port = sock.getsockname()[:2]
     where = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
-    follows = (
-        f"follows @champion (looks every {poll_seconds:g} s)"
-        if poll_seconds > 0
-        else "does not follow @champion (--poll-seconds 0)"
-    )
+    follows = f"follows @champion (looks every {poll_seconds:g} s)"
+    if poll_seconds <= 0:
+        follows = "does not follow @champion (--poll-seconds 0)"
     echo(f"serving {served.name} v{served.version} (@champion) on http://{where}; {follows}")
     with watch_champion(holder, tracking_uri, poll_seconds):
         uvicorn.Server(config).run(sockets=[sock])

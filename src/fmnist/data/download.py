@@ -1,9 +1,7 @@
 """The download stage: data/raw <- the four Fashion-MNIST files, decompressed and verified by
 SHA-256, from the first of an ordered list of mirrors (folders or http(s) URLs) that serves
 each. A mirror that stalls, is too slow or cannot be reached is not asked again in the same
-run (fmnist.data.http_fetch holds the HTTP time limits); a local disk that refuses ends the run at
-once as LocalDiskError (fmnist.data.gz_sink): no mirror can help.
-"""
+run; a local disk that refuses ends the run at once (LocalDiskError): no mirror can help."""
 
 from __future__ import annotations
 
@@ -62,12 +60,9 @@ def download_dataset(mirrors: Sequence[str], out_dir: Path, policy: HttpPolicy) 
 
 
 def clear_unverified(out_dir: Path) -> None:
-    """Remove partial files and canonical files that fail verification; leave anything else.
-
-    A partial file is hidden: `.<canonical name>.<random>` as process.files.atomic_path makes
-    it, or `.<name>.<random>.partial` as earlier versions did. A folder where a canonical file
-    goes is a LocalDiskError, found before any download.
-    """
+    """Remove partial files (`.<canonical name>.<random>` as atomic_path makes them, or
+    `.<name>.<random>.partial` as earlier versions did) and canonical files that fail
+    verification; a folder where a canonical file goes is a LocalDiskError."""
     try:
         paths = list(out_dir.iterdir())
     except OSError as exc:
@@ -105,10 +100,7 @@ def download_file(
     dropped: dict[str, str] | None = None,
 ) -> str:
     """Put a verified out_dir/name in place from the first mirror that serves it; return it.
-
-    dropped: mirror -> why it is not asked again this run (filled in here). A LocalDiskError
-    ends the download at once: no mirror can help.
-    """
+    dropped: mirror -> why it is not asked again this run (filled in here)."""
     dropped = {} if dropped is None else dropped
     failures = []
     for mirror in mirrors:
@@ -142,11 +134,8 @@ def _from_folder(folder: Path, name: str, expected_sha256: str, out_dir: Path) -
 
 
 def verify_into(gz_path: Path, expected_sha256: str, dest: Path) -> None:
-    """Decompress gz_path to dest only if its content hashes to expected_sha256.
-
-    dest is either absent or complete and verified, never half-written. Opening gz_path may
-    raise OSError, reading it MirrorError; the local disk's refusals are LocalDiskError.
-    """
+    """Decompress gz_path to dest (gz_sink) only if its content hashes to expected_sha256.
+    Opening gz_path may raise OSError, reading it MirrorError."""
     with gz_path.open("rb") as src, gz_sink(dest, expected_sha256, gz_path.name) as sink:
         while True:
             try:

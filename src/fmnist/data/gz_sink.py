@@ -48,7 +48,6 @@ class GzSink:
         self.inflate = zlib.decompressobj(wbits=31)  # 31: a gzip member
 
     def write(self, gz_chunk: bytes) -> None:
-        """Decompress, hash and write one chunk of the .gz stream."""
         try:
             data = self.inflate.decompress(gz_chunk)
             while self.inflate.eof and self.inflate.unused_data.strip(b"\0"):
@@ -81,11 +80,8 @@ class GzSink:
 @contextlib.contextmanager
 def gz_sink(dest: Path, expected_sha256: str, source: str = "") -> Iterator[GzSink]:
     """A GzSink for dest, put in place if the block ends complete and verified, else removed.
-
-    source names the .gz in DataIntegrityError's line. Other errors raised in the block pass
-    through (atomic_path names dest in an OSError without a file name: catch a source's read
-    errors in the block).
-    """
+    Errors raised in the block pass through, but atomic_path names dest in an OSError without
+    a file name: catch a source's read errors in the block."""
     created = placing = False
     try:
         with atomic_path(dest) as tmp:

@@ -1,12 +1,9 @@
 """Fetching one file from an http(s) mirror within the time limits of an HttpPolicy.
 
-Per file and mirror: connecting, the answer and every read get `timeout` seconds; from the
-first request on, retries and their waits included, the file must keep an average of
-`min_speed` after a grace of `timeout` seconds, i.e. its deadline is
-`timeout + bytes received / min_speed` seconds after the first request. httpx holds the
-per-step timeouts; a watchdog thread shuts the socket (handed over by httpx's trace extension)
-when the deadline passes, so no read (nor a trickled answer) outlasts it. A failure
-is a MirrorError; `drop` says whether the mirror is worth asking for the other files.
+Per file and mirror: connecting, the answer and every read get `timeout` seconds (httpx's
+timeouts), and the file's deadline, retries and waits included, is `timeout + bytes received /
+min_speed` seconds after the first request: a watchdog thread shuts the socket (handed over by
+httpx's trace extension) when it passes, so no read (nor a trickled answer) outlasts it.
 """
 
 from __future__ import annotations
@@ -79,8 +76,7 @@ def fetch_http(url: str, dest: Path, expected_sha256: str, policy: HttpPolicy) -
 
 @dataclass
 class _Budget:
-    """One file's time from one HTTP mirror, across its attempts, and the watchdog that shuts
-    the current attempt's socket once the deadline passes: a blocked read returns at once."""
+    """One file's time from one HTTP mirror, across its attempts."""
 
     policy: HttpPolicy
     start: float = field(default_factory=time.monotonic)
@@ -106,6 +102,7 @@ class _Budget:
 
     @contextlib.contextmanager
     def watchdog(self) -> Iterator[None]:
+        """A thread that shuts self.sock down once the clock passes the deadline."""
         self.sock, self.fired, stop = None, False, threading.Event()
 
         def watch() -> None:
@@ -126,8 +123,7 @@ class _Budget:
 
 
 class _Progress:
-    """Bytes and percent of one download on stderr: a tqdm bar on a terminal, else a line at
-    most every PROGRESS_EVERY seconds."""
+    """One download's progress on stderr: a tqdm bar on a terminal, else a line at times."""
 
     def __init__(self, url: str, enabled: bool) -> None:
         self.url, self.enabled = url, enabled
@@ -137,7 +133,6 @@ class _Progress:
         self.next = time.monotonic() + PROGRESS_EVERY
 
     def begin(self, size: int | None) -> None:
-        """The answer came: size is its Content-Length, if any."""
         self.size, self.answered = size, True
         if self.enabled and sys.stderr is not None and sys.stderr.isatty():
             from tqdm import tqdm

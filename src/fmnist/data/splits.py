@@ -14,6 +14,7 @@ from fmnist.process.errors import DataIntegrityError
 from fmnist.process.files import atomic_path
 from fmnist_model.images import CLASS_NAMES, IMAGE_SHAPE
 
+
 def save_split(dest: Path, x: np.ndarray, y: np.ndarray) -> None:
     """x (n, 28, 28) uint8, y (n,) uint8 -> an uncompressed .npz, written atomically."""
     with atomic_path(dest) as tmp, tmp.open("wb") as f:

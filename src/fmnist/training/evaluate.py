@@ -14,7 +14,6 @@ from typing import TYPE_CHECKING, Any
 from fmnist.data.splits import load_split
 from fmnist.params.config import Params
 from fmnist.pipeline import records
-from fmnist.pipeline.records import read_trained
 from fmnist.process import layout
 from fmnist.process.errors import DataIntegrityError
 from fmnist.process.files import atomic_path, write_csv, write_json
@@ -65,7 +64,7 @@ def run(
     from fmnist.training.metrics import confusion_figure, evaluate_predictions
 
     x_test, y_test = load_split(data_dir / "test.npz")  # (n, 28, 28) uint8 pixels, (n,) uint8
-    trained = read_trained(trained_path)
+    trained = records.read_trained(trained_path)
     model = load_model(model_path)
     x = model_features(x_test, len(model.input_shape))  # x / 255 in the model's input form
     proba = model.predict(x, batch_size=params.evaluate.batch_size, verbose=0)  # (n, 10)

@@ -43,11 +43,10 @@ def make_optimizer(cfg: TrainConfig, train_rows: int) -> keras.optimizers.Optimi
     """The optimizer named in params, with its learning rate (or schedule), momentum for sgd."""
     import keras
 
-    rate = learning_rate(cfg, train_rows)
-    if cfg.optimizer == "sgd":
-        return keras.optimizers.SGD(learning_rate=rate, momentum=cfg.momentum)
-    names = {"adagrad": "Adagrad", "rmsprop": "RMSprop", "adam": "Adam"}
-    return getattr(keras.optimizers, names[cfg.optimizer])(learning_rate=rate)
+    extra = {"momentum": cfg.momentum} if cfg.optimizer == "sgd" else {}
+    names = {"sgd": "SGD", "adagrad": "Adagrad", "rmsprop": "RMSprop", "adam": "Adam"}
+    optimizer = getattr(keras.optimizers, names[cfg.optimizer])
+    return optimizer(learning_rate=learning_rate(cfg, train_rows), **extra)
 
 
 def compile_model(model: keras.Model, cfg: TrainConfig, train_rows: int) -> None:
@@ -139,7 +138,6 @@ def fit_model(
 
 
 N_CLASSES = len(CLASS_NAMES)
-CHANCE = 1 / N_CLASSES
 CHANCE_FACTOR = 1.5  # a last val_accuracy at or below 1.5 x chance is no model
 
 
@@ -151,7 +149,7 @@ def check_converged(
     for epoch, loss in enumerate(losses, start=1):
         if not np.isfinite(loss):
             raise TrainingError(f"training diverged: loss {loss} at epoch {epoch} {hint}")
-    if val_accuracies and val_accuracies[-1] <= CHANCE_FACTOR * CHANCE:
+    if val_accuracies and val_accuracies[-1] <= CHANCE_FACTOR * (1 / N_CLASSES):
         raise TrainingError(
             f"training diverged: val_accuracy {val_accuracies[-1]:.4f} after epoch "
             f"{len(val_accuracies)} is chance level (<= {CHANCE_FACTOR} x 1/{N_CLASSES}) {hint}"

@@ -1,9 +1,6 @@
-"""Logging the served model: self-contained, so MLflow's own tools run it anywhere.
-
-Models-from-code (`fmnist_model/model_code.py`) with the `fmnist_model` package as the
-model's code, the Keras file as its artifact, pinned requirements (nothing of fmnist) and an
-output signature; MLflow's copy of this repo's uv project into the model is switched off.
-"""
+"""Logging the served model self-contained, so MLflow's own tools run it anywhere: models-from-
+code (`fmnist_model/model_code.py`) with the `fmnist_model` package as its code, the Keras file
+as its artifact, pinned requirements (nothing of fmnist) and an output signature."""
 
 from __future__ import annotations
 
@@ -116,9 +113,8 @@ def _uv_project_detection_off() -> Iterator[None]:
     try:
         yield
     finally:
-        if before is None:
-            os.environ.pop(UV_DETECT_ENV, None)
-        else:
+        os.environ.pop(UV_DETECT_ENV, None)
+        if before is not None:
             os.environ[UV_DETECT_ENV] = before
 
 

@@ -41,13 +41,8 @@ def evaluate_predictions(y_true: np.ndarray, proba: np.ndarray) -> Evaluation:
         y_true, predicted, labels=labels, zero_division=0
     )
     per_class = {
-        name: {
-            "precision": float(precision[i]),
-            "recall": float(recall[i]),
-            "f1": float(f1[i]),
-            "support": int(support[i]),
-        }
-        for i, name in enumerate(CLASS_NAMES)
+        name: {"precision": float(p), "recall": float(r), "f1": float(f), "support": int(n)}
+        for name, p, r, f, n in zip(CLASS_NAMES, precision, recall, f1, support, strict=True)
     }
     return Evaluation(
         test_loss=cross_entropy(y_true, proba),

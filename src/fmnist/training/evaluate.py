@@ -75,9 +75,8 @@ def run(
         [CLASS_NAMES[a], CLASS_NAMES[p]] for a, p in zip(y_test, result.predicted, strict=True)
     ]
     write_csv(out.confusion_csv, ["actual", "predicted"], names)
-    figure = confusion_figure(result.confusion)
     with atomic_path(out.confusion_png) as tmp:
-        figure.savefig(tmp, format="png")
+        confusion_figure(result.confusion).savefig(tmp, format="png")
     test_input = split_input(data_dir, "test", trained[records.DATA_TAG], len(y_test))
     track_evaluation(tracking_uri, trained["run_id"], result, out.confusion_png, test_input)
     return result.headline
@@ -96,10 +95,8 @@ def track_evaluation(
     from fmnist.training.metrics import flat_class_metrics
 
     history = tracking.metric_history(tracking_uri, run_id, CURVES)
-    confusion, curves = (
-        PurePosixPath(layout.CONFUSION_ARTIFACT),
-        PurePosixPath(layout.CURVES_ARTIFACT),
-    )
+    confusion = PurePosixPath(layout.CONFUSION_ARTIFACT)
+    curves = PurePosixPath(layout.CURVES_ARTIFACT)
     with tempfile.TemporaryDirectory() as tmp:
         shutil.copyfile(confusion_png, Path(tmp, confusion.name))
         curves_figure(history).savefig(Path(tmp, curves.name), format="png")

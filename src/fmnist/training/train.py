@@ -95,20 +95,10 @@ def run(
             model.save(tmp_model)
         model_uri, model_id = log_served_model(model, out.model, raw_sample)
         last = {k: v[-1] for k, v in history.items()}
-        rows = [
-            [e, *values] for e, values in enumerate(zip(*history.values(), strict=True), start=1)
-        ]
+        rows = [[e + 1, *values] for e, values in enumerate(zip(*history.values(), strict=True))]
         write_csv(out.history, ["epoch", *history], rows)
         write_json(out.metrics, last)
         write_text(out.summary, summary)
-        write_json(
-            out.trained,
-            {
-                "run_id": run_id,
-                "model_uri": model_uri,
-                "model_id": model_id,
-                "optimizer": params.train.optimizer,
-                **tags,
-            },
-        )
+        record = {"run_id": run_id, "model_uri": model_uri, "model_id": model_id}
+        write_json(out.trained, {**record, "optimizer": params.train.optimizer, **tags})
     return last

@@ -66,7 +66,7 @@ Seed = Annotated[int, Field(ge=0, lt=SEED_END), _WHOLE]
 
 
 class _Frozen(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True)
 
 
 class DownloadConfig(_Frozen):
@@ -206,8 +206,6 @@ class TrackingConfig(_Frozen):
 
 
 class Params(_Frozen):
-    model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True)
-
     download: DownloadConfig = DownloadConfig()
     prepare: PrepareConfig = PrepareConfig()
     model: ModelConfig = ModelConfig()

@@ -1,16 +1,13 @@
 """The download stage: data/raw <- the four Fashion-MNIST files, decompressed and verified by
 SHA-256, from the first of an ordered list of mirrors (folders or http(s) URLs) that serves
 each. A mirror that stalls, is too slow or cannot be reached is not asked again in the same
-run (fmnist.data.http_fetch holds the HTTP time limits); a local disk that refuses ends the run at
-once as LocalDiskError (fmnist.data.gz_sink): no mirror can help.
-"""
+run; a local disk that refuses ends the run at once (LocalDiskError): no mirror can help."""
 
 from __future__ import annotations
 
 import hashlib
 from collections.abc import Sequence
 from pathlib import Path
-from typing import BinaryIO
 
 from fmnist.data.gz_sink import CHUNK, LocalDiskError, gz_sink, local_error, os_reason
 from fmnist.data.http_fetch import HttpPolicy, MirrorError, fetch_http
@@ -35,21 +32,13 @@ HINT = (
 def run(params: Params, out_dir: Path, env_mirror: str | None) -> dict[str, str]:
     """data/raw: the four decompressed files, verified; returns which mirror served each."""
     cfg = params.download
-    mirrors = mirror_order(cfg.mirrors, env_mirror)
     policy = HttpPolicy(timeout=cfg.timeout, retries=cfg.retries, min_speed=cfg.min_speed)
-    return download_dataset(mirrors, out_dir, policy)
+    return download_dataset(mirror_order(cfg.mirrors, env_mirror), out_dir, policy)
 
 
 def mirror_order(configured: Sequence[str], env_mirror: str | None) -> list[str]:
     """The env mirror first when set, then the configured ones, without repeats."""
-    ordered = [env_mirror] if env_mirror else []
-    ordered += [m for m in configured if m not in ordered]
-    return ordered
-
-
-def is_http(mirror: str) -> bool:
-    """True for an http(s) URL; anything else is a folder."""
-    return mirror.startswith(("http://", "https://"))
+    return list(dict.fromkeys([env_mirror, *configured] if env_mirror else configured))
 
 
 def download_dataset(mirrors: Sequence[str], out_dir: Path, policy: HttpPolicy) -> dict[str, str]:
@@ -71,38 +60,35 @@ def download_dataset(mirrors: Sequence[str], out_dir: Path, policy: HttpPolicy) 
 
 
 def clear_unverified(out_dir: Path) -> None:
-    """Remove partial files and canonical files that fail verification; leave anything else.
-
-    A folder where a canonical file goes is a LocalDiskError, found before any download.
-    """
-    if not out_dir.is_dir():
-        return
+    """Remove partial files (`.<canonical name>.<random>` as atomic_path makes them, or
+    `.<name>.<random>.partial` as earlier versions did) and canonical files that fail
+    verification; a folder where a canonical file goes is a LocalDiskError."""
     try:
         paths = list(out_dir.iterdir())
     except OSError as exc:
         raise local_error(out_dir, "list the folder", exc) from None
     for path in paths:
-        expected = CANONICAL_FILES.get(path.name)
+        name, expected = path.name, CANONICAL_FILES.get(path.name)
         if expected is not None and path.is_dir():
             raise LocalDiskError(f"{path}: is a folder, where the verified file goes; remove it")
+        partial = name.startswith(".") and (
+            name.endswith(".partial") or name[1:].rpartition(".")[0] in CANONICAL_FILES
+        )
         try:
-            stale = _is_partial(path) or (expected is not None and not is_verified(path, expected))
-        except OSError as exc:
-            raise local_error(path, "read", exc) from None
-        try:
-            if stale:
+            if partial or (expected is not None and not _is_verified(path, expected)):
                 path.unlink()
         except OSError as exc:
             raise local_error(path, "remove an unverified file", exc) from None
 
 
-def _is_partial(path: Path) -> bool:
-    """A hidden file left by an interrupted download: `.<canonical name>.<random>` as
-    process.files.atomic_path makes it, or `.<name>.<random>.partial` as earlier versions did."""
-    name = path.name
-    if not name.startswith("."):
+def _is_verified(path: Path, expected_sha256: str) -> bool:
+    if not path.is_file():
         return False
-    return name.endswith(".partial") or name[1:].rpartition(".")[0] in CANONICAL_FILES
+    try:
+        with path.open("rb") as f:
+            return hashlib.file_digest(f, "sha256").hexdigest() == expected_sha256
+    except OSError as exc:
+        raise local_error(path, "read", exc) from None
 
 
 def download_file(
@@ -114,19 +100,17 @@ def download_file(
     dropped: dict[str, str] | None = None,
 ) -> str:
     """Put a verified out_dir/name in place from the first mirror that serves it; return it.
-
-    dropped: mirror -> why it is not asked again this run (filled in here). A LocalDiskError
-    ends the download at once: no mirror can help.
-    """
+    dropped: mirror -> why it is not asked again this run (filled in here)."""
     dropped = {} if dropped is None else dropped
     failures = []
     for mirror in mirrors:
-        where = f"{mirror.rstrip('/')}/{name}.gz" if is_http(mirror) else mirror
+        http = mirror.startswith(("http://", "https://"))  # anything else is a folder
+        where = f"{mirror.rstrip('/')}/{name}.gz" if http else mirror
         if mirror in dropped:
             failures.append(f"{where}: skipped ({dropped[mirror]})")
             continue
         try:
-            if is_http(mirror):
+            if http:
                 fetch_http(where, out_dir / name, expected_sha256, policy)
             else:
                 _from_folder(Path(mirror).expanduser(), name, expected_sha256, out_dir)
@@ -150,30 +134,15 @@ def _from_folder(folder: Path, name: str, expected_sha256: str, out_dir: Path) -
 
 
 def verify_into(gz_path: Path, expected_sha256: str, dest: Path) -> None:
-    """Decompress gz_path to dest only if its content hashes to expected_sha256.
-
-    dest is either absent or complete and verified, never half-written. Opening gz_path may
-    raise OSError, reading it MirrorError; the local disk's refusals are LocalDiskError.
-    """
+    """Decompress gz_path to dest (gz_sink) only if its content hashes to expected_sha256.
+    Opening gz_path may raise OSError, reading it MirrorError."""
     with gz_path.open("rb") as src, gz_sink(dest, expected_sha256, gz_path.name) as sink:
-        while chunk := _read(src, gz_path):
+        while True:
+            try:
+                chunk = src.read(CHUNK)
+            except OSError as exc:  # said here: passing through atomic_path, it would name dest
+                reason = f"cannot read {exc.filename or gz_path.stem} ({os_reason(exc)})"
+                raise MirrorError(reason) from None
+            if not chunk:
+                return
             sink.write(chunk)
-
-
-def _read(src: BinaryIO, gz_path: Path) -> bytes:
-    """A chunk of a mirror's file: a failed read is the mirror's, said here, because passing
-    through the sink's atomic_path would give the OSError dest's name."""
-    try:
-        return src.read(CHUNK)
-    except OSError as exc:
-        raise MirrorError(
-            f"cannot read {exc.filename or gz_path.stem} ({os_reason(exc)})"
-        ) from None
-
-
-def is_verified(path: Path, expected_sha256: str) -> bool:
-    """True when path exists and its content hashes to expected_sha256."""
-    if not path.is_file():
-        return False
-    with path.open("rb") as f:
-        return hashlib.file_digest(f, "sha256").hexdigest() == expected_sha256

@@ -1,9 +1,6 @@
-"""A .gz stream decompressed into a file that is put in place only once its SHA-256 matches.
-
-The file is written through fmnist.process.files.atomic_path: dest is absent or complete and
-verified, never half-written, and whatever was not put in place is removed (also on Ctrl-C).
-The local disk's refusals are LocalDiskError: no mirror can help with them.
-"""
+"""A .gz stream decompressed into a file put in place (process.files.atomic_path) only once its
+SHA-256 matches: dest is absent or complete and verified, never half-written (also on Ctrl-C).
+The local disk's refusals are LocalDiskError: no mirror can help with them."""
 
 from __future__ import annotations
 
@@ -24,8 +21,7 @@ INTERRUPTED_NOTE = "nothing kept of the partial file"
 
 
 class LocalDiskError(FmnistError):
-    """The local disk refused: the output folder or a file in it can't be made, written or
-    removed (read-only, full, permission, something in the way). No mirror can help."""
+    """The local disk refused to make, write or remove the output folder or a file in it."""
 
     exit_code = 9  # fmnist.process.failures.STORAGE_EXIT: a local file or folder refused
 
@@ -46,37 +42,36 @@ class GzSink:
     """Decompresses and hashes .gz chunks, writing the content to `out` (the file for dest)."""
 
     def __init__(self, out: BinaryIO, dest: Path, expected_sha256: str, source: str) -> None:
-        self.dest, self.expected, self._out = dest, expected_sha256, out
+        self.dest, self.expected, self.out = dest, expected_sha256, out
         self.prefix = f"{source}: " if source else ""
-        self._digest = hashlib.sha256()
-        self._inflate = zlib.decompressobj(wbits=31)  # 31: a gzip member
+        self.digest = hashlib.sha256()
+        self.inflate = zlib.decompressobj(wbits=31)  # 31: a gzip member
 
     def write(self, gz_chunk: bytes) -> None:
-        """Decompress, hash and write one chunk of the .gz stream."""
         try:
-            data = self._inflate.decompress(gz_chunk)
-            while self._inflate.eof and self._inflate.unused_data.strip(b"\0"):
-                rest, self._inflate = self._inflate.unused_data, zlib.decompressobj(wbits=31)
-                data += self._inflate.decompress(rest)  # gzip allows several members
+            data = self.inflate.decompress(gz_chunk)
+            while self.inflate.eof and self.inflate.unused_data.strip(b"\0"):
+                rest, self.inflate = self.inflate.unused_data, zlib.decompressobj(wbits=31)
+                data += self.inflate.decompress(rest)  # gzip allows several members
         except zlib.error as exc:
             raise DataIntegrityError(f"{self.prefix}not a valid gzip file ({exc})") from None
-        self._digest.update(data)
+        self.digest.update(data)
         try:
-            self._out.write(data)
+            self.out.write(data)
         except OSError as exc:
             raise local_error(self.dest, "write", exc) from None
 
     def finish(self) -> None:
         """Check the stream ended and its content hashes to the expected SHA-256."""
-        if not self._inflate.eof:
+        if not self.inflate.eof:
             raise DataIntegrityError(
                 f"{self.prefix}not a valid gzip file (it ends before the end-of-stream marker)"
             )
         try:
-            self._out.close()  # the last flush may be the write that finds the disk full
+            self.out.close()  # the last flush may be the write that finds the disk full
         except OSError as exc:
             raise local_error(self.dest, "write", exc) from None
-        if (got := self._digest.hexdigest()) != self.expected:
+        if (got := self.digest.hexdigest()) != self.expected:
             raise DataIntegrityError(
                 f"{self.prefix}SHA-256 of the content is {got}, expected {self.expected}"
             )
@@ -84,13 +79,9 @@ class GzSink:
 
 @contextlib.contextmanager
 def gz_sink(dest: Path, expected_sha256: str, source: str = "") -> Iterator[GzSink]:
-    """A GzSink for dest: when the block ends without an error, the stream must be complete
-    and verified, and the file is then put in place as dest; otherwise it is removed.
-
-    source names the .gz in DataIntegrityError's line. The local disk's refusals are
-    LocalDiskError; other errors raised in the block pass through (atomic_path gives an
-    OSError without a file name dest's: catch a source's read errors in the block).
-    """
+    """A GzSink for dest, put in place if the block ends complete and verified, else removed.
+    Errors raised in the block pass through, but atomic_path names dest in an OSError without
+    a file name: catch a source's read errors in the block."""
     created = placing = False
     try:
         with atomic_path(dest) as tmp:

@@ -1,12 +1,9 @@
 """Fetching one file from an http(s) mirror within the time limits of an HttpPolicy.
 
-Per file and mirror: connecting, the answer and every read get `timeout` seconds; from the
-first request on, retries and their waits included, the file must keep an average of
-`min_speed` after a grace of `timeout` seconds, i.e. its deadline is
-`timeout + bytes received / min_speed` seconds after the first request. httpx holds the
-per-step timeouts; a watchdog thread shuts the socket (handed over by httpx's trace extension)
-when the deadline passes, so no read (nor a trickled answer) outlasts it. A failure
-is a MirrorError; `drop` says whether the mirror is worth asking for the other files.
+Per file and mirror: connecting, the answer and every read get `timeout` seconds (httpx's
+timeouts), and the file's deadline, retries and waits included, is `timeout + bytes received /
+min_speed` seconds after the first request: a watchdog thread shuts the socket (handed over by
+httpx's trace extension) when it passes, so no read (nor a trickled answer) outlasts it.
 """
 
 from __future__ import annotations
@@ -17,6 +14,7 @@ import ssl
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -83,6 +81,8 @@ class _Budget:
     policy: HttpPolicy
     start: float = field(default_factory=time.monotonic)
     received: int = 0
+    sock: socket.socket | None = None
+    fired: bool = False
 
     def deadline(self) -> float:
         return self.start + self.policy.timeout + self.received / self.policy.min_speed
@@ -95,64 +95,57 @@ class _Budget:
             drop=True,
         )
 
-
-class _Watchdog:
-    """Shuts a socket down once the clock passes `deadline`: a blocked read returns at once."""
-
-    def __init__(self, deadline: float) -> None:
-        self.deadline, self.fired = deadline, False
-        self.sock: socket.socket | None = None
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="download-watchdog", daemon=True)
-
-    def __enter__(self) -> _Watchdog:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join()
-
     def trace(self, event: str, info: dict[str, Any]) -> None:
         """httpx's trace extension: watch the socket once connected (again once under TLS)."""
         if event.endswith((".connect_tcp.complete", ".start_tls.complete")):
             self.sock = info["return_value"].get_extra_info("socket")
 
-    def _run(self) -> None:
-        while not self._stop.wait(_TICK):
-            if self.sock is not None and time.monotonic() > self.deadline:
-                self.fired = True
-                with contextlib.suppress(OSError):  # the plain socket's, also under TLS
-                    socket.socket.shutdown(self.sock, socket.SHUT_RDWR)
-                return
+    @contextlib.contextmanager
+    def watchdog(self) -> Iterator[None]:
+        """A thread that shuts self.sock down once the clock passes the deadline."""
+        self.sock, self.fired, stop = None, False, threading.Event()
+
+        def watch() -> None:
+            while not stop.wait(_TICK):
+                if self.sock is not None and time.monotonic() > self.deadline():
+                    self.fired = True
+                    with contextlib.suppress(OSError):  # the plain socket's, also under TLS
+                        socket.socket.shutdown(self.sock, socket.SHUT_RDWR)
+                    return
+
+        thread = threading.Thread(target=watch, name="download-watchdog", daemon=True)
+        thread.start()
+        try:
+            yield
+        finally:
+            stop.set()
+            thread.join()
 
 
 class _Progress:
-    """Bytes and percent of one download on stderr: a tqdm bar on a terminal, else a line at
-    most every PROGRESS_EVERY seconds."""
+    """One download's progress on stderr: a tqdm bar on a terminal, else a line at times."""
 
     def __init__(self, url: str, enabled: bool) -> None:
         self.url, self.enabled = url, enabled
         self.size: int | None = None
         self.done, self.answered = 0, False
-        self._next = time.monotonic() + PROGRESS_EVERY
-        self._bar: Any = None
+        self.bar: Any = None
+        self.next = time.monotonic() + PROGRESS_EVERY
 
     def begin(self, size: int | None) -> None:
-        """The answer came: size is its Content-Length, if any."""
         self.size, self.answered = size, True
         if self.enabled and sys.stderr is not None and sys.stderr.isatty():
             from tqdm import tqdm
 
             name = self.url.rsplit("/", 1)[-1]
-            self._bar = tqdm(total=size, desc=name, unit="B", unit_scale=True, file=sys.stderr)
+            self.bar = tqdm(total=size, desc=name, unit="B", unit_scale=True, file=sys.stderr)
 
     def update(self, n: int) -> None:
         self.done += n
-        if self._bar is not None:
-            self._bar.update(n)
-        elif self.enabled and time.monotonic() >= self._next:
-            self._next = time.monotonic() + PROGRESS_EVERY
+        if self.bar is not None:
+            self.bar.update(n)
+        elif self.enabled and time.monotonic() >= self.next:
+            self.next = time.monotonic() + PROGRESS_EVERY
             print(f"download: {self.url}: {self.amount(True)}", file=sys.stderr, flush=True)
 
     def amount(self, percent: bool = False) -> str:
@@ -161,78 +154,59 @@ class _Progress:
         share = f" ({self.done / self.size:.0%})" if percent else ""
         return f"{human_bytes(self.done)} of {human_bytes(self.size)}{share}"
 
-    def close(self) -> None:
-        if self._bar is not None:
-            self._bar.close()
-
-
-def _content_length(resp: httpx.Response) -> int | None:
-    value = resp.headers.get("Content-Length", "")
-    return int(value) if value.isdigit() else None
-
-
-def _client(policy: HttpPolicy) -> httpx.Client:
-    """As urllib would: the system's CA certificates, proxies from the environment, redirects
-    followed, and the file's bytes as stored (no Content-Encoding)."""
-    return httpx.Client(
-        verify=ssl.create_default_context(), timeout=policy.timeout, follow_redirects=True,
-        headers={"Accept-Encoding": "identity"},
-    )  # fmt: skip
-
 
 def _attempt(url: str, sink: GzSink, budget: _Budget) -> None:
     """One GET of url into sink, within budget; failures are MirrorError."""
     policy = budget.policy
     progress = _Progress(url, policy.progressbar)
-    with _Watchdog(budget.deadline()) as dog, _client(policy) as client:
+    # As urllib would: the system's CA certificates, proxies from the environment, redirects
+    # followed, and the file's bytes as stored (no Content-Encoding).
+    client = httpx.Client(
+        verify=ssl.create_default_context(), timeout=policy.timeout, follow_redirects=True,
+        headers={"Accept-Encoding": "identity"},
+    )  # fmt: skip
+    with budget.watchdog(), client:
         try:
-            with client.stream("GET", url, extensions={"trace": dog.trace}) as resp:
+            with client.stream("GET", url, extensions={"trace": budget.trace}) as resp:
                 if resp.is_error:
                     busy = resp.status_code in (408, 425, 429) or resp.status_code >= 500
                     reason = f"HTTP {resp.status_code} {resp.reason_phrase}"
                     raise MirrorError(reason, retry=busy, drop=busy)  # 404 & co: this file only
-                progress.begin(_content_length(resp))
+                length = resp.headers.get("Content-Length", "")
+                progress.begin(int(length) if length.isdigit() else None)
                 for chunk in resp.iter_raw():  # as the network gives it (64 kB at most)
                     budget.received += len(chunk)
-                    dog.deadline = budget.deadline()
                     sink.write(chunk)
                     progress.update(len(chunk))
         except (httpx.HTTPError, httpx.InvalidURL) as exc:
-            raise _transport_failure(exc, dog, budget, progress) from None
+            raise _transport_failure(exc, budget, progress) from None
         finally:
-            progress.close()
-    if dog.fired and progress.size is None:  # without a Content-Length, a shut socket is an end
+            if progress.bar is not None:
+                progress.bar.close()
+    if budget.fired and progress.size is None:  # without a Content-Length, a shut socket ends
         raise budget.too_slow()
 
 
-def _transport_failure(
-    exc: Exception, dog: _Watchdog, budget: _Budget, progress: _Progress
-) -> MirrorError:
+def _transport_failure(exc: Exception, budget: _Budget, progress: _Progress) -> MirrorError:
     """What went wrong below HTTP: before the answer (connecting, waiting) or while reading."""
     waited = f"{budget.policy.timeout:g} s"
-    answered = progress.answered
-    if not answered and (dog.fired or isinstance(exc, httpx.TimeoutException)):
+    if not progress.answered and (budget.fired or isinstance(exc, httpx.TimeoutException)):
         what = "connection" if isinstance(exc, httpx.ConnectTimeout) else "answer"
         return MirrorError(f"stalled (no {what} in {waited})", drop=True)
-    if dog.fired:
+    if budget.fired:
         return budget.too_slow()
     if isinstance(exc, httpx.TimeoutException):
         return MirrorError(f"stalled (no byte for {waited} after {progress.amount()})", drop=True)
-    cause = _os_error(exc)
+    cause: BaseException | None = exc  # the OSError below httpx's and httpcore's chain, if any
+    while cause is not None and not isinstance(cause, OSError):
+        cause = cause.__cause__ or cause.__context__
     text = os_reason(cause) if cause else " ".join(str(exc).split()) or type(exc).__name__
     if isinstance(cause, socket.gaierror):
         return MirrorError(f"cannot resolve the host ({text})", drop=True)
     if isinstance(exc, httpx.ConnectError):
         return MirrorError(f"cannot connect ({text})", retry=True, drop=True)
-    if not answered:
+    if not progress.answered:
         return MirrorError(f"no valid HTTP answer ({text})", retry=True, drop=True)
     if progress.size is not None and progress.done < progress.size:
         text = "then the connection closed"
     return MirrorError(f"cut short ({progress.amount()}, {text})", retry=True, drop=True)
-
-
-def _os_error(exc: BaseException | None) -> OSError | None:
-    """The OSError below httpx's exception, if any (httpx and httpcore chain theirs)."""
-    while exc is not None and not isinstance(exc, OSError):
-        exc = exc.__cause__ or exc.__context__
-    return exc

@@ -12,15 +12,12 @@ _UBYTE = 0x08
 
 def parse_idx(data: bytes, *, ndim: int, source: str = "IDX data") -> np.ndarray:
     """Decode IDX bytes holding unsigned bytes of `ndim` dimensions into a read-only array."""
-    if len(data) < 4:
-        raise DataIntegrityError(f"{source}: {len(data)} bytes is too short for an IDX header")
-    zero, dtype_code, got_ndim = int.from_bytes(data[:2], "big"), data[2], data[3]
-    if zero != 0 or dtype_code != _UBYTE or got_ndim != ndim:
+    magic, header = bytes([0, 0, _UBYTE, ndim]), 4 + 4 * ndim
+    if len(data) >= 4 and data[:4] != magic:
         raise DataIntegrityError(
             f"{source}: bad magic number 0x{data[:4].hex()}, "
-            f"expected 0x0000{_UBYTE:02x}{ndim:02x} (unsigned bytes, {ndim} dimensions)"
+            f"expected 0x{magic.hex()} (unsigned bytes, {ndim} dimensions)"
         )
-    header = 4 + 4 * ndim
     if len(data) < header:
         raise DataIntegrityError(f"{source}: {len(data)} bytes is too short for an IDX header")
     shape = tuple(int.from_bytes(data[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim))
@@ -37,9 +34,8 @@ def encode_idx(array: np.ndarray) -> bytes:
     """Encode a uint8 array as IDX bytes (the inverse of parse_idx)."""
     if array.dtype != np.uint8:
         raise ValueError(f"IDX encoding here is for uint8 arrays, got {array.dtype}")
-    header = bytes([0, 0, _UBYTE, array.ndim])
     dims = b"".join(int(d).to_bytes(4, "big") for d in array.shape)
-    return header + dims + np.ascontiguousarray(array).tobytes()
+    return bytes([0, 0, _UBYTE, array.ndim]) + dims + np.ascontiguousarray(array).tobytes()
 
 
 def check_pair(images: np.ndarray, labels: np.ndarray, source: str) -> None:

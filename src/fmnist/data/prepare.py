@@ -1,5 +1,5 @@
-"""The prepare stage: data/raw's IDX files -> data/prepared/{train,val,test}.npz, split 80/20
-as the tutorial does; raw pixels, scaled by 255 as the model's input step (core.split)."""
+"""The prepare stage: data/raw's IDX files -> data/prepared/{train,val,test}.npz, the training
+images split 80/20 as the tutorial does, as raw pixels (data.splits)."""
 
 from __future__ import annotations
 
@@ -23,27 +23,25 @@ def run(params: Params, raw_dir: Path, out_dir: Path) -> dict[str, int]:
     """data/prepared/{train,val,test}.npz; returns each split's size."""
     images, labels = read_raw(raw_dir, "train")  # (60000, 28, 28) uint8, (60000,) uint8
     train_rows, val_rows = split_indices(labels, params.prepare)
-    sizes = {}
-    for split, rows in (("train", train_rows), ("val", val_rows)):
-        part = make_split(images, labels, rows)  # x (n, 28, 28) uint8 pixels
+    parts = {
+        "train": make_split(images, labels, train_rows),
+        "val": make_split(images, labels, val_rows),
+        "test": make_split(*read_raw(raw_dir, "test")),
+    }
+    for split, part in parts.items():
         save_split(out_dir / f"{split}.npz", part.x, part.y)
-        sizes[split] = int(part.y.shape[0])
-    test = make_split(*read_raw(raw_dir, "test"))
-    save_split(out_dir / "test.npz", test.x, test.y)
-    sizes["test"] = int(test.y.shape[0])
-    return sizes
+    return {split: int(part.y.shape[0]) for split, part in parts.items()}
 
 
 def read_raw(raw_dir: Path, split: str) -> tuple[np.ndarray, np.ndarray]:
     """(n, 28, 28) uint8 images and (n,) uint8 labels of a raw split, checked."""
-    images_name, labels_name = RAW_FILES[split]
     arrays = []
-    for name, ndim in ((images_name, 3), (labels_name, 1)):
+    for name, ndim in zip(RAW_FILES[split], (3, 1), strict=True):
         path = raw_dir / name
         try:
             data = path.read_bytes()
         except FileNotFoundError:
             raise DataIntegrityError(f"{path}: missing (run `dvc repro download` first)") from None
         arrays.append(parse_idx(data, ndim=ndim, source=str(path)))
-    check_pair(arrays[0], arrays[1], source=str(raw_dir / images_name))
+    check_pair(arrays[0], arrays[1], source=str(raw_dir / RAW_FILES[split][0]))
     return arrays[0], arrays[1]

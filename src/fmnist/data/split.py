@@ -1,9 +1,4 @@
-"""The tutorial's split of its training images, kept as raw pixels.
-
-Scaling by 255 is the model's input step (fmnist_model.images.scale_images): training feeds
-x / 255 batch by batch, evaluation and serving scale the same way, so there is one place that
-scales and the prepared splits stay uint8 (a quarter of float32's size on disk and in DVC).
-"""
+"""The tutorial's split of its training images, kept as raw uint8 pixels (see data.splits)."""
 
 from __future__ import annotations
 
@@ -27,17 +22,14 @@ def split_indices(labels: np.ndarray, cfg: PrepareConfig) -> tuple[np.ndarray, n
     from sklearn.model_selection import train_test_split
 
     rows = np.arange(labels.shape[0])
+    stratify = labels if cfg.stratify else None
     train_rows, val_rows = train_test_split(
-        rows,
-        test_size=cfg.val_size,
-        random_state=cfg.seed,
-        stratify=labels if cfg.stratify else None,
+        rows, test_size=cfg.val_size, random_state=cfg.seed, stratify=stratify
     )
     return train_rows, val_rows
 
 
 def make_split(images: np.ndarray, labels: np.ndarray, rows: np.ndarray | None = None) -> Split:
     """Rows (all when None) of uint8 images and their labels, as uint8 copies."""
-    if rows is None:
-        return Split(images.astype(np.uint8, copy=True), labels.astype(np.uint8, copy=True))
-    return Split(images[rows].astype(np.uint8), labels[rows].astype(np.uint8))
+    picked = slice(None) if rows is None else rows
+    return Split(images[picked].astype(np.uint8), labels[picked].astype(np.uint8))

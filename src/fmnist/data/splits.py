@@ -1,10 +1,7 @@
 """The prepared splits on disk: data/prepared/{train,val,test}.npz, written and read back
-checked (x uint8 (n, 28, 28) raw pixels 0-255, y uint8 (n,) labels 0-9).
-
-Raw pixels, not x / 255: the model's input step scales (fmnist_model.images.scale_images), as
-in training, evaluation and serving alike; and a quarter of float32's bytes to write, hash,
-cache and read.
-"""
+checked. Raw uint8 pixels, not x / 255: the model's input step scales
+(fmnist_model.images.scale_images) in training, evaluation and serving alike, and the files
+hold a quarter of float32's bytes to write, hash, cache and read."""
 
 from __future__ import annotations
 
@@ -17,8 +14,6 @@ from fmnist.process.errors import DataIntegrityError
 from fmnist.process.files import atomic_path
 from fmnist_model.images import CLASS_NAMES, IMAGE_SHAPE
 
-SPLITS = ("train", "val", "test")
-
 
 def save_split(dest: Path, x: np.ndarray, y: np.ndarray) -> None:
     """x (n, 28, 28) uint8, y (n,) uint8 -> an uncompressed .npz, written atomically."""
@@ -27,8 +22,7 @@ def save_split(dest: Path, x: np.ndarray, y: np.ndarray) -> None:
 
 
 def load_split(path: Path) -> tuple[np.ndarray, np.ndarray]:
-    """Read a prepared split and check it is what prepare writes: x uint8 (n, 28, 28) pixels,
-    y uint8 (n,) labels 0-9 (DataIntegrityError naming the file otherwise)."""
+    """x uint8 (n, 28, 28) pixels, y uint8 (n,) labels 0-9 from a prepared split, checked."""
     try:
         with np.load(path, allow_pickle=False) as archive:
             x, y = archive["x"], archive["y"]

@@ -14,6 +14,7 @@ from pydantic import (
     ConfigDict,
     Field,
     ValidationError,
+    ValidationInfo,
     ValidatorFunctionWrapHandler,
     WrapValidator,
     field_validator,
@@ -46,9 +47,8 @@ SEED_END = 2**32  # NumPy's, scikit-learn's and Optuna's seeds are below it (els
 
 
 def _whole(value: Any, handler: ValidatorFunctionWrapHandler) -> int:
-    """A whole number as written: 5.0, 1e9, 5.5, true and "5" are refused (lax int takes all
-    but 5.5), NumPy's ints pass. Not strict int: a whole float meets the bounds first, so 1e9
-    epochs says how many are allowed."""
+    """A whole number as written: 5.0, 1e9, 5.5, true and "5" are refused, NumPy's ints pass
+    (not strict int: a whole float meets the bounds first, so 1e9 epochs says the bound)."""
     if isinstance(value, float) and value.is_integer():
         handler(value)  # 1e9 epochs: "less than or equal to 1000"
         raise ValueError("Input should be a whole number, written without a decimal point")
@@ -66,16 +66,15 @@ Seed = Annotated[int, Field(ge=0, lt=SEED_END), _WHOLE]
 
 
 class _Frozen(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True)
 
 
 class DownloadConfig(_Frozen):
     mirrors: tuple[str, ...] = Field(default=DEFAULT_MIRRORS, min_length=1)
-    # Per file and HTTP mirror: `timeout` s to connect, for the answer and between two reads;
-    # done within timeout + bytes received / min_speed s of the first request, retries included.
+    # fmnist.data.http_fetch.HttpPolicy says what these limit
     timeout: Annotated[float, Field(gt=0)] = 10.0  # seconds
-    retries: Annotated[int, Field(ge=0, le=10), _WHOLE] = 3  # extra attempts per HTTP mirror
-    min_speed: Annotated[float, Field(gt=0)] = 50_000  # bytes/s, averaged
+    retries: Annotated[int, Field(ge=0, le=10), _WHOLE] = 3
+    min_speed: Annotated[float, Field(gt=0)] = 50_000  # bytes/s
 
 
 class PrepareConfig(_Frozen):
@@ -88,8 +87,7 @@ class LayerConfig(_Frozen):
     units: Units
     activation: Activation
     name: str | None = None
-    # Beyond the tutorial (the search uses them; the defaults add nothing): the output batch-
-    # normalised before the activation, and dropped at this rate after it (in training only).
+    # beyond the tutorial (the search's; the defaults add nothing): see training.model
     batch_norm: bool = False
     dropout: Dropout = 0.0
 
@@ -114,15 +112,12 @@ class ModelConfig(_Frozen):
 class TrainConfig(_Frozen):
     optimizer: Optimizer = "rmsprop"
     learning_rate: Annotated[float, Field(gt=0)] = 0.001
-    # constant: learning_rate throughout (the tutorial); cosine: from learning_rate down to 0
-    # along a cosine over all the training's steps
     schedule: Schedule = "constant"
     momentum: Annotated[float, Field(ge=0, lt=1)] = 0.0  # sgd only
     epochs: Epochs = 5
     batch_size: BatchSize = 32
     seed: Seed = 42
-    # Batches per call into the compiled graph: the same math without the Python overhead per
-    # batch (fit ~2.4x faster here); progress updates that often. (No epoch has more batches.)
+    # batches per call into the compiled graph: the same math, fit ~2.4x faster here
     steps_per_execution: Annotated[int, Field(gt=0, le=MAX_ROWS), _WHOLE] = 100
 
 
@@ -132,28 +127,23 @@ class EvaluateConfig(_Frozen):
 
 class RegisterConfig(_Frozen):
     model_name: str = Field(default="fashion-mnist", min_length=1, pattern=r"^[\w.\-]+$")
-    # promotion to `champion`: test accuracy at least min_accuracy, and more than min_delta
-    # above the current champion's
+    # promotion to `champion`: test accuracy >= min_accuracy and > the champion's + min_delta
     min_accuracy: Annotated[float, Field(ge=0, le=1)] = 0.80
     min_delta: Annotated[float, Field(ge=0, le=1)] = 0.001
 
 
 class ScoreConfig(_Frozen):
-    # MLflow experiment of batch scoring runs (one run per scored batch), apart from training's
     experiment: str = Field(default="fashion-mnist-batch-score", min_length=1)
     batch_size: BatchSize = 1000  # images per prediction call
 
 
 class MonitorConfig(_Frozen):
-    # A batch drifted when at least drift_share of its features did; a feature, when its
-    # distance reaches feature_threshold (Wasserstein normed for numbers, Jensen-Shannon for
-    # the predicted class).
+    # a batch drifted when at least drift_share of its features did (monitoring.drift)
     drift_share: Annotated[float, Field(gt=0, le=1)] = 0.5
     feature_threshold: Annotated[float, Field(gt=0)] = 0.1
-    # sample of the training split (at most MAX_ROWS, the whole training set)
     reference_rows: Annotated[int, Field(ge=100, le=MAX_ROWS), _WHOLE] = 10000
-    # Smaller batches are scored but not judged: on the test set, 200 random images drifted
-    # by sampling noise alone in 2 draws of 5, 1000 images in none.
+    # Smaller batches are not judged: on the test set, 200 random images drifted by sampling
+    # noise alone in 2 draws of 5, 1000 images in none.
     min_rows: Annotated[int, Field(gt=0, le=MAX_ROWS), _WHOLE] = 1000
     seed: Seed = 42
     # started (not awaited) when a batch drifted; "" never retrains
@@ -168,38 +158,30 @@ def _ordered(pair: tuple[Any, Any]) -> tuple[Any, Any]:
 
 T = TypeVar("T")
 Range = Annotated[tuple[T, T], AfterValidator(_ordered)]  # [low, high], both included
+NonEmpty = Annotated[tuple[T, ...], Field(min_length=1)]
 
 
 class SearchSpace(_Frozen):
     """What `fmnist search` may try: plain Dense networks the model section can express."""
 
     # Each end has the type of the param it is tried as: no trial gets a value params refuse.
-    layers: Range[Depth] = (1, 4)  # hidden layers
+    layers: Range[Depth] = (1, 4)
     units: Range[Units] = (32, 1024)  # per layer, log scale
-    activations: tuple[Activation, ...] = Field(
-        default=("relu", "elu", "gelu", "tanh"), min_length=1
-    )
+    activations: NonEmpty[Activation] = ("relu", "elu", "gelu", "tanh")
     dropout: Range[float] = (0.0, 0.5)  # per layer
-    batch_norm: tuple[bool, ...] = Field(default=(False, True), min_length=1)
-    optimizers: tuple[Optimizer, ...] = Field(
-        default=("sgd", "adagrad", "rmsprop", "adam"), min_length=1
-    )
+    batch_norm: NonEmpty[bool] = (False, True)
+    optimizers: NonEmpty[Optimizer] = ("sgd", "adagrad", "rmsprop", "adam")
     learning_rate: Range[float] = (1e-4, 1e-2)  # log scale
-    schedules: tuple[Schedule, ...] = Field(default=("constant", "cosine"), min_length=1)
-    batch_sizes: tuple[BatchSize, ...] = Field(default=(32, 64, 128, 256), min_length=1)
+    schedules: NonEmpty[Schedule] = ("constant", "cosine")
+    batch_sizes: NonEmpty[BatchSize] = (32, 64, 128, 256)
     epochs: Range[Epochs] = (5, 40)
 
-    @field_validator("learning_rate")
+    @field_validator("learning_rate", "dropout")
     @classmethod
-    def _positive(cls, pair: tuple[float, float]) -> tuple[float, float]:
-        if pair[0] <= 0:
+    def _in_bounds(cls, pair: tuple[float, float], info: ValidationInfo) -> tuple[float, float]:
+        if info.field_name == "learning_rate" and pair[0] <= 0:
             raise ValueError(f"must be above 0, got [{pair[0]}, {pair[1]}]")
-        return pair
-
-    @field_validator("dropout")
-    @classmethod
-    def _a_rate(cls, pair: tuple[float, float]) -> tuple[float, float]:
-        if pair[0] < 0 or pair[1] >= 1:
+        if info.field_name == "dropout" and (pair[0] < 0 or pair[1] >= 1):
             raise ValueError(f"a rate in [0, 1), got [{pair[0]}, {pair[1]}]")
         return pair
 
@@ -208,12 +190,10 @@ class SearchConfig(_Frozen):
     """`fmnist search`: an Optuna study (TPE sampler, median pruner on val_accuracy)."""
 
     study: str = Field(default="fashion-mnist-search", min_length=1, pattern=r"^[\w.\-]+$")
-    # per invocation: running it again adds as many to the study
     trials: Annotated[int, Field(gt=0, le=MAX_TRIALS), _WHOLE] = 30
     timeout: Annotated[float, Field(ge=0)] = 3600  # seconds; no new trial starts after it (0: none)
     seed: Seed = 42  # the sampler's
     startup_trials: Annotated[int, Field(ge=0), _WHOLE] = 5  # random trials before TPE and pruning
-    # no trial is pruned before this epoch
     warmup_epochs: Annotated[int, Field(ge=0, le=MAX_EPOCHS), _WHOLE] = 3
     # The best is trained again through DVC with prepare.val_size this small (more of the
     # data to learn from, still a held-out check); None: the split the trials had.
@@ -226,8 +206,6 @@ class TrackingConfig(_Frozen):
 
 
 class Params(_Frozen):
-    model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True)
-
     download: DownloadConfig = DownloadConfig()
     prepare: PrepareConfig = PrepareConfig()
     model: ModelConfig = ModelConfig()
@@ -242,23 +220,19 @@ class Params(_Frozen):
 
 
 def parse_params(raw: Mapping[str, Any] | None, source: str = "params.yaml") -> Params:
-    """Validate a mapping into Params; any problem is one ConfigError line naming the key."""
+    """Validate a mapping into Params; any problem is one ConfigError line naming each bad key,
+    what it holds and what is allowed."""
     try:
         return Params.model_validate(dict(raw or {}))
     except ValidationError as exc:
-        raise ConfigError(f"{source}: {describe_errors(exc)}") from None
-
-
-def describe_errors(exc: ValidationError) -> str:
-    """One line: each bad key, what it holds and what is allowed."""
-    parts = []
-    for err in exc.errors(include_url=False):
-        key, got = ".".join(str(p) for p in err["loc"]), err.get("input")
-        message = str(err["msg"]).removeprefix("Value error, ")  # our validators' own words
-        shown = "" if isinstance(got, dict | list) else f" (got {got!r})"
-        unknown = err["type"] == "extra_forbidden"
-        parts.append(f"{key}: unknown key" if unknown else f"{key}: {message}{shown}")
-    return "; ".join(parts)
+        parts = []
+        for err in exc.errors(include_url=False):
+            key, got = ".".join(str(p) for p in err["loc"]), err.get("input")
+            message = str(err["msg"]).removeprefix("Value error, ")  # our validators' own words
+            shown = "" if isinstance(got, dict | list) else f" (got {got!r})"
+            unknown = err["type"] == "extra_forbidden"
+            parts.append(f"{key}: unknown key" if unknown else f"{key}: {message}{shown}")
+        raise ConfigError(f"{source}: {'; '.join(parts)}") from None
 
 
 def load_params(path: Path, overrides: Mapping[str, Any] | None = None) -> Params:

@@ -30,11 +30,8 @@ def hidden_layers(
     layer keeps its name, added ones take the last one's activation and no name."""
     layers = [dict(layer) for layer in current]
     if units is not None:
-        template = {"activation": layers[-1]["activation"]} if layers else {}
-        layers = [
-            {**(layers[i] if i < len(layers) else template), "units": n}
-            for i, n in enumerate(units)
-        ]
+        added = {"activation": layers[-1]["activation"]} if layers else {}
+        layers = [{**(layers[i:] or [added])[0], "units": n} for i, n in enumerate(units)]
     if activation is not None:
         layers = [{**layer, "activation": activation} for layer in layers]
     return [{k: v for k, v in layer.items() if v is not None} for layer in layers]
@@ -44,17 +41,14 @@ def dotted_overrides(
     overrides: RunOverrides, current_hidden: Sequence[Mapping[str, Any]]
 ) -> dict[str, Any]:
     """{'train.epochs': 1, 'model.hidden': [...]}: only what the run changes."""
-    dotted: dict[str, Any] = {
-        key: value
-        for key, value in (
-            ("train.epochs", overrides.epochs),
-            ("train.batch_size", overrides.batch_size),
-            ("train.optimizer", overrides.optimizer),
-            ("train.learning_rate", overrides.learning_rate),
-            ("model.name", overrides.model_name),
-        )
-        if value is not None
+    changed = {
+        "train.epochs": overrides.epochs,
+        "train.batch_size": overrides.batch_size,
+        "train.optimizer": overrides.optimizer,
+        "train.learning_rate": overrides.learning_rate,
+        "model.name": overrides.model_name,
     }
+    dotted: dict[str, Any] = {key: value for key, value in changed.items() if value is not None}
     if overrides.hidden_units is not None or overrides.hidden_activation is not None:
         dotted["model.hidden"] = hidden_layers(
             current_hidden, overrides.hidden_units, overrides.hidden_activation

@@ -8,13 +8,12 @@ import shutil
 import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any
 
 from fmnist.data.splits import load_split
 from fmnist.params.config import Params
 from fmnist.pipeline import records
-from fmnist.pipeline.records import read_trained
 from fmnist.process import layout
 from fmnist.process.errors import DataIntegrityError
 from fmnist.process.files import atomic_path, write_csv, write_json
@@ -39,8 +38,8 @@ class EvaluateOutputs:
 
 
 def load_model(path: Path) -> Any:
-    """The saved .keras file, loaded as every registered version loads it to serve (the
-    same function, backend and options), so the test metrics are the served model's."""
+    """The saved .keras file, loaded as every registered version loads it to serve, so the
+    test metrics are the served model's."""
     from fmnist.process.keras_compat import load_keras
     from fmnist_model.keras_file import load_keras_model
 
@@ -61,29 +60,26 @@ def run(
     out: EvaluateOutputs,
     tracking_uri: str,
 ) -> dict[str, float]:
-    """Test metrics, per-class report and confusion matrix, to files and to the training's
-    run (with the training curves and the test split); returns test_loss, test_accuracy."""
+    """The stage's outputs and the training's run's additions; returns the headline metrics."""
     from fmnist.training.metrics import confusion_figure, evaluate_predictions
 
     x_test, y_test = load_split(data_dir / "test.npz")  # (n, 28, 28) uint8 pixels, (n,) uint8
-    trained = read_trained(trained_path)
+    trained = records.read_trained(trained_path)
     model = load_model(model_path)
     x = model_features(x_test, len(model.input_shape))  # x / 255 in the model's input form
     proba = model.predict(x, batch_size=params.evaluate.batch_size, verbose=0)  # (n, 10)
     result = evaluate_predictions(y_test, proba)
-    headline = {"test_loss": result.test_loss, "test_accuracy": result.test_accuracy}
-    write_json(out.metrics, headline)
+    write_json(out.metrics, result.headline)
     write_json(out.classes, result.per_class)
     names = [
         [CLASS_NAMES[a], CLASS_NAMES[p]] for a, p in zip(y_test, result.predicted, strict=True)
     ]
     write_csv(out.confusion_csv, ["actual", "predicted"], names)
-    figure = confusion_figure(result.confusion)
     with atomic_path(out.confusion_png) as tmp:
-        figure.savefig(tmp, format="png")
+        confusion_figure(result.confusion).savefig(tmp, format="png")
     test_input = split_input(data_dir, "test", trained[records.DATA_TAG], len(y_test))
     track_evaluation(tracking_uri, trained["run_id"], result, out.confusion_png, test_input)
-    return headline
+    return result.headline
 
 
 def track_evaluation(
@@ -95,31 +91,23 @@ def track_evaluation(
 ) -> None:
     """The evaluation added to the training's run without reopening it (the run stays
     FINISHED whatever happens here; an interrupted evaluate cannot end it FAILED or leave it
-    RUNNING): test metrics, per-class report, the confusion matrix, the training curves
-    (from the run's per-epoch metrics) and the test split as a dataset."""
+    RUNNING), with the training curves drawn from the run's per-epoch metrics."""
     from fmnist.training.metrics import flat_class_metrics
 
     history = tracking.metric_history(tracking_uri, run_id, CURVES)
-    headline = {"test_loss": result.test_loss, "test_accuracy": result.test_accuracy}
+    confusion = PurePosixPath(layout.CONFUSION_ARTIFACT)
+    curves = PurePosixPath(layout.CURVES_ARTIFACT)
     with tempfile.TemporaryDirectory() as tmp:
-        confusion, confusion_dir = _staged(Path(tmp), layout.CONFUSION_ARTIFACT)
-        shutil.copyfile(confusion_png, confusion)
-        curves, curves_dir = _staged(Path(tmp), layout.CURVES_ARTIFACT)
-        curves_figure(history).savefig(curves, format="png")
+        shutil.copyfile(confusion_png, Path(tmp, confusion.name))
+        curves_figure(history).savefig(Path(tmp, curves.name), format="png")
         tracking.log_to_run(
             tracking_uri,
             run_id,
-            metrics={**headline, **flat_class_metrics(result.per_class)},
+            metrics={**result.headline, **flat_class_metrics(result.per_class)},
             dicts={layout.CLASSES_ARTIFACT: result.per_class},
-            files=[(confusion, confusion_dir), (curves, curves_dir)],
+            files=[(Path(tmp, a.name), str(a.parent)) for a in (confusion, curves)],
         )
     log_datasets(tracking_uri, run_id, [test_input])
-
-
-def _staged(folder: Path, artifact: str) -> tuple[Path, str]:
-    """Where to write a file logged as artifact (named as its last part), and its folder."""
-    artifact_dir, name = artifact.rsplit("/", 1)
-    return folder / name, artifact_dir
 
 
 def curves_figure(history: Mapping[str, Sequence[float]]) -> Any:

@@ -27,10 +27,6 @@ def seed_everything(seed: int) -> None:
     load_keras().utils.set_random_seed(seed)
 
 
-def steps_per_epoch(train_rows: int, batch_size: int) -> int:
-    return -(-train_rows // batch_size)  # the last batch may be short
-
-
 def learning_rate(
     cfg: TrainConfig, train_rows: int
 ) -> float | keras.optimizers.schedules.LearningRateSchedule:
@@ -39,29 +35,22 @@ def learning_rate(
         return cfg.learning_rate
     import keras
 
-    total = cfg.epochs * steps_per_epoch(train_rows, cfg.batch_size)
+    total = cfg.epochs * -(-train_rows // cfg.batch_size)  # the last batch may be short
     return keras.optimizers.schedules.CosineDecay(cfg.learning_rate, decay_steps=total)
 
 
 def make_optimizer(cfg: TrainConfig, train_rows: int) -> keras.optimizers.Optimizer:
-    """The optimizer named in params, with its learning rate (a schedule over train_rows rows
-    per epoch, if cfg says cosine) and momentum for sgd."""
+    """The optimizer named in params, with its learning rate (or schedule), momentum for sgd."""
     import keras
 
-    rate = learning_rate(cfg, train_rows)
-    if cfg.optimizer == "sgd":
-        return keras.optimizers.SGD(learning_rate=rate, momentum=cfg.momentum)
-    factory = {
-        "adagrad": keras.optimizers.Adagrad,
-        "rmsprop": keras.optimizers.RMSprop,
-        "adam": keras.optimizers.Adam,
-    }[cfg.optimizer]
-    return factory(learning_rate=rate)
+    extra = {"momentum": cfg.momentum} if cfg.optimizer == "sgd" else {}
+    names = {"sgd": "SGD", "adagrad": "Adagrad", "rmsprop": "RMSprop", "adam": "Adam"}
+    optimizer = getattr(keras.optimizers, names[cfg.optimizer])
+    return optimizer(learning_rate=learning_rate(cfg, train_rows), **extra)
 
 
 def compile_model(model: keras.Model, cfg: TrainConfig, train_rows: int) -> None:
-    """The tutorial's compile: sparse categorical cross-entropy and accuracy (train_rows:
-    the training split's size, which a cosine schedule spreads over)."""
+    """The tutorial's compile (train_rows: what a cosine schedule spreads over)."""
     model.compile(
         optimizer=make_optimizer(cfg, train_rows),
         loss="sparse_categorical_crossentropy",
@@ -79,12 +68,9 @@ def pixel_batches(
 ) -> tf.data.Dataset:
     """Batches of (pixels / 255 in the model's input shape, labels), scaled as they are fed.
 
-    The model sees scale_images(pixels) (the tutorial's x / 255 as float32, bit for bit),
-    while the data stays in memory as uint8: a quarter of the size, and no float copy for
-    Keras to make (the arrays are copied into tensors once; drop them after). With shuffle,
-    every epoch draws a new permutation of all rows; under a seed the sequence of
-    permutations repeats. (Keras' own array input, seeded, repeats one permutation every
-    epoch.)
+    The model sees scale_images(pixels) bit for bit while the data stays uint8 in memory (a
+    quarter of float32's size). With shuffle, every epoch draws a new permutation of all rows,
+    repeatably under a seed (Keras' own array input, seeded, repeats one permutation).
     """
     import tensorflow as tf
 
@@ -131,8 +117,7 @@ def fit_model(
     verbose: str | int = "auto",
     callbacks: Sequence[keras.callbacks.Callback] = (),
 ) -> dict[str, list[float]]:
-    """Fit on the train batches, validate on the val batches each epoch (training_batches);
-    return the per-epoch history. callbacks: e.g. the progress a person reads (console)."""
+    """Fit on the train batches, validate on the val batches each epoch; the history."""
     import keras
 
     hooks = [
@@ -153,20 +138,18 @@ def fit_model(
 
 
 N_CLASSES = len(CLASS_NAMES)
-CHANCE = 1 / N_CLASSES
 CHANCE_FACTOR = 1.5  # a last val_accuracy at or below 1.5 x chance is no model
 
 
 def check_converged(
     losses: Sequence[float], val_accuracies: Sequence[float], cfg: TrainConfig
 ) -> None:
-    """A loss that became NaN or infinite, or a last validation accuracy at chance level, is a
-    diverged training, never a model to register (TrainingError with the hint)."""
+    """A non-finite loss or a last val_accuracy at chance level is a TrainingError."""
     hint = f"({cfg.optimizer}, learning_rate {cfg.learning_rate}); lower train.learning_rate"
     for epoch, loss in enumerate(losses, start=1):
         if not np.isfinite(loss):
             raise TrainingError(f"training diverged: loss {loss} at epoch {epoch} {hint}")
-    if val_accuracies and val_accuracies[-1] <= CHANCE_FACTOR * CHANCE:
+    if val_accuracies and val_accuracies[-1] <= CHANCE_FACTOR * (1 / N_CLASSES):
         raise TrainingError(
             f"training diverged: val_accuracy {val_accuracies[-1]:.4f} after epoch "
             f"{len(val_accuracies)} is chance level (<= {CHANCE_FACTOR} x 1/{N_CLASSES}) {hint}"

@@ -20,6 +20,10 @@ class Evaluation:
     confusion: np.ndarray  # (10, 10) int, rows = actual, columns = predicted
     predicted: np.ndarray  # (n,) predicted class per test image
 
+    @property
+    def headline(self) -> dict[str, float]:
+        return {"test_loss": self.test_loss, "test_accuracy": self.test_accuracy}
+
 
 def cross_entropy(y_true: np.ndarray, proba: np.ndarray) -> float:
     """Mean sparse categorical cross-entropy, as Keras computes it."""
@@ -37,13 +41,8 @@ def evaluate_predictions(y_true: np.ndarray, proba: np.ndarray) -> Evaluation:
         y_true, predicted, labels=labels, zero_division=0
     )
     per_class = {
-        name: {
-            "precision": float(precision[i]),
-            "recall": float(recall[i]),
-            "f1": float(f1[i]),
-            "support": int(support[i]),
-        }
-        for i, name in enumerate(CLASS_NAMES)
+        name: {"precision": float(p), "recall": float(r), "f1": float(f), "support": int(n)}
+        for name, p, r, f, n in zip(CLASS_NAMES, precision, recall, f1, support, strict=True)
     }
     return Evaluation(
         test_loss=cross_entropy(y_true, proba),
@@ -54,15 +53,10 @@ def evaluate_predictions(y_true: np.ndarray, proba: np.ndarray) -> Evaluation:
     )
 
 
-def metric_key(name: str) -> str:
-    """A class name as an MLflow/DVC-friendly key: 'T-shirt/top' -> 't-shirt_top'."""
-    return name.lower().replace("/", "_").replace(" ", "_")
-
-
 def flat_class_metrics(per_class: dict[str, dict[str, float]]) -> dict[str, float]:
-    """{'test_precision_coat': 0.8, ...} for trackers that take flat metric names."""
+    """{'test_precision_t-shirt_top': 0.8, ...} for trackers that take flat metric names."""
     return {
-        f"test_{stat}_{metric_key(name)}": float(values[stat])
+        f"test_{stat}_{name.lower().replace('/', '_').replace(' ', '_')}": float(values[stat])
         for name, values in per_class.items()
         for stat in ("precision", "recall", "f1")
     }

@@ -35,18 +35,15 @@ def build_model(cfg: ModelConfig) -> keras.Sequential:
 def hidden_block(keras: Any, layer: LayerConfig) -> list[Any]:
     """Dense(units, activation) as the tutorial has it; with batch_norm, Dense -> BatchNormalization
     -> Activation; with dropout, then Dropout(rate). Extra layers are named after the Dense one."""
-    if not layer.batch_norm and not layer.dropout:
-        return [keras.layers.Dense(layer.units, activation=layer.activation, name=layer.name)]
     named = (lambda suffix: f"{layer.name}_{suffix}") if layer.name else (lambda suffix: None)
-    block: list[Any] = []
     if layer.batch_norm:
-        block += [
+        block: list[Any] = [
             keras.layers.Dense(layer.units, name=layer.name),
             keras.layers.BatchNormalization(name=named("norm")),
             keras.layers.Activation(layer.activation, name=named("activation")),
         ]
     else:
-        block.append(keras.layers.Dense(layer.units, activation=layer.activation, name=layer.name))
+        block = [keras.layers.Dense(layer.units, activation=layer.activation, name=layer.name)]
     if layer.dropout:
         block.append(keras.layers.Dropout(layer.dropout, name=named("dropout")))
     return block

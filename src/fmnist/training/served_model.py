@@ -1,14 +1,13 @@
-"""Logging the served model: self-contained, so MLflow's own tools run it anywhere.
-
-Models-from-code (`fmnist_model/model_code.py`) with the `fmnist_model` package as the
-model's code, the Keras file as its artifact, pinned requirements (nothing of fmnist) and an
-output signature; MLflow's copy of this repo's uv project into the model is switched off.
-"""
+"""Logging the served model self-contained, so MLflow's own tools run it anywhere: models-from-
+code (`fmnist_model/model_code.py`) with the `fmnist_model` package as its code, the Keras file
+as its artifact, pinned requirements (nothing of fmnist) and an output signature."""
 
 from __future__ import annotations
 
 import contextlib
+import os
 from collections.abc import Iterator
+from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -24,12 +23,7 @@ MODEL_ARTIFACT = "model"
 def log_served_model(
     model: keras.Model, keras_file: Path, sample_pixels: np.ndarray
 ) -> tuple[str, str]:
-    """Log the model the MLflow 3 way, self-contained: models-from-code (`fmnist_model`'s
-    model_code.py) with the `fmnist_model` package as its code, the Keras file as its
-    artifact, pinned requirements and an output signature; return (model_uri, model_id).
-
-    It loads and serves wherever MLflow runs, with nothing of fmnist installed.
-    """
+    """Log the model as the module says, in the active run; return (model_uri, model_id)."""
     import warnings
 
     from fmnist.process.imports import long_lived
@@ -103,8 +97,6 @@ def served_requirements() -> list[str]:
 
 
 def _installed(dist: str) -> str | None:
-    from importlib.metadata import PackageNotFoundError, version
-
     try:
         return version(dist)
     except PackageNotFoundError:
@@ -116,16 +108,13 @@ def _uv_project_detection_off() -> Iterator[None]:
     """MLflow copies a uv project's uv.lock and pyproject.toml into every model it logs, and
     `--env-manager uv` then builds fmnist itself from them; the model states its own
     requirements instead (MLflow's switch: MLFLOW_UV_AUTO_DETECT=false)."""
-    import os
-
     before = os.environ.get(UV_DETECT_ENV)
     os.environ[UV_DETECT_ENV] = "false"
     try:
         yield
     finally:
-        if before is None:
-            os.environ.pop(UV_DETECT_ENV, None)
-        else:
+        os.environ.pop(UV_DETECT_ENV, None)
+        if before is not None:
             os.environ[UV_DETECT_ENV] = before
 
 

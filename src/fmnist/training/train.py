@@ -9,8 +9,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from fmnist.data.splits import load_split
 from fmnist.params.config import Params
 from fmnist.pipeline import records
@@ -45,8 +43,10 @@ def run(
 ) -> dict[str, Any]:
     """Fit the model from params, track it in MLflow (as a child of parent_run_id, in a
     sweep), save it; returns the last epoch's metrics."""
-    from fmnist.training.fit import compile_model, seed_everything, training_batches
-    from fmnist.training.model import build_model
+    from fmnist.process.console import fit_settings
+    from fmnist.training import fit
+    from fmnist.training.model import build_model, summary_text
+    from fmnist.training.served_model import log_served_model
 
     with ThreadPoolExecutor(max_workers=1) as pool:
         # DVC's check of the data (`dvc data status`, a second process) runs while Keras loads
@@ -54,9 +54,9 @@ def run(
         train = load_split(data_dir / "train.npz")  # x (n, 28, 28) uint8 pixels, y (n,) uint8
         val = load_split(data_dir / "val.npz")
         raw_sample = val[0][:32].copy()  # raw 0-255 pixels, as the served model takes them
-        seed_everything(params.train.seed)
+        fit.seed_everything(params.train.seed)
         model = build_model(params.model)
-        compile_model(model, params.train, train_rows=len(train[1]))
+        fit.compile_model(model, params.train, train_rows=len(train[1]))
         version = checked.result()
     tags = {
         records.DATA_TAG: version,
@@ -69,31 +69,8 @@ def run(
     ]
     # The batches hold their own copy of the data; the list is their only holder, so fitting
     # can hand them over and free that copy before the model is saved and logged.
-    batches = [training_batches(train, val, model, params.train)]
+    batches = [fit.training_batches(train, val, model, params.train)]
     del train, val
-    return _fit_tracked(
-        params, model, batches, raw_sample, tags, inputs, out, tracking_uri, parent_run_id
-    )
-
-
-def _fit_tracked(
-    params: Params,
-    model: Any,
-    batches: list[Any],
-    raw_sample: np.ndarray,
-    tags: dict[str, str],
-    inputs: list[Any],
-    out: TrainOutputs,
-    tracking_uri: str,
-    parent_run_id: str | None,
-) -> dict[str, Any]:
-    """The fit inside its MLflow run (tagged, with the datasets it used), and the stage's
-    outputs."""
-    from fmnist.process.console import fit_settings
-    from fmnist.training.fit import fit_model
-    from fmnist.training.model import summary_text
-    from fmnist.training.served_model import log_served_model
-
     summary = summary_text(model)
     print(summary, flush=True)
     with tracking.tracked_run(
@@ -108,7 +85,7 @@ def _fit_tracked(
         tracking.log_text(summary, tracking.SUMMARY_ARTIFACT)
         started = time.perf_counter()
         verbose, progress = fit_settings()  # a live bar on a terminal, else a line per epoch
-        history = fit_model(
+        history = fit.fit_model(
             model, batches.pop(), params.train, [tracking.log_epoch], verbose, progress
         )  # the data is freed here: the peak RSS is the fit's, not the fit's plus logging's
         fit_seconds = time.perf_counter() - started
@@ -118,22 +95,10 @@ def _fit_tracked(
             model.save(tmp_model)
         model_uri, model_id = log_served_model(model, out.model, raw_sample)
         last = {k: v[-1] for k, v in history.items()}
-        epochs = range(1, len(history["loss"]) + 1)
-        write_csv(
-            out.history,
-            ["epoch", *history],
-            [[e, *(history[k][e - 1] for k in history)] for e in epochs],
-        )
+        rows = [[e + 1, *values] for e, values in enumerate(zip(*history.values(), strict=True))]
+        write_csv(out.history, ["epoch", *history], rows)
         write_json(out.metrics, last)
         write_text(out.summary, summary)
-        write_json(
-            out.trained,
-            {
-                "run_id": run_id,
-                "model_uri": model_uri,
-                "model_id": model_id,
-                "optimizer": params.train.optimizer,
-                **tags,
-            },
-        )
+        record = {"run_id": run_id, "model_uri": model_uri, "model_id": model_id}
+        write_json(out.trained, {**record, "optimizer": params.train.optimizer, **tags})
     return last

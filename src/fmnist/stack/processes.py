@@ -11,7 +11,6 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import psutil
 
@@ -33,12 +32,7 @@ class Found:
 
     def describe(self) -> str:
         """`uvicorn (pid 4711, on 127.0.0.1:5000)` (the ports while it listens)."""
-        try:
-            conns = self.process.net_connections("tcp")
-        except psutil.Error:
-            conns = []
-        listening = sorted({(c.laddr.ip, c.laddr.port) for c in conns if _listens(c)})
-        ports = "".join(f", on {ip}:{port}" for ip, port in listening)
+        ports = "".join(f", on {ip}:{port}" for ip, port in _listening(self.process))
         return f"{self.program} (pid {self.process.pid}{ports})"
 
 
@@ -65,19 +59,18 @@ def port_busy(port: int) -> bool:
 
 
 def port_holders(port: int) -> list[str]:
-    """Who listens on port, among the processes psutil may look into (our user's, at least:
+    """Who listens on port, among the processes psutil may look into (our user's at least:
     macOS lists all sockets to root only)."""
-    holders = []
-    for proc in psutil.process_iter():
-        with contextlib.suppress(psutil.Error):
-            if any(_listens(c, port) for c in proc.net_connections("tcp")):
-                holders.append(f"{_program(proc)} (pid {proc.pid})")
-    return holders
+    procs = [p for p in psutil.process_iter() if any(n == port for _, n in _listening(p))]
+    return [f"{_program(proc)} (pid {proc.pid})" for proc in procs]
 
 
-def _listens(conn: Any, port: int | None = None) -> bool:
-    on_port = port is None or (bool(conn.laddr) and conn.laddr.port == port)
-    return on_port and conn.status == psutil.CONN_LISTEN
+def _listening(proc: psutil.Process) -> list[tuple[str, int]]:
+    try:
+        conns = proc.net_connections("tcp")
+    except psutil.Error:
+        return []
+    return sorted({(c.laddr.ip, c.laddr.port) for c in conns if c.status == psutil.CONN_LISTEN})
 
 
 def _same(proc: psutil.Process, service: Service) -> bool:
@@ -190,21 +183,6 @@ def listed(found: Sequence[Found], limit: int = 6) -> str:
     return ", ".join(shown) + more
 
 
-def _signal(found: Sequence[Found], services: Sequence[Service], sig: signal.Signals) -> None:
-    """sig to each process and to the process groups `up` made (children started since)."""
-    leaders = {s.pid for s in services} | {f.process.pid for f in found}
-    groups: set[int] = set()
-    for f in found:
-        with contextlib.suppress(OSError):
-            groups.add(os.getpgid(f.process.pid))
-    for group in (groups & leaders) - {os.getpgrp()}:  # never our own group
-        with contextlib.suppress(OSError):
-            os.killpg(group, sig)
-    for f in found:
-        with contextlib.suppress(psutil.Error):
-            f.process.send_signal(sig)  # psutil checks it is still the same process
-
-
 def stop(state_dir: Path, services: Sequence[Service], timeout: float = 15.0) -> list[Found]:
     """SIGTERM every process of the stack, SIGKILL what is still found after timeout; returns
     what ran. StackError if something survives (another user's process, say)."""
@@ -213,9 +191,19 @@ def stop(state_dir: Path, services: Sequence[Service], timeout: float = 15.0) ->
         found = find_processes(state_dir, services)  # again: children started meanwhile
         if not found:
             break
+        # sig to the process groups `up` made (children started since), then to each process
+        leaders = {s.pid for s in services} | {f.process.pid for f in found}
+        groups: set[int] = set()
         for f in found:
             stopped.setdefault(f.process.pid, f)
-        _signal(found, services, sig)
+            with contextlib.suppress(OSError):
+                groups.add(os.getpgid(f.process.pid))
+        for group in (groups & leaders) - {os.getpgrp()}:  # never our own group
+            with contextlib.suppress(OSError):
+                os.killpg(group, sig)
+        for f in found:
+            with contextlib.suppress(psutil.Error):
+                f.process.send_signal(sig)  # psutil checks it is still the same process
         deadline = time.monotonic() + wait
         while any(_running(f.process) for f in found) and time.monotonic() < deadline:
             time.sleep(0.1)

@@ -83,8 +83,7 @@ def stack_down(state: StateOpt = STATE) -> None:
 
     stopped = down(Path.cwd().resolve(), state.resolve())
     if stopped.damaged:
-        record = state / STATE_FILE
-        why = f"{record} was damaged ({stopped.damaged})"
+        why = f"{state / STATE_FILE} was damaged ({stopped.damaged})"
         typer.echo(f"{why}; stopped what carries the stack's marker, removed the record", err=True)
     names = [*stopped.services, *(f"unrecorded {p}" for p in stopped.unrecorded)]
     typer.echo(f"stopped: {', '.join(names)}" if names else "nothing was running")

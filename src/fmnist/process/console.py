@@ -1,10 +1,6 @@
-"""What a stage prints: its progress and result; library chatter only with --verbose.
-
-Training progress: Keras' live bar on a terminal, else (DVC's log, a pipe) one flushed line
-per epoch, no ANSI escapes. Library chatter: MLflow's INFO lines, a known WARNING, its
-download bar, and the lines LIBRARY_PRINTS names; nothing at ERROR or above is silenced.
-TensorFlow's C++ start-up lines are TensorFlow's to silence (tensorflow#100442).
-"""
+"""What a stage prints: its progress (Keras' live bar on a terminal, else one flushed line per
+epoch, no ANSI escapes) and result; library chatter only with --verbose (nothing at ERROR or
+above is silenced; TensorFlow's C++ start-up lines are its own to silence, tensorflow#100442)."""
 
 from __future__ import annotations
 
@@ -15,6 +11,7 @@ import os
 import sys
 import time
 from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TextIO
 
 if TYPE_CHECKING:
@@ -64,9 +61,7 @@ def epoch_lines(stream: TextIO | None = None) -> keras.callbacks.Callback:
     import keras
 
     class EpochLines(keras.callbacks.Callback):
-        def __init__(self) -> None:
-            super().__init__()
-            self.started = time.perf_counter()
+        started = 0.0
 
         def on_epoch_begin(self, epoch: int, logs: Mapping[str, Any] | None = None) -> None:
             self.started = time.perf_counter()
@@ -75,8 +70,7 @@ def epoch_lines(stream: TextIO | None = None) -> keras.callbacks.Callback:
             seconds = time.perf_counter() - self.started
             epochs = int((self.params or {}).get("epochs", epoch + 1))
             line = epoch_line(epoch + 1, epochs, logs or {}, seconds)
-            out = sys.stdout if stream is None else stream
-            print(line, file=out, flush=True)
+            print(line, file=sys.stdout if stream is None else stream, flush=True)
 
     return EpochLines()
 
@@ -89,12 +83,11 @@ def fit_settings(stream: TextIO | None = None) -> tuple[int, list[keras.callback
     return KERAS_SILENT, [epoch_lines(stream)]
 
 
-class _DropLines(logging.Filter):
-    """Drops a logger's records below ERROR whose message starts with one of prefixes."""
+@dataclass(frozen=True)
+class _DropLines:
+    """A logging filter: drops records below ERROR whose message starts with one of prefixes."""
 
-    def __init__(self, prefixes: tuple[str, ...]) -> None:
-        super().__init__()
-        self.prefixes = prefixes
+    prefixes: tuple[str, ...]
 
     def filter(self, record: logging.LogRecord) -> bool:
         return record.levelno >= logging.ERROR or not record.getMessage().startswith(self.prefixes)
@@ -124,15 +117,14 @@ def library_prints() -> Iterator[None]:
         yield
         return
     buffer = io.StringIO()
-    failed = True
     try:
         with contextlib.redirect_stderr(buffer):
             yield
-        failed = False
-    finally:
-        lines = buffer.getvalue().splitlines(keepends=True)
-        kept = lines if failed else [x for x in lines if not x.startswith(LIBRARY_PRINTS)]
-        sys.stderr.write("".join(kept))
+    except BaseException:
+        sys.stderr.write(buffer.getvalue())
+        raise
+    lines = buffer.getvalue().splitlines(keepends=True)
+    sys.stderr.write("".join(x for x in lines if not x.startswith(LIBRARY_PRINTS)))
 
 
 def quiet_libraries(verbose: bool) -> None:
@@ -147,7 +139,7 @@ def quiet_libraries(verbose: bool) -> None:
         logger.setLevel(max(logger.level, level))
     for name, prefixes in QUIET_WARNINGS.items():
         logger = logging.getLogger(name)
-        if not any(isinstance(f, _DropLines) and f.prefixes == prefixes for f in logger.filters):
+        if _DropLines(prefixes) not in logger.filters:
             logger.addFilter(_DropLines(prefixes))
     for var, value in QUIET_ENV.items():
         os.environ.setdefault(var, value)

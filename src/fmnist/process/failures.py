@@ -10,6 +10,7 @@ import signal
 import sys
 import threading
 from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Any
 
 from fmnist.process.errors import FmnistError, first_line
@@ -41,13 +42,13 @@ def raise_interrupted(signum: int, frame: Any) -> None:
     raise Interrupted(signum)
 
 
+@dataclass
 class Held:
     """A Ctrl-C or SIGTERM that came inside signals_held, kept for a safe point."""
 
-    def __init__(self) -> None:
-        self.signum: int | None = None  # held, not yet raised
-        self.count = 0  # signals received, raised ones too
-        self.doing = ""  # what the block is finishing: said when the first signal is held
+    signum: int | None = None  # held, not yet raised
+    count: int = 0  # signals received, raised ones too
+    doing: str = ""  # what the block is finishing: said when the first signal is held
 
     def safe_point(self) -> None:
         """Stop here if a signal came: raise it (as Interrupted)."""

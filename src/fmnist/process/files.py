@@ -1,6 +1,6 @@
 """Writing files so that a reader never sees half of one: a new file beside the destination,
 renamed onto it (atomic on one file system). New files get the umask's mode, not mkstemp's
-0600: nothing written through here is a secret."""
+0600 (the stack's record chmods its new file before writing)."""
 
 from __future__ import annotations
 

@@ -35,10 +35,6 @@ def load_mlflow() -> ModuleType:
     return sys.modules["mlflow"]
 
 
-M_ARENA_MAX = -8  # glibc's <malloc.h>: the most malloc arenas a process creates
-THREADED_ARENAS = 2
-
-
 def few_malloc_arenas() -> None:
     """Cap glibc's malloc arenas before TensorFlow starts its thread pools (mallopt(3)): a
     busy thread gets a new arena (up to 8 per core) that keeps its freed memory, ~20 MiB of
@@ -50,4 +46,4 @@ def few_malloc_arenas() -> None:
     except (OSError, AttributeError):  # not glibc (e.g. musl): no arenas to cap
         return
     mallopt.argtypes = [ctypes.c_int, ctypes.c_int]
-    mallopt(M_ARENA_MAX, THREADED_ARENAS)
+    mallopt(-8, 2)  # M_ARENA_MAX (glibc's <malloc.h>: the most arenas a process makes): 2

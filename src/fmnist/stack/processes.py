@@ -1,8 +1,5 @@
-"""The stack's processes, found, matched and stopped with psutil (the same on Linux and
-macOS, no /proc), and the loopback ports they take: free, busy, who listens.
-
-How a process is known to be the stack's: see the package's docstring (`fmnist.stack`).
-"""
+"""The stack's processes, found, matched and stopped with psutil, and the loopback ports they
+take. How a process is known to be the stack's: see the package's docstring."""
 
 from __future__ import annotations
 
@@ -14,7 +11,6 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import psutil
 
@@ -40,9 +36,6 @@ class Found:
         return f"{self.program} (pid {self.process.pid}{ports})"
 
 
-# --- ports -------------------------------------------------------------------------------------
-
-
 def free_port() -> int:
     """A TCP port free on 127.0.0.1 right now."""
     with socket.socket() as sock:
@@ -55,7 +48,7 @@ def port_busy(port: int) -> bool:
     with socket.socket() as sock:
         sock.settimeout(1.0)
         if sock.connect_ex(("127.0.0.1", port)) == 0:
-            return True  # something answers there
+            return True
     with socket.socket() as sock:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as servers bind
         try:
@@ -66,24 +59,10 @@ def port_busy(port: int) -> bool:
 
 
 def port_holders(port: int) -> list[str]:
-    """Who listens on port, as far as psutil may tell (all sockets, else our user's)."""
-    pids: set[int] = set()
-    try:
-        pids = {c.pid for c in psutil.net_connections("tcp") if c.pid and _listens(c, port)}
-    except psutil.Error:  # AccessDenied: macOS lists all sockets to root only
-        for proc in psutil.process_iter():
-            with contextlib.suppress(psutil.Error):
-                if any(_listens(c, port) for c in proc.net_connections("tcp")):
-                    pids.add(proc.pid)
-    holders = []
-    for pid in sorted(pids):
-        with contextlib.suppress(psutil.Error):
-            holders.append(f"{_program(psutil.Process(pid))} (pid {pid})")
-    return holders
-
-
-def _listens(conn: Any, port: int) -> bool:
-    return bool(conn.laddr) and conn.laddr.port == port and conn.status == psutil.CONN_LISTEN
+    """Who listens on port, among the processes psutil may look into (our user's at least:
+    macOS lists all sockets to root only)."""
+    procs = [p for p in psutil.process_iter() if any(n == port for _, n in _listening(p))]
+    return [f"{_program(proc)} (pid {proc.pid})" for proc in procs]
 
 
 def _listening(proc: psutil.Process) -> list[tuple[str, int]]:
@@ -92,9 +71,6 @@ def _listening(proc: psutil.Process) -> list[tuple[str, int]]:
     except psutil.Error:
         return []
     return sorted({(c.laddr.ip, c.laddr.port) for c in conns if c.status == psutil.CONN_LISTEN})
-
-
-# --- finding processes -------------------------------------------------------------------------
 
 
 def _same(proc: psutil.Process, service: Service) -> bool:
@@ -152,13 +128,11 @@ def marker(state_dir: Path) -> str:
     return str(state_dir.absolute())
 
 
-def _session(pid: int) -> int | None:
-    if not hasattr(os, "getsid"):
-        return None
+def _session(pid: int) -> int:
     try:
         return os.getsid(pid)
     except OSError:
-        return None
+        return 0
 
 
 def find_processes(state_dir: Path, services: Sequence[Service]) -> list[Found]:
@@ -180,7 +154,7 @@ def find_processes(state_dir: Path, services: Sequence[Service]) -> list[Found]:
         env = proc.info["environ"] or {}  # None: AccessDenied (another user's process)
         if env.get(MARKER) == marker(state_dir):
             add(proc, env.get(SERVICE_MARKER))
-        elif (leader := sessions.get(_session(proc.pid) or 0)) is not None:
+        elif (leader := sessions.get(_session(proc.pid))) is not None:
             started = proc.info["create_time"] or 0.0
             if started >= (leader.create_time or 0.0) - _SAME_START:
                 add(proc, leader.name)
@@ -189,21 +163,17 @@ def find_processes(state_dir: Path, services: Sequence[Service]) -> list[Found]:
 
 def _program(proc: psutil.Process) -> str:
     """What a process runs, in a word: `uvicorn` for `python -m uvicorn ...`."""
-    try:
+    args: list[str] = []
+    with contextlib.suppress(psutil.Error):
         args = proc.cmdline()
-    except psutil.Error:
-        args = []
+    with contextlib.suppress(psutil.Error):
+        args = args or [proc.name()]
     if len(args) > 1 and Path(args[0]).name.startswith("python"):
         if args[1] == "-m" and len(args) > 2:
             return str(args[2])
         if not args[1].startswith("-"):
             return Path(args[1]).name
-    if args:
-        return Path(args[0]).name
-    try:
-        return str(proc.name())
-    except psutil.Error:
-        return "?"
+    return Path(args[0]).name if args else "?"
 
 
 def listed(found: Sequence[Found], limit: int = 6) -> str:
@@ -211,32 +181,6 @@ def listed(found: Sequence[Found], limit: int = 6) -> str:
     shown = [f"{f.service or '?'} {f.describe()}" for f in found[:limit]]
     more = f" and {len(found) - limit} more" if len(found) > limit else ""
     return ", ".join(shown) + more
-
-
-# --- stopping them -----------------------------------------------------------------------------
-
-
-def _signal(found: Sequence[Found], services: Sequence[Service], sig: signal.Signals) -> None:
-    """sig to each process and to the process groups `up` made (children started since)."""
-    leaders = {s.pid for s in services} | {f.process.pid for f in found}
-    groups: set[int] = set()
-    if hasattr(os, "killpg"):
-        for f in found:
-            with contextlib.suppress(OSError):
-                groups.add(os.getpgid(f.process.pid))
-        groups = (groups & leaders) - {os.getpgrp()}  # never our own group
-    for group in groups:
-        with contextlib.suppress(OSError):
-            os.killpg(group, sig)
-    for f in found:
-        with contextlib.suppress(psutil.Error):
-            f.process.send_signal(sig)  # psutil checks it is still the same process
-
-
-def _wait_gone(procs: Sequence[psutil.Process], timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while any(_running(p) for p in procs) and time.monotonic() < deadline:
-        time.sleep(0.1)
 
 
 def stop(state_dir: Path, services: Sequence[Service], timeout: float = 15.0) -> list[Found]:
@@ -247,10 +191,22 @@ def stop(state_dir: Path, services: Sequence[Service], timeout: float = 15.0) ->
         found = find_processes(state_dir, services)  # again: children started meanwhile
         if not found:
             break
+        # sig to the process groups `up` made (children started since), then to each process
+        leaders = {s.pid for s in services} | {f.process.pid for f in found}
+        groups: set[int] = set()
         for f in found:
             stopped.setdefault(f.process.pid, f)
-        _signal(found, services, sig)
-        _wait_gone([f.process for f in found], wait)
+            with contextlib.suppress(OSError):
+                groups.add(os.getpgid(f.process.pid))
+        for group in (groups & leaders) - {os.getpgrp()}:  # never our own group
+            with contextlib.suppress(OSError):
+                os.killpg(group, sig)
+        for f in found:
+            with contextlib.suppress(psutil.Error):
+                f.process.send_signal(sig)  # psutil checks it is still the same process
+        deadline = time.monotonic() + wait
+        while any(_running(f.process) for f in found) and time.monotonic() < deadline:
+            time.sleep(0.1)
     left = find_processes(state_dir, services)
     if left:
         raise StackError(f"could not stop {listed(left)}")

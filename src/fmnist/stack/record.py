@@ -1,21 +1,18 @@
 """The stack's configuration and its record: `<state>/stack.json`, the services `up` started.
-
-Secrets stay out of sight: database URLs reach the servers by environment, never on a
-command line (which `ps` shows every user); the record holds redacted URLs only, and the
-state folder, the record and the servers' logs are private to the user (0700, 0600).
-"""
+Database URLs reach the servers by environment, never on a command line (`ps` shows it to
+every user); the record holds redacted URLs; the state folder, record and logs are private."""
 
 from __future__ import annotations
 
 import contextlib
 import json
-import os
 import urllib.parse
 from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from fmnist.process.errors import FmnistError
+from fmnist.process.files import atomic_path
 
 STATE_FILE = "stack.json"
 
@@ -31,8 +28,9 @@ class DamagedRecord(StackError):
 
     def __init__(self, path: Path, why: str) -> None:
         self.path, self.why = path, why
+        shown = path.relative_to(Path.cwd()) if path.is_relative_to(Path.cwd()) else path
         super().__init__(
-            f"{_shown(path)} is damaged ({why}); run `fmnist stack down` to stop what can be found"
+            f"{shown} is damaged ({why}); run `fmnist stack down` to stop what can be found"
         )
 
 
@@ -83,10 +81,8 @@ def passwords(values: Iterable[str]) -> set[str]:
     """The passwords in URLs among values (as written and percent-decoded)."""
     found: set[str] = set()
     for value in values:
-        if "://" not in value:
-            continue
         with contextlib.suppress(ValueError):
-            password = urllib.parse.urlsplit(value).password
+            password = urllib.parse.urlsplit(value).password if "://" in value else None
             if password:
                 found |= {password, urllib.parse.unquote(password)}
     return found
@@ -98,34 +94,11 @@ def private_dir(path: Path) -> None:
     path.chmod(0o700)
 
 
-def private_file(path: Path, flags: int) -> int:
-    """An fd on path, created or not, readable by its owner only."""
-    fd = os.open(path, flags | os.O_CREAT, 0o600)
-    os.fchmod(fd, 0o600)  # a file from before may be wider
-    return fd
-
-
-def _shown(path: Path) -> str:
-    """path as the user would type it: relative to the working folder when inside it."""
-    with contextlib.suppress(ValueError):
-        return str(path.relative_to(Path.cwd()))
-    return str(path)
-
-
 def save(cfg: StackConfig, services: list[Service]) -> None:
     """Record services in `<state>/stack.json` (private, replaced whole: never half-written)."""
-    path = cfg.state_dir / STATE_FILE
-    tmp = path.with_suffix(".partial")
-    text = json.dumps([asdict(s) for s in services], indent=2)
-    with os.fdopen(private_file(tmp, os.O_WRONLY | os.O_TRUNC), "w", encoding="utf-8") as out:
-        out.write(text)
-    tmp.replace(path)
-
-
-def remove(state_dir: Path) -> None:
-    """Remove the record and a half-written one, if there are."""
-    for name in (STATE_FILE, Path(STATE_FILE).with_suffix(".partial").name):
-        (state_dir / name).unlink(missing_ok=True)
+    with atomic_path(cfg.state_dir / STATE_FILE) as tmp:
+        tmp.chmod(0o600)  # before it holds anything
+        tmp.write_text(json.dumps([asdict(s) for s in services], indent=2), encoding="utf-8")
 
 
 def load_services(state_dir: Path) -> list[Service]:
@@ -165,10 +138,7 @@ def _service(path: Path, number: int, entry: object) -> Service:
             raise DamagedRecord(path, f"service {number}: {key} is {_kind(value)}")
     if entry["pid"] <= 0 or not all(isinstance(arg, str) for arg in entry["cmdline"]):
         raise DamagedRecord(path, f"service {number}: pid or cmdline out of shape")
-    return Service(
-        entry["name"], entry["pid"], entry["cmdline"], entry["url"], entry["health_url"],
-        entry["log"], entry.get("create_time"),
-    )  # fmt: skip
+    return Service(**{key: entry[key] for key in _FIELDS}, create_time=entry.get("create_time"))
 
 
 def _kind(value: object) -> str:

@@ -22,7 +22,6 @@ from fmnist.stack.record import (
     StackError,
     passwords,
     private_dir,
-    private_file,
     redact,
     save,
 )
@@ -30,6 +29,8 @@ from fmnist.stack.record import (
 WORK_POOL = "fmnist"
 PREFECT_TOML = "prefect.toml"
 _TOML_MARK = "# written by `make up` (fmnist stack); `make down` removes it"
+_TIMEOUTS = {"prefect-server": 120, "prefect-worker": 90, "mlflow-server": 120}  # s, to health
+Echo = Callable[[str], None]
 
 
 def healthy(url: str, timeout: float = 2.0) -> bool:
@@ -40,10 +41,10 @@ def healthy(url: str, timeout: float = 2.0) -> bool:
         return False
 
 
-def _bin(name: str) -> list[str]:
+def _bin(name: str, *args: str) -> list[str]:
     """A tool of this environment as this interpreter's `-m`, whatever PATH says (so its
     command line names the tool, not a console script's interpreter)."""
-    return [sys.executable, "-m", name]
+    return [sys.executable, "-m", name, *args]
 
 
 def service_env(cfg: StackConfig, api_url: str, tracking_uri: str) -> dict[str, str]:
@@ -67,12 +68,12 @@ def start(
     name: str, cmd: list[str], env: Mapping[str, str], cfg: StackConfig, url: str, health: str
 ) -> Service:
     """Start cmd as service name: its own session, the marker, a private log."""
-    logs = cfg.state_dir / "logs"
     private_dir(cfg.state_dir)
-    private_dir(logs)
-    log = logs / f"{name}.log"  # servers may print what they connect to: 0600
-    out = private_file(log, os.O_WRONLY | os.O_APPEND)
+    private_dir(cfg.state_dir / "logs")
+    log = cfg.state_dir / "logs" / f"{name}.log"  # servers may print what they connect to
+    out = os.open(log, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
     try:
+        os.fchmod(out, 0o600)  # a log from before may be wider
         proc = subprocess.Popen(
             cmd,
             cwd=cfg.root,
@@ -118,74 +119,55 @@ def _run(cmd: list[str], env: Mapping[str, str], cwd: Path, what: str) -> None:
 
 
 def _launch(
-    services: list[Service],
-    cfg: StackConfig,
-    name: str,
-    cmd: list[str],
-    env: Mapping[str, str],
-    url: str,
-    health: str,
-    timeout: float,
+    cfg: StackConfig, services: list[Service], service: Service, env: Mapping[str, str]
 ) -> None:
-    """Start a service, record it at once, and wait for its health check."""
-    services.append(start(name, cmd, env, cfg, url, health))
+    """Record a started service at once, and wait for its health check."""
+    services.append(service)
     save(cfg, services)
-    wait_healthy(services[-1], timeout, passwords(env.values()))
+    wait_healthy(service, _TIMEOUTS[service.name], passwords(env.values()))
 
 
 def up_prefect(
-    cfg: StackConfig,
-    env: Mapping[str, str],
-    api: str,
-    services: list[Service],
-    echo: Callable[[str], None],
+    cfg: StackConfig, env: Mapping[str, str], services: list[Service], echo: Echo
 ) -> None:
     """Start the Prefect server, make the work pool and the deployments, start the worker."""
+    api = env["PREFECT_API_URL"]
     ui = api.removesuffix("/api")
-    server_cmd = [
-        *(*_bin("prefect"), "server", "start"),
-        *("--host", "127.0.0.1", "--port", str(cfg.prefect_port)),
-    ]
+    server_cmd = _bin("prefect", "server", "start", "--host", "127.0.0.1")
+    server_cmd += ["--port", str(cfg.prefect_port)]
     server_env = dict(env)
     if cfg.prefect_database_url:  # by environment only: never on a command line
         server_env["PREFECT_SERVER_DATABASE_CONNECTION_URL"] = cfg.prefect_database_url
-    health = f"{api}/health"
-    _launch(services, cfg, "prefect-server", server_cmd, server_env, ui, health, timeout=120)
+    server = start("prefect-server", server_cmd, server_env, cfg, ui, f"{api}/health")
+    _launch(cfg, services, server, server_env)
     echo(f"Prefect server  {ui}")
-    _run(
-        [*_bin("prefect"), "work-pool", "create", WORK_POOL, "--type", "process", "--overwrite"],
-        env,
-        cfg.root,
-        f"creating work pool {WORK_POOL!r}",
-    )
+    pool = _bin("prefect", "work-pool", "create", WORK_POOL, "--type", "process", "--overwrite")
+    _run(pool, env, cfg.root, f"creating work pool {WORK_POOL!r}")
     if cfg.deploy:
-        _run([*_bin("prefect"), "--no-prompt", "deploy", "--all"], env, cfg.root, "prefect deploy")
+        _run(_bin("prefect", "--no-prompt", "deploy", "--all"), env, cfg.root, "prefect deploy")
         echo(f"deployed        {cfg.root / 'prefect.yaml'} (work pool {WORK_POOL!r})")
-    worker_port = cfg.worker_port or free_port()
+    port = cfg.worker_port or free_port()
     worker_env = {
         **env,
         "PREFECT_WORKER_WEBSERVER_HOST": "127.0.0.1",
-        "PREFECT_WORKER_WEBSERVER_PORT": str(worker_port),
+        "PREFECT_WORKER_WEBSERVER_PORT": str(port),
         # Ask for new runs every second, not 10: a local worker picking up a run `prefect
         # deployment run` just made is the latency users feel (one cheap loopback request).
         "PREFECT_WORKER_QUERY_SECONDS": "1",
     }
-    worker_cmd = [
-        *(*_bin("prefect"), "worker", "start", "--pool", WORK_POOL, "--type", "process"),
-        *("--name", f"fmnist-{worker_port}", "--with-healthcheck"),
-    ]
-    health = f"http://127.0.0.1:{worker_port}/health"
-    _launch(services, cfg, "prefect-worker", worker_cmd, worker_env, health, health, timeout=90)
+    worker_cmd = _bin("prefect", "worker", "start", "--pool", WORK_POOL, "--type", "process")
+    worker_cmd += ["--name", f"fmnist-{port}", "--with-healthcheck"]
+    health = f"http://127.0.0.1:{port}/health"
+    worker = start("prefect-worker", worker_cmd, worker_env, cfg, health, health)
+    _launch(cfg, services, worker, worker_env)
     echo(f"Prefect worker  pool {WORK_POOL!r}, health {health}")
 
 
 def mlflow_command(cfg: StackConfig, store: str) -> tuple[list[str], dict[str, str]]:
     """The MLflow server's command line, and the environment carrying its store and artifact
     locations (`mlflow server` reads them there): `ps` shows no password."""
-    cmd = [
-        *(*_bin("mlflow"), "server", "--host", "127.0.0.1", "--port", str(cfg.mlflow_port)),
-        *("--workers", "1"),
-    ]
+    port = str(cfg.mlflow_port)
+    cmd = _bin("mlflow", "server", "--host", "127.0.0.1", "--port", port, "--workers", "1")
     env = {
         "MLFLOW_BACKEND_STORE_URI": store,
         "MLFLOW_ARTIFACTS_DESTINATION": cfg.mlflow_artifacts or str(cfg.root / "mlruns"),
@@ -196,32 +178,31 @@ def mlflow_command(cfg: StackConfig, store: str) -> tuple[list[str], dict[str, s
 
 
 def up_mlflow(
-    cfg: StackConfig,
-    env: Mapping[str, str],
-    tracking_uri: str,
-    services: list[Service],
-    echo: Callable[[str], None],
+    cfg: StackConfig, env: Mapping[str, str], store: str, services: list[Service], echo: Echo
 ) -> None:
-    """Start the MLflow server on tracking_uri."""
+    """Start the MLflow server on the tracking store."""
     url = f"http://127.0.0.1:{cfg.mlflow_port}"
-    cmd, server_env = mlflow_command(cfg, tracking_uri)
+    cmd, server_env = mlflow_command(cfg, store)
     env = {**env, **server_env}
-    _launch(services, cfg, "mlflow-server", cmd, env, url, f"{url}/health", timeout=120)
-    echo(f"MLflow UI       {url} (store {redact(tracking_uri)})")
+    _launch(cfg, services, start("mlflow-server", cmd, env, cfg, url, f"{url}/health"), env)
+    echo(f"MLflow UI       {url} (store {redact(store)})")
     # MLflow 3.17's UI opens an experiment on the GenAI overview unless this says otherwise
     echo(f"  experiments   {url}/#/experiments?workflowType=machine_learning")
 
 
 def write_prefect_toml(root: Path, api: str) -> None:
-    """Point Prefect commands run in the repo (`prefect deployment run ...`) at this server."""
-    path = root / PREFECT_TOML
-    if path.exists() and _TOML_MARK not in path.read_text(encoding="utf-8"):
-        return  # the user's own settings file: never touched
-    path.write_text(f'{_TOML_MARK}\n[api]\nurl = "{api}"\n', encoding="utf-8")
+    """Point Prefect commands run in the repo (`prefect deployment run ...`) at this server
+    (the user's own prefect.toml is never touched)."""
+    if not (root / PREFECT_TOML).exists() or _toml_is_ours(root):
+        (root / PREFECT_TOML).write_text(f'{_TOML_MARK}\n[api]\nurl = "{api}"\n', encoding="utf-8")
 
 
 def remove_prefect_toml(root: Path) -> None:
     """Remove the prefect.toml `up` wrote (the user's own is never touched)."""
-    toml = root / PREFECT_TOML
-    if toml.exists() and _TOML_MARK in toml.read_text(encoding="utf-8"):
-        toml.unlink()
+    if _toml_is_ours(root):
+        (root / PREFECT_TOML).unlink()
+
+
+def _toml_is_ours(root: Path) -> bool:
+    path = root / PREFECT_TOML
+    return path.exists() and _TOML_MARK in path.read_text(encoding="utf-8")

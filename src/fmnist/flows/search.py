@@ -21,7 +21,7 @@ from fmnist.pipeline import dvc_cli
 from fmnist.process import layout
 from fmnist.tuning import search as searching
 from fmnist.tuning.grid import Tuning
-from fmnist.tuning.trial import TrialJob, TrialResult, run_trial
+from fmnist.tuning.trial import TrialJob, TrialRecord, run_trial
 
 
 @task(name="prepare", retries=2, retry_delay_seconds=10)
@@ -31,7 +31,7 @@ def prepare(root: Path, uri: str) -> None:
 
 
 @task(name="trial", task_run_name="trial-{index}")
-def trial(job: TrialJob, index: int) -> TrialResult | None:
+def trial(job: TrialJob, index: int) -> TrialRecord | None:
     """One trial (None: the timeout passed before it could start)."""
     result = run_trial(job)
     if result is not None:
@@ -40,7 +40,7 @@ def trial(job: TrialJob, index: int) -> TrialResult | None:
 
 
 @flow(name="search-trials")
-def run_trials(job: TrialJob, trials: int) -> list[TrialResult]:
+def run_trials(job: TrialJob, trials: int) -> list[TrialRecord]:
     """Every trial submitted at once: the workers take them one at a time each, and each
     asks the study when it starts, so it learns from every trial finished before it."""
     futures = [trial.submit(job, i) for i in range(trials)]
@@ -70,7 +70,7 @@ def tune(
     prepare(root, uri)
     logger = get_run_logger()
 
-    def on_dask(job: TrialJob, n: int, workers: int) -> list[TrialResult]:
+    def on_dask(job: TrialJob, n: int, workers: int) -> list[TrialRecord]:
         local = {
             "n_workers": workers,
             "threads_per_worker": 1,

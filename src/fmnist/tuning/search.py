@@ -25,17 +25,11 @@ from fmnist.tuning import study as study_store
 from fmnist.tuning.grid import Tuning, cell_name
 from fmnist.tuning.report import Cost, TrialRecord, cost, counts, ranked, ranking, rows
 from fmnist.tuning.space import describe, differences
-from fmnist.tuning.trial import (
-    OVERRIDES_ATTR,
-    RUN_ATTR,
-    TRAINED_WITH_ATTR,
-    TrialJob,
-    TrialResult,
-    trained_with,
-)
+from fmnist.tuning.trial import OVERRIDES_ATTR, RUN_ATTR, TRAINED_WITH_ATTR, TrialJob, trained_with
 
 LineSink = Callable[[str], None]
-RunTrials = Callable[[TrialJob, int, int], list[TrialResult]]  # (job, trials, workers)
+TableSink = Callable[[list[dict[str, Any]]], None]
+RunTrials = Callable[[TrialJob, int, int], list[TrialRecord]]  # (job, trials, workers)
 REGISTERED_ATTR = "fmnist.registered"  # on the study: the trial last written back, its version
 
 
@@ -66,21 +60,13 @@ def jobs(
 
     data_dir = root / layout.PREPARED
     limit = params.search.timeout if timeout is None else timeout
+    stores = study_store.fingerprint(uri), study_store.fingerprint(study_store.storage_url(root))
+    tags = {records.DATA_TAG: data_version(root, data_dir), records.COMMIT_TAG: git_commit(root)}
+    threads = max(1, (os.cpu_count() or 1) // max(1, workers))
+    deadline = time.time() + limit if limit else None
+    quiet = not console.chatter_shown()
     return TrialJob(
-        root=root,
-        data_dir=data_dir,
-        params=params,
-        tuning=tuning,
-        parent_run_id=parent_run_id,
-        tracking_id=study_store.fingerprint(uri),
-        storage_id=study_store.fingerprint(study_store.storage_url(root)),
-        tags={
-            records.DATA_TAG: data_version(root, data_dir),
-            records.COMMIT_TAG: git_commit(root),
-        },
-        threads=max(1, (os.cpu_count() or 1) // max(1, workers)),
-        deadline=time.time() + limit if limit else None,
-        quiet=not console.chatter_shown(),
+        root, data_dir, params, tuning, parent_run_id, *stores, tags, threads, deadline, quiet
     )
 
 
@@ -94,7 +80,7 @@ def tune(
     run_trials: RunTrials,
     timeout: float | None = None,
     on_line: LineSink = print,
-    on_table: Callable[[list[dict[str, Any]]], None] | None = None,
+    on_table: TableSink | None = None,
 ) -> SearchResult:
     """A whole run in the working folder, its data prepared: the trials (default: a worker per
     CPU, and per trial at most), then finish."""
@@ -103,7 +89,7 @@ def tune(
         workers = min(workers or os.cpu_count() or 1, max(n, 1))
         job = jobs(root, params, tuning, parent, uri, workers, timeout)
         results = run_trials(job, n, workers) if n else []
-        return finish(params, tuning, root, parent, results, uri, on_line, on_table)
+        return finish(job, results, uri, on_line, on_table)
 
 
 @contextmanager
@@ -176,32 +162,26 @@ def study_trials(study: Any) -> list[TrialRecord]:
 
 
 def finish(
-    params: Params,
-    tuning: Tuning,
-    root: Path,
-    parent_run_id: str,
-    results: Sequence[TrialResult],
+    job: TrialJob,
+    results: Sequence[TrialRecord],
     uri: str,
     on_line: LineSink = print,
-    on_table: Callable[[list[dict[str, Any]]], None] | None = None,
+    on_table: TableSink | None = None,
 ) -> SearchResult:
     """Summarise the study on the parent run (on_table sees its table first, failures and
     all); write the best trial back unless it was already; returns what happened."""
     from fmnist.tuning.summary import log_summary
 
-    study = study_store.load(root, params.search, tuning)
+    tuning = job.tuning
+    study = study_store.load(job.root, job.params.search, tuning)
     study_store.fail_orphans(study)  # a worker that died during this run: its trial failed
     trials = study_trials(study)
     table = rows(ranked(trials), cell_name if tuning.grid else describe)
     spent = cost([(r.fit_seconds, r.overhead_seconds) for r in results])
     per_state = counts(trials)
-    summary = {
-        "study": tuning.study,
-        "trials": per_state,
-        "table": table,
-        "this_run": asdict(spent) if spent else None,
-    }
-    log_summary(study, summary, f"{tuning.kind}/summary.json")
+    summary = {"study": tuning.study, "trials": per_state, "table": table}
+    this_run = asdict(spent) if spent else None
+    log_summary(study, summary | {"this_run": this_run}, f"{tuning.kind}/summary.json")
     if on_table:
         on_table(table)
     if results and not any(r.state in ("complete", "pruned") for r in results):
@@ -214,16 +194,13 @@ def finish(
     on_line(
         f"best: trial {best.number}, val_accuracy {best.val_accuracy:.4f} ({table[0]['config']})"
     )
-    registered, experiment, test_accuracy = write_back(
-        params, tuning, root, study, best, parent_run_id, uri, on_line
-    )
-    tracking.log_metrics(
-        {
-            "best_val_accuracy": float(best.val_accuracy or 0.0),
-            **({"best_test_accuracy": test_accuracy} if test_accuracy is not None else {}),
-            **({"overhead_share_median": spent.median_share} if spent else {}),
-        }
-    )
+    registered, experiment, test_accuracy = write_back(job, study, best, uri, on_line)
+    metrics = {"best_val_accuracy": float(best.val_accuracy or 0.0)}
+    if test_accuracy is not None:
+        metrics["best_test_accuracy"] = test_accuracy
+    if spent:
+        metrics["overhead_share_median"] = spent.median_share
+    tracking.log_metrics(metrics)
     tracking.set_tags(
         {
             f"fmnist.tuning.{tuning.kind}.best_trial": str(best.number),
@@ -231,20 +208,12 @@ def finish(
             "fmnist.registered.promotion": str(registered["promotion"]),
         }
     )
-    return SearchResult(
-        per_state, best, table, spent, registered, experiment, test_accuracy, parent_run_id
-    )
+    found = (registered, experiment, test_accuracy, job.parent_run_id)
+    return SearchResult(per_state, best, table, spent, *found)
 
 
 def write_back(
-    params: Params,
-    tuning: Tuning,
-    root: Path,
-    study: Any,
-    best: TrialRecord,
-    parent_run_id: str,
-    uri: str,
-    on_line: LineSink,
+    job: TrialJob, study: Any, best: TrialRecord, uri: str, on_line: LineSink
 ) -> tuple[dict[str, Any], str | None, float | None]:
     """(the registered record, the experiment's name, its test accuracy) for the best trial as
     DVC experiment `<study>-trial-<n>-<run>` (its run nested under the parent run) with
@@ -261,6 +230,7 @@ def write_back(
             f"{done['experiment']} and registered as v{record['version']}"
         )
         return record, None, record.get("test_accuracy")
+    root, grid, parent = job.root, job.tuning.grid, job.parent_run_id
     current = load_params(root / layout.PARAMS)
     # the trial's whole model and train sections, where params.yaml says otherwise now
     dotted = (
@@ -268,13 +238,13 @@ def write_back(
         if best.trained_with
         else dict(best.overrides)
     )
-    refit = None if tuning.grid else params.search.refit_val_size
+    refit = None if grid else job.params.search.refit_val_size
     if refit is not None and refit != current.prepare.val_size:
         dotted["prepare.val_size"] = refit  # chosen on validation: now more data to learn from
     load_params(root / layout.PARAMS, dotted)  # the repo's params.yaml takes them (one line if not)
-    label = cell_name(best.overrides) if tuning.grid else f"trial-{best.number}-{parent_run_id[:6]}"
-    name = f"{tuning.study}-{label}"
-    env = dvc_cli.stage_env({"MLFLOW_TRACKING_URI": uri, tracking.PARENT_ENV: parent_run_id})
+    label = cell_name(best.overrides) if grid else f"trial-{best.number}-{parent[:6]}"
+    name = f"{job.tuning.study}-{label}"
+    env = dvc_cli.stage_env({"MLFLOW_TRACKING_URI": uri, tracking.PARENT_ENV: parent})
     ref = dvc_cli.run_experiment(root, name, set_param_args(dotted), env, on_line).ref
     written = dvc_cli.experiment_json(root, ref, layout.REGISTERED)
     record = registered_record(uri, written["name"], int(written["version"]))  # as it is now

@@ -162,19 +162,20 @@ def claim(trial: Any, parent_run_id: str) -> None:
     trial.set_user_attr(PARENT_ATTR, parent_run_id)
 
 
-def tell(study: Any, trial: Any, state: str, value: float | None) -> None:
-    """complete -> its value; pruned -> PRUNED (its last reported value kept); else FAIL."""
+def tell(study: Any, trial: Any, state: str, value: float | None, error: str | None = None) -> None:
+    """complete -> its value; pruned -> PRUNED (its last reported value kept); else failed."""
     from optuna.trial import TrialState
 
     if state == "complete":
         study.tell(trial, value)
+    elif state == "pruned":
+        study.tell(trial, state=TrialState.PRUNED)
     else:
-        study.tell(trial, state=TrialState.PRUNED if state == "pruned" else TrialState.FAIL)
+        tell_failed(study, trial, error)
 
 
 def tell_failed(study: Any, trial: Any, error: str | None = None) -> None:
-    """Best effort (the trial is failing already): the study hears FAIL (and why) unless it
-    is told."""
+    """Best effort (the trial is failing already): FAIL (and why) unless the study was told."""
     from optuna.trial import TrialState
 
     with contextlib.suppress(Exception):  # a store down now: the next search's fail_orphans

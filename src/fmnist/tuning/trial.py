@@ -1,9 +1,7 @@
-"""One trial of the search or a sweep, in the process that runs it (a Dask worker, or this one):
-ask the study for a network (tuning.space; a sweep's cell: tuning.grid), train it with the train
-stage's own code, report val_accuracy each epoch (the search's median pruner may stop it there),
-record it as an MLflow run nested under the run's, tell the study. Trials never read the test
-split. A worker keeps TensorFlow and the splits loaded between trials: a trial's overhead is the
-model's build and the bookkeeping of the study and MLflow."""
+"""One trial of the search or a sweep in the process that runs it (a Dask worker, or this one):
+ask the study, train with the train stage's code (the pruner may stop it after an epoch), record
+it as a nested MLflow run, tell the study. Trials never read the test split. A worker keeps
+TensorFlow and the splits loaded: a trial's overhead is its model's build and the bookkeeping."""
 
 from __future__ import annotations
 
@@ -26,7 +24,7 @@ from fmnist.tracking.mlflow_store import environment_tracking_uri
 from fmnist.tracking.store import redact
 from fmnist.tuning import study as study_store
 from fmnist.tuning.grid import Tuning, cell_name, suggest_cell
-from fmnist.tuning.report import TrialResult
+from fmnist.tuning.report import TrialRecord
 from fmnist.tuning.space import describe, suggest
 
 WARM = 0.5  # seconds: a warm-up this long started the worker (later ones only check it)
@@ -46,9 +44,8 @@ class TrialJob:
     params: Params  # params.yaml (a sweep's options applied): what the trials do not choose
     tuning: Tuning
     parent_run_id: str
-    # The stores are the worker's own (MLFLOW_TRACKING_URI, FMNIST_SEARCH_STORAGE, else the
-    # project's files): URLs may hold passwords, and Prefect keeps what a task is given. A
-    # worker whose stores differ from the search's refuses to run (a fingerprint, no secret).
+    # The stores are the worker's own (MLFLOW_TRACKING_URI, FMNIST_SEARCH_STORAGE): URLs may
+    # hold passwords, Prefect keeps what a task is given. A worker's that differ: it refuses.
     tracking_id: str
     storage_id: str
     tags: Mapping[str, str]  # lineage: DVC's data hash, git commit
@@ -113,8 +110,7 @@ def _check_stores(job: TrialJob) -> str:
 
 
 def warm_up(job: TrialJob) -> float:
-    """What a worker does once, not per trial: check its stores, start TensorFlow (its threads
-    set), read the splits, open the MLflow store; returns the seconds it took."""
+    """A worker's start, once: its stores checked, TensorFlow, the splits; the seconds it took."""
     from fmnist.process.keras_compat import load_keras
     from fmnist.tracking.mlflow_store import open_store
 
@@ -130,9 +126,8 @@ def warm_up(job: TrialJob) -> float:
     return time.perf_counter() - started
 
 
-def run_trial(job: TrialJob) -> TrialResult | None:
-    """Ask, train, tell; None when the deadline passed before the trial could start. A trial
-    whose training fails (diverges, bad combination) is told FAIL and returned, not raised."""
+def run_trial(job: TrialJob) -> TrialRecord | None:
+    """Ask, train, tell (a failed training too: returned); None past the deadline."""
     if job.deadline is not None and time.time() >= job.deadline:
         return None
     warm = warm_up(job)  # a worker's first trial starts it; later ones find it ready
@@ -148,12 +143,9 @@ def run_trial(job: TrialJob) -> TrialResult | None:
             overrides = suggest(trial, job.params.search.space)
         trial.set_user_attr(OVERRIDES_ATTR, json.dumps(overrides))
         outcome = _train(job, trial, overrides, started)
-        if outcome.state == "failed":
-            study_store.tell_failed(study, trial, outcome.error)
-        else:
-            study_store.tell(study, trial, outcome.state, outcome.val_accuracy)
+        study_store.tell(study, trial, outcome.state, outcome.val_accuracy, outcome.error)
     except Exception as exc:  # the trial fails, not the search: one line, the study told
-        outcome = TrialResult(trial.number, "failed", error=redact(first_line(exc)))
+        outcome = TrialRecord(trial.number, "failed", None, {}, error=redact(first_line(exc)))
         study_store.tell_failed(study, trial, outcome.error)
     except BaseException:  # interrupted: the trial must not stay RUNNING in the study
         study_store.tell_failed(study, trial)
@@ -167,11 +159,11 @@ def run_trial(job: TrialJob) -> TrialResult | None:
     )
 
 
-def _train(job: TrialJob, trial: Any, overrides: dict[str, Any], started: float) -> TrialResult:
+def _train(job: TrialJob, trial: Any, overrides: dict[str, Any], started: float) -> TrialRecord:
     """The trial's training inside its MLflow run (FAILED when training fails)."""
     kind = f"fmnist.tuning.{job.tuning.kind}"
     config = cell_name(overrides) if job.tuning.grid else describe(overrides)
-    result = TrialResult(trial.number, "failed", overrides, config=config)
+    result = TrialRecord(trial.number, "failed", None, overrides, config=config)
     try:
         base = job.params.model_dump(mode="json", by_alias=True)
         params = parse_params(apply_dotted(base, overrides), source=f"trial {trial.number}")
@@ -191,8 +183,8 @@ def _train(job: TrialJob, trial: Any, overrides: dict[str, Any], started: float)
 
 
 def _fit(
-    job: TrialJob, trial: Any, params: Params, result: TrialResult, started: float
-) -> TrialResult:
+    job: TrialJob, trial: Any, params: Params, result: TrialRecord, started: float
+) -> TrialRecord:
     """Fit with pruning; log the trial's params, per-epoch metrics, timing and state."""
     from fmnist.process.errors import TrainingError
     from fmnist.process.keras_compat import load_keras

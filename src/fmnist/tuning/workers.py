@@ -16,7 +16,7 @@ from fmnist.process.errors import SearchError, first_line
 from fmnist.tracking.store import redact
 from fmnist.tuning.grid import Tuning
 from fmnist.tuning.search import SearchResult, tune
-from fmnist.tuning.trial import TrialJob, TrialResult, run_trial, warm_up
+from fmnist.tuning.trial import TrialJob, TrialRecord, run_trial, warm_up
 
 LineSink = Callable[[str], None]
 
@@ -48,7 +48,7 @@ def run_trials(
     workers: int,
     dask_address: str | None,
     on_line: LineSink = print,
-) -> list[TrialResult]:
+) -> list[TrialRecord]:
     """`trials` trials on a local cluster of `workers` processes (one thread each), or on the
     scheduler at dask_address. Interrupted: queued trials are cancelled, the cluster stopped.
     A trial lost with its worker is reported (fail_orphans fails it); a SearchError stops all."""
@@ -60,7 +60,7 @@ def run_trials(
         client = Client(where, timeout=30)
     except (OSError, ValueError, TimeoutError) as exc:
         raise SearchError(f"Dask scheduler {where}: {first_line(exc)}") from None
-    results: list[TrialResult] = []
+    results: list[TrialRecord] = []
     futures: list[Any] = []
     with client:
         try:

@@ -8,15 +8,7 @@ from typing import Annotated
 
 import typer
 
-from fmnist.cli.app import (
-    PARAMS,
-    ParamsOpt,
-    TrackingOpt,
-    app,
-    load_params,
-    tracking_uri,
-    user_errors,
-)
+from fmnist.cli.app import PARAMS, ParamsOpt, TrackingOpt, app, load_params, user_errors
 from fmnist.cli.sweep import DaskAddress, Workers, registered
 
 
@@ -54,9 +46,10 @@ def search(
     where = dask_address or f"a local Dask cluster of {workers or min(n, os.cpu_count() or 1)}"
     study = f"study {cfg.search.study} ({shown_url(storage_url(Path.cwd()))})"
     typer.echo(f"{name}: {n} trials of {study} on {where}")
-    uri = tracking_uri(tracking_uri_)
     tuning = Tuning(cfg.search.study)
-    result = tune_on_dask(cfg, tuning, name, n, workers, dask_address, uri, timeout, typer.echo)
+    result = tune_on_dask(
+        cfg, tuning, name, n, workers, dask_address, tracking_uri_, timeout, typer.echo
+    )
     trials_line = ", ".join(f"{v} {k}" for k, v in result.trials.items() if v)
     typer.echo(f"study {cfg.search.study}: {trials_line}")
     if result.cost:

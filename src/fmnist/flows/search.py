@@ -1,10 +1,6 @@
-"""Prefect flow `fashion-mnist-search`, and the tuning run it shares with `fashion-mnist-sweep`.
-
-Wiring only (fmnist.tuning.search does the work): the data prepared once through DVC, each trial
-a task on Dask (a local cluster, or the scheduler at `dask_address`, whose workers need this
-project installed, the repo at the same path and FMNIST_SEARCH_STORAGE when the study is not in
-the repo's optuna.db), then the study's table as an artifact and the best written back.
-"""
+"""Prefect flow `fashion-mnist-search`, and the tuning run it shares with `fashion-mnist-sweep`
+(fmnist.tuning.search does the work): each trial a task on Dask (a `dask_address` scheduler's
+workers need this project, the repo at the same path and FMNIST_SEARCH_STORAGE)."""
 
 from __future__ import annotations
 
@@ -41,8 +37,8 @@ def trial(job: TrialJob, index: int) -> TrialRecord | None:
 
 @flow(name="search-trials")
 def run_trials(job: TrialJob, trials: int) -> list[TrialRecord]:
-    """Every trial submitted at once: the workers take them one at a time each, and each
-    asks the study when it starts, so it learns from every trial finished before it."""
+    """Every trial submitted at once; each asks the study when it starts (so learns from
+    every trial finished before it)."""
     futures = [trial.submit(job, i) for i in range(trials)]
     results = []
     for future in futures:
@@ -62,9 +58,7 @@ def tune(
     dask_address: str | None,
     dask_workers: int | None,
 ) -> dict[str, Any]:
-    """The run: prepare, the trials on Dask (one trial per worker process, TensorFlow's
-    threads inside), the table artifact (first: a run whose every trial failed shows them
-    too), the best written back; what the flow returns."""
+    """The run: prepare, the trials (a worker process each), the table artifact, the best."""
     root = Path.cwd()
     uri = tracking_uri(root)
     prepare(root, uri)

@@ -1,8 +1,6 @@
-"""A tuning run, the search's or a sweep's: its MLflow run, the trials on Dask, then the study's
-summary on that run and the best trial written back as a DVC experiment, which trains, evaluates
-and registers it under the promotion rule. `fmnist search`, `fmnist sweep` and their Prefect
-flows all run through tune. Selection is on validation: trials never see the test split; the
-best's DVC experiment measures it once on the test set."""
+"""A tuning run (the search's or a sweep's, by the commands or the flows): its MLflow run, the
+trials, the study's summary, and the best by validation accuracy written back as a DVC
+experiment that trains, evaluates (the test set, once) and registers it."""
 
 from __future__ import annotations
 
@@ -54,8 +52,7 @@ def jobs(
     workers: int,
     timeout: float | None = None,
 ) -> TrialJob:
-    """The job every trial of this run gets (lineage read once; threads per worker share the
-    CPUs; no trial starts after the timeout)."""
+    """The job every trial of this run gets (the workers share the CPUs' threads)."""
     from fmnist.pipeline.lineage import data_version, git_commit
 
     data_dir = root / layout.PREPARED
@@ -82,8 +79,7 @@ def tune(
     on_line: LineSink = print,
     on_table: TableSink | None = None,
 ) -> SearchResult:
-    """A whole run in the working folder, its data prepared: the trials (default: a worker per
-    CPU, and per trial at most), then finish."""
+    """A whole run in the working folder, its data prepared (workers: default one per CPU)."""
     root = Path.cwd()
     with search_run(uri, params, tuning, name, root, trials, on_line) as (parent, n):
         workers = min(workers or os.cpu_count() or 1, max(n, 1))
@@ -102,10 +98,8 @@ def search_run(
     trials: int,
     on_line: LineSink = print,
 ) -> Iterator[tuple[str, int]]:
-    """The parent run and how many trials it adds (a sweep's: its cells still to run).
-    Interrupted or failed, the runs and trials its dead workers left running are closed."""
-    # The study exists (created here, once) before any worker opens it; trials an earlier,
-    # killed run left running are failed first.
+    """The parent run and how many trials it adds (a sweep's: its cells still to run); its
+    workers' runs and trials are closed if it fails. The study is created here, once."""
     study = study_store.load(root, params.search, tuning)
     failed = study_store.fail_orphans(study)
     if failed:
@@ -168,8 +162,8 @@ def finish(
     on_line: LineSink = print,
     on_table: TableSink | None = None,
 ) -> SearchResult:
-    """Summarise the study on the parent run (on_table sees its table first, failures and
-    all); write the best trial back unless it was already; returns what happened."""
+    """The study's summary on the parent run (on_table sees its table first), the best
+    written back unless it was already."""
     from fmnist.tuning.summary import log_summary
 
     tuning = job.tuning
@@ -215,11 +209,9 @@ def finish(
 def write_back(
     job: TrialJob, study: Any, best: TrialRecord, uri: str, on_line: LineSink
 ) -> tuple[dict[str, Any], str | None, float | None]:
-    """(the registered record, the experiment's name, its test accuracy) for the best trial as
-    DVC experiment `<study>-trial-<n>-<run>` (its run nested under the parent run) with
-    prepare.val_size = search.refit_val_size, or a sweep's `<sweep>-<optimizer>-<activation>`
-    on its cells' split. A best the study says was written back is read back from the registry.
-    `dvc exp apply <name>` then puts its params.yaml and dvc.lock in the workspace."""
+    """(registered record, experiment, test accuracy) of the best as DVC experiment
+    `<study>-trial-<n>-<run>` on search.refit_val_size, or `<sweep>-<optimizer>-<activation>`;
+    one written back before is read back from the registry."""
     from fmnist.registry.versions import registered_record
 
     done = study.user_attrs.get(REGISTERED_ATTR)

@@ -1,10 +1,6 @@
-"""The Optuna studies of the search and the sweeps: where they live, opening one (created on
-first use, continued on every later run), and their trials' bookkeeping.
-
-The database is FMNIST_SEARCH_STORAGE (any SQLAlchemy URL Optuna takes, e.g. the production
-profile's PostgreSQL), else `optuna.db` (sqlite) at the project's root. The URL is read from the
-environment, never from a flag or params.yaml: it may hold a password, and fmnist prints it
-redacted."""
+"""The Optuna studies of the search and the sweeps, and their trials' bookkeeping. Their database
+is FMNIST_SEARCH_STORAGE (any SQLAlchemy URL), else `optuna.db` at the project's root: from the
+environment only, as it may hold a password (fmnist prints it redacted)."""
 
 from __future__ import annotations
 
@@ -44,8 +40,8 @@ def storage_url(root: Path) -> str:
 
 
 def shown_url(url: str, text: str | None = None) -> str:
-    """The URL as fmnist prints it (or text with the URL's password hidden): SQLAlchemy's
-    rendering, then fmnist's redaction of `password=`; a URL that does not parse is not shown."""
+    """The URL as fmnist prints it, or text with the URL's password hidden (never a URL that
+    does not parse)."""
     from sqlalchemy.engine import make_url
     from sqlalchemy.exc import ArgumentError
 
@@ -70,11 +66,8 @@ def fingerprint(url: str) -> str:
 
 
 def load(root: Path, search: SearchConfig, tuning: Tuning, *, worker_seed: int = 0) -> Any:
-    """The study tuning.study (created if new). The search's: TPE (multivariate, grouped for
-    the layers' conditional units) and the median pruner on per-epoch val_accuracy, each
-    process seeding its sampler apart (search.seed, the study's trial count and worker_seed:
-    the same seed in two workers would suggest the same random networks). A sweep's: the grid,
-    the same shuffle in every process, no pruning."""
+    """The study tuning.study (created if new): the search's TPE (grouped, for the layers'
+    conditional units) and median pruner, or a sweep's grid (no pruning)."""
     import optuna
     from optuna.exceptions import ExperimentalWarning
 
@@ -89,9 +82,16 @@ def load(root: Path, search: SearchConfig, tuning: Tuning, *, worker_seed: int =
             storage=storage, study_name=tuning.study, direction="maximize", load_if_exists=True
         )
         if tuning.grid:
-            sampler: Any = _grid_sampler(tuning.grid, search.seed)
+            # GridSampler without its stop at the last cell: Study.stop works inside optimize()
+            # only, and trials here are asked and told (fmnist counts the cells itself)
+            class AskAndTellGrid(optuna.samplers.GridSampler):
+                def after_trial(self, study: Any, trial: Any, state: Any, values: Any) -> None:
+                    pass
+
+            sampler: Any = AskAndTellGrid(tuning.grid.space(), seed=search.seed)
             pruner: Any = optuna.pruners.NopPruner()
         else:
+            # seeded apart: the same seed in two workers would suggest the same networks
             seed = search.seed + 7919 * len(study.get_trials(deepcopy=False)) + worker_seed
             sampler = optuna.samplers.TPESampler(
                 n_startup_trials=search.startup_trials, multivariate=True, group=True, seed=seed
@@ -107,22 +107,9 @@ def load(root: Path, search: SearchConfig, tuning: Tuning, *, worker_seed: int =
         raise SearchError(f"the study database {shown_url(url)}: {line}") from None
 
 
-def _grid_sampler(grid: Grid, seed: int) -> Any:
-    """GridSampler without its stop at the last cell: Study.stop works inside optimize() only,
-    and trials here are asked and told (fmnist counts the cells itself)."""
-    import optuna
-
-    class AskAndTellGrid(optuna.samplers.GridSampler):
-        def after_trial(self, study: Any, trial: Any, state: Any, values: Any) -> None:
-            pass
-
-    return AskAndTellGrid(grid.space(), seed=seed)
-
-
 def pending(study: Any, grid: Grid, settings: str) -> int:
-    """The trials a sweep's run adds: every cell of a new study (the sampler's), else each cell
-    not done yet, enqueued: never run, or interrupted (a training that failed, with its error,
-    is done). A study whose settings differ (another grid, epochs, ...) is refused in one line."""
+    """The trials a sweep's run adds: a new study's every cell (the sampler's), else those not
+    done (a failed training, with its error, is), enqueued; other settings are refused."""
     had = study.user_attrs.get(SETTINGS_ATTR)
     if had is None:
         study.set_user_attr(SETTINGS_ATTR, settings)
@@ -142,8 +129,8 @@ def pending(study: Any, grid: Grid, settings: str) -> int:
 
 
 def check_space(study: Any, search: SearchConfig) -> None:
-    """Optuna cannot change a choice list within a study: a space whose lists differ from
-    those the study's trials drew from is refused here, in one line, before any trial."""
+    """Refuses a choice list unlike the one the study's trials drew from (Optuna cannot
+    change one within a study) before any trial."""
     for trial in study.get_trials(deepcopy=False):
         for name, distribution in trial.distributions.items():
             key = CHOICES.get(name)
@@ -185,8 +172,7 @@ def tell_failed(study: Any, trial: Any, error: str | None = None) -> None:
 
 
 def fail_orphans(study: Any) -> list[int]:
-    """Trials left RUNNING by a process of this host that is gone (killed with its search)
-    are told FAIL, so the study never counts them as running; returns their numbers."""
+    """Trials left RUNNING by a gone process of this host are told FAIL; their numbers."""
     from optuna.trial import TrialState
 
     failed = []

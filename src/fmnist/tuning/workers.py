@@ -1,6 +1,5 @@
-"""Tuning without Prefect (`fmnist search`, `fmnist sweep`): trials on a local cluster of Dask
-worker processes, or a scheduler's. Each worker warms up once (TensorFlow, the splits, the
-stores), then takes trials one at a time."""
+"""Tuning without Prefect (`fmnist search`, `fmnist sweep`): trials on a local Dask cluster, or
+a scheduler's; each worker warms up once, then takes trials one at a time."""
 
 from __future__ import annotations
 
@@ -28,13 +27,14 @@ def tune_on_dask(
     trials: int,
     workers: int | None,
     dask_address: str | None,
-    uri: str,
+    given_uri: str | None,
     timeout: float | None = None,
     on_line: LineSink = print,
 ) -> SearchResult:
     """A whole run in the working folder: the data prepared once through DVC, then tune."""
-    from fmnist.tracking.mlflow_store import open_store
+    from fmnist.tracking.mlflow_store import open_store, resolve_tracking_uri
 
+    uri = resolve_tracking_uri(given_uri, Path.cwd())
     open_store(uri)
     os.environ["MLFLOW_TRACKING_URI"] = uri  # the local workers' store (never a task argument)
     dvc_cli.reproduce(Path.cwd(), "prepare", dvc_cli.stage_env(), on_line)
@@ -49,9 +49,8 @@ def run_trials(
     dask_address: str | None,
     on_line: LineSink = print,
 ) -> list[TrialRecord]:
-    """`trials` trials on a local cluster of `workers` processes (one thread each), or on the
-    scheduler at dask_address. Interrupted: queued trials are cancelled, the cluster stopped.
-    A trial lost with its worker is reported (fail_orphans fails it); a SearchError stops all."""
+    """The trials on a local cluster of `workers` processes, or dask_address's; interrupted,
+    queued trials are cancelled. A lost trial is reported (fail_orphans fails it)."""
     from distributed import Client, as_completed
 
     cluster = None if dask_address else _local_cluster(workers)

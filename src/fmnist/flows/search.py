@@ -65,15 +65,9 @@ def tune(
     logger = get_run_logger()
 
     def on_dask(job: TrialJob, n: int, workers: int) -> list[TrialRecord]:
-        local = {
-            "n_workers": workers,
-            "threads_per_worker": 1,
-            "host": "127.0.0.1",
-            "dashboard_address": None,
-        }
-        runner = DaskTaskRunner(
-            address=dask_address, cluster_kwargs=None if dask_address else local
-        )
+        local = {"n_workers": workers, "threads_per_worker": 1, "host": "127.0.0.1"}
+        cluster = None if dask_address else local | {"dashboard_address": None}
+        runner = DaskTaskRunner(address=dask_address, cluster_kwargs=cluster)
         return run_trials.with_options(task_runner=runner)(job, n)  # type: ignore[arg-type]
 
     def table(rows: list[dict[str, Any]]) -> None:

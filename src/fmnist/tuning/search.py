@@ -1,13 +1,15 @@
 """A tuning run (the search's or a sweep's, by the commands or the flows): its MLflow run, the
-trials, the study's summary, and the best by validation accuracy written back as a DVC
-experiment that trains, evaluates (the test set, once) and registers it."""
+trials, the study's summary with Optuna's plots, and the best by validation accuracy written
+back as a DVC experiment that trains, evaluates (the test set, once) and registers it."""
 
 from __future__ import annotations
 
 import json
 import os
+import tempfile
 import time
-from collections.abc import Callable, Iterator, Sequence
+import warnings
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -29,6 +31,11 @@ LineSink = Callable[[str], None]
 TableSink = Callable[[list[dict[str, Any]]], None]
 RunTrials = Callable[[TrialJob, int, int], list[TrialRecord]]  # (job, trials, workers)
 REGISTERED_ATTR = "fmnist.registered"  # on the study: the trial last written back, its version
+PLOTS = (  # optuna.visualization.matplotlib function -> the image's name on the run
+    ("plot_optimization_history", "optimization_history.png"),
+    ("plot_intermediate_values", "val_accuracy_per_epoch.png"),
+    ("plot_param_importances", "param_importances.png"),
+)
 
 
 @dataclass(frozen=True)
@@ -164,8 +171,6 @@ def finish(
 ) -> SearchResult:
     """The study's summary on the parent run (on_table sees its table first), the best
     written back unless it was already."""
-    from fmnist.tuning.summary import log_summary
-
     tuning = job.tuning
     study = study_store.load(job.root, job.params.search, tuning)
     study_store.fail_orphans(study)  # a worker that died during this run: its trial failed
@@ -244,3 +249,37 @@ def write_back(
     attr = {"trial": best.number, "experiment": name, "name": record["name"]}
     study.set_user_attr(REGISTERED_ATTR, attr | {"version": record["version"]})
     return record, name, test_accuracy
+
+
+def log_summary(study: Any, summary: Mapping[str, Any], artifact: str) -> None:
+    """The summary with Optuna's parameter importances (None while too few trials tell) as
+    JSON, and the plots that can be drawn yet, under search/."""
+    import matplotlib
+
+    matplotlib.use("Agg")  # files only, no display
+    import matplotlib.pyplot as plt
+    import optuna
+    import optuna.visualization.matplotlib as plots
+    from optuna.exceptions import ExperimentalWarning
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ExperimentalWarning)
+        warnings.simplefilter("ignore", UserWarning)  # "few trials", "no intermediate values"
+        try:
+            found = optuna.importance.get_param_importances(study)
+            importances = {k: round(float(v), 4) for k, v in found.items()}
+        except (RuntimeError, ValueError):
+            importances = None
+        tracking.log_dict({**summary, "param_importances": importances}, artifact)
+        with tempfile.TemporaryDirectory() as tmp:
+            for function, name in PLOTS[: 3 if importances else 2]:
+                try:
+                    axes = getattr(plots, function)(study)
+                except (RuntimeError, ValueError):
+                    continue  # nothing to draw yet
+                figure = axes.figure if hasattr(axes, "figure") else axes[0].figure
+                figure.set_size_inches(9, 5)
+                figure.tight_layout()
+                figure.savefig(Path(tmp) / name, dpi=100)
+                plt.close(figure)
+                tracking.log_artifact(Path(tmp) / name, "search")

@@ -5,6 +5,7 @@ TensorFlow and the splits loaded: a trial's overhead is its model's build and th
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import time
@@ -80,21 +81,14 @@ def _worker_seed() -> int:
     return int(name) if name.isdigit() else zlib.crc32(name.encode()) % 1000
 
 
-def _limit_threads(threads: int) -> None:
-    """TensorFlow's threads for this process, before its first operation (later: unchanged)."""
-    if threads <= 0:
-        return
-    import tensorflow as tf
+def warm_up(job: TrialJob) -> float:
+    """A worker's start, once: its stores checked, TensorFlow, the splits; the seconds it took."""
+    from fmnist.process.keras_compat import load_keras
+    from fmnist.tracking.mlflow_store import open_store
 
-    try:
-        tf.config.threading.set_intra_op_parallelism_threads(threads)
-        tf.config.threading.set_inter_op_parallelism_threads(threads)
-    except RuntimeError:
-        pass  # TensorFlow already started in this process: its threads are set
-
-
-def _check_stores(job: TrialJob) -> str:
-    """The tracking URI, after checking this worker's stores are the search's (SearchError)."""
+    started = time.perf_counter()
+    if job.quiet:
+        console.quiet_libraries(verbose=False)
     uri = environment_tracking_uri(job.root)  # this worker's: MLFLOW_TRACKING_URI or the file
     if study_store.fingerprint(uri) != job.tracking_id:
         raise SearchError(
@@ -106,20 +100,13 @@ def _check_stores(job: TrialJob) -> str:
             f"this Dask worker's study database is not the search's: give the workers the "
             f"search's {study_store.STORAGE_ENV}"
         )
-    return uri
+    load_keras()  # TensorFlow's first import, then its threads, before its first operation
+    if job.threads > 0:
+        import tensorflow as tf
 
-
-def warm_up(job: TrialJob) -> float:
-    """A worker's start, once: its stores checked, TensorFlow, the splits; the seconds it took."""
-    from fmnist.process.keras_compat import load_keras
-    from fmnist.tracking.mlflow_store import open_store
-
-    started = time.perf_counter()
-    if job.quiet:
-        console.quiet_libraries(verbose=False)
-    uri = _check_stores(job)
-    load_keras()  # TensorFlow's first import
-    _limit_threads(job.threads)  # then its threads, before its first operation
+        with contextlib.suppress(RuntimeError):  # TensorFlow started already: its threads are set
+            tf.config.threading.set_intra_op_parallelism_threads(job.threads)
+            tf.config.threading.set_inter_op_parallelism_threads(job.threads)
     _split(job.data_dir / "train.npz")
     _split(job.data_dir / "val.npz")
     open_store(uri)

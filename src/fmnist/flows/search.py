@@ -37,8 +37,7 @@ def trial(job: TrialJob, index: int) -> TrialRecord | None:
 
 @flow(name="search-trials")
 def run_trials(job: TrialJob, trials: int) -> list[TrialRecord]:
-    """Every trial submitted at once; each asks the study when it starts (so learns from
-    every trial finished before it)."""
+    """Every trial at once; each asks the study when it starts, learning from those done."""
     futures = [trial.submit(job, i) for i in range(trials)]
     results = []
     for future in futures:

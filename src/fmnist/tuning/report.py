@@ -14,7 +14,7 @@ STATES = ("complete", "pruned", "failed", "running", "waiting")
 
 @dataclass(frozen=True)
 class TrialRecord:
-    """A trial as the study holds it, or as the worker that ran it returns it (its timing)."""
+    """A trial as the study holds it, or as its worker returns it (with its timing)."""
 
     number: int
     state: str  # one of STATES
@@ -30,8 +30,7 @@ class TrialRecord:
     config: str = ""  # the trial's network and training in one line
 
     def line(self) -> str:
-        """`trial 7: val_accuracy 0.8891 complete (relu 512-256 ..., 20 epochs); fit 25.1 s,
-        overhead 0.31 s (1.2%)`."""
+        """`trial 7: val_accuracy 0.8891 complete (relu 512-256 ...); fit 25.1 s, overhead ...`"""
         shown = "-" if self.val_accuracy is None else f"{self.val_accuracy:.4f}"
         what = self.config or "no config"
         wall = self.fit_seconds + self.overhead_seconds

@@ -31,7 +31,7 @@ LineSink = Callable[[str], None]
 TableSink = Callable[[list[dict[str, Any]]], None]
 RunTrials = Callable[[TrialJob, int, int], list[TrialRecord]]  # (job, trials, workers)
 REGISTERED_ATTR = "fmnist.registered"  # on the study: the trial last written back, its version
-PLOTS = (  # optuna.visualization.matplotlib function -> the image's name on the run
+PLOTS = (  # optuna.visualization.matplotlib function -> its image (importances' last: optional)
     ("plot_optimization_history", "optimization_history.png"),
     ("plot_intermediate_values", "val_accuracy_per_epoch.png"),
     ("plot_param_importances", "param_importances.png"),

@@ -109,7 +109,7 @@ def load(root: Path, search: SearchConfig, tuning: Tuning, *, worker_seed: int =
 
 def pending(study: Any, grid: Grid, settings: str) -> int:
     """The trials a sweep's run adds: a new study's every cell (the sampler's), else those not
-    done (a failed training, with its error, is), enqueued; other settings are refused."""
+    done (a failed training, with its error, is) enqueued; other settings are refused."""
     had = study.user_attrs.get(SETTINGS_ATTR)
     if had is None:
         study.set_user_attr(SETTINGS_ATTR, settings)

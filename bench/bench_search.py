@@ -118,7 +118,7 @@ def scale(args: argparse.Namespace) -> None:
 SCALE_RUN = """
 import sys, time
 from pathlib import Path
-from fmnist.tuning import search
+from fmnist.tuning import search, workers as dask
 from fmnist.tuning.grid import Tuning
 from fmnist.params.config import load_params
 from fmnist.params.overrides import apply_dotted
@@ -135,7 +135,7 @@ tuning = Tuning(params.search.study)
 with search.search_run(uri, params, tuning, f"scale-{{workers}}", root, trials) as (parent, _):
     job = search.jobs(root, params, tuning, parent, uri, workers, timeout=0)
     started = time.perf_counter()
-    results = search.run_trials(job, trials, workers, None, lambda line: None)
+    results = dask.run_trials(job, trials, workers, None, lambda line: None)
     wall = time.perf_counter() - started
 fits = ",".join(f"{{r.fit_seconds:.3f}}" for r in results)
 over = ",".join(f"{{r.overhead_seconds:.3f}}" for r in results)

@@ -8,15 +8,7 @@ from typing import Annotated
 
 import typer
 
-from fmnist.cli.app import (
-    PARAMS,
-    ParamsOpt,
-    TrackingOpt,
-    app,
-    load_params,
-    tracking_uri,
-    user_errors,
-)
+from fmnist.cli.app import PARAMS, ParamsOpt, TrackingOpt, app, load_params, user_errors
 from fmnist.cli.sweep import DaskAddress, Workers, registered
 
 
@@ -45,8 +37,8 @@ def search(
     import time
 
     from fmnist.tuning.grid import Tuning
-    from fmnist.tuning.search import tune
     from fmnist.tuning.study import shown_url, storage_url
+    from fmnist.tuning.workers import tune_on_dask
 
     cfg = load_params(params)
     n = trials or cfg.search.trials
@@ -54,9 +46,9 @@ def search(
     where = dask_address or f"a local Dask cluster of {workers or min(n, os.cpu_count() or 1)}"
     study = f"study {cfg.search.study} ({shown_url(storage_url(Path.cwd()))})"
     typer.echo(f"{name}: {n} trials of {study} on {where}")
-    uri = tracking_uri(tracking_uri_)
-    result = tune(
-        cfg, Tuning(cfg.search.study), name, n, workers, dask_address, uri, timeout, typer.echo
+    tuning = Tuning(cfg.search.study)
+    result = tune_on_dask(
+        cfg, tuning, name, n, workers, dask_address, tracking_uri_, timeout, typer.echo
     )
     trials_line = ", ".join(f"{v} {k}" for k, v in result.trials.items() if v)
     typer.echo(f"study {cfg.search.study}: {trials_line}")

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from fmnist.cli.app import PARAMS, ParamsOpt, TrackingOpt, app, tracking_uri, user_errors
+from fmnist.cli.app import PARAMS, ParamsOpt, TrackingOpt, app, user_errors
 
 if TYPE_CHECKING:
     from fmnist.tuning.search import SearchResult
@@ -55,7 +55,7 @@ def sweep(
     from fmnist.params.config import load_params
     from fmnist.params.overrides import RunOverrides, dotted_overrides
     from fmnist.tuning.grid import ACTIVATIONS, OPTIMIZERS, Tuning, grid
-    from fmnist.tuning.search import tune
+    from fmnist.tuning.workers import tune_on_dask
 
     sweep_name = name or time.strftime("sweep-%Y%m%d-%H%M%S")
     cells = grid(optimizer or OPTIMIZERS, activation or ACTIVATIONS)
@@ -63,9 +63,9 @@ def sweep(
     hidden = [h.model_dump(mode="json") for h in load_params(params).model.hidden]
     cfg = load_params(params, dotted_overrides(base, hidden))
     typer.echo(f"{sweep_name}: {len(cells.cells())} trainings, {jobs or 'one per CPU'} at a time")
-    uri = tracking_uri(tracking_uri_)
-    result = tune(
-        cfg, Tuning(sweep_name, cells), sweep_name, 0, jobs, dask_address, uri, 0, typer.echo
+    tuning = Tuning(sweep_name, cells)
+    result = tune_on_dask(
+        cfg, tuning, sweep_name, 0, jobs, dask_address, tracking_uri_, 0, typer.echo
     )
     typer.echo(f"\n{'training':18} {'val_accuracy':>12}  status")  # best first
     for row in result.table:

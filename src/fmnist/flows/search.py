@@ -1,17 +1,9 @@
-"""Prefect flow `fashion-mnist-search`, and the tuning run it shares with `fashion-mnist-sweep`.
-
-Wiring only (fmnist.tuning.search does the work). The data is prepared once through DVC; each
-trial is a task on Dask (a local cluster, or the scheduler at `dask_address`, whose workers
-need this project installed, the repo at the same path and FMNIST_SEARCH_STORAGE when the
-study is not in the repo's optuna.db); each trial asks the shared study for a network (or a
-sweep's cell), trains it, and records itself as a nested MLflow run. Then the study's table as
-an artifact, and the best trial written back as a DVC experiment that trains, evaluates and
-registers it.
-"""
+"""Prefect flow `fashion-mnist-search`, and the tuning run it shares with `fashion-mnist-sweep`
+(fmnist.tuning.search does the work): each trial a task on Dask (a `dask_address` scheduler's
+workers need this project, the repo at the same path and FMNIST_SEARCH_STORAGE)."""
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +17,7 @@ from fmnist.pipeline import dvc_cli
 from fmnist.process import layout
 from fmnist.tuning import search as searching
 from fmnist.tuning.grid import Tuning
-from fmnist.tuning.trial import TrialJob, TrialResult, run_trial
+from fmnist.tuning.trial import TrialJob, TrialRecord, run_trial
 
 
 @task(name="prepare", retries=2, retry_delay_seconds=10)
@@ -35,7 +27,7 @@ def prepare(root: Path, uri: str) -> None:
 
 
 @task(name="trial", task_run_name="trial-{index}")
-def trial(job: TrialJob, index: int) -> TrialResult | None:
+def trial(job: TrialJob, index: int) -> TrialRecord | None:
     """One trial (None: the timeout passed before it could start)."""
     result = run_trial(job)
     if result is not None:
@@ -44,9 +36,8 @@ def trial(job: TrialJob, index: int) -> TrialResult | None:
 
 
 @flow(name="search-trials")
-def run_trials(job: TrialJob, trials: int) -> list[TrialResult]:
-    """Every trial submitted at once: the workers take them one at a time each, and each
-    asks the study when it starts, so it learns from every trial finished before it."""
+def run_trials(job: TrialJob, trials: int) -> list[TrialRecord]:
+    """Every trial at once; each asks the study when it starts, learning from those done."""
     futures = [trial.submit(job, i) for i in range(trials)]
     results = []
     for future in futures:
@@ -58,21 +49,6 @@ def run_trials(job: TrialJob, trials: int) -> list[TrialResult]:
     return results
 
 
-def task_runner(dask_address: str | None, workers: int) -> DaskTaskRunner:
-    """The given Dask scheduler, else a local cluster of `workers` processes (one trial each,
-    TensorFlow's threads inside)."""
-    if dask_address:
-        return DaskTaskRunner(address=dask_address)
-    return DaskTaskRunner(
-        cluster_kwargs={
-            "n_workers": workers,
-            "threads_per_worker": 1,
-            "host": "127.0.0.1",
-            "dashboard_address": None,
-        }
-    )
-
-
 def tune(
     params: Params,
     tuning: Tuning,
@@ -81,30 +57,29 @@ def tune(
     dask_address: str | None,
     dask_workers: int | None,
 ) -> dict[str, Any]:
-    """The run: prepare, the trials on Dask, the table artifact (first: a run whose every
-    trial failed shows them too), the best written back; what the flow returns."""
+    """The run: prepare, the trials (a worker process each), the table artifact, the best."""
     root = Path.cwd()
     uri = tracking_uri(root)
     prepare(root, uri)
     logger = get_run_logger()
+
+    def on_dask(job: TrialJob, n: int, workers: int) -> list[TrialRecord]:
+        local = {"n_workers": workers, "threads_per_worker": 1, "host": "127.0.0.1"}
+        cluster = None if dask_address else local | {"dashboard_address": None}
+        runner = DaskTaskRunner(address=dask_address, cluster_kwargs=cluster)
+        return run_trials.with_options(task_runner=runner)(job, n)  # type: ignore[arg-type]
+
+    def table(rows: list[dict[str, Any]]) -> None:
+        what = f"{tuning.kind.capitalize()} {tuning.study}: every trial, best first"
+        create_table_artifact(key=f"fashion-mnist-{tuning.kind}", table=rows, description=what)
+
     name = flow_run_label(tuning.kind)
-    with searching.search_run(uri, params, tuning, name, root, trials, logger.info) as (run, n):
-        workers = dask_workers or max(1, min(n, os.cpu_count() or 1))
-        job = searching.jobs(root, params, tuning, run, uri, workers, timeout)
-        if n:
-            runner = task_runner(dask_address, workers)
-            results = run_trials.with_options(task_runner=runner)(job, n)  # type: ignore[arg-type]
-        else:
-            results = []
-
-        def table(rows: list[dict[str, Any]]) -> None:
-            what = f"{tuning.kind.capitalize()} {tuning.study}: every trial, best first"
-            create_table_artifact(key=f"fashion-mnist-{tuning.kind}", table=rows, description=what)
-
-        result = searching.finish(params, tuning, root, run, results, uri, logger.info, table)
+    result = searching.tune(
+        params, tuning, name, trials, dask_workers, uri, on_dask, timeout, logger.info, table
+    )
     return {
         tuning.kind: tuning.study,
-        "parent_run_id": run,
+        "parent_run_id": result.parent_run_id,
         "trials": result.trials,
         "best_trial": result.best.number,
         "best_val_accuracy": result.best.val_accuracy,

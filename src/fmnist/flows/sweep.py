@@ -1,11 +1,5 @@
-"""Prefect flow `fashion-mnist-sweep`: the tutorial's optimizer comparison in one parallel run.
-
-Wiring only: an Optuna study on the grid optimizers x hidden activations (GridSampler), named
-for the flow run, run as the search is (fmnist.flows.search.tune): each cell a trial on Dask
-(a local cluster, or the scheduler at `dask_address`) and a nested MLflow run; then the
-comparison table artifact, and the best by validation accuracy written back as a DVC
-experiment that trains, evaluates and registers it under the promotion rule.
-"""
+"""Prefect flow `fashion-mnist-sweep`: the tutorial's optimizer comparison in one parallel run,
+an Optuna study on the grid optimizers x hidden activations run as the search is (flows.search)."""
 
 from __future__ import annotations
 

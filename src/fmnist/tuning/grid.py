@@ -1,11 +1,6 @@
-"""Which study a tuning run adds trials to: the search's (TPE over params.yaml `search.space`)
-or a sweep's, the tutorial's optimizer comparison as a grid (Optuna's GridSampler): every
-optimizer with every hidden activation, the rest of the network and its training as given.
-
-Pure: names and values in, overrides and names out. Like the search, a sweep chooses on
-validation accuracy; its best is measured once on the test set, by the DVC experiment it is
-written back as.
-"""
+"""Which study a tuning run adds trials to: the search's (TPE over params.yaml `search.space`) or
+a sweep's, the tutorial's optimizer comparison as a grid (Optuna's GridSampler): every optimizer
+with every hidden activation, the rest as given. Pure: names and values in, overrides out."""
 
 from __future__ import annotations
 
@@ -20,8 +15,6 @@ from fmnist.tuning.space import Suggests
 
 OPTIMIZERS = ("sgd", "adagrad", "rmsprop", "adam")  # the tutorial's list, in its order
 ACTIVATIONS = ("sigmoid", "relu")  # its first model's hidden activation, then its last's
-KNOWN_OPTIMIZERS: tuple[str, ...] = get_args(Optimizer)
-KNOWN_ACTIVATIONS: tuple[str, ...] = get_args(Activation)
 
 
 @dataclass(frozen=True)
@@ -44,10 +37,10 @@ class Grid:
 
 @dataclass(frozen=True)
 class Tuning:
-    """The study a run adds trials to, and how its trials are chosen."""
+    """The study a run adds trials to: the search's search.study, or a sweep's name and grid."""
 
-    study: str  # the search's search.study, or the sweep's name
-    grid: Grid | None = None  # a sweep's; None: the search's space, TPE and the median pruner
+    study: str
+    grid: Grid | None = None  # None: the search's space, TPE and the median pruner
 
     @property
     def kind(self) -> str:
@@ -57,12 +50,12 @@ class Tuning:
 
 def _checked(kind: str, values: Sequence[str], allowed: Sequence[str]) -> tuple[str, ...]:
     values = list(values)
+    unknown = [v for v in values if v not in allowed]
+    repeated = sorted({v for v in values if values.count(v) > 1})
     if not values:
         raise ConfigError(f"sweep {kind}: empty; give at least one of {', '.join(allowed)}")
-    unknown = [v for v in values if v not in allowed]
     if unknown:
         raise ConfigError(f"sweep {kind}: {unknown[0]!r} is not one of {', '.join(allowed)}")
-    repeated = sorted({v for v in values if values.count(v) > 1})
     if repeated:
         raise ConfigError(f"sweep {kind}: {repeated[0]!r} given twice")
     return tuple(values)
@@ -71,8 +64,8 @@ def _checked(kind: str, values: Sequence[str], allowed: Sequence[str]) -> tuple[
 def grid(optimizers: Sequence[str], activations: Sequence[str]) -> Grid:
     """The grid, every value checked (ConfigError: one line naming the bad one)."""
     return Grid(
-        _checked("optimizers", optimizers, KNOWN_OPTIMIZERS),
-        _checked("activations", activations, KNOWN_ACTIVATIONS),
+        _checked("optimizers", optimizers, get_args(Optimizer)),
+        _checked("activations", activations, get_args(Activation)),
     )
 
 

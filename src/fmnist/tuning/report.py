@@ -9,18 +9,39 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+STATES = ("complete", "pruned", "failed", "running", "waiting")
+
 
 @dataclass(frozen=True)
 class TrialRecord:
-    """A trial as the study holds it."""
+    """A trial as the study holds it, or as its worker returns it (with its timing)."""
 
     number: int
-    state: str  # complete | pruned | failed | running | waiting
+    state: str  # one of STATES
     val_accuracy: float | None  # complete: its value; pruned: its last reported epoch's
     overrides: dict[str, Any]  # the searched keys (dotted)
     run_id: str | None = None
     trained_with: dict[str, Any] = field(default_factory=dict)  # its model and train sections
     error: str | None = None  # a failed trial's one line
+    epochs: int = 0  # trained (fewer when pruned)
+    fit_seconds: float = 0.0
+    overhead_seconds: float = 0.0  # the trial's wall time minus its fit
+    warmup_seconds: float = 0.0  # the worker's start (TensorFlow, the splits), before it
+    config: str = ""  # the trial's network and training in one line
+
+    def line(self) -> str:
+        """`trial 7: val_accuracy 0.8891 complete (relu 512-256 ...); fit 25.1 s, overhead ...`"""
+        shown = "-" if self.val_accuracy is None else f"{self.val_accuracy:.4f}"
+        what = self.config or "no config"
+        wall = self.fit_seconds + self.overhead_seconds
+        share = f" ({self.overhead_seconds / wall:.1%})" if wall else ""
+        state = self.state if self.state != "pruned" else f"pruned at epoch {self.epochs}"
+        error = f": {self.error}" if self.error else ""
+        warm = f"; worker started first: {self.warmup_seconds:.1f} s" if self.warmup_seconds else ""
+        return (
+            f"trial {self.number}: val_accuracy {shown} {state}{error} ({what}); "
+            f"fit {self.fit_seconds:.1f} s, overhead {self.overhead_seconds:.2f} s{share}{warm}"
+        )
 
 
 @dataclass(frozen=True)
@@ -45,20 +66,20 @@ def cost(timings: Sequence[tuple[float, float]]) -> Cost | None:
     """(fit seconds, overhead seconds) per trial -> totals and medians; None for none."""
     if not timings:
         return None
-    shares = [o / (f + o) if f + o else 0.0 for f, o in timings]
+    fits, overheads = zip(*timings, strict=True)
     return Cost(
         trials=len(timings),
-        fit_seconds=sum(f for f, _ in timings),
-        overhead_seconds=sum(o for _, o in timings),
-        median_overhead=statistics.median(o for _, o in timings),
-        median_share=statistics.median(shares),
+        fit_seconds=sum(fits),
+        overhead_seconds=sum(overheads),
+        median_overhead=statistics.median(overheads),
+        median_share=statistics.median(o / (f + o) if f + o else 0.0 for f, o in timings),
     )
 
 
 def counts(trials: Sequence[TrialRecord]) -> dict[str, int]:
     """Trials per state, every state named."""
     seen = Counter(t.state for t in trials)
-    return {s: seen.get(s, 0) for s in ("complete", "pruned", "failed", "running", "waiting")}
+    return {s: seen.get(s, 0) for s in STATES}
 
 
 def ranking(trials: Sequence[TrialRecord], top: int | None = 5) -> list[TrialRecord]:
@@ -85,33 +106,3 @@ def rows(trials: Sequence[TrialRecord], describe: Any) -> list[dict[str, Any]]:
         }
         for t in trials
     ]
-
-
-@dataclass(frozen=True)
-class TrialResult:
-    number: int
-    state: str  # complete | pruned | failed
-    overrides: dict[str, Any] = field(default_factory=dict)
-    val_accuracy: float | None = None  # the last epoch's (what the study ranks)
-    epochs: int = 0  # trained (fewer when pruned)
-    fit_seconds: float = 0.0
-    overhead_seconds: float = 0.0  # the trial's wall time minus its fit
-    warmup_seconds: float = 0.0  # the worker's start (TensorFlow, the splits), before it
-    run_id: str | None = None
-    error: str | None = None
-    config: str = ""  # the trial's network and training in one line
-
-    def line(self) -> str:
-        """`trial 7: val_accuracy 0.8891 complete (relu 512-256 ..., 20 epochs); fit 25.1 s,
-        overhead 0.31 s (1.2%)`."""
-        shown = "-" if self.val_accuracy is None else f"{self.val_accuracy:.4f}"
-        what = self.config or "no config"
-        wall = self.fit_seconds + self.overhead_seconds
-        share = f" ({self.overhead_seconds / wall:.1%})" if wall else ""
-        state = self.state if self.state != "pruned" else f"pruned at epoch {self.epochs}"
-        error = f": {self.error}" if self.error else ""
-        warm = f"; worker started first: {self.warmup_seconds:.1f} s" if self.warmup_seconds else ""
-        return (
-            f"trial {self.number}: val_accuracy {shown} {state}{error} ({what}); "
-            f"fit {self.fit_seconds:.1f} s, overhead {self.overhead_seconds:.2f} s{share}{warm}"
-        )

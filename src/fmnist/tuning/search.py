@@ -1,24 +1,22 @@
-"""A tuning run, the search's or a sweep's: plan its trials, run them on Dask, finish (the
-study's summary on the run's MLflow run; the best trial written back as a DVC experiment,
-which trains, evaluates and registers it under the promotion rule). `fmnist search`,
-`fmnist sweep` and their Prefect flows all call these; one trial is fmnist.tuning.trial.
-
-Selection is on validation: trials never see the test split. The best trial's DVC experiment
-measures it once on the test set (evaluate) and register compares that with the champion.
-"""
+"""A tuning run (the search's or a sweep's, by the commands or the flows): its MLflow run, the
+trials, the study's summary with Optuna's plots, and the best by validation accuracy written
+back as a DVC experiment that trains, evaluates (the test set, once) and registers it."""
 
 from __future__ import annotations
 
 import json
 import os
+import tempfile
 import time
-from collections.abc import Callable, Iterator, Sequence
+import warnings
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from fmnist.params.config import Params
+from fmnist.params.config import Params, load_params
+from fmnist.params.overrides import set_param_args
 from fmnist.pipeline import dvc_cli, records
 from fmnist.process import console, layout
 from fmnist.process.errors import SearchError, first_line
@@ -26,11 +24,18 @@ from fmnist.tracking import runs as tracking
 from fmnist.tuning import study as study_store
 from fmnist.tuning.grid import Tuning, cell_name
 from fmnist.tuning.report import Cost, TrialRecord, cost, counts, ranked, ranking, rows
-from fmnist.tuning.space import describe
-from fmnist.tuning.trial import OVERRIDES_ATTR, RUN_ATTR, TRAINED_WITH_ATTR, TrialJob, TrialResult
-from fmnist.tuning.workers import run_trials
+from fmnist.tuning.space import describe, differences
+from fmnist.tuning.trial import OVERRIDES_ATTR, RUN_ATTR, TRAINED_WITH_ATTR, TrialJob, trained_with
 
 LineSink = Callable[[str], None]
+TableSink = Callable[[list[dict[str, Any]]], None]
+RunTrials = Callable[[TrialJob, int, int], list[TrialRecord]]  # (job, trials, workers)
+REGISTERED_ATTR = "fmnist.registered"  # on the study: the trial last written back, its version
+PLOTS = (  # optuna.visualization.matplotlib function -> its image (importances' last: optional)
+    ("plot_optimization_history", "optimization_history.png"),
+    ("plot_intermediate_values", "val_accuracy_per_epoch.png"),
+    ("plot_param_importances", "param_importances.png"),
+)
 
 
 @dataclass(frozen=True)
@@ -42,6 +47,7 @@ class SearchResult:
     registered: dict[str, Any]  # the best's registered record (registered.json)
     experiment: str | None  # the DVC experiment of the best (None: written back before)
     test_accuracy: float | None
+    parent_run_id: str
 
 
 def jobs(
@@ -53,27 +59,18 @@ def jobs(
     workers: int,
     timeout: float | None = None,
 ) -> TrialJob:
-    """The job every trial of this run gets (lineage read once; threads per worker share the
-    CPUs; no trial starts after the timeout)."""
+    """The job every trial of this run gets (the workers share the CPUs' threads)."""
     from fmnist.pipeline.lineage import data_version, git_commit
 
     data_dir = root / layout.PREPARED
     limit = params.search.timeout if timeout is None else timeout
+    stores = study_store.fingerprint(uri), study_store.fingerprint(study_store.storage_url(root))
+    tags = {records.DATA_TAG: data_version(root, data_dir), records.COMMIT_TAG: git_commit(root)}
+    threads = max(1, (os.cpu_count() or 1) // max(1, workers))
+    deadline = time.time() + limit if limit else None
+    quiet = not console.chatter_shown()
     return TrialJob(
-        root=root,
-        data_dir=data_dir,
-        params=params,
-        tuning=tuning,
-        parent_run_id=parent_run_id,
-        tracking_id=study_store.fingerprint(uri),
-        storage_id=study_store.fingerprint(study_store.storage_url(root)),
-        tags={
-            records.DATA_TAG: data_version(root, data_dir),
-            records.COMMIT_TAG: git_commit(root),
-        },
-        threads=max(1, (os.cpu_count() or 1) // max(1, workers)),
-        deadline=time.time() + limit if limit else None,
-        quiet=not console.chatter_shown(),
+        root, data_dir, params, tuning, parent_run_id, *stores, tags, threads, deadline, quiet
     )
 
 
@@ -83,25 +80,19 @@ def tune(
     name: str,
     trials: int,
     workers: int | None,
-    dask_address: str | None,
     uri: str,
+    run_trials: RunTrials,
     timeout: float | None = None,
     on_line: LineSink = print,
+    on_table: TableSink | None = None,
 ) -> SearchResult:
-    """A whole run without Prefect (`fmnist search`, `fmnist sweep`) in the working folder:
-    the data prepared once through DVC, the trials on Dask (default: a worker per CPU, and
-    per trial at most), finish."""
-    from fmnist.tracking.mlflow_store import open_store
-
+    """A whole run in the working folder, its data prepared (workers: default one per CPU)."""
     root = Path.cwd()
-    open_store(uri)
-    os.environ["MLFLOW_TRACKING_URI"] = uri  # the local workers' store (never a task argument)
-    dvc_cli.reproduce(root, "prepare", dvc_cli.stage_env(), on_line)  # the data trials read
     with search_run(uri, params, tuning, name, root, trials, on_line) as (parent, n):
         workers = min(workers or os.cpu_count() or 1, max(n, 1))
         job = jobs(root, params, tuning, parent, uri, workers, timeout)
-        results = run_trials(job, n, workers, dask_address, on_line)
-        return finish(params, tuning, root, parent, results, uri, on_line)
+        results = run_trials(job, n, workers) if n else []
+        return finish(job, results, uri, on_line, on_table)
 
 
 @contextmanager
@@ -114,14 +105,8 @@ def search_run(
     trials: int,
     on_line: LineSink = print,
 ) -> Iterator[tuple[str, int]]:
-    """The run's parent run (each trial's run nests under it) and how many trials it adds (a
-    sweep's: its cells still to run). Interrupted or failed, the trials' runs and the study's
-    trials left running by workers that died with it are closed before it ends (KILLED or
-    FAILED)."""
-    from fmnist.tuning.trial import trained_with
-
-    # The study exists (created here, once) before any worker opens it; trials an earlier,
-    # killed run left running are failed first.
+    """The parent run and how many trials it adds (a sweep's: its cells still to run); its
+    workers' runs and trials are closed if it fails. The study is created here, once."""
     study = study_store.load(root, params.search, tuning)
     failed = study_store.fail_orphans(study)
     if failed:
@@ -133,9 +118,8 @@ def search_run(
     else:
         study_store.check_space(study, params.search)
         logged = params.search.model_dump(mode="json")
-    with tracking.tracked_run(
-        uri, params.tracking.experiment, run_name=name, tags={_tag(tuning): tuning.study}
-    ) as run_id:
+    tags = {f"fmnist.tuning.{tuning.kind}": tuning.study}
+    with tracking.tracked_run(uri, params.tracking.experiment, run_name=name, tags=tags) as run_id:
         flat = tracking.flatten(logged)
         tracking.log_params({f"{tuning.kind}.{k}": str(v) for k, v in flat.items()})
         try:
@@ -148,81 +132,55 @@ def search_run(
             raise
 
 
-def _tag(tuning: Tuning) -> str:
-    return f"fmnist.tuning.{tuning.kind}"
-
-
 def close_orphans(uri: str, params: Params, tuning: Tuning, root: Path) -> None:
-    """Runs and trials whose worker process died (killed with an interrupted run) end
-    KILLED and FAIL."""
+    """Runs and trials whose worker died (killed with the run) end KILLED and FAIL."""
     from mlflow import MlflowClient
 
     from fmnist.tracking.lifecycle import close_orphaned_runs
 
     client = MlflowClient(uri)
     experiment = client.get_experiment_by_name(params.tracking.experiment)
-    if experiment is not None:
-        close_orphaned_runs(client, [experiment.experiment_id])
+    close_orphaned_runs(client, [experiment.experiment_id] if experiment else [])
     study_store.fail_orphans(study_store.load(root, params.search, tuning))
 
 
-_STATES = {"FAIL": "failed"}  # Optuna's state names -> the words fmnist prints
-
-
 def study_trials(study: Any) -> list[TrialRecord]:
-    """Every trial of the study as a record."""
+    """Every trial of the study as a record (a pruned one: its last reported value)."""
     out = []
     for trial in study.get_trials(deepcopy=False):
-        state = _STATES.get(trial.state.name, trial.state.name.lower())
+        state = "failed" if trial.state.name == "FAIL" else trial.state.name.lower()
         value = trial.value
         if state == "pruned" and trial.intermediate_values:
             value = trial.intermediate_values[max(trial.intermediate_values)]
         attrs = trial.user_attrs
+        overrides = json.loads(attrs.get(OVERRIDES_ATTR, "{}"))
+        trained = json.loads(attrs.get(TRAINED_WITH_ATTR, "{}"))
+        error = attrs.get(study_store.ERROR_ATTR)
         out.append(
-            TrialRecord(
-                trial.number,
-                state,
-                value,
-                json.loads(attrs.get(OVERRIDES_ATTR, "{}")),
-                attrs.get(RUN_ATTR),
-                json.loads(attrs.get(TRAINED_WITH_ATTR, "{}")),
-                attrs.get(study_store.ERROR_ATTR),
-            )
+            TrialRecord(trial.number, state, value, overrides, attrs.get(RUN_ATTR), trained, error)
         )
     return out
 
 
 def finish(
-    params: Params,
-    tuning: Tuning,
-    root: Path,
-    parent_run_id: str,
-    results: Sequence[TrialResult],
+    job: TrialJob,
+    results: Sequence[TrialRecord],
     uri: str,
     on_line: LineSink = print,
-    on_table: Callable[[list[dict[str, Any]]], None] | None = None,
+    on_table: TableSink | None = None,
 ) -> SearchResult:
-    """Summarise the study on the parent run (on_table sees its table first, failures and
-    all); write the best trial back as a DVC experiment (train, evaluate, register) unless it
-    was written back already; returns what happened."""
-    from dataclasses import asdict
-
-    from fmnist.tuning.best import write_back
-    from fmnist.tuning.summary import log_summary
-
-    study = study_store.load(root, params.search, tuning)
+    """The study's summary on the parent run (on_table sees its table first), the best
+    written back unless it was already."""
+    tuning = job.tuning
+    study = study_store.load(job.root, job.params.search, tuning)
     study_store.fail_orphans(study)  # a worker that died during this run: its trial failed
     trials = study_trials(study)
     table = rows(ranked(trials), cell_name if tuning.grid else describe)
     spent = cost([(r.fit_seconds, r.overhead_seconds) for r in results])
+    per_state = counts(trials)
+    summary = {"study": tuning.study, "trials": per_state, "table": table}
     this_run = asdict(spent) if spent else None
-    summary = {
-        "study": tuning.study,
-        "trials": counts(trials),
-        "table": table,
-        "this_run": this_run,
-    }
-    log_summary(study, summary, f"{tuning.kind}/summary.json")
+    log_summary(study, summary | {"this_run": this_run}, f"{tuning.kind}/summary.json")
     if on_table:
         on_table(table)
     if results and not any(r.state in ("complete", "pruned") for r in results):
@@ -235,22 +193,93 @@ def finish(
     on_line(
         f"best: trial {best.number}, val_accuracy {best.val_accuracy:.4f} ({table[0]['config']})"
     )
-    registered, experiment, test_accuracy = write_back(
-        params, tuning, root, study, best, parent_run_id, uri, on_line
-    )
-    tracking.log_metrics(
-        {
-            "best_val_accuracy": float(best.val_accuracy or 0.0),
-            **({"best_test_accuracy": test_accuracy} if test_accuracy is not None else {}),
-            **({"overhead_share_median": spent.median_share} if spent else {}),
-        }
-    )
+    registered, experiment, test_accuracy = write_back(job, study, best, uri, on_line)
+    metrics = {"best_val_accuracy": float(best.val_accuracy or 0.0)}
+    if test_accuracy is not None:
+        metrics["best_test_accuracy"] = test_accuracy
+    if spent:
+        metrics["overhead_share_median"] = spent.median_share
+    tracking.log_metrics(metrics)
     tracking.set_tags(
         {
-            f"{_tag(tuning)}.best_trial": str(best.number),
+            f"fmnist.tuning.{tuning.kind}.best_trial": str(best.number),
             "fmnist.registered.version": str(registered["version"]),
             "fmnist.registered.promotion": str(registered["promotion"]),
         }
     )
-    summary_counts = counts(trials)
-    return SearchResult(summary_counts, best, table, spent, registered, experiment, test_accuracy)
+    found = (registered, experiment, test_accuracy, job.parent_run_id)
+    return SearchResult(per_state, best, table, spent, *found)
+
+
+def write_back(
+    job: TrialJob, study: Any, best: TrialRecord, uri: str, on_line: LineSink
+) -> tuple[dict[str, Any], str | None, float | None]:
+    """(registered record, experiment, test accuracy) of the best as DVC experiment
+    `<study>-trial-<n>-<run>` on search.refit_val_size, or `<sweep>-<optimizer>-<activation>`;
+    one written back before is read back from the registry."""
+    from fmnist.registry.versions import registered_record
+
+    done = study.user_attrs.get(REGISTERED_ATTR)
+    if isinstance(done, dict) and done.get("trial") == best.number:
+        record = registered_record(uri, done["name"], int(done["version"]))
+        on_line(
+            f"best unchanged: trial {best.number} was written back as DVC experiment "
+            f"{done['experiment']} and registered as v{record['version']}"
+        )
+        return record, None, record.get("test_accuracy")
+    root, grid, parent = job.root, job.tuning.grid, job.parent_run_id
+    current = load_params(root / layout.PARAMS)
+    # the trial's whole model and train sections, where params.yaml says otherwise now
+    dotted = (
+        differences(best.trained_with, trained_with(current))
+        if best.trained_with
+        else dict(best.overrides)
+    )
+    refit = None if grid else job.params.search.refit_val_size
+    if refit is not None and refit != current.prepare.val_size:
+        dotted["prepare.val_size"] = refit  # chosen on validation: now more data to learn from
+    load_params(root / layout.PARAMS, dotted)  # the repo's params.yaml takes them (one line if not)
+    label = cell_name(best.overrides) if grid else f"trial-{best.number}-{parent[:6]}"
+    name = f"{job.tuning.study}-{label}"
+    env = dvc_cli.stage_env({"MLFLOW_TRACKING_URI": uri, tracking.PARENT_ENV: parent})
+    ref = dvc_cli.run_experiment(root, name, set_param_args(dotted), env, on_line).ref
+    written = dvc_cli.experiment_json(root, ref, layout.REGISTERED)
+    record = registered_record(uri, written["name"], int(written["version"]))  # as it is now
+    test_accuracy = float(dvc_cli.experiment_json(root, ref, layout.TEST_METRICS)["test_accuracy"])
+    attr = {"trial": best.number, "experiment": name, "name": record["name"]}
+    study.set_user_attr(REGISTERED_ATTR, attr | {"version": record["version"]})
+    return record, name, test_accuracy
+
+
+def log_summary(study: Any, summary: Mapping[str, Any], artifact: str) -> None:
+    """The summary with Optuna's parameter importances (None while too few trials tell) as
+    JSON, and the plots that can be drawn yet, under search/."""
+    import matplotlib
+
+    matplotlib.use("Agg")  # files only, no display
+    import matplotlib.pyplot as plt
+    import optuna
+    import optuna.visualization.matplotlib as plots
+    from optuna.exceptions import ExperimentalWarning
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ExperimentalWarning)
+        warnings.simplefilter("ignore", UserWarning)  # "few trials", "no intermediate values"
+        try:
+            found = optuna.importance.get_param_importances(study)
+            importances = {k: round(float(v), 4) for k, v in found.items()}
+        except (RuntimeError, ValueError):
+            importances = None
+        tracking.log_dict({**summary, "param_importances": importances}, artifact)
+        with tempfile.TemporaryDirectory() as tmp:
+            for function, name in PLOTS[: 3 if importances else 2]:
+                try:
+                    axes = getattr(plots, function)(study)
+                except (RuntimeError, ValueError):
+                    continue  # nothing to draw yet
+                figure = axes.figure if hasattr(axes, "figure") else axes[0].figure
+                figure.set_size_inches(9, 5)
+                figure.tight_layout()
+                figure.savefig(Path(tmp) / name, dpi=100)
+                plt.close(figure)
+                tracking.log_artifact(Path(tmp) / name, "search")

@@ -1,10 +1,6 @@
-"""The search space: one Optuna trial's suggestions -> params.yaml overrides (dotted keys).
-
-Pure: a trial (anything with Optuna's suggest_int / suggest_float / suggest_categorical, e.g.
-`optuna.trial.FixedTrial`) and the space in, the overrides out. The overrides are what a trial
-trains with and what the best is written back as (a DVC experiment's `--set-param`s), so the
-trial and its `dvc repro` train the same network.
-"""
+"""The search space: one Optuna trial's suggestions -> params.yaml overrides (dotted keys), what
+a trial trains with and what the best is written back as (DVC `--set-param`s). Pure: a trial
+(anything with Optuna's suggest_* methods, e.g. `optuna.trial.FixedTrial`) and the space in."""
 
 from __future__ import annotations
 
@@ -43,12 +39,12 @@ def suggest(trial: Suggests, space: SearchSpace) -> dict[str, Any]:
         }
         for i in range(1, depth + 1)
     ]
+    optimizer = trial.suggest_categorical("optimizer", list(space.optimizers))
+    learning_rate = trial.suggest_float("learning_rate", *space.learning_rate, log=True)
     return {
         "model.hidden": hidden,
-        "train.optimizer": trial.suggest_categorical("optimizer", list(space.optimizers)),
-        "train.learning_rate": float(
-            f"{trial.suggest_float('learning_rate', *space.learning_rate, log=True):.3g}"
-        ),
+        "train.optimizer": optimizer,
+        "train.learning_rate": float(f"{learning_rate:.3g}"),
         "train.schedule": trial.suggest_categorical("schedule", list(space.schedules)),
         "train.batch_size": trial.suggest_categorical("batch_size", list(space.batch_sizes)),
         "train.epochs": trial.suggest_int("epochs", *space.epochs),
@@ -77,12 +73,11 @@ def describe(overrides: dict[str, Any]) -> str:
     """One line: 'relu 512-256 bn dropout 0.2, adam 0.001 cosine, batch 128, 30 epochs'."""
     hidden = overrides["model.hidden"]
     first = hidden[0]
-    extras = (" bn" if first.get("batch_norm") else "") + (
-        f" dropout {first['dropout']:g}" if first.get("dropout") else ""
-    )
+    batch_norm = " bn" if first.get("batch_norm") else ""
+    dropout = f" dropout {first['dropout']:g}" if first.get("dropout") else ""
     widths = "-".join(str(h["units"]) for h in hidden)
     return (
-        f"{first['activation']} {widths}{extras}, {overrides['train.optimizer']} "
+        f"{first['activation']} {widths}{batch_norm}{dropout}, {overrides['train.optimizer']} "
         f"{overrides['train.learning_rate']:g} {overrides['train.schedule']}, "
         f"batch {overrides['train.batch_size']}, {overrides['train.epochs']} epochs"
     )

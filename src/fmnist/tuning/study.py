@@ -1,11 +1,6 @@
-"""The Optuna studies of the search and the sweeps: where they live, opening one (created on
-first use, continued on every later run), and their trials' bookkeeping.
-
-The study's database is FMNIST_SEARCH_STORAGE (any SQLAlchemy URL Optuna takes: the production
-profile's PostgreSQL, `postgresql://user:PASSWORD@db/optuna`), else `optuna.db` (sqlite) at the
-project's root. The URL is read from the environment, never from a flag or params.yaml: it may
-hold a password, and whatever fmnist prints shows it redacted.
-"""
+"""The Optuna studies of the search and the sweeps, and their trials' bookkeeping. Their database
+is FMNIST_SEARCH_STORAGE (any SQLAlchemy URL), else `optuna.db` at the project's root: from the
+environment only, as it may hold a password (fmnist prints it redacted)."""
 
 from __future__ import annotations
 
@@ -27,35 +22,40 @@ OWNER_ATTR = "fmnist.owner"  # the process running a trial (host:pid:start), as 
 PARENT_ATTR = "fmnist.search_run"  # the MLflow run of the search invocation that ran a trial
 ERROR_ATTR = "fmnist.error"  # a failed trial's one line
 SETTINGS_ATTR = "fmnist.sweep"  # on a sweep's study: its grid and what every cell trains with
-CONNECT_TIMEOUT = 10  # seconds for PostgreSQL to accept a connection
-SQLITE_BUSY_TIMEOUT = 60  # seconds a trial waits for another's write to the sqlite file
+CONNECT_ARGS = {
+    "sqlite": {"timeout": 60},  # seconds a trial waits for another's write to the sqlite file
+    "postgresql": {"connect_timeout": 10, "options": "-c statement_timeout=60000"},  # bounded
+}
+CHOICES = {  # a categorical parameter of the study -> the space's list it draws from
+    "activation": "activations",
+    "batch_norm": "batch_norm",
+    "optimizer": "optimizers",
+    "schedule": "schedules",
+    "batch_size": "batch_sizes",
+}
 
 
 def storage_url(root: Path) -> str:
     return os.environ.get(STORAGE_ENV) or f"sqlite:///{(root / DEFAULT_DB).resolve()}"
 
 
-def shown_url(url: str) -> str:
-    """The URL as fmnist prints it: no password (SQLAlchemy's own rendering, then fmnist's
-    redaction of `password=` parameters); one that does not parse is not shown at all."""
+def shown_url(url: str, text: str | None = None) -> str:
+    """The URL as fmnist prints it, or text with the URL's password hidden (never a URL that
+    does not parse)."""
     from sqlalchemy.engine import make_url
     from sqlalchemy.exc import ArgumentError
 
     try:
-        return redact(make_url(url).render_as_string(hide_password=True))
+        parsed = make_url(url)
     except (ArgumentError, ValueError):
-        return f"{STORAGE_ENV} (not a database URL)"
-
-
-def _hide_password(text: str, url: str) -> str:
-    from sqlalchemy.engine import make_url
-    from sqlalchemy.exc import ArgumentError
-
-    try:
-        password = make_url(url).password
-    except (ArgumentError, ValueError):
-        return f"{STORAGE_ENV} is not a database URL"
-    return redact(text.replace(str(password), "***") if password else text)
+        return (
+            f"{STORAGE_ENV} (not a database URL)"
+            if text is None
+            else f"{STORAGE_ENV} is not a database URL"
+        )
+    if text is None:
+        return redact(parsed.render_as_string(hide_password=True))
+    return redact(text.replace(parsed.password, "***") if parsed.password else text)
 
 
 def fingerprint(url: str) -> str:
@@ -65,26 +65,9 @@ def fingerprint(url: str) -> str:
     return hashlib.sha256(url.encode()).hexdigest()[:16]
 
 
-def _storage(url: str) -> Any:
-    import optuna
-
-    connect: dict[str, Any]
-    if url.startswith("sqlite"):
-        connect = {"timeout": SQLITE_BUSY_TIMEOUT}
-    elif url.startswith("postgresql"):  # bounded: connecting, and each statement
-        connect = {"connect_timeout": CONNECT_TIMEOUT, "options": "-c statement_timeout=60000"}
-    else:
-        connect = {}
-    engine = {"connect_args": connect, "pool_pre_ping": True}
-    return optuna.storages.RDBStorage(url, engine_kwargs=engine)
-
-
 def load(root: Path, search: SearchConfig, tuning: Tuning, *, worker_seed: int = 0) -> Any:
-    """The study tuning.study (created if new). The search's: TPE (multivariate, grouped for
-    the layers' conditional units) and the median pruner on per-epoch val_accuracy, each
-    process seeding its sampler apart (search.seed, the study's trial count and worker_seed:
-    the same seed in two workers would suggest the same random networks). A sweep's: the grid,
-    the same shuffle in every process (GridSampler gives trial n the n-th cell), no pruning."""
+    """The study tuning.study (created if new): the search's TPE (grouped, for the layers'
+    conditional units) and median pruner, or a sweep's grid (no pruning)."""
     import optuna
     from optuna.exceptions import ExperimentalWarning
 
@@ -92,47 +75,41 @@ def load(root: Path, search: SearchConfig, tuning: Tuning, *, worker_seed: int =
     warnings.filterwarnings("ignore", category=ExperimentalWarning)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     try:
-        storage = _storage(url)
+        connect = CONNECT_ARGS.get(url.split(":")[0].split("+")[0], {})
+        engine = {"connect_args": connect, "pool_pre_ping": True}
+        storage = optuna.storages.RDBStorage(url, engine_kwargs=engine)
         study = optuna.create_study(
             storage=storage, study_name=tuning.study, direction="maximize", load_if_exists=True
         )
-        seed = search.seed + 7919 * len(study.get_trials(deepcopy=False)) + worker_seed
-        study = optuna.load_study(
-            study_name=tuning.study,
-            storage=storage,
-            sampler=_grid_sampler(tuning.grid, search.seed)
-            if tuning.grid
-            else optuna.samplers.TPESampler(
+        if tuning.grid:
+            # GridSampler without its stop at the last cell: Study.stop works inside optimize()
+            # only, and trials here are asked and told (fmnist counts the cells itself)
+            class AskAndTellGrid(optuna.samplers.GridSampler):
+                def after_trial(self, study: Any, trial: Any, state: Any, values: Any) -> None:
+                    pass
+
+            sampler: Any = AskAndTellGrid(tuning.grid.space(), seed=search.seed)
+            pruner: Any = optuna.pruners.NopPruner()
+        else:
+            # seeded apart: the same seed in two workers would suggest the same networks
+            seed = search.seed + 7919 * len(study.get_trials(deepcopy=False)) + worker_seed
+            sampler = optuna.samplers.TPESampler(
                 n_startup_trials=search.startup_trials, multivariate=True, group=True, seed=seed
-            ),
-            pruner=optuna.pruners.NopPruner()
-            if tuning.grid
-            else optuna.pruners.MedianPruner(
+            )
+            pruner = optuna.pruners.MedianPruner(
                 n_startup_trials=search.startup_trials, n_warmup_steps=search.warmup_epochs
-            ),
+            )
+        return optuna.load_study(
+            study_name=tuning.study, storage=storage, sampler=sampler, pruner=pruner
         )
     except Exception as exc:  # SQLAlchemy's and Optuna's errors alike: one line, redacted
-        line = _hide_password(first_line(exc), url)
+        line = shown_url(url, first_line(exc))
         raise SearchError(f"the study database {shown_url(url)}: {line}") from None
-    return study
-
-
-def _grid_sampler(grid: Grid, seed: int) -> Any:
-    """GridSampler without its stop at the last cell: Study.stop works inside optimize() only,
-    and trials here are asked and told (fmnist counts the cells itself)."""
-    import optuna
-
-    class AskAndTellGrid(optuna.samplers.GridSampler):
-        def after_trial(self, study: Any, trial: Any, state: Any, values: Any) -> None:
-            pass
-
-    return AskAndTellGrid(grid.space(), seed=seed)
 
 
 def pending(study: Any, grid: Grid, settings: str) -> int:
-    """The trials a sweep's run adds: every cell of a new study (the sampler's), else each cell
-    not done yet, enqueued: never run, or interrupted (a training that failed, with its error,
-    is done). A study whose settings differ (another grid, epochs, ...) is refused in one line."""
+    """The trials a sweep's run adds: a new study's every cell (the sampler's), else those not
+    done (a failed training, with its error, is) enqueued; other settings are refused."""
     had = study.user_attrs.get(SETTINGS_ATTR)
     if had is None:
         study.set_user_attr(SETTINGS_ATTR, settings)
@@ -151,28 +128,18 @@ def pending(study: Any, grid: Grid, settings: str) -> int:
     return len(todo) + sum(t.state.name == "WAITING" for t in trials)  # a killed run's too
 
 
-CHOICES = {  # a categorical parameter of the study -> the space's list it draws from
-    "activation": "activations",
-    "batch_norm": "batch_norm",
-    "optimizer": "optimizers",
-    "schedule": "schedules",
-    "batch_size": "batch_sizes",
-}
-
-
 def check_space(study: Any, search: SearchConfig) -> None:
-    """Optuna cannot change a choice list within a study: a space whose lists differ from
-    those the study's trials drew from is refused here, in one line, before any trial."""
+    """Refuses a choice list unlike the one the study's trials drew from (Optuna cannot
+    change one within a study) before any trial."""
     for trial in study.get_trials(deepcopy=False):
         for name, distribution in trial.distributions.items():
-            if name not in CHOICES:
-                continue
-            key = CHOICES[name]
-            now = tuple(getattr(search.space, key))
-            if tuple(distribution.choices) != now:
+            key = CHOICES.get(name)
+            now = tuple(getattr(search.space, key)) if key else ()
+            if key and tuple(distribution.choices) != now:
                 raise SearchError(
-                    f"search.space.{key} is {list(now)}, but study {search.study}'s trials drew "
-                    f"from {list(distribution.choices)}: put it back, or name a new search.study"
+                    f"search.space.{key} is {list(now)}, but study {search.study}'s "
+                    f"trials drew from {list(distribution.choices)}: put it back, or name a new "
+                    "search.study"
                 )
 
 
@@ -182,8 +149,8 @@ def claim(trial: Any, parent_run_id: str) -> None:
     trial.set_user_attr(PARENT_ATTR, parent_run_id)
 
 
-def tell(study: Any, trial: Any, state: str, value: float | None) -> None:
-    """complete -> its value; pruned -> PRUNED (its last reported value kept); else FAIL."""
+def tell(study: Any, trial: Any, state: str, value: float | None, error: str | None = None) -> None:
+    """complete -> its value; pruned -> PRUNED (its last reported value kept); else failed."""
     from optuna.trial import TrialState
 
     if state == "complete":
@@ -191,12 +158,11 @@ def tell(study: Any, trial: Any, state: str, value: float | None) -> None:
     elif state == "pruned":
         study.tell(trial, state=TrialState.PRUNED)
     else:
-        study.tell(trial, state=TrialState.FAIL)
+        tell_failed(study, trial, error)
 
 
 def tell_failed(study: Any, trial: Any, error: str | None = None) -> None:
-    """Best effort (the trial is failing already): the study hears FAIL (and why) unless it
-    is told."""
+    """Best effort (the trial is failing already): FAIL (and why) unless the study was told."""
     from optuna.trial import TrialState
 
     with contextlib.suppress(Exception):  # a store down now: the next search's fail_orphans
@@ -206,8 +172,7 @@ def tell_failed(study: Any, trial: Any, error: str | None = None) -> None:
 
 
 def fail_orphans(study: Any) -> list[int]:
-    """Trials left RUNNING by a process of this host that is gone (killed with its search)
-    are told FAIL, so the study never counts them as running; returns their numbers."""
+    """Trials left RUNNING by a gone process of this host are told FAIL; their numbers."""
     from optuna.trial import TrialState
 
     failed = []

@@ -1,18 +1,12 @@
-"""One trial of the search or of a sweep, in the process that runs it (a Dask worker, or this
-one).
-
-Ask the study for a network (fmnist.tuning.space; a sweep's cell: fmnist.tuning.grid), train
-it on the prepared train split with the train stage's own code (build_model, compile_model,
-fit_model), report val_accuracy each epoch (the search's median pruner may stop it there),
-record it as an MLflow run nested under the run of the search or sweep, and tell the study.
-The test split is never read here: trials are judged on validation only.
-
-A worker keeps TensorFlow and the splits loaded between trials: what a trial costs beyond
-its fit (its overhead) is the model's build, the study's and MLflow's bookkeeping.
-"""
+"""One trial of the search or a sweep in the process that runs it (a Dask worker, or this one):
+ask the study, train with the train stage's code (the pruner may stop it after an epoch), record
+it as a nested MLflow run, tell the study. Trials never read the test split. A worker keeps
+TensorFlow and the splits loaded: a trial's overhead is its model's build and the bookkeeping."""
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import json
 import time
 from collections.abc import Mapping
@@ -31,7 +25,7 @@ from fmnist.tracking.mlflow_store import environment_tracking_uri
 from fmnist.tracking.store import redact
 from fmnist.tuning import study as study_store
 from fmnist.tuning.grid import Tuning, cell_name, suggest_cell
-from fmnist.tuning.report import TrialResult
+from fmnist.tuning.report import TrialRecord
 from fmnist.tuning.space import describe, suggest
 
 WARM = 0.5  # seconds: a warm-up this long started the worker (later ones only check it)
@@ -44,17 +38,15 @@ RUN_ATTR = "fmnist.mlflow_run_id"
 
 @dataclass(frozen=True)
 class TrialJob:
-    """What a worker needs for one trial (picklable; no secret: the study's database URL is
-    read from the worker's environment)."""
+    """What a worker needs for one trial (picklable, no secret)."""
 
     root: Path  # the project (its study database, by default)
     data_dir: Path  # the prepared splits
     params: Params  # params.yaml (a sweep's options applied): what the trials do not choose
-    tuning: Tuning  # the study and how it chooses
+    tuning: Tuning
     parent_run_id: str
-    # The stores are the worker's own (MLFLOW_TRACKING_URI, FMNIST_SEARCH_STORAGE, else the
-    # project's files): URLs may hold passwords, and Prefect keeps what a task is given. A
-    # worker whose stores differ from the search's refuses to run (a fingerprint, no secret).
+    # The stores are the worker's own (MLFLOW_TRACKING_URI, FMNIST_SEARCH_STORAGE): URLs may
+    # hold passwords, Prefect keeps what a task is given. A worker's that differ: it refuses.
     tracking_id: str
     storage_id: str
     tags: Mapping[str, str]  # lineage: DVC's data hash, git commit
@@ -63,20 +55,17 @@ class TrialJob:
     quiet: bool = False  # the workers hide library chatter too (the command's --verbose)
 
 
-_splits: dict[tuple[str, int, int], tuple[np.ndarray, np.ndarray]] = {}
+@functools.lru_cache(maxsize=4)
+def _load_split(path: Path, mtime_ns: int, size: int) -> tuple[np.ndarray, np.ndarray]:
+    from fmnist.data.splits import load_split
+
+    return load_split(path)
 
 
 def _split(path: Path) -> tuple[np.ndarray, np.ndarray]:
     """A prepared split, read once per process (and again if the file changed)."""
-    from fmnist.data.splits import load_split
-
     stat = path.stat()
-    key = (str(path.resolve()), stat.st_mtime_ns, stat.st_size)
-    if key not in _splits:
-        if len(_splits) > 4:
-            _splits.clear()
-        _splits[key] = load_split(path)
-    return _splits[key]
+    return _load_split(path.resolve(), stat.st_mtime_ns, stat.st_size)
 
 
 def _worker_seed() -> int:
@@ -92,21 +81,14 @@ def _worker_seed() -> int:
     return int(name) if name.isdigit() else zlib.crc32(name.encode()) % 1000
 
 
-def _limit_threads(threads: int) -> None:
-    """TensorFlow's threads for this process, before its first operation (later: unchanged)."""
-    if threads <= 0:
-        return
-    import tensorflow as tf
+def warm_up(job: TrialJob) -> float:
+    """A worker's start, once: its stores checked, TensorFlow, the splits; the seconds it took."""
+    from fmnist.process.keras_compat import load_keras
+    from fmnist.tracking.mlflow_store import open_store
 
-    try:
-        tf.config.threading.set_intra_op_parallelism_threads(threads)
-        tf.config.threading.set_inter_op_parallelism_threads(threads)
-    except RuntimeError:
-        pass  # TensorFlow already started in this process: its threads are set
-
-
-def _check_stores(job: TrialJob) -> str:
-    """The tracking URI, after checking this worker's stores are the search's (SearchError)."""
+    started = time.perf_counter()
+    if job.quiet:
+        console.quiet_libraries(verbose=False)
     uri = environment_tracking_uri(job.root)  # this worker's: MLFLOW_TRACKING_URI or the file
     if study_store.fingerprint(uri) != job.tracking_id:
         raise SearchError(
@@ -118,30 +100,21 @@ def _check_stores(job: TrialJob) -> str:
             f"this Dask worker's study database is not the search's: give the workers the "
             f"search's {study_store.STORAGE_ENV}"
         )
-    return uri
+    load_keras()  # TensorFlow's first import, then its threads, before its first operation
+    if job.threads > 0:
+        import tensorflow as tf
 
-
-def warm_up(job: TrialJob) -> float:
-    """What a worker does once, not per trial: check its stores, start TensorFlow (its threads
-    set), read the splits, open the MLflow store; returns the seconds it took."""
-    from fmnist.process.keras_compat import load_keras
-    from fmnist.tracking.mlflow_store import open_store
-
-    started = time.perf_counter()
-    if job.quiet:
-        console.quiet_libraries(verbose=False)
-    uri = _check_stores(job)
-    load_keras()  # TensorFlow's first import
-    _limit_threads(job.threads)  # then its threads, before its first operation
+        with contextlib.suppress(RuntimeError):  # TensorFlow started already: its threads are set
+            tf.config.threading.set_intra_op_parallelism_threads(job.threads)
+            tf.config.threading.set_inter_op_parallelism_threads(job.threads)
     _split(job.data_dir / "train.npz")
     _split(job.data_dir / "val.npz")
     open_store(uri)
     return time.perf_counter() - started
 
 
-def run_trial(job: TrialJob) -> TrialResult | None:
-    """Ask, train, tell; None when the deadline passed before the trial could start. A trial
-    whose training fails (diverges, bad combination) is told FAIL and returned, not raised."""
+def run_trial(job: TrialJob) -> TrialRecord | None:
+    """Ask, train, tell (a failed training too: returned); None past the deadline."""
     if job.deadline is not None and time.time() >= job.deadline:
         return None
     warm = warm_up(job)  # a worker's first trial starts it; later ones find it ready
@@ -150,15 +123,16 @@ def run_trial(job: TrialJob) -> TrialResult | None:
     trial = study.ask()
     try:
         study_store.claim(trial, job.parent_run_id)
-        overrides = _suggest(job, trial)
+        if job.tuning.grid:
+            hidden = [h.model_dump(mode="json") for h in job.params.model.hidden]
+            overrides = suggest_cell(trial, job.tuning.grid, hidden)
+        else:
+            overrides = suggest(trial, job.params.search.space)
         trial.set_user_attr(OVERRIDES_ATTR, json.dumps(overrides))
         outcome = _train(job, trial, overrides, started)
-        if outcome.state == "failed":
-            study_store.tell_failed(study, trial, outcome.error)
-        else:
-            study_store.tell(study, trial, outcome.state, outcome.val_accuracy)
+        study_store.tell(study, trial, outcome.state, outcome.val_accuracy, outcome.error)
     except Exception as exc:  # the trial fails, not the search: one line, the study told
-        outcome = TrialResult(trial.number, "failed", error=redact(first_line(exc)))
+        outcome = TrialRecord(trial.number, "failed", None, {}, error=redact(first_line(exc)))
         study_store.tell_failed(study, trial, outcome.error)
     except BaseException:  # interrupted: the trial must not stay RUNNING in the study
         study_store.tell_failed(study, trial)
@@ -172,44 +146,32 @@ def run_trial(job: TrialJob) -> TrialResult | None:
     )
 
 
-def _suggest(job: TrialJob, trial: Any) -> dict[str, Any]:
-    """The trial's overrides of params.yaml: a network from the space, or a sweep's cell."""
-    if job.tuning.grid:
-        hidden = [h.model_dump(mode="json") for h in job.params.model.hidden]
-        return suggest_cell(trial, job.tuning.grid, hidden)
-    return suggest(trial, job.params.search.space)
-
-
-def _train(job: TrialJob, trial: Any, overrides: dict[str, Any], started: float) -> TrialResult:
+def _train(job: TrialJob, trial: Any, overrides: dict[str, Any], started: float) -> TrialRecord:
     """The trial's training inside its MLflow run (FAILED when training fails)."""
-    base = job.params.model_dump(mode="json", by_alias=True)
-    uri = environment_tracking_uri(job.root)
     kind = f"fmnist.tuning.{job.tuning.kind}"
-    tags = {**job.tags, kind: job.tuning.study, f"{kind}.trial": str(trial.number)}
     config = cell_name(overrides) if job.tuning.grid else describe(overrides)
-    name = config if job.tuning.grid else f"trial-{trial.number}"
-    result = TrialResult(trial.number, "failed", overrides, config=config)
+    result = TrialRecord(trial.number, "failed", None, overrides, config=config)
     try:
+        base = job.params.model_dump(mode="json", by_alias=True)
         params = parse_params(apply_dotted(base, overrides), source=f"trial {trial.number}")
         trial.set_user_attr(TRAINED_WITH_ATTR, json.dumps(trained_with(params)))
         with tracking.tracked_run(
-            uri,
+            environment_tracking_uri(job.root),
             params.tracking.experiment,
-            run_name=name,
-            tags=tags,
+            run_name=config if job.tuning.grid else f"trial-{trial.number}",
+            tags={**job.tags, kind: job.tuning.study, f"{kind}.trial": str(trial.number)},
             parent_run_id=job.parent_run_id,
         ) as run_id:
             trial.set_user_attr(RUN_ATTR, run_id)
             result = replace(result, run_id=run_id)
-            result = _fit(job, trial, params, result, started)
+            return _fit(job, trial, params, result, started)
     except FmnistError as exc:
         return replace(result, error=first_line(exc))
-    return result
 
 
 def _fit(
-    job: TrialJob, trial: Any, params: Params, result: TrialResult, started: float
-) -> TrialResult:
+    job: TrialJob, trial: Any, params: Params, result: TrialRecord, started: float
+) -> TrialRecord:
     """Fit with pruning; log the trial's params, per-epoch metrics, timing and state."""
     from fmnist.process.errors import TrainingError
     from fmnist.process.keras_compat import load_keras
@@ -223,22 +185,28 @@ def _fit(
     model = build_model(params.model)
     compile_model(model, params.train, train_rows=len(train[1]))
     batches = training_batches(train, val, model, params.train)
-    tracking.log_params(_trial_params(params, trial.number))
-    pruning = _Pruning(trial)
+    flat = tracking.params_for_tracking(params)  # the sections it trained with, as train logs them
+    logged = {k: v for k, v in flat.items() if k.startswith(("model.", "train."))}
+    tracking.log_params(logged | {"search.trial": str(trial.number)})
+    reported: list[float] = []  # each epoch's val_accuracy, as the pruner heard it
+    pruned_at: list[int] = []
+
+    def report(epoch: int, logs: Mapping[str, float]) -> None:
+        reported.append(float(logs["val_accuracy"]))
+        trial.report(reported[-1], epoch)
+        if trial.should_prune():
+            pruned_at.append(epoch)
+            model.stop_training = True  # Keras' own way to end a fit early
+
     fit_started = time.perf_counter()
     try:
-        history = fit_model(
-            model, batches, params.train, [tracking.log_epoch, pruning.report], verbose=0,
-            callbacks=[pruning.callback],
-        )  # fmt: skip
-    except TrainingError as exc:
-        if not pruning.pruned_at:
+        history = fit_model(model, batches, params.train, [tracking.log_epoch, report], verbose=0)
+    except TrainingError:
+        if not pruned_at:
             raise
-        history = {"val_accuracy": [pruning.last]}  # a pruned trial that also diverged
-        del exc
+        history = {"val_accuracy": reported}  # a pruned trial that also diverged
     fit_seconds = time.perf_counter() - fit_started
-    state = "pruned" if pruning.pruned_at else "complete"
-    epochs = pruning.pruned_at or len(history["val_accuracy"])
+    state = "pruned" if pruned_at else "complete"
     overhead = time.perf_counter() - started - fit_seconds
     tracking.log_metrics({"fit_seconds": fit_seconds, "overhead_seconds": overhead})
     tracking.set_tags({f"fmnist.tuning.{job.tuning.kind}.state": state})
@@ -246,7 +214,7 @@ def _fit(
         result,
         state=state,
         val_accuracy=float(history["val_accuracy"][-1]),
-        epochs=epochs,
+        epochs=pruned_at[0] if pruned_at else len(history["val_accuracy"]),
         fit_seconds=fit_seconds,
     )
 
@@ -258,31 +226,3 @@ def trained_with(params: Params) -> dict[str, Any]:
         h.model_dump(mode="json", exclude_defaults=True) for h in params.model.hidden
     ]
     return {"model": model, "train": params.train.model_dump(mode="json")}
-
-
-def _trial_params(params: Params, number: int) -> dict[str, str]:
-    """The model and train sections the trial trained with, as the train stage logs them."""
-    flat = tracking.params_for_tracking(params)
-    return {k: v for k, v in flat.items() if k.startswith(("model.", "train."))} | {
-        "search.trial": str(number)
-    }
-
-
-class _Pruning:
-    """Reports each epoch's val_accuracy to the trial; stops the fit when the pruner says so
-    (a Keras callback: model.stop_training, Keras' own way to end a fit early)."""
-
-    def __init__(self, trial: Any) -> None:
-        import keras
-
-        self.trial = trial
-        self.pruned_at = 0
-        self.last = 0.0
-        self.callback = keras.callbacks.Callback()  # Keras gives it the model
-
-    def report(self, epoch: int, logs: Mapping[str, float]) -> None:
-        self.last = float(logs["val_accuracy"])
-        self.trial.report(self.last, epoch)
-        if self.trial.should_prune():
-            self.pruned_at = epoch
-            self.callback.model.stop_training = True

@@ -1,17 +1,45 @@
-"""Trials on Dask: a local cluster of worker processes, or a scheduler's address. Each worker
-warms up once (TensorFlow, the splits, the stores), then takes trials one at a time."""
+"""Tuning without Prefect (`fmnist search`, `fmnist sweep`): trials on a local Dask cluster, or
+a scheduler's; each worker warms up once, then takes trials one at a time."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+import functools
+import os
+from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
+from fmnist.params.config import Params
+from fmnist.pipeline import dvc_cli
 from fmnist.process.errors import SearchError, first_line
 from fmnist.tracking.store import redact
-from fmnist.tuning.trial import TrialJob, TrialResult, run_trial, warm_up
+from fmnist.tuning.grid import Tuning
+from fmnist.tuning.search import SearchResult, tune
+from fmnist.tuning.trial import TrialJob, TrialRecord, run_trial, warm_up
 
 LineSink = Callable[[str], None]
+
+
+def tune_on_dask(
+    params: Params,
+    tuning: Tuning,
+    name: str,
+    trials: int,
+    workers: int | None,
+    dask_address: str | None,
+    given_uri: str | None,
+    timeout: float | None = None,
+    on_line: LineSink = print,
+) -> SearchResult:
+    """A whole run in the working folder: the data prepared once through DVC, then tune."""
+    from fmnist.tracking.mlflow_store import open_store, resolve_tracking_uri
+
+    uri = resolve_tracking_uri(given_uri, Path.cwd())
+    open_store(uri)
+    os.environ["MLFLOW_TRACKING_URI"] = uri  # the local workers' store (never a task argument)
+    dvc_cli.reproduce(Path.cwd(), "prepare", dvc_cli.stage_env(), on_line)
+    run = functools.partial(run_trials, dask_address=dask_address, on_line=on_line)
+    return tune(params, tuning, name, trials, workers, uri, run, timeout, on_line)
 
 
 def run_trials(
@@ -20,18 +48,20 @@ def run_trials(
     workers: int,
     dask_address: str | None,
     on_line: LineSink = print,
-) -> list[TrialResult]:
-    """`trials` trials on Dask: a local cluster of `workers` processes (one thread each), or
-    the scheduler at dask_address. Interrupted: queued trials are cancelled, the cluster
-    stopped (its workers with it)."""
-    from distributed import as_completed
+) -> list[TrialRecord]:
+    """The trials on a local cluster of `workers` processes, or dask_address's; interrupted,
+    queued trials are cancelled. A lost trial is reported (fail_orphans fails it)."""
+    from distributed import Client, as_completed
 
-    if not trials:
-        return []
     cluster = None if dask_address else _local_cluster(workers)
-    results: list[TrialResult] = []
+    where = cluster or dask_address
+    try:
+        client = Client(where, timeout=30)
+    except (OSError, ValueError, TimeoutError) as exc:
+        raise SearchError(f"Dask scheduler {where}: {first_line(exc)}") from None
+    results: list[TrialRecord] = []
     futures: list[Any] = []
-    with _client(cluster or dask_address) as client:
+    with client:
         try:
             warm = client.run(warm_up, job)  # once per worker, before the trials: not theirs
             slowest = max(warm.values(), default=0.0)
@@ -41,7 +71,13 @@ def run_trials(
                 for i in range(trials)
             ]
             for future in as_completed(futures):
-                result = _result(future, on_line)
+                try:
+                    result = future.result()
+                except SearchError:
+                    raise
+                except Exception as exc:
+                    on_line(f"a trial failed outside its training: {redact(first_line(exc))}")
+                    continue
                 if result is not None:
                     on_line(result.line())
                     results.append(result)
@@ -73,28 +109,3 @@ def _local_cluster(workers: int) -> Any:
         )
     finally:
         signal.signal(signal.SIGINT, previous)
-
-
-@contextmanager
-def _client(where: Any) -> Iterator[Any]:
-    """A Dask client of a local cluster or a scheduler's address (one line if unreachable)."""
-    from distributed import Client
-
-    try:
-        client = Client(where, timeout=30)
-    except (OSError, ValueError, TimeoutError) as exc:
-        raise SearchError(f"Dask scheduler {where}: {first_line(exc)}") from None
-    with client:
-        yield client
-
-
-def _result(future: Any, on_line: LineSink) -> TrialResult | None:
-    """A trial's result; a worker lost or a failure outside the trial is reported (the study
-    is the search's own: those trials are failed by fail_orphans), a SearchError stops all."""
-    try:
-        return future.result()
-    except SearchError:
-        raise
-    except Exception as exc:
-        on_line(f"a trial failed outside its training: {redact(first_line(exc))}")
-        return None

@@ -60,8 +60,10 @@ def test_what_cannot_be_scored_starts_no_run_and_writes_nothing(
     tmp_path: Path, champion: Champion
 ) -> None:
     before = len(_runs(champion.tracking_uri))
-    with pytest.raises(TrackingError, match=f"models:/{MODEL_NAME}/9"):
+    with pytest.raises(TrackingError, match=rf"^models:/{MODEL_NAME}/9: .*version=9\) not found"):
         load_scoring_model(champion.tracking_uri, MODEL_NAME, 9)
+    with pytest.raises(TrackingError, match=r"^models:/nomodel/9: .*version=9\) not found"):
+        load_scoring_model(champion.tracking_uri, "nomodel", 9)  # the version named, not the model
     np.savez(tmp_path / "good.npz", x=champion.pixels[:3])
     scorer = load_scoring_model(champion.tracking_uri, MODEL_NAME, 1)
     with pytest.raises(DataIntegrityError, match="out.txt: the predictions file must be a .csv"):

@@ -24,9 +24,12 @@ class Scored:
 
 def load_scoring_model(uri: str, name: str, version: int | None) -> ServedModel:
     """Version `version` (None: the champion's) with its training run and data version."""
-    from fmnist.registry.versions import champion_version, model_version
+    from fmnist.registry.versions import champion_version, client_for
+    from fmnist.tracking.mlflow_store import mlflow_errors
 
-    served = load_version(uri, name, version or champion_version(uri, name))
-    found = model_version(uri, name, served.version)
+    number = champion_version(uri, name) if version is None else version
+    with mlflow_errors(f"models:/{name}/{number}"):  # the entry first: its error names the version
+        found = client_for(uri).get_model_version(name, str(number))
+    served = load_version(uri, name, number)
     data_version = str(found.tags.get(records.VERSION_DATA_TAG, ""))
     return replace(served, run_id=str(found.run_id), data_version=data_version)

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 from fmnist.params.config import Params
 from fmnist.pipeline import records
 from fmnist.process import layout
-from fmnist.process.errors import FmnistError, TrackingError, first_line
+from fmnist.process.errors import TrackingError
 from fmnist.process.files import read_json, read_text, write_json
 from fmnist.registry.promotion import Decision
 from fmnist.tracking import runs as tracking
@@ -131,32 +131,23 @@ def _promote_or_undo(
     """The promotion rule, then the card with its result (the last registry write). A rule
     failing or a signal in the lock's wait undoes a new version; once the rule ran nothing is
     undone (a moved `champion` was its decision): a *pending* card is completed next run."""
+    from fmnist.registry import versions
     from fmnist.registry.card import model_card
-    from fmnist.registry.versions import (
-        COMPLETE,
-        describe_version,
-        model_version,
-        undo_registration,
-    )
+    from fmnist.registry.versions import COMPLETE, model_version, raise_undone, undo_registration
 
     name, number = params.register_.model_name, int(registration.version.version)
     if registration.state == COMPLETE:
         return
     try:
-        decision = _apply_rule(
-            params, number, tracking_uri, by_hand=False, checkpoint=held.safe_point
-        )
+        decision = _apply_rule(params, number, tracking_uri, False, checkpoint=held.safe_point)
     except BaseException as exc:
         before, state = registration.challenger_before, registration.state
-        left = undo_registration(tracking_uri, name, number, before, state, exc)
-        if isinstance(exc, FmnistError):
-            raise TrackingError(f"{first_line(exc)}; {left}") from None
-        if isinstance(exc, KeyboardInterrupt):
-            exc.add_note(left)
-        raise
+        raise_undone(exc, "", undo_registration(tracking_uri, name, number, before, state, exc))
     try:  # the decision as recorded (one holding `champion` already was decided before)
         recorded = Decision.from_tags(dict(model_version(tracking_uri, name, number).tags))
-        describe_version(tracking_uri, name, number, model_card(facts, recorded or decision))
+        versions.describe_version(
+            tracking_uri, name, number, model_card(facts, recorded or decision)
+        )
     except TrackingError as exc:
         again = "run register again to complete it"
         raise TrackingError(f"{exc}; its card still says pending ({again})") from None
@@ -171,16 +162,16 @@ def _card_facts(
     trained_with: Mapping[str, str],
 ) -> CardFacts:
     """The card's facts: the records, and the run's datasets, per-class report and images."""
+    from mlflow.artifacts import load_dict
+
     from fmnist.registry.card import CardFacts
 
     run_id = run.info.run_id
     with store_client(tracking_uri, run_id, "reading it for the model card: ") as client:
         logged = {a.path for d in _ARTIFACT_DIRS for a in client.list_artifacts(run_id, d)}
-        per_class = (
-            _logged_json(client, run_id, layout.CLASSES_ARTIFACT)
-            if layout.CLASSES_ARTIFACT in logged
-            else None
-        )
+        per_class = None
+        if layout.CLASSES_ARTIFACT in logged:
+            per_class = load_dict(f"runs:/{run_id}/{layout.CLASSES_ARTIFACT}")
     return CardFacts(
         model_name=trained[records.MODEL_NAME_TAG],
         run_id=run_id,
@@ -193,13 +184,6 @@ def _card_facts(
         per_class=per_class,
         images=[(title, path) for title, path in _IMAGES if path in logged],
     )
-
-
-def _logged_json(client: Any, run_id: str, path: str) -> Any:
-    import tempfile
-
-    with tempfile.TemporaryDirectory() as tmp:
-        return read_json(Path(client.download_artifacts(run_id, path, tmp)))
 
 
 def _data_files(run: Any, data_version: str) -> list[DataFile]:
@@ -234,10 +218,9 @@ def _apply_rule(
     params: Params,
     version: int,
     tracking_uri: str,
-    *,
     by_hand: bool,
     force: bool = False,
-    checkpoint: Callable[[], None] | None = None,
+    checkpoint: Callable[[], None] = lambda: None,
 ) -> Decision:
     """The promotion with register's thresholds; checkpoint: a safe point in the lock's wait."""
     from fmnist.registry.champion import promote as promote_version
@@ -252,13 +235,13 @@ def _apply_rule(
         require_better=not by_hand,
         force=force,
         echo=lambda line: print(line, flush=True),  # the lock's wait: a line every few seconds
-        checkpoint=checkpoint or (lambda: None),
+        checkpoint=checkpoint,
     )
 
 
 def promote(params: Params, version: int, force: bool, tracking_uri: str) -> Decision:
     """Make a version `champion` by hand (threshold unless forced); a refusal raises."""
-    decision = _apply_rule(params, version, tracking_uri, by_hand=True, force=force)
+    decision = _apply_rule(params, version, tracking_uri, True, force)
     if not decision.promote:
         raise TrackingError(
             f"{params.register_.model_name} v{version} not promoted: {decision.reason}"

@@ -1,12 +1,9 @@
-"""A registry-wide mutex for promotions, that knows its holder.
-
-The lock is a registered model, `<name>.promotion-lock`. A contender takes a ticket: a version
-of it, which the store numbers atomically and never reuses, even once deleted (sqlite and
-server alike). The lowest live ticket holds the lock. A ticket records its holder (host, pid,
-start time); every removal names one ticket's number, so it removes no other holder's: a
-release removes one's own, a break one whose holder is gone or that is far too old. A live
-holder is waited for up to a bound; a contender that gives up removes its ticket.
-"""
+"""A registry-wide mutex for promotions, that knows its holder. The lock is a registered model,
+`<name>.promotion-lock`; a contender takes a ticket: a version of it, which the store numbers
+atomically and never reuses, even once deleted (sqlite and server alike). The lowest live ticket
+holds the lock. A ticket records its holder (host, pid, start time); every removal names one
+ticket, so it removes no other holder's: a release one's own, a break one whose holder is gone
+or that is far too old. A live holder is waited for up to a bound."""
 
 from __future__ import annotations
 
@@ -20,7 +17,6 @@ from typing import Any
 from fmnist.process.errors import TrackingError, first_line
 from fmnist.tracking.lifecycle import owner, owner_gone
 
-LOCK_SUFFIX = ".promotion-lock"
 # A ticket's source: a URI both a sqlite store and a tracking server accept (a server refuses
 # local paths outside a run's artifacts, and relative ones); it points at nothing.
 TICKET_SCHEME = "fmnist-lock:/"
@@ -46,28 +42,17 @@ class Ticket:
 
 
 def lock_name(name: str) -> str:
-    return f"{name}{LOCK_SUFFIX}"
-
-
-def _age(tags: dict[str, str]) -> float:
-    try:
-        return time.time() - float(tags.get(STARTED_TAG, "nan"))
-    except ValueError:
-        return float("nan")
+    return f"{name}.promotion-lock"
 
 
 def tickets(client: Any, name: str) -> list[Ticket]:
     """The live tickets for name's promotion lock, its holder first; [] when it is free."""
-    found = client.search_model_versions(f"name = '{lock_name(name)}'")
-    line = [
-        Ticket(
-            int(v.version),
-            v.tags.get(HOLDER_TAG, "unknown"),
-            v.tags.get(SINCE_TAG, "?"),
-            _age(v.tags),
-        )
-        for v in found
-    ]
+    line = []
+    for v in client.search_model_versions(f"name = '{lock_name(name)}'"):
+        started = v.tags.get(STARTED_TAG, "")
+        age = time.time() - float(started) if started.isdigit() else float("nan")
+        holder, since = v.tags.get(HOLDER_TAG, "unknown"), v.tags.get(SINCE_TAG, "?")
+        line.append(Ticket(int(v.version), holder, since, age))
     return sorted(line, key=lambda t: t.version)
 
 

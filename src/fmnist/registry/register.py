@@ -31,7 +31,7 @@ _IMAGES = (  # the run's images a card shows (those evaluate logged), in order
 _ARTIFACT_DIRS = sorted(
     {p.rsplit("/", 1)[0] for p in (layout.CLASSES_ARTIFACT, *(p for _, p in _IMAGES))}
 )
-_CONTEXT_ORDER = ("training", "validation", "testing")  # the card's order of the datasets
+_CONTEXT_ORDER = {"training": 0, "validation": 1, "testing": 2}  # the card's order of datasets
 
 
 Report = Callable[[dict[str, Any]], None]
@@ -70,10 +70,7 @@ def register_trained(
     from fmnist.registry.card import model_card
     from fmnist.registry.versions import RESUMED, register_version, registered_record
 
-    run = tracking.get_run(tracking_uri, trained["run_id"])  # its params, datasets
-    trained_with = {  # the params the model was trained with (a flow run's overrides included)
-        k: v for k, v in run.data.params.items() if k.startswith(("model.", "train."))
-    }
+    facts = _card_facts(tracking_uri, trained, metrics, summary)
     tags = {
         **{k: f"{v:.4f}" for k, v in metrics.items()},
         "run_id": trained["run_id"],
@@ -81,9 +78,8 @@ def register_trained(
         "git.commit": trained[records.COMMIT_TAG],
         "optimizer": trained["optimizer"],
         "model.name": trained[records.MODEL_NAME_TAG],
-        **{f"params.{k}": v for k, v in trained_with.items()},
+        **{f"params.{k}": v for k, v in facts.params.items()},
     }
-    facts = _card_facts(tracking_uri, run, trained, metrics, summary, trained_with)
     name = params.register_.model_name
     held, record = Held(), None  # what the except below reads
     try:
@@ -154,19 +150,15 @@ def _promote_or_undo(
 
 
 def _card_facts(
-    tracking_uri: str,
-    run: Any,
-    trained: Mapping[str, Any],
-    metrics: Mapping[str, float],
-    summary: str,
-    trained_with: Mapping[str, str],
+    tracking_uri: str, trained: Mapping[str, Any], metrics: Mapping[str, float], summary: str
 ) -> CardFacts:
-    """The card's facts: the records, and the run's datasets, per-class report and images."""
+    """The card's facts: the records, and the run's params, datasets, report and images."""
     from mlflow.artifacts import load_dict
 
     from fmnist.registry.card import CardFacts
 
-    run_id = run.info.run_id
+    run_id = trained["run_id"]
+    run = tracking.get_run(tracking_uri, run_id)
     with store_client(tracking_uri, run_id, "reading it for the model card: ") as client:
         logged = {a.path for d in _ARTIFACT_DIRS for a in client.list_artifacts(run_id, d)}
         per_class = None
@@ -177,7 +169,8 @@ def _card_facts(
         run_id=run_id,
         data_version=trained[records.DATA_TAG],
         data_files=_data_files(run, trained[records.DATA_TAG]),
-        params=trained_with,
+        # the params the model was trained with (a flow run's overrides included)
+        params={k: v for k, v in run.data.params.items() if k.startswith(("model.", "train."))},
         summary=summary,
         summary_artifact=SUMMARY_ARTIFACT,
         metrics=metrics,
@@ -201,8 +194,7 @@ def _data_files(run: Any, data_version: str) -> list[DataFile]:
         rows = _json_object(dataset.profile).get("num_rows")
         path = location.removesuffix(f"@{data_version}")
         files.append(DataFile(dataset.name, context, path, dataset.digest, rows))
-    order = {c: i for i, c in enumerate(_CONTEXT_ORDER)}
-    return sorted(files, key=lambda f: (order.get(f.context, len(order)), f.name))
+    return sorted(files, key=lambda f: (_CONTEXT_ORDER.get(f.context, 3), f.name))
 
 
 def _json_object(text: str | None) -> dict[str, Any]:

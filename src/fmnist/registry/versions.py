@@ -13,26 +13,21 @@ from fmnist.process.errors import FmnistError, TrackingError, first_line
 from fmnist.process.failures import Held
 from fmnist.process.imports import load_mlflow
 from fmnist.registry.promotion import CHALLENGER, CHAMPION, METRIC, Decision
-from fmnist.tracking.mlflow_store import mlflow_errors
+from fmnist.tracking.mlflow_store import mlflow_errors, open_store
 
 
 def client_for(uri: str) -> Any:
     """A client of the store at uri, opened (fmnist.tracking.mlflow_store.open_store)."""
-    load_mlflow()  # the first import of the process is a long-lived one
+    open_store(uri)  # (imports mlflow first, the long-lived way)
     from mlflow import MlflowClient
 
-    from fmnist.tracking.mlflow_store import open_store
-
-    open_store(uri)
     return MlflowClient(uri)
 
 
 def not_found(exc: Exception) -> bool:
     """MLflow's 'no such model / alias' (the only error that means 'none')."""
-    code = getattr(exc, "error_code", "")
-    alias_missing = (
-        code == "INVALID_PARAMETER_VALUE" and "alias" in str(exc) and ("not found" in str(exc))
-    )
+    code, text = getattr(exc, "error_code", ""), str(exc)
+    alias_missing = code == "INVALID_PARAMETER_VALUE" and "alias" in text and "not found" in text
     return code == "RESOURCE_DOES_NOT_EXIST" or alias_missing
 
 
@@ -54,8 +49,7 @@ def champion_of(client: Any, name: str) -> tuple[int, float] | None:
 
 
 def version_of_run(client: Any, name: str, run_id: str) -> Any | None:
-    """The version already registered from run_id, if any (the oldest); None also when the
-    model does not exist (the search finds nothing)."""
+    """The version already registered from run_id, if any (the oldest)."""
     found = client.search_model_versions(f"name = '{name}' and run_id = '{run_id}'")
     return min(found, key=lambda v: int(v.version)) if found else None
 
@@ -84,7 +78,6 @@ def register_version(
 ) -> Registration:
     """Run run_id's model as a version of `name` (alias `challenger`, description, tags).
     held: the caller's signals_held; its safe point is just before the version is created."""
-
     from fmnist.registry.card import PENDING
 
     client = client_for(uri)

@@ -86,8 +86,8 @@ def register_version(
         found = version_of_run(client, name, run_id)
         existing = None if found is None else client.get_model_version(name, found.version)
         # complete: its card records the promotion decision (a registration's last write)
-        card = "" if existing is None else existing.description or ""
-        if card and PENDING not in card and Decision.from_tags(dict(existing.tags)):
+        card, tags_now = ("", {}) if existing is None else (existing.description, existing.tags)
+        if card and PENDING not in card and Decision.from_tags(dict(tags_now)):
             return Registration(existing, COMPLETE, None)
         before = alias_version(client, name, CHALLENGER)
     state = NEW if existing is None else RESUMED

@@ -129,21 +129,20 @@ def _promote_or_undo(
     undone (a moved `champion` was its decision): a *pending* card is completed next run."""
     from fmnist.registry import versions
     from fmnist.registry.card import model_card
-    from fmnist.registry.versions import COMPLETE, model_version, raise_undone, undo_registration
 
     name, number = params.register_.model_name, int(registration.version.version)
-    if registration.state == COMPLETE:
+    if registration.state == versions.COMPLETE:
         return
     try:
         decision = _apply_rule(params, number, tracking_uri, False, checkpoint=held.safe_point)
     except BaseException as exc:
         before, state = registration.challenger_before, registration.state
-        raise_undone(exc, "", undo_registration(tracking_uri, name, number, before, state, exc))
+        left = versions.undo_registration(tracking_uri, name, number, before, state, exc)
+        versions.raise_undone(exc, "", left)
     try:  # the decision as recorded (one holding `champion` already was decided before)
-        recorded = Decision.from_tags(dict(model_version(tracking_uri, name, number).tags))
-        versions.describe_version(
-            tracking_uri, name, number, model_card(facts, recorded or decision)
-        )
+        found = versions.model_version(tracking_uri, name, number)
+        card = model_card(facts, Decision.from_tags(dict(found.tags)) or decision)
+        versions.describe_version(tracking_uri, name, number, card)
     except TrackingError as exc:
         again = "run register again to complete it"
         raise TrackingError(f"{exc}; its card still says pending ({again})") from None
@@ -153,13 +152,13 @@ def _card_facts(
     tracking_uri: str, trained: Mapping[str, Any], metrics: Mapping[str, float], summary: str
 ) -> CardFacts:
     """The card's facts: the records, and the run's params, datasets, report and images."""
-    from mlflow.artifacts import load_dict
-
     from fmnist.registry.card import CardFacts
 
     run_id = trained["run_id"]
     run = tracking.get_run(tracking_uri, run_id)
     with store_client(tracking_uri, run_id, "reading it for the model card: ") as client:
+        from mlflow.artifacts import load_dict
+
         logged = {a.path for d in _ARTIFACT_DIRS for a in client.list_artifacts(run_id, d)}
         per_class = None
         if layout.CLASSES_ARTIFACT in logged:

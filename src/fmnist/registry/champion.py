@@ -53,14 +53,6 @@ def _move_champion(client: Any, name: str, version: int, history: list[int]) -> 
         raise
 
 
-def _unfinished_run(client: Any, candidate: Any) -> str | None:
-    """Why the version's run disqualifies it (not FINISHED), or None (also with no run)."""
-    if not candidate.run_id:
-        return None
-    status = client.get_run(candidate.run_id).info.status
-    return None if status == "FINISHED" else f"its run {candidate.run_id} is {status}"
-
-
 def promote(
     uri: str,
     name: str,
@@ -87,9 +79,11 @@ def promote(
         already = decide_champion_again(version, current)
         if already:
             return already  # nothing to move or record
-        unfinished = None if force else _unfinished_run(client, candidate)
-        if unfinished:
-            decision = Decision(False, f"{unfinished}, not FINISHED (--force to promote)")
+        run_id = candidate.run_id  # a version without a run is not judged by it
+        status = "FINISHED" if force or not run_id else client.get_run(run_id).info.status
+        if status != "FINISHED":
+            reason = f"its run {run_id} is {status}, not FINISHED (--force to promote)"
+            decision = Decision(False, reason)
         else:
             decision = decide_promotion(
                 float(candidate.tags[METRIC]),

@@ -1,12 +1,9 @@
-"""A registry-wide mutex for promotions, that knows its holder.
-
-The lock is a registered model, `<name>.promotion-lock`. A contender takes a ticket: a version
-of it, which the store numbers atomically and never reuses, even once deleted (sqlite and
-server alike). The lowest live ticket holds the lock. A ticket records its holder (host, pid,
-start time); every removal names one ticket's number, so it removes no other holder's: a
-release removes one's own, a break one whose holder is gone or that is far too old. A live
-holder is waited for up to a bound; a contender that gives up removes its ticket.
-"""
+"""A registry-wide mutex for promotions, that knows its holder. The lock is a registered model,
+`<name>.promotion-lock`; a contender takes a ticket: a version of it, which the store numbers
+atomically and never reuses, even once deleted (sqlite and server alike). The lowest live ticket
+holds the lock. A ticket records its holder (host, pid, start time); every removal names one
+ticket, so it removes no other holder's: a release one's own, a break one whose holder is gone
+or that is far too old. A live holder is waited for up to a bound."""
 
 from __future__ import annotations
 
@@ -18,8 +15,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from fmnist.process.errors import TrackingError, first_line
+from fmnist.tracking.lifecycle import owner, owner_gone
 
-LOCK_SUFFIX = ".promotion-lock"
 # A ticket's source: a URI both a sqlite store and a tracking server accept (a server refuses
 # local paths outside a run's artifacts, and relative ones); it points at nothing.
 TICKET_SCHEME = "fmnist-lock:/"
@@ -45,34 +42,23 @@ class Ticket:
 
 
 def lock_name(name: str) -> str:
-    return f"{name}{LOCK_SUFFIX}"
-
-
-def _code(exc: Exception) -> str:
-    return str(getattr(exc, "error_code", ""))
-
-
-def _ticket(version: Any) -> Ticket:
-    tags = version.tags
-    try:
-        age = time.time() - float(tags.get(STARTED_TAG, "nan"))
-    except ValueError:
-        age = float("nan")
-    holder, since = tags.get(HOLDER_TAG, "unknown"), tags.get(SINCE_TAG, "?")
-    return Ticket(int(version.version), holder, since, age)
+    return f"{name}.promotion-lock"
 
 
 def tickets(client: Any, name: str) -> list[Ticket]:
     """The live tickets for name's promotion lock, its holder first; [] when it is free."""
-    found = client.search_model_versions(f"name = '{lock_name(name)}'")
-    return sorted((_ticket(v) for v in found), key=lambda t: t.version)
+    line = []
+    for v in client.search_model_versions(f"name = '{lock_name(name)}'"):
+        started = v.tags.get(STARTED_TAG, "")
+        age = time.time() - float(started) if started.isdigit() else float("nan")
+        holder, since = v.tags.get(HOLDER_TAG, "unknown"), v.tags.get(SINCE_TAG, "?")
+        line.append(Ticket(int(v.version), holder, since, age))
+    return sorted(line, key=lambda t: t.version)
 
 
 def _take_ticket(client: Any, name: str) -> int:
     """A new ticket in line, numbered after every ticket taken before it."""
     from mlflow.exceptions import MlflowException
-
-    from fmnist.tracking.lifecycle import owner
 
     lock = lock_name(name)
     try:
@@ -80,7 +66,7 @@ def _take_ticket(client: Any, name: str) -> int:
             lock, description=f"promotions of {name} in line: its lowest version holds the lock"
         )
     except MlflowException as exc:
-        if _code(exc) != "RESOURCE_ALREADY_EXISTS":
+        if exc.error_code != "RESOURCE_ALREADY_EXISTS":
             raise
     tags = {
         HOLDER_TAG: owner(),
@@ -100,32 +86,22 @@ def _remove(client: Any, name: str, version: int) -> bool:
     try:
         client.delete_model_version(lock_name(name), str(version))
     except MlflowException as exc:
-        if _code(exc) == "RESOURCE_DOES_NOT_EXIST":
+        if exc.error_code == "RESOURCE_DOES_NOT_EXIST":
             return False
         raise
     return True
 
 
-def _stale(holder: str, age: float) -> str | None:
-    """Why a ticket can be broken (its holder is gone, or it is far too old), or None."""
-    from fmnist.tracking.lifecycle import owner_gone
-
-    if owner_gone(holder):
-        return "gone"
-    if age > STALE_AFTER:  # NaN (no age) compares False: never broken for that
-        return f"held for {age / 60:.0f} min"
-    return None
-
-
 def _to_break(ahead: list[Ticket]) -> list[tuple[Ticket, str]]:
-    """The stale tickets ahead to break, and why: those behind the nearest live contender of
-    this host ahead (it breaks those in front of it), so each has one breaker, one line."""
-    host = socket.gethostname()
-    found = []
+    """The stale tickets ahead (holder gone, or far too old) and why: those behind the nearest
+    live contender of this host ahead (it breaks those in front of it), so each has one
+    breaker, one line. A ticket without an age (NaN) is never too old."""
+    host, found = socket.gethostname(), []
     for ticket in reversed(ahead):
-        why = _stale(ticket.holder, ticket.age)
-        if why:
-            found.append((ticket, why))
+        if owner_gone(ticket.holder):
+            found.append((ticket, "gone"))
+        elif ticket.age > STALE_AFTER:
+            found.append((ticket, f"held for {ticket.age / 60:.0f} min"))
         elif ticket.holder.partition(":")[0] == host:
             break
     return found
@@ -139,8 +115,7 @@ def _wait_turn(
     echo: Callable[[str], None],
     checkpoint: Callable[[], None],
 ) -> None:
-    """Return once no live ticket is ahead of mine, breaking stale ones; checkpoint is called
-    between two looks (it may raise: a safe point to stop at)."""
+    """Return once no live ticket is ahead of mine, breaking stale ones."""
     deadline = time.monotonic() + timeout
     next_progress = time.monotonic() + PROGRESS_EVERY
     while True:
@@ -171,45 +146,6 @@ def _wait_turn(
         time.sleep(POLL_EVERY)
 
 
-def _acquire(
-    client: Any,
-    name: str,
-    timeout: float,
-    echo: Callable[[str], None],
-    checkpoint: Callable[[], None],
-) -> int:
-    """Take a ticket and wait for its turn; a contender giving up leaves no ticket behind."""
-    from mlflow.exceptions import MlflowException
-
-    mine = None
-    try:
-        mine = _take_ticket(client, name)
-        _wait_turn(client, name, mine, timeout, echo, checkpoint)
-    except BaseException:  # timeout, Ctrl-C/SIGTERM, a store error: out of the line
-        if mine is not None:
-            with contextlib.suppress(MlflowException):  # the first failure is the one to say
-                _remove(client, name, mine)
-        raise
-    return mine
-
-
-def _release(client: Any, name: str, mine: int, echo: Callable[[str], None]) -> None:
-    from mlflow.exceptions import MlflowException
-
-    lock = lock_name(name)
-    try:
-        removed = _remove(client, name, mine)
-    except MlflowException as exc:  # what was promoted stays; the next one breaks the ticket
-        cause = first_line(exc)
-        echo(
-            f"{name}: could not release {lock!r} v{mine} ({cause}); the next promotion breaks "
-            "it once this process has ended"
-        )
-        return
-    if not removed:
-        echo(f"{name}: {lock!r} v{mine} was gone already (another promotion broke it as stale)")
-
-
 @contextlib.contextmanager
 def promotion_lock(
     client: Any,
@@ -218,12 +154,29 @@ def promotion_lock(
     echo: Callable[[str], None] = print,
     checkpoint: Callable[[], None] = lambda: None,
 ) -> Iterator[None]:
-    """Promotions of `name` one at a time; checkpoint is called while waiting (_wait_turn)."""
+    """Promotions of `name` one at a time; checkpoint is called between two looks while
+    waiting (it may raise: a safe point to stop at)."""
     from fmnist.tracking.mlflow_store import mlflow_errors
 
     with mlflow_errors(f"{name}: taking the promotion lock"):
-        mine = _acquire(client, name, timeout, echo, checkpoint)
+        from mlflow.exceptions import MlflowException
+
+        mine = _take_ticket(client, name)
+        try:
+            _wait_turn(client, name, mine, timeout, echo, checkpoint)
+        except BaseException:  # timeout, Ctrl-C/SIGTERM, a store error: out of the line
+            with contextlib.suppress(MlflowException):  # the first failure is the one to say
+                _remove(client, name, mine)
+            raise
     try:
         yield
     finally:
-        _release(client, name, mine, echo)
+        lock = f"{lock_name(name)!r} v{mine}"
+        try:
+            if not _remove(client, name, mine):
+                echo(f"{name}: {lock} was gone already (another promotion broke it as stale)")
+        except MlflowException as exc:  # what was promoted stays; the next one breaks the ticket
+            echo(
+                f"{name}: could not release {lock} ({first_line(exc)}); the next promotion "
+                "breaks it once this process has ended"
+            )

@@ -78,16 +78,15 @@ def by_hand_lines(name: str, version: int, decision: Decision) -> list[str]:
     """What a promotion by hand says: a worse version's warning, then the outcome."""
     if decision.already_champion:
         return [f"{name} v{version} is already @{CHAMPION}: nothing to move"]
-    warning = (
-        [
+    lines = [f"{name} v{version} is now @{CHAMPION} ({decision.reason})"]
+    if decision.below_champion:
+        lines.insert(
+            0,
             f"{name} v{version} has {METRIC} {decision.accuracy:.4f}, below champion "
             f"v{decision.compared_version}'s {decision.compared_accuracy:.4f}: "
-            "promoting it by hand anyway"
-        ]
-        if decision.below_champion
-        else []
-    )
-    return [*warning, f"{name} v{version} is now @{CHAMPION} ({decision.reason})"]
+            "promoting it by hand anyway",
+        )
+    return lines
 
 
 def decide_champion_again(version: int, champion: tuple[int, float] | None) -> Decision | None:

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 from fmnist.params.config import Params
 from fmnist.pipeline import records
 from fmnist.process import layout
-from fmnist.process.errors import FmnistError, TrackingError, first_line
+from fmnist.process.errors import TrackingError
 from fmnist.process.files import read_json, read_text, write_json
 from fmnist.registry.promotion import Decision
 from fmnist.tracking import runs as tracking
@@ -31,7 +31,7 @@ _IMAGES = (  # the run's images a card shows (those evaluate logged), in order
 _ARTIFACT_DIRS = sorted(
     {p.rsplit("/", 1)[0] for p in (layout.CLASSES_ARTIFACT, *(p for _, p in _IMAGES))}
 )
-_CONTEXT_ORDER = ("training", "validation", "testing")  # the card's order of the datasets
+_CONTEXT_ORDER = {"training": 0, "validation": 1, "testing": 2}  # the card's order of datasets
 
 
 Report = Callable[[dict[str, Any]], None]
@@ -70,10 +70,7 @@ def register_trained(
     from fmnist.registry.card import model_card
     from fmnist.registry.versions import RESUMED, register_version, registered_record
 
-    run = tracking.get_run(tracking_uri, trained["run_id"])  # its params, datasets
-    trained_with = {  # the params the model was trained with (a flow run's overrides included)
-        k: v for k, v in run.data.params.items() if k.startswith(("model.", "train."))
-    }
+    facts = _card_facts(tracking_uri, trained, metrics, summary)
     tags = {
         **{k: f"{v:.4f}" for k, v in metrics.items()},
         "run_id": trained["run_id"],
@@ -81,9 +78,8 @@ def register_trained(
         "git.commit": trained[records.COMMIT_TAG],
         "optimizer": trained["optimizer"],
         "model.name": trained[records.MODEL_NAME_TAG],
-        **{f"params.{k}": v for k, v in trained_with.items()},
+        **{f"params.{k}": v for k, v in facts.params.items()},
     }
-    facts = _card_facts(tracking_uri, run, trained, metrics, summary, trained_with)
     name = params.register_.model_name
     held, record = Held(), None  # what the except below reads
     try:
@@ -131,75 +127,55 @@ def _promote_or_undo(
     """The promotion rule, then the card with its result (the last registry write). A rule
     failing or a signal in the lock's wait undoes a new version; once the rule ran nothing is
     undone (a moved `champion` was its decision): a *pending* card is completed next run."""
+    from fmnist.registry import versions
     from fmnist.registry.card import model_card
-    from fmnist.registry.versions import (
-        COMPLETE,
-        describe_version,
-        model_version,
-        undo_registration,
-    )
 
     name, number = params.register_.model_name, int(registration.version.version)
-    if registration.state == COMPLETE:
+    if registration.state == versions.COMPLETE:
         return
     try:
-        decision = _apply_rule(
-            params, number, tracking_uri, by_hand=False, checkpoint=held.safe_point
-        )
+        decision = _apply_rule(params, number, tracking_uri, False, checkpoint=held.safe_point)
     except BaseException as exc:
         before, state = registration.challenger_before, registration.state
-        left = undo_registration(tracking_uri, name, number, before, state, exc)
-        if isinstance(exc, FmnistError):
-            raise TrackingError(f"{first_line(exc)}; {left}") from None
-        if isinstance(exc, KeyboardInterrupt):
-            exc.add_note(left)
-        raise
+        left = versions.undo_registration(tracking_uri, name, number, before, state, exc)
+        versions.raise_undone(exc, "", left)
     try:  # the decision as recorded (one holding `champion` already was decided before)
-        recorded = Decision.from_tags(dict(model_version(tracking_uri, name, number).tags))
-        describe_version(tracking_uri, name, number, model_card(facts, recorded or decision))
+        found = versions.model_version(tracking_uri, name, number)
+        card = model_card(facts, Decision.from_tags(dict(found.tags)) or decision)
+        versions.describe_version(tracking_uri, name, number, card)
     except TrackingError as exc:
         again = "run register again to complete it"
         raise TrackingError(f"{exc}; its card still says pending ({again})") from None
 
 
 def _card_facts(
-    tracking_uri: str,
-    run: Any,
-    trained: Mapping[str, Any],
-    metrics: Mapping[str, float],
-    summary: str,
-    trained_with: Mapping[str, str],
+    tracking_uri: str, trained: Mapping[str, Any], metrics: Mapping[str, float], summary: str
 ) -> CardFacts:
-    """The card's facts: the records, and the run's datasets, per-class report and images."""
+    """The card's facts: the records, and the run's params, datasets, report and images."""
     from fmnist.registry.card import CardFacts
 
-    run_id = run.info.run_id
+    run_id = trained["run_id"]
+    run = tracking.get_run(tracking_uri, run_id)
     with store_client(tracking_uri, run_id, "reading it for the model card: ") as client:
+        from mlflow.artifacts import load_dict
+
         logged = {a.path for d in _ARTIFACT_DIRS for a in client.list_artifacts(run_id, d)}
-        per_class = (
-            _logged_json(client, run_id, layout.CLASSES_ARTIFACT)
-            if layout.CLASSES_ARTIFACT in logged
-            else None
-        )
+        per_class = None
+        if layout.CLASSES_ARTIFACT in logged:
+            per_class = load_dict(f"runs:/{run_id}/{layout.CLASSES_ARTIFACT}")
     return CardFacts(
         model_name=trained[records.MODEL_NAME_TAG],
         run_id=run_id,
         data_version=trained[records.DATA_TAG],
         data_files=_data_files(run, trained[records.DATA_TAG]),
-        params=trained_with,
+        # the params the model was trained with (a flow run's overrides included)
+        params={k: v for k, v in run.data.params.items() if k.startswith(("model.", "train."))},
         summary=summary,
         summary_artifact=SUMMARY_ARTIFACT,
         metrics=metrics,
         per_class=per_class,
         images=[(title, path) for title, path in _IMAGES if path in logged],
     )
-
-
-def _logged_json(client: Any, run_id: str, path: str) -> Any:
-    import tempfile
-
-    with tempfile.TemporaryDirectory() as tmp:
-        return read_json(Path(client.download_artifacts(run_id, path, tmp)))
 
 
 def _data_files(run: Any, data_version: str) -> list[DataFile]:
@@ -217,8 +193,7 @@ def _data_files(run: Any, data_version: str) -> list[DataFile]:
         rows = _json_object(dataset.profile).get("num_rows")
         path = location.removesuffix(f"@{data_version}")
         files.append(DataFile(dataset.name, context, path, dataset.digest, rows))
-    order = {c: i for i, c in enumerate(_CONTEXT_ORDER)}
-    return sorted(files, key=lambda f: (order.get(f.context, len(order)), f.name))
+    return sorted(files, key=lambda f: (_CONTEXT_ORDER.get(f.context, 3), f.name))
 
 
 def _json_object(text: str | None) -> dict[str, Any]:
@@ -234,10 +209,9 @@ def _apply_rule(
     params: Params,
     version: int,
     tracking_uri: str,
-    *,
     by_hand: bool,
     force: bool = False,
-    checkpoint: Callable[[], None] | None = None,
+    checkpoint: Callable[[], None] = lambda: None,
 ) -> Decision:
     """The promotion with register's thresholds; checkpoint: a safe point in the lock's wait."""
     from fmnist.registry.champion import promote as promote_version
@@ -252,13 +226,13 @@ def _apply_rule(
         require_better=not by_hand,
         force=force,
         echo=lambda line: print(line, flush=True),  # the lock's wait: a line every few seconds
-        checkpoint=checkpoint or (lambda: None),
+        checkpoint=checkpoint,
     )
 
 
 def promote(params: Params, version: int, force: bool, tracking_uri: str) -> Decision:
     """Make a version `champion` by hand (threshold unless forced); a refusal raises."""
-    decision = _apply_rule(params, version, tracking_uri, by_hand=True, force=force)
+    decision = _apply_rule(params, version, tracking_uri, True, force)
     if not decision.promote:
         raise TrackingError(
             f"{params.register_.model_name} v{version} not promoted: {decision.reason}"

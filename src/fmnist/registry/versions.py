@@ -7,32 +7,27 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NoReturn
 
-from fmnist.process.errors import TrackingError, first_line
+from fmnist.process.errors import FmnistError, TrackingError, first_line
 from fmnist.process.failures import Held
 from fmnist.process.imports import load_mlflow
 from fmnist.registry.promotion import CHALLENGER, CHAMPION, METRIC, Decision
-from fmnist.tracking.mlflow_store import mlflow_errors
+from fmnist.tracking.mlflow_store import mlflow_errors, open_store
 
 
 def client_for(uri: str) -> Any:
     """A client of the store at uri, opened (fmnist.tracking.mlflow_store.open_store)."""
-    load_mlflow()  # the first import of the process is a long-lived one
+    open_store(uri)  # (imports mlflow first, the long-lived way)
     from mlflow import MlflowClient
 
-    from fmnist.tracking.mlflow_store import open_store
-
-    open_store(uri)
     return MlflowClient(uri)
 
 
 def not_found(exc: Exception) -> bool:
     """MLflow's 'no such model / alias' (the only error that means 'none')."""
-    code = getattr(exc, "error_code", "")
-    alias_missing = (
-        code == "INVALID_PARAMETER_VALUE" and "alias" in str(exc) and ("not found" in str(exc))
-    )
+    code, text = getattr(exc, "error_code", ""), str(exc)
+    alias_missing = code == "INVALID_PARAMETER_VALUE" and "alias" in text and "not found" in text
     return code == "RESOURCE_DOES_NOT_EXIST" or alias_missing
 
 
@@ -55,14 +50,7 @@ def champion_of(client: Any, name: str) -> tuple[int, float] | None:
 
 def version_of_run(client: Any, name: str, run_id: str) -> Any | None:
     """The version already registered from run_id, if any (the oldest)."""
-    from mlflow.exceptions import MlflowException
-
-    try:
-        found = client.search_model_versions(f"name = '{name}' and run_id = '{run_id}'")
-    except MlflowException as exc:
-        if not_found(exc):
-            return None
-        raise
+    found = client.search_model_versions(f"name = '{name}' and run_id = '{run_id}'")
     return min(found, key=lambda v: int(v.version)) if found else None
 
 
@@ -78,15 +66,6 @@ class Registration:
     challenger_before: Any | None  # the version that held `challenger` (an undo gives it back)
 
 
-def is_complete(version: Any) -> bool:
-    """Whether its card records the promotion decision (a registration's last registry write)."""
-    from fmnist.registry.card import PENDING
-
-    card = version.description or ""
-    decided = Decision.from_tags(dict(version.tags)) is not None
-    return decided and bool(card) and PENDING not in card
-
-
 def register_version(
     uri: str,
     name: str,
@@ -99,14 +78,16 @@ def register_version(
 ) -> Registration:
     """Run run_id's model as a version of `name` (alias `challenger`, description, tags).
     held: the caller's signals_held; its safe point is just before the version is created."""
-    from mlflow.exceptions import MlflowException
+    from fmnist.registry.card import PENDING
 
     client = client_for(uri)
     held = held or Held()
     with mlflow_errors(f"registering {model_uri} as {name!r}"):
         found = version_of_run(client, name, run_id)
         existing = None if found is None else client.get_model_version(name, found.version)
-        if existing is not None and is_complete(existing):
+        # complete: its card records the promotion decision (a registration's last write)
+        card, tags_now = ("", {}) if existing is None else (existing.description, existing.tags)
+        if card and PENDING not in card and Decision.from_tags(dict(tags_now)):
             return Registration(existing, COMPLETE, None)
         before = alias_version(client, name, CHALLENGER)
     state = NEW if existing is None else RESUMED
@@ -120,12 +101,18 @@ def register_version(
         return Registration(client.get_model_version(name, str(number)), state, before)
     except BaseException as exc:
         left = undo_registration(uri, name, number, before, state, exc)
-        if isinstance(exc, MlflowException):
-            cause = first_line(exc)
-            raise TrackingError(f"registering {name} v{number}: {cause}; {left}") from None
-        if isinstance(exc, KeyboardInterrupt):
-            exc.add_note(left)
-        raise
+        raise_undone(exc, f"registering {name} v{number}: ", left)
+
+
+def raise_undone(exc: BaseException, doing: str, left: str) -> NoReturn:
+    """exc, saying what its undo left: a store's error as one line, a note on an interrupt."""
+    from mlflow.exceptions import MlflowException
+
+    if isinstance(exc, MlflowException | FmnistError):
+        raise TrackingError(f"{doing}{first_line(exc)}; {left}") from None
+    if isinstance(exc, KeyboardInterrupt):
+        exc.add_note(left)
+    raise exc
 
 
 def _create_version(
@@ -153,13 +140,10 @@ def _create_version(
             made = version_of_run(client_for(uri), name, run_id)
         except MlflowException:
             made = None  # (if one was made, the next register completes it)
-        left = (
-            "nothing was registered"
-            if made is None
-            else undo_registration(uri, name, int(made.version), before)
-        )
-        cause = first_line(exc)
-        raise TrackingError(f"registering {model_uri} as {name!r}: {cause}; {left}") from None
+        left = "nothing was registered"
+        if made is not None:
+            left = undo_registration(uri, name, int(made.version), before)
+        raise_undone(exc, f"registering {model_uri} as {name!r}: ", left)
 
 
 def describe_version(uri: str, name: str, version: int, description: str) -> None:
@@ -240,22 +224,20 @@ class VersionRow:
 
 def list_versions(uri: str, name: str) -> list[VersionRow]:
     """Every version of the registered model, newest first, with its aliases."""
-    import datetime as dt
+    import time
 
     client = client_for(uri)
     with mlflow_errors(f"listing {name}'s versions"):
-        found_versions = client.search_model_versions(f"name = '{name}'")
+        found = client.search_model_versions(f"name = '{name}'")
         # (search omits aliases: each is read once more)
-        versions = [client.get_model_version(name, v.version) for v in found_versions]
+        versions = [client.get_model_version(name, v.version) for v in found]
     rows = [
         VersionRow(
             int(v.version),
             sorted(v.aliases),
             v.tags.get(METRIC, ""),
             v.tags.get("optimizer", ""),
-            dt.datetime.fromtimestamp(v.creation_timestamp / 1000, tz=dt.UTC).strftime(
-                "%Y-%m-%d %H:%M:%S UTC"
-            ),
+            time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(v.creation_timestamp / 1000)),
         )
         for v in versions
     ]

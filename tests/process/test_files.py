@@ -24,6 +24,13 @@ def test_a_written_file_gets_the_ordinary_mode(tmp_path: Path) -> None:
     assert [p.name for p in (tmp_path / "m").iterdir()] == ["model.keras"]
 
 
+def test_a_private_file_is_private_before_it_holds_anything(tmp_path: Path) -> None:
+    with atomic_path(tmp_path / "secret.json", mode=0o600) as tmp:
+        assert stat.S_IMODE(tmp.stat().st_mode) == 0o600 and tmp.stat().st_size == 0
+        tmp.write_text("{}")
+    assert stat.S_IMODE((tmp_path / "secret.json").stat().st_mode) == 0o600
+
+
 def test_a_failed_write_keeps_what_the_destination_held(tmp_path: Path) -> None:
     dest = tmp_path / "trained.json"
     dest.write_text("before")

@@ -75,11 +75,13 @@ def test_the_users_own_prefect_toml_is_never_touched(tmp_path: Path) -> None:
 def test_down_with_a_damaged_record_stops_what_carries_the_marker(run: Stack) -> None:
     service, child = run.parent("prefect-server")
     (run.cfg.state_dir / "stack.json").write_text("[{")
+    (run.cfg.state_dir / ".stack.0a1b2c3d.json").write_text("[")  # an `up` killed saving it
+    (run.cfg.state_dir / "stack.partial").write_text("[")  # an older fmnist's
     result = stack.down(run.cfg.root, run.cfg.state_dir)
     assert result.damaged is not None and result.damaged.startswith("not JSON")
     assert (result.services, result.unrecorded) == (["prefect-server"], [])  # by the marker
     assert not alive(service) and not runs(child)
-    assert not (run.cfg.state_dir / "stack.json").exists()
+    assert sorted(p.name for p in run.cfg.state_dir.glob("*stack*")) == []
 
 
 def test_the_cli_says_a_damaged_record_in_one_line_exit_7(tmp_path: Path) -> None:

@@ -1,6 +1,6 @@
 """Writing files so that a reader never sees half of one: a new file beside the destination,
 renamed onto it (atomic on one file system). New files get the umask's mode, not mkstemp's
-0600 (the stack's record chmods its new file before writing)."""
+0600, unless a mode is asked for (the stack's record: 0600 from its first byte)."""
 
 from __future__ import annotations
 
@@ -18,10 +18,10 @@ from fmnist.process.errors import DataIntegrityError
 
 
 @contextlib.contextmanager
-def atomic_path(dest: Path) -> Iterator[Path]:
+def atomic_path(dest: Path, mode: int = 0o666) -> Iterator[Path]:
     """A new file beside dest, renamed onto dest only if the block succeeds."""
     dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = new_file_beside(dest)
+    tmp = new_file_beside(dest, mode=mode)
     try:
         yield tmp
         os.replace(tmp, dest)
@@ -33,13 +33,13 @@ def atomic_path(dest: Path) -> Iterator[Path]:
         tmp.unlink(missing_ok=True)
 
 
-def new_file_beside(dest: Path, suffix: str | None = None) -> Path:
+def new_file_beside(dest: Path, suffix: str | None = None, mode: int = 0o666) -> Path:
     """A new, empty, hidden file in dest's folder (suffix: dest's own, as Keras and numpy want)."""
     end = dest.suffix if suffix is None else suffix
     while True:
         tmp = dest.with_name(f".{dest.stem}.{secrets.token_hex(4)}{end}")
         with contextlib.suppress(FileExistsError):
-            tmp.touch(mode=0o666, exist_ok=False)
+            tmp.touch(mode=mode, exist_ok=False)
             return tmp
 
 

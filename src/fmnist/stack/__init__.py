@@ -106,7 +106,9 @@ def down(root: Path, state_dir: Path) -> Stopped:
     except DamagedRecord as exc:
         services, damaged = [], exc.why
     found = stop(state_dir, services)
-    (state_dir / STATE_FILE).unlink(missing_ok=True)
+    unsaved = state_dir.glob(".stack.*.json")  # what an `up` killed while saving left
+    for path in [state_dir / STATE_FILE, *unsaved, state_dir / "stack.partial"]:  # (older fmnist)
+        path.unlink(missing_ok=True)
     remove_prefect_toml(root)
     names = dict.fromkeys([s.name for s in services] + [f.service for f in found if f.service])
     claimed = {f.service for f in found}

@@ -96,8 +96,7 @@ def private_dir(path: Path) -> None:
 
 def save(cfg: StackConfig, services: list[Service]) -> None:
     """Record services in `<state>/stack.json` (private, replaced whole: never half-written)."""
-    with atomic_path(cfg.state_dir / STATE_FILE) as tmp:
-        tmp.chmod(0o600)  # before it holds anything
+    with atomic_path(cfg.state_dir / STATE_FILE, mode=0o600) as tmp:
         tmp.write_text(json.dumps([asdict(s) for s in services], indent=2), encoding="utf-8")
 
 

@@ -12,13 +12,14 @@ import re
 import subprocess
 import sys
 from collections import deque
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import yaml
 
+from fmnist.pipeline.lineage import LOCK, stages
 from fmnist.process.errors import DataIntegrityError, StageError
 from fmnist.process.layout import PARAMS
 
@@ -27,8 +28,7 @@ if TYPE_CHECKING:
 
 LineSink = Callable[[str], None]
 _ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
-_OUR_ERROR = re.compile(r"^fmnist \w+: error: ")
-LOCK = "dvc.lock"
+_ERRORS = (re.compile(r"^fmnist \w+: error: "), re.compile(r"^ERROR: "))  # the stage's, DVC's
 
 
 def clean_line(raw: str) -> str:
@@ -38,7 +38,7 @@ def clean_line(raw: str) -> str:
 
 def failure_line(lines: list[str], command: str, returncode: int) -> str:
     """The stage's own one-line error if it printed one, else DVC's, else the exit code."""
-    for pattern in (_OUR_ERROR, re.compile(r"^ERROR: ")):
+    for pattern in _ERRORS:
         found = [line for line in lines if pattern.match(line)]
         if found:
             return found[-1]
@@ -93,8 +93,7 @@ def _stop(proc: subprocess.Popen[bytes], grace: float = 30.0) -> None:
     for member in family:
         with contextlib.suppress(psutil.NoSuchProcess):
             member.terminate()
-    _, alive = psutil.wait_procs(family, timeout=grace)
-    for member in alive:
+    for member in psutil.wait_procs(family, timeout=grace)[1]:  # still alive
         with contextlib.suppress(psutil.NoSuchProcess):
             member.kill()
     proc.wait()
@@ -117,14 +116,9 @@ class ExperimentRun:
 
 def lock_changes(before: Any, after: Any) -> tuple[tuple[str, ...], tuple[str, ...]]:
     """(changed, unchanged): after's dvc.lock stages, by whether their entry differs."""
-    old, new = _lock_stages(before), _lock_stages(after)
+    old, new = stages(before), stages(after)
     changed = tuple(stage for stage, entry in new.items() if old.get(stage) != entry)
     return changed, tuple(stage for stage in new if stage not in changed)
-
-
-def _lock_stages(lock: Any) -> dict[str, Any]:
-    stages = lock.get("stages") if isinstance(lock, dict) else None
-    return stages if isinstance(stages, dict) else {}
 
 
 def run_experiment(
@@ -133,19 +127,17 @@ def run_experiment(
     set_params: list[str],
     env: Mapping[str, str],
     on_line: LineSink = print,
-    targets: Sequence[str] = (),
     *,
     force: bool = False,
 ) -> ExperimentRun:
-    """`dvc exp run --temp`: the pipeline (up to targets) in a private copy, the workspace left
-    as it was; several may run at once (each holds the repo lock only to set up and collect).
-    Returns the experiment and which stages it recorded anew; force runs every stage."""
+    """`dvc exp run --temp`: the pipeline in a private copy, the workspace left as it was;
+    several may run at once (each holds the repo lock only to set up and collect). Returns the
+    experiment and which stages it recorded anew; force runs every stage."""
     force_arg = ["--force"] if force else []
-    args = ["--wait-for-lock", "exp", "run", "--temp", *force_arg, "--name", name]
-    run_dvc([*args, *set_params, *targets], root, env, on_line)
+    args = ["--wait-for-lock", "exp", "run", "--temp", *force_arg, "--name", name, *set_params]
+    run_dvc(args, root, env, on_line)
     rev, baseline = _find_experiment(root, name)
-    changed, unchanged = lock_changes(_lock_at(root, baseline), _lock_at(root, rev))
-    return ExperimentRun(name, rev, changed, unchanged)
+    return ExperimentRun(name, rev, *lock_changes(_lock_at(root, baseline), _lock_at(root, rev)))
 
 
 def _find_experiment(root: Path, name: str) -> tuple[str, str]:

@@ -2,23 +2,18 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from prefect.runtime import flow_run
 
 from fmnist.pipeline import dvc_cli
 from fmnist.tracking.mlflow_store import environment_tracking_uri
+
+tracking_uri = environment_tracking_uri  # the worker's MLFLOW_TRACKING_URI, else the repo's sqlite
 
 
 def flow_run_label(default: str) -> str:
     """`<flow run name>-<id prefix>`: names the DVC experiment or sweep this flow run makes."""
     run_id = flow_run.get_id() or ""
     return f"{flow_run.get_name() or default}-{run_id[:8]}".strip("-")
-
-
-def tracking_uri(root: Path) -> str:
-    """MLFLOW_TRACKING_URI of the worker, else the project's sqlite store."""
-    return environment_tracking_uri(root)
 
 
 def stage_env(uri: str) -> dict[str, str]:

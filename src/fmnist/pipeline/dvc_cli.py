@@ -15,16 +15,13 @@ from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from subprocess import PIPE, STDOUT
+from typing import Any
 
 import yaml
 
 from fmnist.pipeline.lineage import LOCK, stages
 from fmnist.process.errors import DataIntegrityError, StageError
-from fmnist.process.layout import PARAMS
-
-if TYPE_CHECKING:
-    from fmnist.params.overrides import RunOverrides
 
 LineSink = Callable[[str], None]
 _ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
@@ -55,35 +52,28 @@ def stage_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
 
 def run_dvc(args: list[str], root: Path, env: Mapping[str, str], on_line: LineSink = print) -> None:
     """Run `dvc ARGS` in root, streaming its output lines; a failure raises StageError."""
-    command = ["dvc", *args]
     tail: deque[str] = deque(maxlen=400)
     with subprocess.Popen(
-        [sys.executable, "-m", "dvc", *args],
-        cwd=root,
-        env=dict(env),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
+        [sys.executable, "-m", "dvc", *args], cwd=root, env=dict(env), stdout=PIPE, stderr=STDOUT
     ) as proc:
         assert proc.stdout is not None
         try:
             # Split on "\n" only: Keras redraws its progress bar with "\r"; keep the last draw.
             lines = io.TextIOWrapper(proc.stdout, encoding="utf-8", errors="replace", newline="\n")
             for raw in lines:
-                line = clean_line(raw)
-                if line:
+                if line := clean_line(raw):
                     tail.append(line)
                     on_line(line)
         except BaseException:  # interrupted (Ctrl-C, SIGTERM): DVC stops its stage too
             _stop(proc)
             raise
-        returncode = proc.wait()
-    if returncode:
-        raise StageError(failure_line(list(tail), " ".join(command), returncode))
+    if proc.returncode:
+        raise StageError(failure_line(list(tail), f"dvc {' '.join(args)}", proc.returncode))
 
 
-def _stop(proc: subprocess.Popen[bytes], grace: float = 30.0) -> None:
-    """SIGTERM to DVC and its stage (whose MLflow run then ends KILLED), SIGKILL after grace
-    seconds. DVC stays in our process group, so a group-wide stop reaches it too."""
+def _stop(proc: subprocess.Popen[bytes]) -> None:
+    """SIGTERM to DVC and its stage (whose MLflow run then ends KILLED), SIGKILL 30 s later.
+    DVC stays in our process group, so a group-wide stop reaches it too."""
     import psutil
 
     try:
@@ -93,7 +83,7 @@ def _stop(proc: subprocess.Popen[bytes], grace: float = 30.0) -> None:
     for member in family:
         with contextlib.suppress(psutil.NoSuchProcess):
             member.terminate()
-    for member in psutil.wait_procs(family, timeout=grace)[1]:  # still alive
+    for member in psutil.wait_procs(family, timeout=30)[1]:  # still alive
         with contextlib.suppress(psutil.NoSuchProcess):
             member.kill()
     proc.wait()
@@ -184,17 +174,3 @@ def experiment_json(root: Path, ref: str, path: Path | str) -> Any:
         return json.loads(experiment_file(root, ref, path))
     except json.JSONDecodeError as exc:
         raise DataIntegrityError(f"{ref}:{Path(path).as_posix()}: not valid JSON ({exc})") from None
-
-
-def set_params_for(root: Path, overrides: RunOverrides) -> list[str]:
-    """A run's overrides as DVC `--set-param`s, checked against params.yaml before anything."""
-    from fmnist.params.config import load_params
-    from fmnist.params.overrides import dotted_overrides, set_param_args
-
-    params_file = root / PARAMS
-    current = load_params(params_file)
-    dotted = dotted_overrides(
-        overrides, [layer.model_dump(exclude_defaults=True) for layer in current.model.hidden]
-    )
-    load_params(params_file, dotted)
-    return set_param_args(dotted)

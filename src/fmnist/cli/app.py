@@ -51,9 +51,8 @@ def _options(
 
 
 def user_errors(command: F) -> F:
-    """Users' mistakes and the world's faults end as one line on stderr and a specific exit
-    code (tracking.store.failure_line), not a traceback; Ctrl-C and SIGTERM as `interrupted`
-    and 130/143."""
+    """Users' mistakes and the world's faults end as one line on stderr and a specific exit code
+    (tracking.store.failure_line), not a traceback; Ctrl-C and SIGTERM as `interrupted`, 130/143."""
 
     @functools.wraps(command)
     def wrapper(*args: Any, **kwargs: Any) -> Any:

@@ -17,6 +17,5 @@ def flow_run_label(default: str) -> str:
 
 
 def stage_env(uri: str) -> dict[str, str]:
-    """DVC's stages' environment: this worker's, with the store (never a flow parameter:
-    Prefect stores parameters)."""
+    """DVC's env: this worker's, with the store (not a flow parameter: Prefect keeps those)."""
     return dvc_cli.stage_env({"MLFLOW_TRACKING_URI": uri})

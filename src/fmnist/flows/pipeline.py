@@ -31,17 +31,15 @@ def download(root: Path, env: dict[str, str]) -> None:
 def experiment(
     root: Path, name: str, set_params: list[str], env: dict[str, str], force: bool = False
 ) -> dvc_cli.ExperimentRun:
-    """prepare -> train -> evaluate -> register as DVC experiment NAME; its commit, and which
-    stages it recorded anew (force: DVC runs every one)."""
+    """prepare -> train -> evaluate -> register as DVC experiment NAME (force: every stage runs)."""
     return dvc_cli.run_experiment(root, name, set_params, env, get_run_logger().info, force=force)
 
 
 @task(name="report")
 def report(root: Path, run: dvc_cli.ExperimentRun) -> dict[str, Any]:
-    """The registered model's markdown and per-epoch table artifacts, read from the experiment's
-    commit (exactly what this run produced, no tracking server round trip); says so (log line,
-    artifact's first line) when DVC reused an earlier run's version instead of registering
-    (register's record in dvc.lock is the baseline commit's)."""
+    """The registered model's markdown and per-epoch artifacts, from the experiment's commit
+    (exactly what this run made); says so (log line, artifact's first line) when DVC reused an
+    earlier run's version instead of registering (dvc.lock's register is the baseline's)."""
     registered = dvc_cli.experiment_json(root, run.ref, layout.REGISTERED)
     trained = dvc_cli.experiment_json(root, run.ref, layout.TRAINED)
     version, run_id = int(registered["version"]), registered["run_id"]

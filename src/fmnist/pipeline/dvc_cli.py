@@ -120,9 +120,8 @@ def run_experiment(
     *,
     force: bool = False,
 ) -> ExperimentRun:
-    """`dvc exp run --temp`: the pipeline in a private copy, the workspace left as it was;
-    several may run at once (each holds the repo lock only to set up and collect). Returns the
-    experiment and which stages it recorded anew; force runs every stage."""
+    """`dvc exp run --temp` in a private copy, the workspace left as it was; several may run at
+    once (each holds the repo lock only to set up and collect); force runs every stage."""
     force_arg = ["--force"] if force else []
     args = ["--wait-for-lock", "exp", "run", "--temp", *force_arg, "--name", name, *set_params]
     run_dvc(args, root, env, on_line)

@@ -62,8 +62,7 @@ def git_commit(root: Path) -> str:
     rewrote those, and the commit's code and params still made the run."""
 
     def git(*args: str) -> str:
-        out = subprocess.run(["git", *args], cwd=root, capture_output=True, text=True, check=True)
-        return out.stdout
+        return subprocess.check_output(["git", *args], cwd=root, text=True, stderr=subprocess.PIPE)
 
     try:
         commit = git("rev-parse", "HEAD").strip()

@@ -47,9 +47,8 @@ _ready: set[str] = set()
 
 
 def open_store(uri: str) -> None:
-    """Point MLflow at uri, once per process: scheme checked, a server must answer within the
-    deadline, a new sqlite store created by one process at a time, runs left RUNNING by a dead
-    process of this host ended KILLED (tracking.lifecycle)."""
+    """Point MLflow at uri, once per process: scheme and server checked, a new sqlite store
+    created by one process at a time, dead processes' runs ended KILLED (tracking.lifecycle)."""
     load_mlflow().set_tracking_uri(uri)
     if uri in _ready:
         return

@@ -40,7 +40,9 @@ def test_the_sweep_trains_every_cell_and_registers_the_best_on_validation(
     assert "tiny: 2 trainings, 2 at a time" in out
     assert "2 Dask workers ready" in out
     assert re.search(r"(?m)^trial \d: val_accuracy \S+ complete \(adam-relu\)", out), out
-    assert re.search(r"(?m)^trial \d: val_accuracy - failed: training diverged.*\(sgd-relu\)", out), out
+    assert re.search(
+        r"(?m)^trial \d: val_accuracy - failed: training diverged.*\(sgd-relu\)", out
+    ), out
     assert not re.search(r"(?m)^fmnist|Traceback", done.stderr), done.stderr
     table = re.findall(
         r"(?m)^((?:adam|sgd)-relu) +(\S+)  (complete|failed: training diverged)", out

@@ -101,7 +101,7 @@ class ExperimentRun:
     name: str
     ref: str  # the experiment's commit (`git show REF:path`)
     changed: tuple[str, ...] = ()  # recorded anew: DVC ran them or restored them (run cache)
-    unchanged: tuple[str, ...] = ()  # the baseline's: nothing changed (or not a target's)
+    unchanged: tuple[str, ...] = ()  # the baseline's: nothing changed
 
 
 def lock_changes(before: Any, after: Any) -> tuple[tuple[str, ...], tuple[str, ...]]:

@@ -45,16 +45,14 @@ def _options(
         typer.Option("--verbose", "-v", help="Show the libraries' own log lines too."),
     ] = False,
 ) -> None:
-    """Fashion-MNIST with Keras: DVC stages, MLflow tracking and registry."""
     from fmnist.process.console import quiet_libraries
 
     quiet_libraries(verbose)
 
 
 def user_errors(command: F) -> F:
-    """Users' mistakes and the world's faults end as one line on stderr and a specific exit
-    code (tracking.store.failure_line), not a traceback; Ctrl-C and SIGTERM as `interrupted`
-    and 130/143."""
+    """Users' mistakes and the world's faults end as one line on stderr and a specific exit code
+    (tracking.store.failure_line), not a traceback; Ctrl-C and SIGTERM as `interrupted`, 130/143."""
 
     @functools.wraps(command)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
@@ -70,7 +68,9 @@ def user_errors(command: F) -> F:
         except KeyboardInterrupt as exc:
             line, code = interrupted_line(exc)
         except Exception as exc:
-            failure = failure_line(exc, _tracking_uri_in_use())
+            mlflow = sys.modules.get("mlflow")  # the store this command used, to name it
+            uri = mlflow.get_tracking_uri() if mlflow else os.environ.get("MLFLOW_TRACKING_URI")
+            failure = failure_line(exc, uri)
             if failure is None:
                 raise  # a bug: the traceback is for us
             line, code = f"error: {failure[0]}", failure[1]
@@ -82,14 +82,6 @@ def user_errors(command: F) -> F:
         raise typer.Exit(code)
 
     return wrapper  # type: ignore[return-value]
-
-
-def _tracking_uri_in_use() -> str | None:
-    """The store this command used (for naming it in an error), if it opened one."""
-    mlflow = sys.modules.get("mlflow")
-    if mlflow is not None:
-        return str(mlflow.get_tracking_uri())
-    return os.environ.get("MLFLOW_TRACKING_URI")
 
 
 def load_params(path: Path) -> Any:
@@ -117,13 +109,6 @@ def said(code: int) -> None:
         exit_on_signal(code)
 
 
-def _signals_ignored() -> None:
-    """The last exit hook: finalization resets Python-level handlers to the default, so a
-    SIGTERM while the interpreter unloads would kill it (-15 after a printed success)."""
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(signum, signal.SIG_IGN)
-
-
 def run_app() -> None:
     """Run the command line (its commands registered), then exit with its code."""
     # TensorFlow's C++ INFO and WARNING logs off (its two start-up lines, absl's pre-init
@@ -135,7 +120,10 @@ def run_app() -> None:
     from fmnist.tracking.store import bound_http_waits
 
     _process["standalone"] = True
-    atexit.register(_signals_ignored)  # first registered, so run last
+    # The last exit hooks (first registered): finalization resets Python-level handlers to the
+    # default, so a SIGTERM while the interpreter unloads would kill it (-15 after a success).
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        atexit.register(signal.signal, signum, signal.SIG_IGN)
     try:
         bound_http_waits()  # a tracking server that dies mid-command costs ~1 min, not 4+
         app(prog_name="fmnist")

@@ -70,8 +70,7 @@ def train(
     outputs = stage.TrainOutputs(model, summary, trained, history, metrics)
     parent = os.environ.get(PARENT_ENV) or None  # a sweep's training: its run is the child
     uri = tracking_uri(tracking_uri_)
-    last = stage.run(load_params(params), data, outputs, uri, Path.cwd(), parent)
-    typer.echo(_line(last))
+    typer.echo(_line(stage.run(load_params(params), data, outputs, uri, Path.cwd(), parent)))
 
 
 @app.command()

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from prefect.runtime import flow_run
 
 from fmnist.pipeline import dvc_cli
 from fmnist.tracking.mlflow_store import environment_tracking_uri
+
+tracking_uri = environment_tracking_uri  # the worker's MLFLOW_TRACKING_URI, else the repo's sqlite
 
 
 def flow_run_label(default: str) -> str:
@@ -16,12 +16,6 @@ def flow_run_label(default: str) -> str:
     return f"{flow_run.get_name() or default}-{run_id[:8]}".strip("-")
 
 
-def tracking_uri(root: Path) -> str:
-    """MLFLOW_TRACKING_URI of the worker, else the project's sqlite store."""
-    return environment_tracking_uri(root)
-
-
 def stage_env(uri: str) -> dict[str, str]:
-    """DVC's stages' environment: this worker's, with the store (never a flow parameter:
-    Prefect stores parameters)."""
+    """DVC's env: this worker's, with the store (not a flow parameter: Prefect keeps those)."""
     return dvc_cli.stage_env({"MLFLOW_TRACKING_URI": uri})

@@ -11,10 +11,11 @@ from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
 from fmnist.flows.common import flow_run_label, stage_env, tracking_uri
-from fmnist.flows.report import report_experiment
-from fmnist.params.config import Optimizer
-from fmnist.params.overrides import RunOverrides
-from fmnist.pipeline import dvc_cli
+from fmnist.params.config import Optimizer, load_params
+from fmnist.params.overrides import RunOverrides, dotted_overrides, set_param_args
+from fmnist.pipeline import dvc_cli, records
+from fmnist.pipeline.report import epoch_rows, model_markdown, reuse_line
+from fmnist.process import layout
 
 ARTIFACT_KEY = "fashion-mnist-model"
 EPOCHS_ARTIFACT_KEY = "fashion-mnist-epochs"
@@ -30,32 +31,34 @@ def download(root: Path, env: dict[str, str]) -> None:
 def experiment(
     root: Path, name: str, set_params: list[str], env: dict[str, str], force: bool = False
 ) -> dvc_cli.ExperimentRun:
-    """prepare -> train -> evaluate -> register as DVC experiment NAME; its commit, and which
-    stages it recorded anew (force: DVC runs every one)."""
+    """prepare -> train -> evaluate -> register as DVC experiment NAME (force: every stage runs)."""
     return dvc_cli.run_experiment(root, name, set_params, env, get_run_logger().info, force=force)
 
 
 @task(name="report")
 def report(root: Path, run: dvc_cli.ExperimentRun) -> dict[str, Any]:
-    """The markdown and per-epoch table artifacts of the registered model; says so (log line,
-    artifact's first line) when DVC reused an earlier run's version instead of registering
-    (register's record in dvc.lock is the baseline commit's)."""
+    """The registered model's markdown and per-epoch artifacts, from the experiment's commit
+    (exactly what this run made); says so (log line, artifact's first line) when DVC reused an
+    earlier run's version instead of registering (dvc.lock's register is the baseline's)."""
+    registered = dvc_cli.experiment_json(root, run.ref, layout.REGISTERED)
+    trained = dvc_cli.experiment_json(root, run.ref, layout.TRAINED)
+    version, run_id = int(registered["version"]), registered["run_id"]
     reused = "register" in run.unchanged
-    result = report_experiment(root, run.ref, run.name, reused=reused)
-    if result.reuse:
-        get_run_logger().info(result.reuse)
-    create_markdown_artifact(
-        key=ARTIFACT_KEY, markdown=result.markdown, description="Registered model"
+    note = reuse_line(version, run_id) if reused else None
+    markdown = model_markdown(
+        model_display_name=trained[records.MODEL_NAME_TAG],
+        summary=dvc_cli.experiment_file(root, run.ref, layout.SUMMARY),
+        metrics=dvc_cli.experiment_json(root, run.ref, layout.TEST_METRICS),
+        registered=registered,
+        experiment=run.name,
+        note=note,
     )
-    create_table_artifact(
-        key=EPOCHS_ARTIFACT_KEY, table=result.epochs, description="Per-epoch metrics"
-    )
-    return {
-        "version": result.version,
-        "run_id": result.run_id,
-        "experiment": run.name,
-        "reused": reused,
-    }
+    epochs = epoch_rows(dvc_cli.experiment_file(root, run.ref, layout.HISTORY))
+    if note:
+        get_run_logger().info(note)
+    create_markdown_artifact(key=ARTIFACT_KEY, markdown=markdown, description="Registered model")
+    create_table_artifact(key=EPOCHS_ARTIFACT_KEY, table=epochs, description="Per-epoch metrics")
+    return {"version": version, "run_id": run_id, "experiment": run.name, "reused": reused}
 
 
 @flow(name="fashion-mnist-pipeline")
@@ -77,10 +80,12 @@ def pipeline(
     overrides = RunOverrides(
         epochs, batch_size, optimizer, learning_rate, hidden_units, hidden_activation, model_name
     )
-    set_params = dvc_cli.set_params_for(root, overrides)  # a bad override fails here
+    hidden = load_params(root / layout.PARAMS).model.hidden
+    dotted = dotted_overrides(overrides, [h.model_dump(exclude_defaults=True) for h in hidden])
+    load_params(root / layout.PARAMS, dotted)  # a bad override fails here, before any stage
     env = stage_env(tracking_uri(root))
     download.with_options(retries=download_retries, retry_delay_seconds=download_retry_delay)(
         root, env
     )
-    run = experiment(root, flow_run_label("pipeline"), set_params, env, force)
+    run = experiment(root, flow_run_label("pipeline"), set_param_args(dotted), env, force)
     return report(root, run)

@@ -12,23 +12,20 @@ import re
 import subprocess
 import sys
 from collections import deque
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from subprocess import PIPE, STDOUT
+from typing import Any
 
 import yaml
 
+from fmnist.pipeline.lineage import LOCK, stages
 from fmnist.process.errors import DataIntegrityError, StageError
-from fmnist.process.layout import PARAMS
-
-if TYPE_CHECKING:
-    from fmnist.params.overrides import RunOverrides
 
 LineSink = Callable[[str], None]
 _ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
-_OUR_ERROR = re.compile(r"^fmnist \w+: error: ")
-LOCK = "dvc.lock"
+_ERRORS = (re.compile(r"^fmnist \w+: error: "), re.compile(r"^ERROR: "))  # the stage's, DVC's
 
 
 def clean_line(raw: str) -> str:
@@ -38,7 +35,7 @@ def clean_line(raw: str) -> str:
 
 def failure_line(lines: list[str], command: str, returncode: int) -> str:
     """The stage's own one-line error if it printed one, else DVC's, else the exit code."""
-    for pattern in (_OUR_ERROR, re.compile(r"^ERROR: ")):
+    for pattern in _ERRORS:
         found = [line for line in lines if pattern.match(line)]
         if found:
             return found[-1]
@@ -55,35 +52,28 @@ def stage_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
 
 def run_dvc(args: list[str], root: Path, env: Mapping[str, str], on_line: LineSink = print) -> None:
     """Run `dvc ARGS` in root, streaming its output lines; a failure raises StageError."""
-    command = ["dvc", *args]
     tail: deque[str] = deque(maxlen=400)
     with subprocess.Popen(
-        [sys.executable, "-m", "dvc", *args],
-        cwd=root,
-        env=dict(env),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
+        [sys.executable, "-m", "dvc", *args], cwd=root, env=dict(env), stdout=PIPE, stderr=STDOUT
     ) as proc:
         assert proc.stdout is not None
         try:
             # Split on "\n" only: Keras redraws its progress bar with "\r"; keep the last draw.
             lines = io.TextIOWrapper(proc.stdout, encoding="utf-8", errors="replace", newline="\n")
             for raw in lines:
-                line = clean_line(raw)
-                if line:
+                if line := clean_line(raw):
                     tail.append(line)
                     on_line(line)
         except BaseException:  # interrupted (Ctrl-C, SIGTERM): DVC stops its stage too
             _stop(proc)
             raise
-        returncode = proc.wait()
-    if returncode:
-        raise StageError(failure_line(list(tail), " ".join(command), returncode))
+    if proc.returncode:
+        raise StageError(failure_line(list(tail), f"dvc {' '.join(args)}", proc.returncode))
 
 
-def _stop(proc: subprocess.Popen[bytes], grace: float = 30.0) -> None:
-    """SIGTERM to DVC and its stage (whose MLflow run then ends KILLED), SIGKILL after grace
-    seconds. DVC stays in our process group, so a group-wide stop reaches it too."""
+def _stop(proc: subprocess.Popen[bytes]) -> None:
+    """SIGTERM to DVC and its stage (whose MLflow run then ends KILLED), SIGKILL 30 s later.
+    DVC stays in our process group, so a group-wide stop reaches it too."""
     import psutil
 
     try:
@@ -93,8 +83,7 @@ def _stop(proc: subprocess.Popen[bytes], grace: float = 30.0) -> None:
     for member in family:
         with contextlib.suppress(psutil.NoSuchProcess):
             member.terminate()
-    _, alive = psutil.wait_procs(family, timeout=grace)
-    for member in alive:
+    for member in psutil.wait_procs(family, timeout=30)[1]:  # still alive
         with contextlib.suppress(psutil.NoSuchProcess):
             member.kill()
     proc.wait()
@@ -112,19 +101,14 @@ class ExperimentRun:
     name: str
     ref: str  # the experiment's commit (`git show REF:path`)
     changed: tuple[str, ...] = ()  # recorded anew: DVC ran them or restored them (run cache)
-    unchanged: tuple[str, ...] = ()  # the baseline's: nothing changed (or not a target's)
+    unchanged: tuple[str, ...] = ()  # the baseline's: nothing changed
 
 
 def lock_changes(before: Any, after: Any) -> tuple[tuple[str, ...], tuple[str, ...]]:
     """(changed, unchanged): after's dvc.lock stages, by whether their entry differs."""
-    old, new = _lock_stages(before), _lock_stages(after)
+    old, new = stages(before), stages(after)
     changed = tuple(stage for stage, entry in new.items() if old.get(stage) != entry)
     return changed, tuple(stage for stage in new if stage not in changed)
-
-
-def _lock_stages(lock: Any) -> dict[str, Any]:
-    stages = lock.get("stages") if isinstance(lock, dict) else None
-    return stages if isinstance(stages, dict) else {}
 
 
 def run_experiment(
@@ -133,19 +117,16 @@ def run_experiment(
     set_params: list[str],
     env: Mapping[str, str],
     on_line: LineSink = print,
-    targets: Sequence[str] = (),
     *,
     force: bool = False,
 ) -> ExperimentRun:
-    """`dvc exp run --temp`: the pipeline (up to targets) in a private copy, the workspace left
-    as it was; several may run at once (each holds the repo lock only to set up and collect).
-    Returns the experiment and which stages it recorded anew; force runs every stage."""
+    """`dvc exp run --temp` in a private copy, the workspace left as it was; several may run at
+    once (each holds the repo lock only to set up and collect); force runs every stage."""
     force_arg = ["--force"] if force else []
-    args = ["--wait-for-lock", "exp", "run", "--temp", *force_arg, "--name", name]
-    run_dvc([*args, *set_params, *targets], root, env, on_line)
+    args = ["--wait-for-lock", "exp", "run", "--temp", *force_arg, "--name", name, *set_params]
+    run_dvc(args, root, env, on_line)
     rev, baseline = _find_experiment(root, name)
-    changed, unchanged = lock_changes(_lock_at(root, baseline), _lock_at(root, rev))
-    return ExperimentRun(name, rev, changed, unchanged)
+    return ExperimentRun(name, rev, *lock_changes(_lock_at(root, baseline), _lock_at(root, rev)))
 
 
 def _find_experiment(root: Path, name: str) -> tuple[str, str]:
@@ -192,17 +173,3 @@ def experiment_json(root: Path, ref: str, path: Path | str) -> Any:
         return json.loads(experiment_file(root, ref, path))
     except json.JSONDecodeError as exc:
         raise DataIntegrityError(f"{ref}:{Path(path).as_posix()}: not valid JSON ({exc})") from None
-
-
-def set_params_for(root: Path, overrides: RunOverrides) -> list[str]:
-    """A run's overrides as DVC `--set-param`s, checked against params.yaml before anything."""
-    from fmnist.params.config import load_params
-    from fmnist.params.overrides import dotted_overrides, set_param_args
-
-    params_file = root / PARAMS
-    current = load_params(params_file)
-    dotted = dotted_overrides(
-        overrides, [layer.model_dump(exclude_defaults=True) for layer in current.model.hidden]
-    )
-    load_params(params_file, dotted)
-    return set_param_args(dotted)

@@ -16,6 +16,14 @@ UNVERSIONED = "unversioned"  # the data is not what dvc.lock records (or there i
 LOCK = "dvc.lock"
 
 
+def stages(spec: object) -> dict[str, dict[str, Any]]:
+    """The stage entries of a parsed dvc.lock or dvc.yaml, by name."""
+    found = spec.get("stages") if isinstance(spec, dict) else None
+    if not isinstance(found, dict):
+        return {}
+    return {name: stage for name, stage in found.items() if isinstance(stage, dict)}
+
+
 def data_version(root: Path, data_dir: Path) -> str:
     """DVC's hash of data_dir as dvc.lock records it, when the folder holds exactly that; else
     UNVERSIONED. Checked, not trusted (`dvc data status`): a stage run by hand on changed data
@@ -25,15 +33,10 @@ def data_version(root: Path, data_dir: Path) -> str:
         lock = yaml.safe_load((root / LOCK).read_text(encoding="utf-8"))
     except (OSError, ValueError, yaml.YAMLError):
         return UNVERSIONED
-    outs = [o for stage in _stages(lock) for o in stage.get("outs") or [] if isinstance(o, dict)]
+    outs = [o for s in stages(lock).values() for o in s.get("outs") or [] if isinstance(o, dict)]
     recorded = [o.get("md5") for o in outs if o.get("path") == rel]
     if len(recorded) != 1 or not str(recorded[0]).endswith(".dir"):
         return UNVERSIONED
-    return str(recorded[0]) if _unchanged(root, rel) else UNVERSIONED
-
-
-def _unchanged(root: Path, rel: str) -> bool:
-    """`dvc data status` finds output rel as dvc.lock records it (no uncommitted change)."""
     try:
         said = subprocess.run(
             [sys.executable, "-m", "dvc", "data", "status", "--json", rel],
@@ -41,31 +44,16 @@ def _unchanged(root: Path, rel: str) -> bool:
         )  # fmt: skip
         status = json.loads(said.stdout)
     except (OSError, subprocess.SubprocessError, ValueError):
-        return False
-    return isinstance(status, dict) and not status.get("uncommitted")
-
-
-def _stages(spec: object) -> list[dict[str, Any]]:
-    """The stage entries of a parsed dvc.lock or dvc.yaml."""
-    stages = spec.get("stages") if isinstance(spec, dict) else None
-    if not isinstance(stages, dict):
-        return []
-    return [stage for stage in stages.values() if isinstance(stage, dict)]
+        return UNVERSIONED
+    unchanged = isinstance(status, dict) and not status.get("uncommitted")
+    return str(recorded[0]) if unchanged else UNVERSIONED
 
 
 def dir_md5(folder: Path) -> str:
     """The hash DVC 3 gives a directory output: md5 of its sorted (relpath, md5) manifest."""
-    entries = sorted(
-        ({"md5": _md5(p), "relpath": p.relative_to(folder).as_posix()} for p in folder.rglob("*")
-         if p.is_file()),
-        key=lambda e: e["relpath"],
-    )  # fmt: skip
+    files = sorted((p.relative_to(folder).as_posix(), p) for p in folder.rglob("*") if p.is_file())
+    entries = [{"md5": hashlib.md5(p.read_bytes()).hexdigest(), "relpath": rel} for rel, p in files]
     return hashlib.md5(json.dumps(entries, sort_keys=True).encode("utf-8")).hexdigest() + ".dir"
-
-
-def _md5(path: Path) -> str:
-    with path.open("rb") as f:
-        return hashlib.file_digest(f, "md5").hexdigest()
 
 
 def git_commit(root: Path) -> str:
@@ -74,8 +62,7 @@ def git_commit(root: Path) -> str:
     rewrote those, and the commit's code and params still made the run."""
 
     def git(*args: str) -> str:
-        out = subprocess.run(["git", *args], cwd=root, capture_output=True, text=True, check=True)
-        return out.stdout
+        return subprocess.check_output(["git", *args], cwd=root, text=True, stderr=subprocess.PIPE)
 
     try:
         commit = git("rev-parse", "HEAD").strip()
@@ -83,8 +70,10 @@ def git_commit(root: Path) -> str:
     except (OSError, subprocess.CalledProcessError):
         return "unknown"
     written = _written_by_dvc(root)
-    dirty = [path for path in changed.split("\0") if path and not _covered(path, written)]
-    return f"{commit}-dirty" if dirty else commit
+    for path in filter(None, changed.split("\0")):
+        if not any(path == out or path.startswith(f"{out}/") for out in written):
+            return f"{commit}-dirty"
+    return commit
 
 
 def _written_by_dvc(root: Path) -> set[str]:
@@ -94,7 +83,7 @@ def _written_by_dvc(root: Path) -> set[str]:
     except (OSError, yaml.YAMLError):
         spec = None
     written = {LOCK}
-    for stage in _stages(spec):
+    for stage in stages(spec).values():
         wdir = str(stage.get("wdir", "."))
         for field in ("outs", "metrics", "plots"):
             for entry in stage.get(field) or []:  # a path, or {path: its options}
@@ -102,8 +91,3 @@ def _written_by_dvc(root: Path) -> set[str]:
                 if isinstance(path, str):
                     written.add(posixpath.normpath(posixpath.join(wdir, path)))
     return written
-
-
-def _covered(path: str, outputs: set[str]) -> bool:
-
-    return any(path == out or path.startswith(f"{out}/") for out in outputs)

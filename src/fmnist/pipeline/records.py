@@ -18,14 +18,8 @@ TRAINED_KEYS = ("run_id", "model_uri", "optimizer", DATA_TAG, COMMIT_TAG, MODEL_
 
 def read_trained(path: Path) -> dict[str, Any]:
     """models/trained.json as train writes it, every key present."""
-    return checked_trained(read_json(path), str(path))
-
-
-def checked_trained(record: Any, where: str) -> dict[str, Any]:
-    """A trained record (from a file or an experiment's commit) with every key present."""
+    record = read_json(path)
     missing = [k for k in TRAINED_KEYS if not isinstance(record, dict) or k not in record]
     if missing:
-        raise DataIntegrityError(
-            f"{where}: missing {', '.join(missing)} (re-run `dvc repro train`)"
-        )
+        raise DataIntegrityError(f"{path}: missing {', '.join(missing)} (re-run `dvc repro train`)")
     return dict(record)

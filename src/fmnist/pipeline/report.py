@@ -17,8 +17,7 @@ def model_markdown(
     experiment: str,
     note: str | None = None,
 ) -> str:
-    """Markdown: the registered version and its aliases, the run, metrics and Keras summary;
-    a note (say, that the run reused an earlier version) first."""
+    """Markdown: the registered version, its aliases, run, metrics and Keras summary; note first."""
     shown = ", ".join(f"@{a}" for a in registered["aliases"]) or "none"
     head = (
         (f"{note}\n\n" if note else "") + f"# {registered['name']} v{registered['version']}\n\n"

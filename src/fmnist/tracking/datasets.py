@@ -33,16 +33,12 @@ def dataset_input(
     from mlflow.entities import Dataset, DatasetInput, InputTag
     from mlflow.utils.mlflow_tags import MLFLOW_DATASET_CONTEXT
 
-    # MLflow's source type, and the JSON key its UI reads the location from
-    if source.startswith(("http://", "https://")):
-        source_type, key = "http", "url"
-    else:
-        source_type, key = ("s3" if source.startswith("s3://") else "local"), "uri"
+    web = source.startswith(("http://", "https://"))  # MLflow's UI reads a url, else a uri
     dataset = Dataset(
         name=name,
         digest=digest,
-        source_type=source_type,
-        source=json.dumps({key: source}),
+        source_type="http" if web else "s3" if source.startswith("s3://") else "local",
+        source=json.dumps({"url" if web else "uri": source}),
         profile=json.dumps({"num_rows": rows}),
     )
     return DatasetInput(dataset, tags=[InputTag(MLFLOW_DATASET_CONTEXT, context)])

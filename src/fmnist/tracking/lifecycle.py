@@ -31,21 +31,15 @@ def owner() -> str:
     return f"{socket.gethostname()}:{os.getpid()}:{_start_time(os.getpid())}"
 
 
-def owner_tags() -> dict[str, str]:
-    return {OWNER_TAG: owner()}
-
-
-def owner_gone(recorded: str, host: str | None = None) -> bool:
+def owner_gone(recorded: str) -> bool:
     """True when `recorded` names a process of this host that no longer runs."""
     recorded_host, _, rest = recorded.partition(":")
     pid_text, _, started = rest.partition(":")
-    if recorded_host != (host or socket.gethostname()) or not pid_text.isdigit():
+    if recorded_host != socket.gethostname() or not pid_text.isdigit():
         return False  # another host's (or unreadable): not ours to judge
     now = _start_time(int(pid_text))
-    if now is None:
-        return True
-    if "unknown" in (now, started):
-        return False  # cannot tell: a live pid is taken for the owner
+    if now is None or "unknown" in (now, started):
+        return now is None  # unknown: cannot tell, a live pid is taken for the owner
     try:
         return abs(float(now) - float(started)) > SAME_START
     except ValueError:
@@ -65,14 +59,12 @@ def close_orphaned_runs(client: Any, experiment_ids: list[str]) -> list[str]:
     closed = []
     for run in running:
         recorded = run.data.tags.get(OWNER_TAG, "")
-        if not owner_gone(recorded, host):
-            continue
-        pid = recorded.split(":")[1]
-        note = (
-            f"Ended KILLED by fmnist: its process (pid {pid} on {host}) was gone, killed "
-            "or stopped by a power loss, before the run could end."
-        )
-        client.set_tag(run.info.run_id, NOTE_TAG, note)
-        client.set_terminated(run.info.run_id, "KILLED")
-        closed.append(run.info.run_id)
+        if owner_gone(recorded):
+            note = (
+                f"Ended KILLED by fmnist: its process (pid {recorded.split(':')[1]} on {host}) "
+                "was gone, killed or stopped by a power loss, before the run could end."
+            )
+            client.set_tag(run.info.run_id, NOTE_TAG, note)
+            client.set_terminated(run.info.run_id, "KILLED")
+            closed.append(run.info.run_id)
     return closed

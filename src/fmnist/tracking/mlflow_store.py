@@ -5,12 +5,15 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from fmnist.process.errors import TrackingError, first_line
-from fmnist.tracking.store import redact
+from fmnist.process.imports import load_mlflow
+from fmnist.tracking.lifecycle import close_orphaned_runs
+from fmnist.tracking.store import check_reachable, check_scheme, redact
 
 DEFAULT_DB = "mlflow.db"
 
@@ -32,8 +35,6 @@ def resolve_tracking_uri(given: str | None, cwd: Path) -> str:
 
 def environment_tracking_uri(root: Path) -> str:
     """This process's store: MLFLOW_TRACKING_URI, else the project's sqlite file at root."""
-    import os
-
     return resolve_tracking_uri(os.environ.get("MLFLOW_TRACKING_URI"), root)
 
 
@@ -46,16 +47,8 @@ _ready: set[str] = set()
 
 
 def open_store(uri: str) -> None:
-    """Point MLflow at uri, once per process: scheme checked, a server must answer within the
-    deadline, a new sqlite store created by one process at a time, dead runs closed KILLED.
-
-    Two processes creating a sqlite store at once crash (`duplicate column name`): an
-    exclusive lock on `<db>.lock` makes the others wait; the lock file then records the
-    database's inode, so later processes skip the (second-long) creation check.
-    """
-    from fmnist.process.imports import load_mlflow
-    from fmnist.tracking.store import check_reachable, check_scheme
-
+    """Point MLflow at uri, once per process: scheme and server checked, a new sqlite store
+    created by one process at a time, dead processes' runs ended KILLED (tracking.lifecycle)."""
     load_mlflow().set_tracking_uri(uri)
     if uri in _ready:
         return
@@ -63,17 +56,20 @@ def open_store(uri: str) -> None:
     check_reachable(uri)
     db = sqlite_path(uri)
     with mlflow_errors(f"MLflow at {redact(uri)}"):
+        from mlflow import MlflowClient
+
         if db is not None:
             _create_sqlite_once(uri, db)
         _ready.add(uri)
-        _close_orphans(uri)
+        client = MlflowClient(uri)
+        ids = [e.experiment_id for e in client.search_experiments(max_results=1000)]
+        for run_id in close_orphaned_runs(client, ids):
+            print(f"fmnist: closed run {run_id} as KILLED: its process had died", flush=True)
 
 
 @contextlib.contextmanager
 def mlflow_errors(what: str) -> Iterator[None]:
     """An MlflowException in the block ends as one TrackingError line: `what: its first line`."""
-    from fmnist.process.imports import load_mlflow
-
     load_mlflow()  # the first import of the process is a long-lived one
     from mlflow.exceptions import MlflowException
 
@@ -95,9 +91,12 @@ def store_client(uri: str, run_id: str | None = None, doing: str = "") -> Iterat
 
 
 def _create_sqlite_once(uri: str, db: Path) -> None:
+    """Two processes creating a sqlite store at once crash (`duplicate column name`): an
+    exclusive lock on `<db>.lock` makes the others wait; the lock file then records the
+    database's inode, so later processes skip the (second-long) creation check."""
     import fcntl
 
-    if _lock_mark(db) == _created_mark(db):
+    if _created(db):
         return  # created before: nothing to write (a read-only store can still be read)
     try:
         db.parent.mkdir(parents=True, exist_ok=True)
@@ -110,7 +109,7 @@ def _create_sqlite_once(uri: str, db: Path) -> None:
         raise TrackingError(f"the sqlite MLflow store {db}{state}") from None
     with lock:
         fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes
-        if _lock_mark(db) != _created_mark(db):
+        if not _created(db):
             from mlflow import MlflowClient
 
             client = MlflowClient(uri)
@@ -120,29 +119,17 @@ def _create_sqlite_once(uri: str, db: Path) -> None:
             lock.write(_created_mark(db))
 
 
-def _close_orphans(uri: str) -> None:
-    """Runs left RUNNING by a process of this host that died are ended KILLED (lifecycle)."""
-    from mlflow import MlflowClient
-
-    from fmnist.tracking.lifecycle import close_orphaned_runs
-
-    client = MlflowClient(uri)
-    ids = [e.experiment_id for e in client.search_experiments(max_results=1000)]
-    for run_id in close_orphaned_runs(client, ids):
-        print(f"fmnist: closed run {run_id} as KILLED: its process had died", flush=True)
-
-
-def _lock_mark(db: Path) -> str | None:
-    """What `<db>.lock` records: the created mark of the database it last saw created."""
-    try:
-        return Path(f"{db}.lock").read_text(encoding="utf-8").strip()
-    except FileNotFoundError:
-        return None
-
-
 def _created_mark(db: Path) -> str:
     """Names this database file (a deleted and re-created one gets a new inode)."""
     try:
         return f"created {db.stat().st_ino}"
     except FileNotFoundError:
         return "absent"
+
+
+def _created(db: Path) -> bool:
+    """`<db>.lock` holds this very database's created mark: it was created before."""
+    try:
+        return Path(f"{db}.lock").read_text(encoding="utf-8").strip() == _created_mark(db)
+    except FileNotFoundError:
+        return False

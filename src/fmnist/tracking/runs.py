@@ -7,8 +7,8 @@ from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from fmnist.process.errors import TrackingError, first_line
 from fmnist.process.imports import load_mlflow
+from fmnist.tracking.lifecycle import OWNER_TAG, owner
 from fmnist.tracking.mlflow_store import mlflow_errors, sqlite_path, store_client
 from fmnist.tracking.store import redact
 
@@ -27,37 +27,30 @@ def ensure_experiment(uri: str, name: str) -> str:
     kind MLflow 3's UI reads to open it on its runs, not the GenAI overview (3.17's UI goes
     by a switch the browser remembers; `?workflowType=machine_learning` in a link sets it)."""
     with store_client(uri) as client:
+        from mlflow.exceptions import MlflowException
+
         found = client.get_experiment_by_name(name)
-        if found is None:
-            return _create_experiment(client, uri, name)
-        if KIND_TAG not in found.tags:
-            client.set_experiment_tag(found.experiment_id, KIND_TAG, MODEL_DEVELOPMENT)
-        return str(found.experiment_id)
-
-
-def _create_experiment(client: Any, uri: str, name: str) -> str:
-    from mlflow.exceptions import MlflowException
-
-    # A sqlite store's artifacts go beside it, not under whatever cwd is (a server decides)
-    db, safe = sqlite_path(uri), "".join(c if c.isalnum() or c in "-_." else "_" for c in name)
-    root = None if db is None else (db.parent / "mlruns" / safe).as_uri()
-    try:
-        return str(client.create_experiment(name, root, tags={KIND_TAG: MODEL_DEVELOPMENT}))
-    except MlflowException:  # created meanwhile by a concurrent run (which tagged it)
-        found = client.get_experiment_by_name(name)
-        if found is None:
-            raise
-        return str(found.experiment_id)
+        if found is not None:
+            if KIND_TAG not in found.tags:
+                client.set_experiment_tag(found.experiment_id, KIND_TAG, MODEL_DEVELOPMENT)
+            return str(found.experiment_id)
+        # A sqlite store's artifacts go beside it, not under whatever cwd is (a server decides)
+        db, safe = sqlite_path(uri), "".join(c if c.isalnum() or c in "-_." else "_" for c in name)
+        root = None if db is None else (db.parent / "mlruns" / safe).as_uri()
+        try:
+            return str(client.create_experiment(name, root, tags={KIND_TAG: MODEL_DEVELOPMENT}))
+        except MlflowException:  # created meanwhile by a concurrent run (which tagged it)
+            found = client.get_experiment_by_name(name)
+            if found is None:
+                raise
+            return str(found.experiment_id)
 
 
 def flatten(value: Any, prefix: str = "") -> dict[str, Any]:
     """{'train': {'epochs': 5}} -> {'train.epochs': 5}; lists get their index as a key."""
-    if isinstance(value, Mapping):
-        items = list(value.items())
-    elif isinstance(value, list | tuple):
-        items = list(enumerate(value))
-    else:
+    if not isinstance(value, Mapping | list | tuple):
         return {prefix: value}
+    items = value.items() if isinstance(value, Mapping) else enumerate(value)
     flat: dict[str, Any] = {}
     for key, item in items:
         flat.update(flatten(item, f"{prefix}.{key}" if prefix else str(key)))
@@ -83,35 +76,22 @@ def tracked_run(
 ) -> Iterator[str]:
     """Start a run (nested under parent_run_id if given) owned by this process; it ends
     FINISHED, FAILED if the block raises, KILLED if it is interrupted (Ctrl-C, SIGTERM)."""
-    from fmnist.tracking.lifecycle import owner_tags
-
-    tags = {**(tags or {}), **owner_tags()}
+    tags = {**(tags or {}), OWNER_TAG: owner()}
     tags |= {PARENT_TAG: parent_run_id} if parent_run_id else {}
     experiment_id = ensure_experiment(uri, experiment)
-    with mlflow_errors(f"MLflow at {redact(uri)}"):
-        run = load_mlflow().start_run(run_name=run_name, tags=tags, experiment_id=experiment_id)
-    try:
-        yield run.info.run_id
-    except KeyboardInterrupt:
-        _end_run(uri, "KILLED", report=False)
-        raise
-    except BaseException:
-        _end_run(uri, "FAILED", report=False)
-        raise
-    _end_run(uri, "FINISHED", report=True)
-
-
-def _end_run(uri: str, status: str, *, report: bool) -> None:
-    """End the active run; a failure is one line when report (else the error on its way is)."""
     mlflow = load_mlflow()
     from mlflow.exceptions import MlflowException
 
+    with mlflow_errors(f"MLflow at {redact(uri)}"):
+        run = mlflow.start_run(run_name=run_name, tags=tags, experiment_id=experiment_id)
     try:
-        mlflow.end_run(status)
-    except MlflowException as exc:
-        if report:
-            line = f"MLflow at {redact(uri)}: ending the run {status}: {first_line(exc)}"
-            raise TrackingError(line) from None
+        yield run.info.run_id
+    except BaseException as exc:
+        with contextlib.suppress(MlflowException):  # the error on its way is the one to say
+            mlflow.end_run("KILLED" if isinstance(exc, KeyboardInterrupt) else "FAILED")
+        raise
+    with mlflow_errors(f"MLflow at {redact(uri)}: ending the run FINISHED"):
+        mlflow.end_run("FINISHED")
 
 
 def log_to_run(
@@ -122,22 +102,17 @@ def log_to_run(
     files: Sequence[tuple[Path, str]],
 ) -> None:
     """Add metrics, JSON and files to a run that has ended, without reopening it."""
+    import time
+
+    now = int(time.time() * 1000)
     with store_client(uri, run_id) as client:
-        _log_metrics_to(client, run_id, metrics)
+        from mlflow.entities import Metric
+
+        client.log_batch(run_id, metrics=[Metric(k, float(v), now, 0) for k, v in metrics.items()])
         for name, data in dicts.items():
             client.log_dict(run_id, dict(data), name)
         for path, artifact_dir in files:
             client.log_artifact(run_id, str(path), artifact_dir)
-
-
-def _log_metrics_to(client: Any, run_id: str, metrics: Mapping[str, float]) -> None:
-    """Metrics (step 0, now) on run_id through the client: no active run is needed."""
-    import time
-
-    from mlflow.entities import Metric
-
-    now = int(time.time() * 1000)
-    client.log_batch(run_id, metrics=[Metric(k, float(v), now, 0) for k, v in metrics.items()])
 
 
 def log_params(params: Mapping[str, str]) -> None:

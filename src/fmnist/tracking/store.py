@@ -9,7 +9,6 @@ import os
 import re
 import sys
 import urllib.parse
-from collections.abc import Iterator
 
 from fmnist.process.errors import FmnistError, SearchError, TrackingError, first_line
 from fmnist.process.failures import LOCAL_CAUSES, STORAGE_EXIT
@@ -44,9 +43,7 @@ def deadline() -> float:
 def check_scheme(uri: str) -> None:
     """A tracking URI MLflow can open, or one line saying which forms work."""
     scheme = urllib.parse.urlparse(uri).scheme.split("+")[0].lower()
-    if len(scheme) == 1:  # a Windows drive letter: a path
-        return
-    if scheme not in KNOWN_SCHEMES:
+    if len(scheme) > 1 and scheme not in KNOWN_SCHEMES:  # one letter: a Windows drive, a path
         raise TrackingError(
             f"tracking URI {redact(uri)!r}: unsupported scheme {scheme!r} (use "
             "sqlite:///path/mlflow.db, http(s)://host:port or postgresql://...)"
@@ -78,10 +75,8 @@ def check_reachable(uri: str) -> None:
     import urllib.request
 
     seconds = deadline()
-    url = health_url(uri)
-    opener = urllib.request.build_opener()
     try:
-        with opener.open(url, timeout=seconds) as response:
+        with urllib.request.urlopen(health_url(uri), timeout=seconds) as response:
             if int(response.status) == 200:
                 return
             reason = f"answered HTTP {response.status} to its health check"
@@ -119,29 +114,19 @@ _SQLITE_CAUSES = (  # sqlite's words -> what the user should know
 )  # fmt: skip
 
 
-def _chain(exc: BaseException) -> Iterator[BaseException]:
-    seen: set[int] = set()
-    current: BaseException | None = exc
-    while current is not None and id(current) not in seen:
-        seen.add(id(current))
-        yield current
-        current = current.__cause__ or current.__context__
-
-
 def store_error_line(exc: BaseException, uri: str | None = None) -> str | None:
     """One line naming the store for a failure sqlite explained; None for anything else."""
-    text = " ".join(f"{type(e).__name__}: {e}" for e in _chain(exc)).lower()
+    chain: list[BaseException] = []
+    current: BaseException | None = exc
+    while current is not None and current not in chain:
+        chain.append(current)
+        current = current.__cause__ or current.__context__
+    text = " ".join(f"{type(e).__name__}: {e}" for e in chain).lower()
     for words, meaning in _SQLITE_CAUSES:
         if words in text:
-            where = f"the sqlite MLflow store {_db_name(uri)}" if uri else "the sqlite MLflow store"
-            return f"{where} {meaning}"
+            where = f" {redact(uri.removeprefix('sqlite:///'))}" if uri else ""
+            return f"the sqlite MLflow store{where} {meaning}"
     return None
-
-
-def _db_name(uri: str | None) -> str:
-    if uri and uri.startswith("sqlite:///"):
-        return uri.removeprefix("sqlite:///")
-    return redact(uri or "")
 
 
 def failure_line(exc: Exception, tracking_uri: str | None = None) -> tuple[str, int] | None:
@@ -155,12 +140,9 @@ def failure_line(exc: Exception, tracking_uri: str | None = None) -> tuple[str, 
     if isinstance(exc, OSError) and exc.errno in LOCAL_CAUSES:
         where = exc.filename or "a local file"
         return f"{where}: {LOCAL_CAUSES[exc.errno]} ({exc.strerror})", STORAGE_EXIT
-    if _is_mlflow_error(exc):  # the store refused something mid-run (server died, 403, ...)
+    mlflow_exceptions = sys.modules.get("mlflow.exceptions")
+    if mlflow_exceptions and isinstance(exc, mlflow_exceptions.MlflowException):
+        # the store refused something mid-run (server died, 403, ...)
         where = f"MLflow at {redact(tracking_uri)}" if tracking_uri else "MLflow"
         return f"{where}: {redact(first_line(exc))}", TrackingError.exit_code
     return None
-
-
-def _is_mlflow_error(exc: Exception) -> bool:
-    mlflow_exceptions = sys.modules.get("mlflow.exceptions")
-    return mlflow_exceptions is not None and isinstance(exc, mlflow_exceptions.MlflowException)

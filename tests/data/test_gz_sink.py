@@ -89,7 +89,7 @@ def test_folder_in_the_way_of_the_rename(tmp_path: Path) -> None:
 
 
 def test_read_only_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    def refuse(dest: Path, suffix: str | None = None) -> Path:
+    def refuse(dest: Path, suffix: str | None = None, mode: int = 0o666) -> Path:
         raise OSError(errno.EROFS, os.strerror(errno.EROFS), str(dest.parent))
 
     monkeypatch.setattr("fmnist.process.files.new_file_beside", refuse)

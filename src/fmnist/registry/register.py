@@ -5,6 +5,7 @@ The card is read from the training's run, which register never changes. Also `fm
 from __future__ import annotations
 
 import json
+import tempfile
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -156,13 +157,16 @@ def _card_facts(
 
     run_id = trained["run_id"]
     run = tracking.get_run(tracking_uri, run_id)
-    with store_client(tracking_uri, run_id, "reading it for the model card: ") as client:
-        from mlflow.artifacts import load_dict
-
+    with (
+        store_client(tracking_uri, run_id, "reading it for the model card: ") as client,
+        tempfile.TemporaryDirectory() as tmp,
+    ):
         logged = {a.path for d in _ARTIFACT_DIRS for a in client.list_artifacts(run_id, d)}
         per_class = None
-        if layout.CLASSES_ARTIFACT in logged:
-            per_class = load_dict(f"runs:/{run_id}/{layout.CLASSES_ARTIFACT}")
+        if layout.CLASSES_ARTIFACT in logged:  # a damaged report: DataIntegrityError, exit 3
+            per_class = read_json(
+                Path(client.download_artifacts(run_id, layout.CLASSES_ARTIFACT, tmp))
+            )
     return CardFacts(
         model_name=trained[records.MODEL_NAME_TAG],
         run_id=run_id,

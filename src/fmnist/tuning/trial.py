@@ -164,9 +164,10 @@ def _train(job: TrialJob, trial: Any, overrides: dict[str, Any], started: float)
         ) as run_id:
             trial.set_user_attr(RUN_ATTR, run_id)
             result = replace(result, run_id=run_id)
-            return _fit(job, trial, params, result, started)
-    except FmnistError as exc:
+            result = _fit(job, trial, params, result, started)
+    except FmnistError as exc:  # a fitted trial whose run could not be ended keeps its result
         return replace(result, error=first_line(exc))
+    return result
 
 
 def _fit(

@@ -120,7 +120,7 @@ def test_an_interrupted_training_ends_its_run_killed_and_keeps_the_outputs(
     run_id = _wait_mid_fit(uri, proc)
     proc.send_signal(signum)
     _, stderr = proc.communicate(timeout=120)
-    assert proc.returncode == code
+    assert proc.returncode == code, stderr[-3000:]
     assert _one_line(stderr) == f"fmnist train: interrupted ({signum.name})"
     assert MlflowClient(uri).get_run(run_id).info.status == "KILLED"
     after = {name: (tmp_path / "out" / name).read_bytes() for name in TRAIN_OUTPUTS}

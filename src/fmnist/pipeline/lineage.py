@@ -12,6 +12,8 @@ from typing import Any
 
 import yaml
 
+from fmnist.process.files import file_digest
+
 UNVERSIONED = "unversioned"  # the data is not what dvc.lock records (or there is no dvc.lock)
 LOCK = "dvc.lock"
 
@@ -52,7 +54,7 @@ def data_version(root: Path, data_dir: Path) -> str:
 def dir_md5(folder: Path) -> str:
     """The hash DVC 3 gives a directory output: md5 of its sorted (relpath, md5) manifest."""
     files = sorted((p.relative_to(folder).as_posix(), p) for p in folder.rglob("*") if p.is_file())
-    entries = [{"md5": hashlib.md5(p.read_bytes()).hexdigest(), "relpath": rel} for rel, p in files]
+    entries = [{"md5": file_digest(p), "relpath": rel} for rel, p in files]
     return hashlib.md5(json.dumps(entries, sort_keys=True).encode("utf-8")).hexdigest() + ".dir"
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import hashlib
 import io
 import json
 import os
@@ -58,6 +59,12 @@ def write_csv(dest: Path, header: Sequence[str], rows: Sequence[Sequence[Any]]) 
     writer.writerow(header)
     writer.writerows(rows)
     write_text(dest, buffer.getvalue())
+
+
+def file_digest(path: Path) -> str:
+    """DVC's hash of one file: the md5 of its bytes (32 hex digits), read in chunks."""
+    with path.open("rb") as f:
+        return hashlib.file_digest(f, "md5").hexdigest()
 
 
 def read_text(path: Path) -> str:

@@ -3,12 +3,12 @@ MlflowClient.log_inputs, so a run that has ended gets them without being reopene
 
 from __future__ import annotations
 
-import hashlib
 import json
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from fmnist.process.files import file_digest as file_digest  # (importers keep this name)
 from fmnist.process.imports import load_mlflow
 from fmnist.tracking.mlflow_store import store_client
 
@@ -17,12 +17,6 @@ if TYPE_CHECKING:
 
 NAME_PREFIX = "fashion-mnist-"  # fashion-mnist-train, fashion-mnist-val, fashion-mnist-test
 CONTEXTS = {"train": "training", "val": "validation", "test": "testing"}  # split -> context
-
-
-def file_digest(path: Path) -> str:
-    """DVC's hash of one file: the md5 of its bytes (32 hex digits)."""
-    with path.open("rb") as f:
-        return hashlib.file_digest(f, "md5").hexdigest()
 
 
 def dataset_input(

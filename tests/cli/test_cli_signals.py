@@ -9,9 +9,8 @@ from pathlib import Path
 COMMAND = (
     "import sys\n"
     "import torn_down  # its object's __del__ runs while the interpreter unloads modules\n"
-    "from fmnist.cli.app import app, run_app, user_errors\n"
-    "@app.command()\n"
-    "@user_errors\n"
+    "from fmnist.cli.app import app, run_app\n"
+    "@app.command()  # with user_errors, as every command of app\n"
     "def work() -> None:\n"
     "    print('done', flush=True)\n"
     "    {then}\n"

@@ -63,10 +63,10 @@ def test_interruptions_are_130_and_143_with_what_was_undone() -> None:
 
 
 def test_an_interrupt_during_a_deferred_block_is_raised_after_it() -> None:
-    from fmnist.process.failures import interrupts_deferred
+    from fmnist.process.failures import signals_held
 
     finished = False
-    with pytest.raises(KeyboardInterrupt), interrupts_deferred():
+    with pytest.raises(KeyboardInterrupt), signals_held(second_stops=False):
         os.kill(os.getpid(), signal.SIGINT)  # a real signal, delivered inside the block
         finished = True  # the block is not cut short
     assert finished

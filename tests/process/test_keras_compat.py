@@ -37,7 +37,7 @@ def test_stages_get_keras_on_the_serving_backend_with_unicode_names() -> None:
 
 def test_a_ctrl_c_inside_the_first_import_is_raised_after_it() -> None:
     """SIGINT while TensorFlow's modules are still importing is held to the import's end
-    (fmnist.process.failures.interrupts_deferred): KeyboardInterrupt then, with Keras whole; raised
+    (fmnist.process.failures.signals_held): KeyboardInterrupt then, with Keras whole; raised
     inside the import, it would leave no keras module (or abort from native code)."""
     out = python(
         "import importlib.abc, json, os, signal, sys\n"

@@ -34,15 +34,15 @@ def trained_run(
     its model a stub; the test predictions get `wrong` images wrong. Returns its record."""
     version = dir_md5(prepared)
     with tracking.tracked_run(uri, params.tracking.experiment) as run_id:
-        tracking.log_params(tracking.params_for_tracking(params))
+        tracking.load_mlflow().log_params(tracking.params_for_tracking(params))
         inputs = [split_input(prepared, s, version, 240 if s == "train" else 60)
                   for s in ("train", "val")]  # fmt: skip
         log_datasets(uri, run_id, inputs)
-        tracking.log_text("Model: m\n", tracking.SUMMARY_ARTIFACT)
+        tracking.load_mlflow().log_text("Model: m\n", tracking.SUMMARY_ARTIFACT)
         for epoch in (1, 2):
             logs = {"loss": 1 / epoch, "accuracy": 0.4 * epoch}
             tracking.log_epoch(epoch, {**logs, **{f"val_{k}": v for k, v in logs.items()}})
-        tracking.log_text(MLMODEL, "model/MLmodel")
+        tracking.load_mlflow().log_text(MLMODEL, "model/MLmodel")
     _, y = load_split(prepared / "test.npz")
     predicted = np.where(np.arange(len(y)) < wrong, (y + 1) % 10, y)
     result = evaluate_predictions(y, np.eye(10)[predicted] * 0.9 + 0.01)

@@ -14,10 +14,8 @@ from fmnist.cli.app import app, run_app
 COMMAND_MODULES = {
     **dict.fromkeys(("download", "prepare", "train", "evaluate", "register"), "stages"),
     **dict.fromkeys(("models", "promote", "rollback"), "registry"),
-    **dict.fromkeys(("predict", "serve"), "serving"),
-    "score": "score",
-    "sweep": "sweep",
-    "search": "search",
+    **dict.fromkeys(("predict", "serve", "score"), "serving"),
+    **dict.fromkeys(("sweep", "search"), "sweep"),
     "stack": "stack",
 }
 

@@ -17,12 +17,6 @@ import typer
 
 from fmnist.process import layout
 
-app = typer.Typer(
-    help="Fashion-MNIST with Keras: DVC stages, MLflow tracking and registry.",
-    no_args_is_help=True,
-    add_completion=False,
-    pretty_exceptions_enable=False,
-)
 F = TypeVar("F", bound=Callable[..., Any])
 
 ParamsOpt = Annotated[Path, typer.Option("--params", help="The params file.")]
@@ -36,18 +30,6 @@ TrackingOpt = Annotated[
     ),
 ]
 PARAMS = layout.PARAMS
-
-
-@app.callback()
-def _options(
-    verbose: Annotated[
-        bool,
-        typer.Option("--verbose", "-v", help="Show the libraries' own log lines too."),
-    ] = False,
-) -> None:
-    from fmnist.process.console import quiet_libraries
-
-    quiet_libraries(verbose)
 
 
 def user_errors(command: F) -> F:
@@ -82,6 +64,34 @@ def user_errors(command: F) -> F:
         raise typer.Exit(code)
 
     return wrapper  # type: ignore[return-value]
+
+
+class Commands(typer.Typer):
+    """A Typer whose every command ends users' failures as one line (user_errors)."""
+
+    def command(self, *args: Any, **kwargs: Any) -> Callable[[F], F]:
+        register = super().command(*args, **kwargs)
+        return lambda command: register(user_errors(command))
+
+
+app = Commands(
+    help="Fashion-MNIST with Keras: DVC stages, MLflow tracking and registry.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+
+@app.callback()
+def _options(
+    verbose: Annotated[
+        bool,
+        typer.Option("--verbose", "-v", help="Show the libraries' own log lines too."),
+    ] = False,
+) -> None:
+    from fmnist.process.console import quiet_libraries
+
+    quiet_libraries(verbose)
 
 
 def load_params(path: Path) -> Any:

@@ -6,12 +6,10 @@ from typing import Annotated
 
 import typer
 
-from fmnist.cli.app import ParamsOpt, TrackingOpt, app, load_params, tracking_uri, user_errors
-from fmnist.process.layout import PARAMS
+from fmnist.cli.app import PARAMS, ParamsOpt, TrackingOpt, app, load_params, tracking_uri
 
 
 @app.command()
-@user_errors
 def models(params: ParamsOpt = PARAMS, tracking_uri_: TrackingOpt = None) -> None:
     """The registered model's versions: aliases, test accuracy, optimizer, created."""
     from fmnist.registry.versions import list_versions
@@ -30,7 +28,6 @@ def models(params: ParamsOpt = PARAMS, tracking_uri_: TrackingOpt = None) -> Non
 
 
 @app.command()
-@user_errors
 def promote(
     version: Annotated[int, typer.Option(help="The version to make `champion`.")],
     force: Annotated[
@@ -51,7 +48,6 @@ def promote(
 
 
 @app.command()
-@user_errors
 def rollback(params: ParamsOpt = PARAMS, tracking_uri_: TrackingOpt = None) -> None:
     """Give `champion` back to the version that held it before."""
     from fmnist.registry.champion import rollback as rollback_champion

@@ -1,4 +1,5 @@
-"""The champion at work: classify image files, or serve it over HTTP."""
+"""The champion at work: classify image files, serve it over HTTP, score a batch (with its
+drift check against the training data; the batch-score flow does the same and can retrain)."""
 
 from __future__ import annotations
 
@@ -7,12 +8,10 @@ from typing import Annotated
 
 import typer
 
-from fmnist.cli.app import ParamsOpt, TrackingOpt, app, load_params, tracking_uri, user_errors
-from fmnist.process.layout import PARAMS
+from fmnist.cli.app import PARAMS, ParamsOpt, TrackingOpt, app, load_params, tracking_uri
 
 
 @app.command()
-@user_errors
 def predict(
     images: Annotated[
         list[Path],
@@ -36,7 +35,6 @@ def predict(
 
 
 @app.command()
-@user_errors
 def serve(
     port: Annotated[int, typer.Option(help="Port to listen on.")] = 5001,
     host: Annotated[str, typer.Option(help="Interface to bind.")] = "127.0.0.1",
@@ -65,3 +63,41 @@ def serve(
     served = load_champion(uri, p.register_.model_name)  # a clear error if there is none
     limit = int(max_request_mb * 1e6)
     serve(sock, served, limit, typer.echo, tracking_uri=uri, poll_seconds=poll_seconds)
+
+
+@app.command()
+def score(
+    input_: Annotated[
+        Path,
+        typer.Argument(
+            metavar="INPUT",
+            help="A folder of images (PNG), an IDX images file (.gz or not), or a .npz of raw "
+            "0-255 pixels (x: (n, 28, 28) or (n, 784)).",
+        ),
+    ],
+    out: Annotated[
+        Path | None,
+        typer.Option(help="Predictions CSV [default: scores/<input's name>.csv]."),
+    ] = None,
+    version: Annotated[
+        int | None, typer.Option(min=1, help="Score with this version, not the champion.")
+    ] = None,
+    monitor: Annotated[
+        bool, typer.Option(help="Check the batch for drift against the training data.")
+    ] = True,
+    params: ParamsOpt = PARAMS,
+    tracking_uri_: TrackingOpt = None,
+) -> None:
+    """Classify a batch; predictions file + an MLflow run in the scoring experiment."""
+    import fmnist.monitoring.batch as batch_scoring
+    from fmnist.monitoring import drift_check
+
+    p, uri = load_params(params), tracking_uri(tracking_uri_)
+    dest = out or batch_scoring.default_output(input_)
+    root = Path.cwd() if monitor else None  # the drift reference is found from here
+    done = batch_scoring.score_input(p, input_, dest, uri, version, root)
+    for line in batch_scoring.report_lines(done.scored, p.score.experiment):
+        typer.echo(line)
+    if done.reference is not None:
+        summary = drift_check.run(p, done.scored, done.pixels, done.proba, done.reference, uri)
+        typer.echo(f"{summary.headline()} [reference: {done.reference.where}]")

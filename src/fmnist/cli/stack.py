@@ -8,9 +8,9 @@ from typing import Annotated
 
 import typer
 
-from fmnist.cli.app import TrackingOpt, app, user_errors
+from fmnist.cli.app import Commands, TrackingOpt, app
 
-stack_app = typer.Typer(
+stack_app = Commands(
     help="The local stack: Prefect server + worker + deployments, MLflow UI (127.0.0.1).",
     no_args_is_help=True,
 )
@@ -20,7 +20,6 @@ STATE = Path(".stack")  # the default state folder (gitignored)
 
 
 @stack_app.command("up")
-@user_errors
 def stack_up(
     prefect_port: Annotated[int, typer.Option(help="Prefect server port.")] = 4200,
     mlflow_port: Annotated[int, typer.Option(help="MLflow server port.")] = 5000,
@@ -76,7 +75,6 @@ def stack_up(
 
 
 @stack_app.command("down")
-@user_errors
 def stack_down(state: StateOpt = STATE) -> None:
     """Stop the processes of the stack: those `stack up` recorded and their children."""
     from fmnist.stack import STATE_FILE, down
@@ -90,7 +88,6 @@ def stack_down(state: StateOpt = STATE) -> None:
 
 
 @stack_app.command("status")
-@user_errors
 def stack_status(state: StateOpt = STATE) -> None:
     """What `stack up` started: pid, healthy / running / stopped, URL, orphans."""
     from fmnist.stack import status

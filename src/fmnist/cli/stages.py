@@ -8,7 +8,7 @@ from typing import Annotated, Any
 
 import typer
 
-from fmnist.cli.app import ParamsOpt, TrackingOpt, app, load_params, said, tracking_uri, user_errors
+from fmnist.cli.app import ParamsOpt, TrackingOpt, app, load_params, said, tracking_uri
 from fmnist.process import layout
 
 # Paths that more than one stage takes, named once (defaults: fmnist.process.layout).
@@ -24,7 +24,6 @@ def _line(values: dict[str, float]) -> str:
 
 
 @app.command()
-@user_errors
 def download(
     out: Annotated[Path, typer.Option(help="Folder for the verified raw files.")] = layout.RAW,
     params: ParamsOpt = layout.PARAMS,
@@ -38,7 +37,6 @@ def download(
 
 
 @app.command()
-@user_errors
 def prepare(
     raw: Annotated[Path, typer.Option(help="Folder of raw IDX files.")] = layout.RAW,
     out: Annotated[Path, typer.Option(help="Folder for the .npz splits.")] = layout.PREPARED,
@@ -52,7 +50,6 @@ def prepare(
 
 
 @app.command()
-@user_errors
 def train(
     data: DataOpt = layout.PREPARED,
     model: ModelOpt = layout.MODEL,
@@ -74,7 +71,6 @@ def train(
 
 
 @app.command()
-@user_errors
 def evaluate(
     model: ModelOpt = layout.MODEL,
     data: DataOpt = layout.PREPARED,
@@ -97,7 +93,6 @@ def evaluate(
 
 
 @app.command()
-@user_errors
 def register(
     trained: TrainedOpt = layout.TRAINED,
     metrics: Annotated[

@@ -1,13 +1,15 @@
-"""`fmnist sweep`: the tutorial's optimizer comparison without Prefect: an Optuna study on a
-grid (tuning.grid), run as the search runs (tuning.search); what both commands share."""
+"""`fmnist sweep` (the tutorial's optimizer comparison: an Optuna study on a grid) and `fmnist
+search` (Optuna over plain Dense networks), without Prefect (tuning.search)."""
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from fmnist.cli.app import PARAMS, ParamsOpt, TrackingOpt, app, user_errors
+from fmnist.cli.app import PARAMS, ParamsOpt, TrackingOpt, app, load_params
 
 if TYPE_CHECKING:
     from fmnist.tuning.search import SearchResult
@@ -22,7 +24,6 @@ DaskAddress = Annotated[
 
 
 @app.command()
-@user_errors
 def sweep(
     optimizer: Annotated[
         list[str] | None,
@@ -52,7 +53,7 @@ def sweep(
     back as a DVC experiment that trains, evaluates and registers it (the promotion rule)."""
     import time
 
-    from fmnist.params.config import load_params
+    from fmnist.params import config
     from fmnist.params.overrides import RunOverrides, dotted_overrides
     from fmnist.tuning.grid import ACTIVATIONS, OPTIMIZERS, Tuning, grid
     from fmnist.tuning.workers import tune_on_dask
@@ -61,7 +62,7 @@ def sweep(
     cells = grid(optimizer or OPTIMIZERS, activation or ACTIVATIONS)
     base = RunOverrides(epochs=epochs, batch_size=batch_size, learning_rate=learning_rate)
     hidden = [h.model_dump(mode="json") for h in load_params(params).model.hidden]
-    cfg = load_params(params, dotted_overrides(base, hidden))
+    cfg = config.load_params(params, dotted_overrides(base, hidden))
     typer.echo(f"{sweep_name}: {len(cells.cells())} trainings, {jobs or 'one per CPU'} at a time")
     tuning = Tuning(sweep_name, cells)
     result = tune_on_dask(
@@ -85,3 +86,47 @@ def registered(result: SearchResult) -> None:
             f"DVC experiment {result.experiment}: `dvc exp apply {result.experiment}` puts its "
             "params and outputs in the workspace (`dvc repro` then has nothing to rerun)"
         )
+
+
+@app.command()
+def search(
+    trials: Annotated[
+        int | None,
+        typer.Option(help="Trials this run adds to the study (default: search.trials).", min=1),
+    ] = None,
+    timeout: Annotated[
+        float | None,
+        typer.Option(
+            help="Seconds after which no trial starts (default: search.timeout; 0: none).", min=0
+        ),
+    ] = None,
+    workers: Workers = None,
+    dask_address: DaskAddress = None,
+    params: ParamsOpt = PARAMS,
+    tracking_uri_: TrackingOpt = None,
+) -> None:
+    """Search networks and their training (params.yaml `search`) with Optuna: TPE, the median
+    pruner on val_accuracy, trials in parallel on Dask, each a nested MLflow run; the study
+    (FMNIST_SEARCH_STORAGE, default optuna.db) continues on the next run. The best is
+    written back as a DVC experiment that trains, evaluates and registers it."""
+    import time
+
+    from fmnist.tuning.grid import Tuning
+    from fmnist.tuning.study import shown_url, storage_url
+    from fmnist.tuning.workers import tune_on_dask
+
+    cfg = load_params(params)
+    n = trials or cfg.search.trials
+    name = time.strftime("search-%Y%m%d-%H%M%S")
+    where = dask_address or f"a local Dask cluster of {workers or min(n, os.cpu_count() or 1)}"
+    study = f"study {cfg.search.study} ({shown_url(storage_url(Path.cwd()))})"
+    typer.echo(f"{name}: {n} trials of {study} on {where}")
+    tuning = Tuning(cfg.search.study)
+    result = tune_on_dask(
+        cfg, tuning, name, n, workers, dask_address, tracking_uri_, timeout, typer.echo
+    )
+    trials_line = ", ".join(f"{v} {k}" for k, v in result.trials.items() if v)
+    typer.echo(f"study {cfg.search.study}: {trials_line}")
+    if result.cost:
+        typer.echo(f"this run: {result.cost.line()}")
+    registered(result)

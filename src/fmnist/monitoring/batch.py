@@ -73,7 +73,7 @@ def run(
     with tracking.tracked_run(
         tracking_uri, params.score.experiment, run_name=name, tags=tags
     ) as rid:
-        tracking.log_params(
+        tracking.load_mlflow().log_params(
             {
                 "model_name": scorer.name,
                 "model_version": str(scorer.version),
@@ -87,8 +87,8 @@ def run(
         metrics |= {f"count.{metric_key(k)}": v for k, v in counts.items()}
         if batch.labels is not None:  # a labelled batch (IDX pair, .npz with y): how right
             metrics["accuracy"] = float((proba.argmax(axis=1) == batch.labels).mean())
-        tracking.log_metrics(metrics)
-        tracking.log_text(text, f"{PREDICTIONS_ARTIFACT}/{out.name}")
+        tracking.load_mlflow().log_metrics(metrics)
+        tracking.load_mlflow().log_text(text, f"{PREDICTIONS_ARTIFACT}/{out.name}")
         digest = batch.digest.removesuffix(".dir")
         dataset = dataset_input(name, batch.source, digest, "scoring", len(labels))
         log_datasets(tracking_uri, rid, [dataset])

@@ -11,7 +11,6 @@ import os
 import sys
 import time
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TextIO
 
 if TYPE_CHECKING:
@@ -31,30 +30,35 @@ QUIET_WARNINGS = {"mlflow.utils.environment": ("Failed to resolve installed pip 
 # MLflow's documented switches, set unless the user set them: "Downloading artifacts: 100%|"
 # (tqdm on stderr, when a logged model is loaded back to validate its input example)
 QUIET_ENV = {"MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false"}
+# What libraries print themselves (not through logging) that library_prints drops:
+LIBRARY_PRINTS = (
+    "Successfully registered model ",  # mlflow.register_model, a new registered model
+    "Created version ",  # mlflow.register_model, every version
+    "Registered model ",  # "... already exists. Creating a new version of this model..."
+)
 
 
 def on_terminal(stream: TextIO | None = None) -> bool:
     """Whether stream (default sys.stdout) is an interactive terminal."""
-    stream = sys.stdout if stream is None else stream
     try:
-        return bool(stream.isatty())
+        return bool((sys.stdout if stream is None else stream).isatty())
     except (AttributeError, ValueError):  # no isatty, or a closed stream
         return False
 
 
-def _metric_order(name: str) -> tuple[bool, bool]:
-    """Train metrics before val_ ones, loss first in each: loss accuracy val_loss val_acc."""
-    return name.startswith("val_"), name.removeprefix("val_") != "loss"
-
-
 def epoch_line(epoch: int, epochs: int, logs: Mapping[str, Any], seconds: float) -> str:
     """`epoch 1/5: loss=0.5523 accuracy=0.8065 val_loss=0.4431 val_accuracy=0.8441 (3.1 s)`."""
-    metrics = [f"{k}={float(logs[k]):.4f}" for k in sorted(logs, key=_metric_order)]
+    # train metrics before val_ ones, loss first in each
+    order = sorted(logs, key=lambda k: (k.startswith("val_"), k.removeprefix("val_") != "loss"))
+    metrics = [f"{k}={float(logs[k]):.4f}" for k in order]
     return " ".join([f"epoch {epoch}/{epochs}:", *metrics, f"({seconds:.1f} s)"])
 
 
-def epoch_lines(stream: TextIO | None = None) -> keras.callbacks.Callback:
-    """A Keras callback printing epoch_line to stream (default: sys.stdout at each line)."""
+def fit_settings(stream: TextIO | None = None) -> tuple[int, list[keras.callbacks.Callback]]:
+    """(verbose, callbacks) for model.fit: Keras' bar on a terminal, else one line per epoch
+    to stream (Keras writes its bar to sys.stdout whatever stream is)."""
+    if on_terminal(stream):
+        return KERAS_BAR, []
     from fmnist.process.keras_compat import load_keras
 
     load_keras()  # the lean first import, if this is it
@@ -72,25 +76,13 @@ def epoch_lines(stream: TextIO | None = None) -> keras.callbacks.Callback:
             line = epoch_line(epoch + 1, epochs, logs or {}, seconds)
             print(line, file=sys.stdout if stream is None else stream, flush=True)
 
-    return EpochLines()
+    return KERAS_SILENT, [EpochLines()]
 
 
-def fit_settings(stream: TextIO | None = None) -> tuple[int, list[keras.callbacks.Callback]]:
-    """(verbose, callbacks) for model.fit: Keras' bar on a terminal, else one line per epoch
-    to stream (Keras writes its bar to sys.stdout whatever stream is)."""
-    if on_terminal(stream):
-        return KERAS_BAR, []
-    return KERAS_SILENT, [epoch_lines(stream)]
-
-
-@dataclass(frozen=True)
-class _DropLines:
-    """A logging filter: drops records below ERROR whose message starts with one of prefixes."""
-
-    prefixes: tuple[str, ...]
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        return record.levelno >= logging.ERROR or not record.getMessage().startswith(self.prefixes)
+def _drop_quiet_warning(record: logging.LogRecord) -> bool:
+    """A logging filter: drops records below ERROR that QUIET_WARNINGS names."""
+    prefixes = QUIET_WARNINGS.get(record.name, ())
+    return record.levelno >= logging.ERROR or not record.getMessage().startswith(prefixes)
 
 
 _chatter = {"shown": True}  # quiet_libraries(verbose=False) hides it
@@ -99,14 +91,6 @@ _chatter = {"shown": True}  # quiet_libraries(verbose=False) hides it
 def chatter_shown() -> bool:
     """Whether this command shows library chatter (--verbose, or quiet_libraries not called)."""
     return _chatter["shown"]
-
-
-# What libraries print themselves (not through logging) that library_prints drops:
-LIBRARY_PRINTS = (
-    "Successfully registered model ",  # mlflow.register_model, a new registered model
-    "Created version ",  # mlflow.register_model, every version
-    "Registered model ",  # "... already exists. Creating a new version of this model..."
-)
 
 
 @contextlib.contextmanager
@@ -128,18 +112,16 @@ def library_prints() -> Iterator[None]:
 
 
 def quiet_libraries(verbose: bool) -> None:
-    """Unless verbose, silence the chatter QUIET_LOGGERS, QUIET_WARNINGS and QUIET_ENV name
-    (levels only raised). Once per command, before the work; MLflow need not be imported
-    (it configures only its top `mlflow` logger)."""
+    """Unless verbose, silence what QUIET_LOGGERS, QUIET_WARNINGS and QUIET_ENV name (levels
+    only raised), before the work; MLflow need not be imported (it configures only `mlflow`)."""
     _chatter["shown"] = verbose
     if verbose:
         return
     for name, level in QUIET_LOGGERS.items():
         logger = logging.getLogger(name)
         logger.setLevel(max(logger.level, level))
-    for name, prefixes in QUIET_WARNINGS.items():
-        logger = logging.getLogger(name)
-        if _DropLines(prefixes) not in logger.filters:
-            logger.addFilter(_DropLines(prefixes))
+    for name in QUIET_WARNINGS:
+        if _drop_quiet_warning not in logging.getLogger(name).filters:
+            logging.getLogger(name).addFilter(_drop_quiet_warning)
     for var, value in QUIET_ENV.items():
         os.environ.setdefault(var, value)

@@ -60,10 +60,9 @@ class Held:
 @contextlib.contextmanager
 def signals_held(second_stops: bool = True) -> Iterator[Held]:
     """Ctrl-C and SIGTERM inside the block wait for its safe points or its end, then go to the
-    handler they found. For writes that must not be cut (a cut one can leave the process's
-    own database transaction open, blocking what would undo it). A second signal stops at
-    once (second_stops). Only the main thread has signal handlers: elsewhere nothing is held.
-    """
+    handler they found: for writes that must not be cut (a cut one can leave the process's own
+    database transaction open). A second signal stops at once (second_stops); off the main
+    thread (no signal handlers) nothing is held."""
     held = Held()
     if threading.current_thread() is not threading.main_thread():
         yield held
@@ -101,15 +100,6 @@ def signals_held(second_stops: bool = True) -> Iterator[Held]:
             handler(held.signum, None)  # raises KeyboardInterrupt (or Interrupted)
         elif handler == signal.SIG_DFL:
             raise Interrupted(held.signum)
-
-
-@contextlib.contextmanager
-def interrupts_deferred() -> Iterator[None]:
-    """Ctrl-C and SIGTERM inside the block are raised when it is done. For native imports: an
-    interrupt in their start-up callbacks aborts the process from C++ (jaxlib's nanobind:
-    SIGABRT, no message) or leaves the extension half made."""
-    with signals_held(second_stops=False):
-        yield
 
 
 def exit_on_signal(code: int) -> None:

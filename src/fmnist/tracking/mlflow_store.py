@@ -47,8 +47,8 @@ _ready: set[str] = set()
 
 
 def open_store(uri: str) -> None:
-    """Point MLflow at uri, once per process: scheme and server checked, a new sqlite store
-    created by one process at a time, dead processes' runs ended KILLED (tracking.lifecycle)."""
+    """Point MLflow at uri; once per process: check it, create a new sqlite store (one process
+    at a time), end dead processes' runs KILLED (tracking.lifecycle)."""
     load_mlflow().set_tracking_uri(uri)
     if uri in _ready:
         return
@@ -91,9 +91,9 @@ def store_client(uri: str, run_id: str | None = None, doing: str = "") -> Iterat
 
 
 def _create_sqlite_once(uri: str, db: Path) -> None:
-    """Two processes creating a sqlite store at once crash (`duplicate column name`): an
-    exclusive lock on `<db>.lock` makes the others wait; the lock file then records the
-    database's inode, so later processes skip the (second-long) creation check."""
+    """Two processes creating a sqlite store at once crash (`duplicate column name`): a lock on
+    `<db>.lock` makes the others wait; it then records the database's inode, so later
+    processes skip the (second-long) creation check."""
     import fcntl
 
     if _created(db):
@@ -116,20 +116,11 @@ def _create_sqlite_once(uri: str, db: Path) -> None:
             client.search_experiments(max_results=1)  # creates the tracking tables
             client.search_registered_models(max_results=1)  # ... and the registry's
             lock.truncate(0)
-            lock.write(_created_mark(db))
-
-
-def _created_mark(db: Path) -> str:
-    """Names this database file (a deleted and re-created one gets a new inode)."""
-    try:
-        return f"created {db.stat().st_ino}"
-    except FileNotFoundError:
-        return "absent"
+            lock.write(f"created {db.stat().st_ino}")
 
 
 def _created(db: Path) -> bool:
-    """`<db>.lock` holds this very database's created mark: it was created before."""
-    try:
-        return Path(f"{db}.lock").read_text(encoding="utf-8").strip() == _created_mark(db)
-    except FileNotFoundError:
-        return False
+    """`<db>.lock` names this very database file (a re-created one gets a new inode)."""
+    with contextlib.suppress(FileNotFoundError):
+        return Path(f"{db}.lock").read_text(encoding="utf-8") == f"created {db.stat().st_ino}"
+    return False

@@ -1,4 +1,5 @@
-"""Everything that talks to MLflow tracking: runs, params, metrics, artifacts, models."""
+"""MLflow runs: experiments, runs owned by this process, params and metrics (callers log
+through `load_mlflow()` into the active run)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from fmnist.process.imports import load_mlflow
+from fmnist.process.imports import load_mlflow as load_mlflow
 from fmnist.tracking.lifecycle import OWNER_TAG, owner
 from fmnist.tracking.mlflow_store import mlflow_errors, sqlite_path, store_client
 from fmnist.tracking.store import redact
@@ -23,9 +24,8 @@ MODEL_DEVELOPMENT = "custom_model_development"  # the kind of an experiment of t
 
 
 def ensure_experiment(uri: str, name: str) -> str:
-    """The id of experiment name, created if new; tagged as custom model development, the
-    kind MLflow 3's UI reads to open it on its runs, not the GenAI overview (3.17's UI goes
-    by a switch the browser remembers; `?workflowType=machine_learning` in a link sets it)."""
+    """The id of experiment name, created if new; tagged custom model development, the kind
+    MLflow 3's UI opens on its runs, not the GenAI overview."""
     with store_client(uri) as client:
         from mlflow.exceptions import MlflowException
 
@@ -115,21 +115,9 @@ def log_to_run(
             client.log_artifact(run_id, str(path), artifact_dir)
 
 
-def log_params(params: Mapping[str, str]) -> None:
-    load_mlflow().log_params(dict(params))
-
-
-def log_metrics(metrics: Mapping[str, float], step: int | None = None) -> None:
-    load_mlflow().log_metrics({k: float(v) for k, v in metrics.items()}, step=step)
-
-
 def log_epoch(epoch: int, logs: Mapping[str, float]) -> None:
     """Keras epoch-end hook: the epoch's metrics at step = epoch (1-based, as Keras prints)."""
-    log_metrics(logs, step=epoch)
-
-
-def set_tags(tags: Mapping[str, str]) -> None:
-    load_mlflow().set_tags(dict(tags))
+    load_mlflow().log_metrics({k: float(v) for k, v in logs.items()}, step=epoch)
 
 
 def metric_history(uri: str, run_id: str, keys: Sequence[str]) -> dict[str, list[float]]:
@@ -137,18 +125,6 @@ def metric_history(uri: str, run_id: str, keys: Sequence[str]) -> dict[str, list
     with store_client(uri, run_id) as client:
         found = {k: client.get_metric_history(run_id, k) for k in keys}
     return {k: [m.value for m in sorted(v, key=lambda m: m.step)] for k, v in found.items() if v}
-
-
-def log_text(text: str, artifact_file: str) -> None:
-    load_mlflow().log_text(text, artifact_file)
-
-
-def log_dict(data: Mapping[str, Any], artifact_file: str) -> None:
-    load_mlflow().log_dict(dict(data), artifact_file)
-
-
-def log_artifact(path: Path, artifact_path: str | None = None) -> None:
-    load_mlflow().log_artifact(str(path), artifact_path)
 
 
 def get_run(uri: str, run_id: str) -> Any:

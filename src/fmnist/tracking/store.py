@@ -1,7 +1,5 @@
-"""The MLflow store as users meet it: bounded waits, redacted URIs, failures as one line.
-MLflow's client waits minutes on a server that is down (7 retries) or never answers (120 s a
-request); fmnist gives every store a deadline (FMNIST_TRACKING_TIMEOUT) for its health check
-and MLflow's HTTP timeout and retries, unless the user set those."""
+"""The MLflow store as users meet it: redacted URIs, failures as one line, and bounded waits
+(MLflow's own: minutes on a server that is down) for its health check and HTTP requests."""
 
 from __future__ import annotations
 
@@ -59,8 +57,8 @@ def bound_http_waits() -> None:
 
 
 def health_url(uri: str) -> str:
-    """The tracking server's health endpoint, without the URI's user and password: MLflow
-    serves it to anyone (its basic-auth app too), and urllib refuses `user:pass@` hosts."""
+    """The server's health endpoint, without user and password: MLflow serves it to anyone
+    (its basic-auth app too), and urllib refuses `user:pass@` hosts."""
     parts = urllib.parse.urlsplit(uri.rstrip("/"))
     host = parts.netloc.rpartition("@")[2]
     return urllib.parse.urlunsplit((parts.scheme, host, f"{parts.path}/health", "", ""))

@@ -80,9 +80,9 @@ def run(
         tags=tags,
         parent_run_id=parent_run_id,
     ) as run_id:
-        tracking.log_params(tracking.params_for_tracking(params))
+        tracking.load_mlflow().log_params(tracking.params_for_tracking(params))
         log_datasets(tracking_uri, run_id, inputs)  # training and validation splits
-        tracking.log_text(summary, tracking.SUMMARY_ARTIFACT)
+        tracking.load_mlflow().log_text(summary, tracking.SUMMARY_ARTIFACT)
         started = time.perf_counter()
         verbose, progress = fit_settings()  # a live bar on a terminal, else a line per epoch
         history = fit.fit_model(
@@ -90,7 +90,7 @@ def run(
         )  # the data is freed here: the peak RSS is the fit's, not the fit's plus logging's
         fit_seconds = time.perf_counter() - started
         print(f"fit: {fit_seconds:.2f} s", flush=True)
-        tracking.log_metrics({"fit_seconds": fit_seconds})  # timing: MLflow only, not DVC
+        tracking.load_mlflow().log_metrics({"fit_seconds": fit_seconds})  # MLflow only, not DVC
         with atomic_path(out.model) as tmp_model:  # keeps the .keras suffix Keras wants
             model.save(tmp_model)
         model_uri, model_id = log_served_model(model, out.model, raw_sample)

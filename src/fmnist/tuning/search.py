@@ -121,7 +121,7 @@ def search_run(
     tags = {f"fmnist.tuning.{tuning.kind}": tuning.study}
     with tracking.tracked_run(uri, params.tracking.experiment, run_name=name, tags=tags) as run_id:
         flat = tracking.flatten(logged)
-        tracking.log_params({f"{tuning.kind}.{k}": str(v) for k, v in flat.items()})
+        tracking.load_mlflow().log_params({f"{tuning.kind}.{k}": str(v) for k, v in flat.items()})
         try:
             yield run_id, trials
         except BaseException as exc:
@@ -199,8 +199,8 @@ def finish(
         metrics["best_test_accuracy"] = test_accuracy
     if spent:
         metrics["overhead_share_median"] = spent.median_share
-    tracking.log_metrics(metrics)
-    tracking.set_tags(
+    tracking.load_mlflow().log_metrics(metrics)
+    tracking.load_mlflow().set_tags(
         {
             f"fmnist.tuning.{tuning.kind}.best_trial": str(best.number),
             "fmnist.registered.version": str(registered["version"]),
@@ -270,7 +270,7 @@ def log_summary(study: Any, summary: Mapping[str, Any], artifact: str) -> None:
             importances = {k: round(float(v), 4) for k, v in found.items()}
         except (RuntimeError, ValueError):
             importances = None
-        tracking.log_dict({**summary, "param_importances": importances}, artifact)
+        tracking.load_mlflow().log_dict({**summary, "param_importances": importances}, artifact)
         with tempfile.TemporaryDirectory() as tmp:
             for function, name in PLOTS[: 3 if importances else 2]:
                 try:
@@ -282,4 +282,4 @@ def log_summary(study: Any, summary: Mapping[str, Any], artifact: str) -> None:
                 figure.tight_layout()
                 figure.savefig(Path(tmp) / name, dpi=100)
                 plt.close(figure)
-                tracking.log_artifact(Path(tmp) / name, "search")
+                tracking.load_mlflow().log_artifact(str(Path(tmp) / name), "search")

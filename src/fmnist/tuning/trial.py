@@ -188,7 +188,7 @@ def _fit(
     batches = training_batches(train, val, model, params.train)
     flat = tracking.params_for_tracking(params)  # the sections it trained with, as train logs them
     logged = {k: v for k, v in flat.items() if k.startswith(("model.", "train."))}
-    tracking.log_params(logged | {"search.trial": str(trial.number)})
+    tracking.load_mlflow().log_params(logged | {"search.trial": str(trial.number)})
     reported: list[float] = []  # each epoch's val_accuracy, as the pruner heard it
     pruned_at: list[int] = []
 
@@ -209,8 +209,8 @@ def _fit(
     fit_seconds = time.perf_counter() - fit_started
     state = "pruned" if pruned_at else "complete"
     overhead = time.perf_counter() - started - fit_seconds
-    tracking.log_metrics({"fit_seconds": fit_seconds, "overhead_seconds": overhead})
-    tracking.set_tags({f"fmnist.tuning.{job.tuning.kind}.state": state})
+    tracking.load_mlflow().log_metrics({"fit_seconds": fit_seconds, "overhead_seconds": overhead})
+    tracking.load_mlflow().set_tags({f"fmnist.tuning.{job.tuning.kind}.state": state})
     return replace(
         result,
         state=state,

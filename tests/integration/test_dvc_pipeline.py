@@ -156,7 +156,7 @@ def test_status_follows_the_code_not_the_experiment_name(repo: Path, dvc: Runner
         # plumbing: what commands print, their errors, the store, the CLI
         ("src/fmnist/process/console.py", "", ()),
         ("src/fmnist/process/errors.py", "", ()),
-        ("src/fmnist/tracking/store.py", "", ()),
+        ("src/fmnist/tracking/mlflow_store.py", "", ()),
         ("src/fmnist/cli/stages.py", "", ()),
         ("src/fmnist/cli/app.py", "", ()),
         # the training loop: train's

@@ -28,8 +28,8 @@ from fmnist import stack
 from fmnist.pipeline.lineage import dir_md5
 from fmnist.pipeline.records import read_trained
 from fmnist.process import layout
+from fmnist.process.files import file_digest
 from fmnist.tracking import runs as tracking
-from fmnist.tracking.datasets import file_digest
 from tests.conftest import REPO, dvc_project, record_output, synthetic_images, write_raw
 from tests.integration.conftest import mlflow_server as running_mlflow_server
 from tests.training.outputs import evaluate_outputs, train_outputs

@@ -57,9 +57,10 @@ def test_on_terminal() -> None:
     assert not on_terminal(ClosedStream())
 
 
-def test_terminal_gets_keras_bar_and_no_callback() -> None:
+def test_terminal_gets_keras_bar_and_no_callback(monkeypatch: pytest.MonkeyPatch) -> None:
     # The terminal branch needs no Keras at all (and this test must not import it).
-    assert fit_settings(FakeTerminal()) == (console.KERAS_BAR, [])
+    monkeypatch.setattr(sys, "stdout", FakeTerminal())
+    assert fit_settings() == (console.KERAS_BAR, [])
     assert console.KERAS_BAR == 1
 
 
@@ -170,7 +171,9 @@ def test_quiet_keeps_a_users_progress_bar_choice(restored_loggers: None) -> None
 
 
 @pytest.mark.slow
-def test_fit_off_a_terminal_prints_one_plain_line_per_epoch() -> None:
+def test_fit_off_a_terminal_prints_one_plain_line_per_epoch(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     import numpy as np
 
     from fmnist.process.keras_compat import load_keras
@@ -184,7 +187,8 @@ def test_fit_off_a_terminal_prints_one_plain_line_per_epoch() -> None:
         loss="sparse_categorical_crossentropy", metrics=["accuracy"], steps_per_execution=4
     )
     out = io.StringIO()
-    verbose, callbacks = fit_settings(out)
+    monkeypatch.setattr(sys, "stdout", out)
+    verbose, callbacks = fit_settings()
     assert verbose == console.KERAS_SILENT
     model.fit(
         x, y, validation_split=0.25, epochs=2, batch_size=8, verbose=verbose, callbacks=callbacks

@@ -14,7 +14,7 @@ import pytest
 
 from fmnist.process.errors import ConfigError, DataIntegrityError, TrackingError
 from fmnist.process.failures import STORAGE_EXIT, Interrupted, interrupted_line
-from fmnist.tracking.store import failure_line
+from fmnist.tracking.mlflow_store import failure_line
 
 
 @pytest.mark.parametrize(

@@ -17,10 +17,11 @@ from fmnist.pipeline import records
 from fmnist.pipeline.lineage import dir_md5
 from fmnist.process import layout
 from fmnist.process.errors import TrackingError
+from fmnist.process.files import file_digest
 from fmnist.registry import register as register_stage
 from fmnist.registry.card import PENDING
 from fmnist.tracking import runs as tracking
-from fmnist.tracking.datasets import file_digest, log_datasets, split_input
+from fmnist.tracking.runs import log_datasets, split_input
 from fmnist.training.evaluate import track_evaluation
 from fmnist.training.metrics import confusion_figure, evaluate_predictions
 

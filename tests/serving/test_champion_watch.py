@@ -27,7 +27,7 @@ from fmnist.serving.champion_watch import (
     watch_champion,
 )
 from fmnist.serving.loading import ModelHolder, ServedModel
-from fmnist.tracking.store import TIMEOUT_ENV
+from fmnist.tracking.mlflow_store import TIMEOUT_ENV
 
 NAME = "fashion-mnist"
 LOGGER = "uvicorn.error"
@@ -254,7 +254,7 @@ def stalling_api() -> Iterator[str]:
 def test_a_healthy_server_whose_api_hangs_is_bounded_by_mlflows_timeout(
     stalling_api: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # What fmnist.tracking.store.bound_http_waits sets for every command, shortened.
+    # What fmnist.tracking.mlflow_store.bound_http_waits sets for every command, shortened.
     monkeypatch.setenv("MLFLOW_HTTP_REQUEST_TIMEOUT", "1")
     monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
     started = time.monotonic()

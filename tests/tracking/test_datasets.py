@@ -14,8 +14,8 @@ from mlflow.utils.mlflow_tags import MLFLOW_DATASET_CONTEXT
 from fmnist.data.splits import save_split
 from fmnist.pipeline.lineage import dir_md5
 from fmnist.process.errors import TrackingError
-from fmnist.tracking.datasets import dataset_input, file_digest, log_datasets, split_input
-from fmnist.tracking.runs import tracked_run
+from fmnist.process.files import file_digest
+from fmnist.tracking.runs import dataset_input, log_datasets, split_input, tracked_run
 
 
 def test_file_digest_is_dvcs_hash_of_the_file(tmp_path: Path) -> None:

@@ -14,8 +14,8 @@ from fmnist.params.config import Params
 from fmnist.pipeline.lineage import UNVERSIONED
 from fmnist.process import layout
 from fmnist.process.errors import DataIntegrityError
+from fmnist.process.files import file_digest
 from fmnist.registry import register as register_stage
-from fmnist.tracking.datasets import file_digest
 from fmnist.training import evaluate as evaluate_stage
 from fmnist.training import train as train_stage
 from fmnist.training.metrics import CLASS_NAMES

@@ -13,8 +13,7 @@ from fmnist.cli.app import app, run_app
 # command (first word) -> its module in fmnist.cli; the order of `fmnist --help`
 COMMAND_MODULES = {
     **dict.fromkeys(("download", "prepare", "train", "evaluate", "register"), "stages"),
-    **dict.fromkeys(("models", "promote", "rollback"), "registry"),
-    **dict.fromkeys(("predict", "serve", "score"), "serving"),
+    **dict.fromkeys(("models", "promote", "rollback", "predict", "serve", "score"), "serving"),
     **dict.fromkeys(("sweep", "search"), "sweep"),
     "stack": "stack",
 }

@@ -34,12 +34,12 @@ PARAMS = layout.PARAMS
 
 def user_errors(command: F) -> F:
     """Users' mistakes and the world's faults end as one line on stderr and a specific exit code
-    (tracking.store.failure_line), not a traceback; Ctrl-C and SIGTERM as `interrupted`, 130/143."""
+    (mlflow_store.failure_line), not a traceback; Ctrl-C and SIGTERM as `interrupted`, 130/143."""
 
     @functools.wraps(command)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         from fmnist.process.failures import interrupted_line, raise_interrupted
-        from fmnist.tracking.store import failure_line
+        from fmnist.tracking.mlflow_store import failure_line
 
         # A terminated stage (dvc, Prefect cancelling) unwinds like Ctrl-C: runs end KILLED,
         # temporary files are removed.
@@ -125,9 +125,9 @@ def run_app() -> None:
     # WARNING and "oneDNN custom operations are on", ignore it: tensorflow#100442)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     # MLflow's sqlite store logs every database error with its traceback before raising it;
-    # fmnist reports the same failure in one line (fmnist.tracking.store.failure_line).
+    # fmnist reports the same failure in one line (fmnist.tracking.mlflow_store.failure_line).
     logging.getLogger("mlflow.store.db.utils").setLevel(logging.CRITICAL)
-    from fmnist.tracking.store import bound_http_waits
+    from fmnist.tracking.mlflow_store import bound_http_waits
 
     _process["standalone"] = True
     # The last exit hooks (first registered): finalization resets Python-level handlers to the

@@ -61,7 +61,7 @@ def run(
     params: Params, batch: Batch, scorer: ServedModel, out: Path, tracking_uri: str
 ) -> tuple[Scored, np.ndarray]:
     """The batch's predictions file and scoring run: what was scored with what, (n, 10) proba."""
-    from fmnist.tracking.datasets import dataset_input, log_datasets
+    from fmnist.tracking.runs import dataset_input, log_datasets
 
     check_output(out)
     proba = scorer.probabilities(batch.pixels, params.score.batch_size)

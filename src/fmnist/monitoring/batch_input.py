@@ -13,7 +13,7 @@ import numpy as np
 
 from fmnist.data.idx import check_pair, parse_idx
 from fmnist.process.errors import DataIntegrityError
-from fmnist.tracking.datasets import file_digest
+from fmnist.process.files import file_digest
 from fmnist_model.images import check_pixels
 
 MAX_IDX_BYTES = 1 << 30  # a decompressed IDX file past 1 GiB (1.3 M images) is refused

@@ -54,10 +54,9 @@ def epoch_line(epoch: int, epochs: int, logs: Mapping[str, Any], seconds: float)
     return " ".join([f"epoch {epoch}/{epochs}:", *metrics, f"({seconds:.1f} s)"])
 
 
-def fit_settings(stream: TextIO | None = None) -> tuple[int, list[keras.callbacks.Callback]]:
-    """(verbose, callbacks) for model.fit: Keras' bar on a terminal, else one line per epoch
-    to stream (Keras writes its bar to sys.stdout whatever stream is)."""
-    if on_terminal(stream):
+def fit_settings() -> tuple[int, list[keras.callbacks.Callback]]:
+    """(verbose, callbacks) for model.fit: Keras' bar on a terminal, else a line per epoch."""
+    if on_terminal():
         return KERAS_BAR, []
     from fmnist.process.keras_compat import load_keras
 
@@ -74,7 +73,7 @@ def fit_settings(stream: TextIO | None = None) -> tuple[int, list[keras.callback
             seconds = time.perf_counter() - self.started
             epochs = int((self.params or {}).get("epochs", epoch + 1))
             line = epoch_line(epoch + 1, epochs, logs or {}, seconds)
-            print(line, file=sys.stdout if stream is None else stream, flush=True)
+            print(line, flush=True)
 
     return KERAS_SILENT, [EpochLines()]
 

@@ -1,4 +1,4 @@
-"""Errors users can cause, each with its exit code; tracking.store.failure_line makes one line."""
+"""Errors users can cause, each with its exit code; mlflow_store.failure_line makes one line."""
 
 
 class FmnistError(Exception):

@@ -34,11 +34,10 @@ def atomic_path(dest: Path, mode: int = 0o666) -> Iterator[Path]:
         tmp.unlink(missing_ok=True)
 
 
-def new_file_beside(dest: Path, suffix: str | None = None, mode: int = 0o666) -> Path:
-    """A new, empty, hidden file in dest's folder (suffix: dest's own, as Keras and numpy want)."""
-    end = dest.suffix if suffix is None else suffix
+def new_file_beside(dest: Path, mode: int = 0o666) -> Path:
+    """A new, empty, hidden file in dest's folder, with dest's suffix (Keras and numpy want it)."""
     while True:
-        tmp = dest.with_name(f".{dest.stem}.{secrets.token_hex(4)}{end}")
+        tmp = dest.with_name(f".{dest.stem}.{secrets.token_hex(4)}{dest.suffix}")
         with contextlib.suppress(FileExistsError):
             tmp.touch(mode=mode, exist_ok=False)
             return tmp

@@ -16,7 +16,6 @@ from fmnist.process import layout
 from fmnist.process.errors import TrackingError
 from fmnist.process.files import read_json, read_text, write_json
 from fmnist.registry.promotion import Decision
-from fmnist.tracking import runs as tracking
 from fmnist.tracking.mlflow_store import store_client
 from fmnist.tracking.runs import SUMMARY_ARTIFACT
 
@@ -156,11 +155,11 @@ def _card_facts(
     from fmnist.registry.card import CardFacts
 
     run_id = trained["run_id"]
-    run = tracking.get_run(tracking_uri, run_id)
     with (
         store_client(tracking_uri, run_id, "reading it for the model card: ") as client,
         tempfile.TemporaryDirectory() as tmp,
     ):
+        run = client.get_run(run_id)
         logged = {a.path for d in _ARTIFACT_DIRS for a in client.list_artifacts(run_id, d)}
         per_class = None
         if layout.CLASSES_ARTIFACT in logged:  # a damaged report: DataIntegrityError, exit 3

@@ -113,7 +113,7 @@ class ChampionWatcher:
 def look_up_champion(tracking_uri: str, name: str) -> int | None:
     """The version @champion names now; None when the alias or the model is gone."""
     from fmnist.registry.versions import alias_version, client_for
-    from fmnist.tracking.store import check_reachable
+    from fmnist.tracking.mlflow_store import check_reachable
 
     check_reachable(tracking_uri)  # every time: a server that hangs costs one deadline
     found = alias_version(client_for(tracking_uri), name, CHAMPION)
@@ -135,7 +135,7 @@ def load_warm(tracking_uri: str, name: str, version: int, workdir: Path) -> Serv
 
 def cause_of(exc: Exception, tracking_uri: str | None = None) -> str:
     """One line naming what went wrong, passwords in URIs hidden."""
-    from fmnist.tracking.store import failure_line, redact
+    from fmnist.tracking.mlflow_store import failure_line, redact
 
     said = failure_line(exc, tracking_uri)
     line = redact(said[0] if said else f"{type(exc).__name__}: {first_line(exc)}")

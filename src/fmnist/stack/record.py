@@ -68,7 +68,7 @@ class Service:
 
 def redact(text: str, secrets: Iterable[str] = ()) -> str:
     """text without passwords in URLs or `password=`, and each of secrets as `***`."""
-    from fmnist.tracking.store import redact as redact_uris
+    from fmnist.tracking.mlflow_store import redact as redact_uris
 
     text = redact_uris(text)
     for secret in sorted(set(secrets), key=len, reverse=True):

@@ -1,19 +1,22 @@
-"""MLflow runs: experiments, runs owned by this process, params and metrics (callers log
-through `load_mlflow()` into the active run)."""
+"""MLflow runs: experiments, runs owned by this process, params, metrics and the datasets a
+run used (callers log the rest through `load_mlflow()` into the active run)."""
 
 from __future__ import annotations
 
 import contextlib
+import json
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from fmnist.process.files import file_digest
 from fmnist.process.imports import load_mlflow as load_mlflow
 from fmnist.tracking.lifecycle import OWNER_TAG, owner
-from fmnist.tracking.mlflow_store import mlflow_errors, sqlite_path, store_client
-from fmnist.tracking.store import redact
+from fmnist.tracking.mlflow_store import mlflow_errors, redact, sqlite_path, store_client
 
 if TYPE_CHECKING:
+    import mlflow.entities
+
     from fmnist.params.config import Params
 
 SUMMARY_ARTIFACT = "model_summary.txt"
@@ -21,6 +24,8 @@ PARENT_TAG = "mlflow.parentRunId"  # how MLflow (and its UI) nests a child run u
 PARENT_ENV = "FMNIST_PARENT_RUN_ID"  # set by tuning's write-back: the stages' runs nest under it
 KIND_TAG = "mlflow.experimentKind"  # an experiment's kind, as MLflow 3 records it
 MODEL_DEVELOPMENT = "custom_model_development"  # the kind of an experiment of training runs
+DATASET_PREFIX = "fashion-mnist-"  # fashion-mnist-train, fashion-mnist-val, fashion-mnist-test
+CONTEXTS = {"train": "training", "val": "validation", "test": "testing"}  # split -> context
 
 
 def ensure_experiment(uri: str, name: str) -> str:
@@ -127,7 +132,42 @@ def metric_history(uri: str, run_id: str, keys: Sequence[str]) -> dict[str, list
     return {k: [m.value for m in sorted(v, key=lambda m: m.step)] for k, v in found.items() if v}
 
 
-def get_run(uri: str, run_id: str) -> Any:
-    """The run as the store holds it (params, metrics, tags, datasets)."""
-    with store_client(uri, run_id) as client:
-        return client.get_run(run_id)
+def dataset_input(
+    name: str, source: str, digest: str, context: str, rows: int
+) -> mlflow.entities.DatasetInput:
+    """A dataset as a run's input: source a path or URL, context `training`, `testing`, ..."""
+    load_mlflow()  # the first import of the process is a long-lived one
+    from mlflow.entities import Dataset, DatasetInput, InputTag
+    from mlflow.utils.mlflow_tags import MLFLOW_DATASET_CONTEXT
+
+    web = source.startswith(("http://", "https://"))  # MLflow's UI reads a url, else a uri
+    dataset = Dataset(
+        name=name,
+        digest=digest,
+        source_type="http" if web else "s3" if source.startswith("s3://") else "local",
+        source=json.dumps({"url" if web else "uri": source}),
+        profile=json.dumps({"num_rows": rows}),
+    )
+    return DatasetInput(dataset, tags=[InputTag(MLFLOW_DATASET_CONTEXT, context)])
+
+
+def log_datasets(
+    tracking_uri: str, run_id: str, inputs: Sequence[mlflow.entities.DatasetInput]
+) -> None:
+    """Record inputs as datasets run_id used, whether the run is active or has ended."""
+    with store_client(tracking_uri, run_id, "logging datasets: ") as client:
+        client.log_inputs(run_id, datasets=list(inputs))
+
+
+def split_input(
+    data_dir: Path, split: str, data_version: str, rows: int
+) -> mlflow.entities.DatasetInput:
+    """A prepared split as a run's input: its source the file's DVC path `@` the folder's DVC
+    hash (dvc.lock's `md5`), its digest the file's DVC hash (its copy in the DVC cache)."""
+    path = data_dir / f"{split}.npz"
+    try:  # as dvc.yaml names it: relative to the folder the stage runs in
+        dvc_path = path.resolve().relative_to(Path.cwd().resolve()).as_posix()
+    except ValueError:
+        dvc_path = path.as_posix()
+    source = f"{dvc_path}@{data_version}"
+    return dataset_input(DATASET_PREFIX + split, source, file_digest(path), CONTEXTS[split], rows)

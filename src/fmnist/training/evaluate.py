@@ -18,7 +18,7 @@ from fmnist.process import layout
 from fmnist.process.errors import DataIntegrityError
 from fmnist.process.files import atomic_path, write_csv, write_json
 from fmnist.tracking import runs as tracking
-from fmnist.tracking.datasets import log_datasets, split_input
+from fmnist.tracking.runs import log_datasets, split_input
 from fmnist_model.images import CLASS_NAMES, model_features
 
 if TYPE_CHECKING:

@@ -15,7 +15,7 @@ from fmnist.pipeline import records
 from fmnist.pipeline.lineage import data_version, git_commit
 from fmnist.process.files import atomic_path, write_csv, write_json, write_text
 from fmnist.tracking import runs as tracking
-from fmnist.tracking.datasets import log_datasets, split_input
+from fmnist.tracking.runs import log_datasets, split_input
 
 
 @dataclass(frozen=True)

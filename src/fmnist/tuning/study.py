@@ -13,7 +13,7 @@ from typing import Any
 from fmnist.params.config import SearchConfig
 from fmnist.process.errors import SearchError, first_line
 from fmnist.tracking.lifecycle import owner, owner_gone
-from fmnist.tracking.store import redact
+from fmnist.tracking.mlflow_store import redact
 from fmnist.tuning.grid import Grid, Tuning
 
 STORAGE_ENV = "FMNIST_SEARCH_STORAGE"

@@ -21,8 +21,7 @@ from fmnist.params.overrides import apply_dotted
 from fmnist.process import console
 from fmnist.process.errors import FmnistError, SearchError, first_line
 from fmnist.tracking import runs as tracking
-from fmnist.tracking.mlflow_store import environment_tracking_uri
-from fmnist.tracking.store import redact
+from fmnist.tracking.mlflow_store import environment_tracking_uri, redact
 from fmnist.tuning import study as study_store
 from fmnist.tuning.grid import Tuning, cell_name, suggest_cell
 from fmnist.tuning.report import TrialRecord

@@ -12,7 +12,7 @@ from typing import Any
 from fmnist.params.config import Params
 from fmnist.pipeline import dvc_cli
 from fmnist.process.errors import SearchError, first_line
-from fmnist.tracking.store import redact
+from fmnist.tracking.mlflow_store import redact
 from fmnist.tuning.grid import Tuning
 from fmnist.tuning.search import SearchResult, tune
 from fmnist.tuning.trial import TrialJob, TrialRecord, run_trial, warm_up

@@ -1,4 +1,4 @@
-"""The store's one-line failures, redaction, schemes and deadlines (fmnist.tracking.store)."""
+"""The store's one-line failures, redaction, schemes and deadlines (tracking.mlflow_store)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from collections.abc import Iterator
 import pytest
 
 from fmnist.process.errors import TrackingError
-from fmnist.tracking.store import (
+from fmnist.tracking.mlflow_store import (
     TIMEOUT_ENV,
     check_reachable,
     check_scheme,

@@ -96,7 +96,7 @@ def main() -> None:
             )
             sweeps[jobs] = wall
             print(f"sweep --jobs {jobs}: {wall:.1f} s", file=sys.stderr, flush=True)
-        keras_import = "from fmnist.process.keras_compat import load_keras; load_keras()"
+        keras_import = "from fmnist.process.imports import load_keras; load_keras()"
         tf_import = python_seconds(keras_import, ws, env)  # as every stage loads it
         mlflow_import = python_seconds("import mlflow", ws, env)
         load = python_seconds(

@@ -176,7 +176,7 @@ def test_fit_off_a_terminal_prints_one_plain_line_per_epoch(
 ) -> None:
     import numpy as np
 
-    from fmnist.process.keras_compat import load_keras
+    from fmnist.process.imports import load_keras
 
     keras = load_keras()
     keras.utils.set_random_seed(0)

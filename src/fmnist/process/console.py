@@ -58,7 +58,7 @@ def fit_settings() -> tuple[int, list[keras.callbacks.Callback]]:
     """(verbose, callbacks) for model.fit: Keras' bar on a terminal, else a line per epoch."""
     if on_terminal():
         return KERAS_BAR, []
-    from fmnist.process.keras_compat import load_keras
+    from fmnist.process.imports import load_keras
 
     load_keras()  # the lean first import, if this is it
     import keras

@@ -1,6 +1,7 @@
 """Importing the big libraries the way a short command wants: a stage imports about a million
 objects that live until it ends, which the cyclic collector would keep rescanning, during the
-import and after. So it is paused during the import, and what it made frozen (gc.freeze)."""
+import and after. So it is paused during the import, and what it made frozen (gc.freeze).
+Keras also gets signals deferred and Unicode model names (fixed in fmnist_model)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,9 @@ import os
 import sys
 from collections.abc import Iterator
 from types import ModuleType
+
+from fmnist.process.failures import signals_held
+from fmnist_model.unicode_names import allow_unicode_names
 
 
 @contextlib.contextmanager
@@ -47,3 +51,15 @@ def few_malloc_arenas() -> None:
         return
     mallopt.argtypes = [ctypes.c_int, ctypes.c_int]
     mallopt(-8, 2)  # M_ARENA_MAX (glibc's <malloc.h>: the most arenas a process makes): 2
+
+
+def load_keras() -> ModuleType:
+    """The keras module, able to run models with Unicode names."""
+    if "keras" not in sys.modules:
+        few_malloc_arenas()
+        # Signals wait for the end: one in a native start-up callback aborts the process from
+        # C++ (jaxlib's nanobind: SIGABRT, no message) or leaves the extension half made.
+        with signals_held(second_stops=False), long_lived():
+            import keras  # noqa: F401
+    allow_unicode_names()  # once per process; a no-op after the first
+    return sys.modules["keras"]

@@ -22,7 +22,7 @@ VAL_BATCH_SIZE = 1024  # evaluation only: a larger batch is faster and changes n
 
 def seed_everything(seed: int) -> None:
     """Seed Python, NumPy and the backend: the same params give the same run."""
-    from fmnist.process.keras_compat import load_keras
+    from fmnist.process.imports import load_keras
 
     load_keras().utils.set_random_seed(seed)
 

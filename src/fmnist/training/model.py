@@ -20,7 +20,7 @@ def input_shape(cfg: ModelConfig) -> tuple[int, ...]:
 
 def build_model(cfg: ModelConfig) -> keras.Sequential:
     """Input -> [Flatten] -> hidden Dense layers -> Dense(10, softmax), named cfg.name."""
-    from fmnist.process.keras_compat import load_keras
+    from fmnist.process.imports import load_keras
 
     keras = load_keras()
     layers: list[Any] = []

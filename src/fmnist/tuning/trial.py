@@ -82,7 +82,7 @@ def _worker_seed() -> int:
 
 def warm_up(job: TrialJob) -> float:
     """A worker's start, once: its stores checked, TensorFlow, the splits; the seconds it took."""
-    from fmnist.process.keras_compat import load_keras
+    from fmnist.process.imports import load_keras
     from fmnist.tracking.mlflow_store import open_store
 
     started = time.perf_counter()
@@ -174,7 +174,7 @@ def _fit(
 ) -> TrialRecord:
     """Fit with pruning; log the trial's params, per-epoch metrics, timing and state."""
     from fmnist.process.errors import TrainingError
-    from fmnist.process.keras_compat import load_keras
+    from fmnist.process.imports import load_keras
     from fmnist.training.fit import compile_model, fit_model, seed_everything, training_batches
     from fmnist.training.model import build_model
 

@@ -27,7 +27,7 @@ def test_stages_get_keras_on_the_serving_backend_with_unicode_names() -> None:
     """The backend that serves the model (TensorFlow), and a model named in Korean builds."""
     out = python(
         "import json\n"
-        "from fmnist.process.keras_compat import load_keras\n"
+        "from fmnist.process.imports import load_keras\n"
         "keras = load_keras()\n"
         "m = keras.Sequential([keras.Input((4,)), keras.layers.Dense(2)], name='패션 MNIST 모델')\n"
         "print(json.dumps([keras.backend.backend(), m.name, 'jax' in __import__('sys').modules]))\n"
@@ -48,7 +48,7 @@ def test_a_ctrl_c_inside_the_first_import_is_raised_after_it() -> None:
         "            os.kill(os.getpid(), signal.SIGINT)  # Ctrl-C, deep inside the import\n"
         "sent = []\n"
         "sys.meta_path.insert(0, InterruptMidImport())\n"
-        "from fmnist.process.keras_compat import load_keras\n"
+        "from fmnist.process.imports import load_keras\n"
         "try:\n"
         "    load_keras()\n"
         "    raised = False\n"

@@ -106,7 +106,6 @@ def tracking_uri(given: str | None) -> str:
     return resolve_tracking_uri(given, Path.cwd())
 
 
-INTERRUPTED_CODES = (128 + signal.SIGINT, 128 + signal.SIGTERM)  # 130, 143
 _process = {"standalone": False}  # run_app runs this process: its exit is the command's
 
 
@@ -150,7 +149,7 @@ def run_app() -> None:
         code = 1
     sys.stdout.flush()
     sys.stderr.flush()
-    if code in INTERRUPTED_CODES:
+    if code in (128 + signal.SIGINT, 128 + signal.SIGTERM):  # 130, 143
         # Interrupted, perhaps inside a library's start-up: its exit hooks and threads may be
         # half made (seen: SIGABRT). The run ended KILLED, temp files went: nothing is left.
         os._exit(code)

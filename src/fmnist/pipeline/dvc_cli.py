@@ -70,7 +70,6 @@ def run_dvc(args: list[str], root: Path, env: Mapping[str, str], on_line: LineSi
             with contextlib.suppress(psutil.NoSuchProcess):
                 top = psutil.Process(proc.pid)
                 terminate([*top.children(recursive=True), top], timeout=30)
-            proc.wait()
             raise
     if proc.returncode:
         raise StageError(failure_line(list(tail), f"dvc {' '.join(args)}", proc.returncode))
@@ -112,11 +111,11 @@ def run_experiment(
     force_arg = ["--force"] if force else []
     args = ["--wait-for-lock", "exp", "run", "--temp", *force_arg, "--name", name, *set_params]
     run_dvc(args, root, env, on_line)
-    rev, baseline = _find_experiment(root, name)
+    rev, baseline = find_experiment(root, name)
     return ExperimentRun(name, rev, *lock_changes(_lock_at(root, baseline), _lock_at(root, rev)))
 
 
-def _find_experiment(root: Path, name: str) -> tuple[str, str]:
+def find_experiment(root: Path, name: str) -> tuple[str, str]:
     """(commit, baseline commit) of finished experiment NAME, from `dvc exp show --json`."""
     args = ["exp", "show", "--json", "--hide-workspace", "--hide-queued", "--hide-failed"]
     done = subprocess.run(
@@ -130,11 +129,6 @@ def _find_experiment(root: Path, name: str) -> tuple[str, str]:
             if exp.get("name") == name and done_running and exp.get("revs"):
                 return str(exp["revs"][0]["rev"]), str(baseline["rev"])
     raise StageError(f"DVC experiment {name!r} not found (`dvc exp show` does not list it)")
-
-
-def experiment_ref(root: Path, name: str) -> str:
-    """The commit DVC keeps experiment NAME in, for the current baseline commit."""
-    return _find_experiment(root, name)[0]
 
 
 def _lock_at(root: Path, rev: str) -> Any:

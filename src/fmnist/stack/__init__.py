@@ -69,13 +69,24 @@ def up(cfg: StackConfig, echo: Echo = print) -> list[Service]:
                 f"127.0.0.1:{port} is in use{' by ' if by else ''}{by}; {name} needs it "
                 "(stop it or pick one)"
             )
+    from fmnist.pipeline.dvc_cli import stage_env
     from fmnist.tracking.mlflow_store import resolve_tracking_uri
 
     store = cfg.mlflow_backend_uri or resolve_tracking_uri(cfg.tracking_uri, cfg.root)
     # Runs write to the store directly (sqlite, the default) or through the server.
     runs_uri = f"http://127.0.0.1:{cfg.mlflow_port}" if cfg.mlflow_backend_uri else store
     api = f"http://127.0.0.1:{cfg.prefect_port}/api"
-    env = _service_env(cfg, api, runs_uri)
+    env = stage_env(  # every process of the stack gets it
+        {
+            "PREFECT_HOME": str(cfg.state_dir / "prefect"),
+            "PREFECT_API_URL": api,
+            "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+            "MLFLOW_TRACKING_URI": runs_uri,
+            "FMNIST_ROOT": str(cfg.root),
+            **cfg.env,
+            processes.MARKER: processes.marker(cfg.state_dir),
+        }
+    )
     services: list[Service] = []
     try:
         _up_prefect(cfg, env, services, echo)
@@ -112,8 +123,7 @@ def down(root: Path, state_dir: Path) -> Stopped:
 
 
 def status(state_dir: Path) -> StackStatus:
-    """Each recorded service (healthy if its own process runs and answers), the orphans of
-    those whose process died, and other processes carrying the marker."""
+    """Each recorded service's state (orphans if its process died), other processes of the stack."""
     services = load_services(state_dir)
     found = processes.find_processes(state_dir, services)
     rows = []
@@ -141,26 +151,8 @@ def _toml_is_ours(root: Path) -> bool:
 
 
 def _bin(name: str, *args: str) -> list[str]:
-    """A tool of this environment as this interpreter's `-m`, whatever PATH says (so its
-    command line names the tool, not a console script's interpreter)."""
+    """A tool of this environment as `python -m`: its command line names it, whatever PATH says."""
     return [sys.executable, "-m", name, *args]
-
-
-def _service_env(cfg: StackConfig, api_url: str, tracking_uri: str) -> dict[str, str]:
-    """The environment of every process of the stack: addresses, stage env, cfg.env, marker."""
-    from fmnist.pipeline.dvc_cli import stage_env
-
-    return stage_env(
-        {
-            "PREFECT_HOME": str(cfg.state_dir / "prefect"),
-            "PREFECT_API_URL": api_url,
-            "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
-            "MLFLOW_TRACKING_URI": tracking_uri,
-            "FMNIST_ROOT": str(cfg.root),
-            **cfg.env,
-            processes.MARKER: processes.marker(cfg.state_dir),
-        }
-    )
 
 
 def _run(cmd: list[str], env: Mapping[str, str], cwd: Path, what: str) -> None:
@@ -216,8 +208,7 @@ def _up_prefect(
 
 
 def mlflow_command(cfg: StackConfig, store: str) -> tuple[list[str], dict[str, str]]:
-    """The MLflow server's command line, and the environment carrying its store and artifact
-    locations (`mlflow server` reads them there): `ps` shows no password."""
+    """The MLflow server's command line; its store and artifacts by environment (not in `ps`)."""
     port = str(cfg.mlflow_port)
     cmd = _bin("mlflow", "server", "--host", "127.0.0.1", "--port", port, "--workers", "1")
     env = {

@@ -209,8 +209,7 @@ def healthy(url: str, timeout: float = 2.0) -> bool:
 
 
 def wait_healthy(service: Service, timeout: float, secrets: Iterable[str] = ()) -> None:
-    """Until the service answers its health check; StackError (its log's last line) if it
-    exits or does not answer within timeout."""
+    """Until the service answers its health check; else StackError with its log's last line."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if healthy(service.health_url):

@@ -27,7 +27,7 @@ class DamagedRecord(StackError):
     """stack.json is unreadable, not JSON, or not the list of services `up` writes."""
 
     def __init__(self, path: Path, why: str) -> None:
-        self.path, self.why = path, why
+        self.why = why
         shown = path.relative_to(Path.cwd()) if path.is_relative_to(Path.cwd()) else path
         super().__init__(
             f"{shown} is damaged ({why}); run `fmnist stack down` to stop what can be found"

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from fmnist.stack import processes
-from fmnist.stack.processes import free_port, healthy
+from fmnist.stack.processes import find_processes, free_port, healthy, listed, port_busy
 from fmnist.stack.record import (
     STATE_FILE,
     DamagedRecord,
@@ -57,13 +57,11 @@ class Stopped:
 
 def up(cfg: StackConfig, echo: Echo = print) -> list[Service]:
     """Start server, work pool, deployments, worker and MLflow; each answers its health check."""
-    running = processes.find_processes(cfg.state_dir, load_services(cfg.state_dir))
+    running = find_processes(cfg.state_dir, load_services(cfg.state_dir))
     if running:  # (a DamagedRecord above: `down` first too)
-        raise StackError(
-            f"a previous stack still runs: {processes.listed(running)}; run `make down` first"
-        )
+        raise StackError(f"a previous stack still runs: {listed(running)}; run `make down` first")
     for name, port in (("Prefect", cfg.prefect_port), ("MLflow", cfg.mlflow_port)):
-        if processes.port_busy(port):
+        if port_busy(port):
             by = ", ".join(processes.port_holders(port))
             raise StackError(
                 f"127.0.0.1:{port} is in use{' by ' if by else ''}{by}; {name} needs it "
@@ -125,7 +123,7 @@ def down(root: Path, state_dir: Path) -> Stopped:
 def status(state_dir: Path) -> StackStatus:
     """Each recorded service's state (orphans if its process died), other processes of the stack."""
     services = load_services(state_dir)
-    found = processes.find_processes(state_dir, services)
+    found = find_processes(state_dir, services)
     rows = []
     for service in services:
         mine = [f for f in found if f.service == service.name]
@@ -172,9 +170,7 @@ def _launch(
     processes.wait_healthy(service, _TIMEOUTS[service.name], passwords(env.values()))
 
 
-def _up_prefect(
-    cfg: StackConfig, env: Mapping[str, str], services: list[Service], echo: Echo
-) -> None:
+def _up_prefect(cfg: StackConfig, env: dict[str, str], services: list[Service], echo: Echo) -> None:
     """Start the Prefect server, make the work pool and the deployments, start the worker."""
     api = env["PREFECT_API_URL"]
     ui = api.removesuffix("/api")

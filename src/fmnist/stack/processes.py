@@ -48,17 +48,14 @@ def free_port() -> int:
 
 def port_busy(port: int) -> bool:
     """Something answers on 127.0.0.1:port, or holds it (a server could not bind it)."""
-    with socket.socket() as sock:
-        sock.settimeout(1.0)
-        if sock.connect_ex(("127.0.0.1", port)) == 0:
-            return True
-    with socket.socket() as sock:
+    with socket.socket() as sock, socket.socket() as probe:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as servers bind
         try:
             sock.bind(("127.0.0.1", port))
         except OSError:
             return True
-    return False
+        probe.settimeout(1.0)
+        return probe.connect_ex(("127.0.0.1", port)) == 0  # (macOS binds beside 0.0.0.0)
 
 
 def port_holders(port: int) -> list[str]:

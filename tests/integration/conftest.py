@@ -113,9 +113,9 @@ def dvc(repo: Path) -> Runner:
 def adopt_experiment(run: Runner, repo: Path, name: str) -> None:
     """What a team does with an experiment it keeps: `dvc exp apply`, then commit the files
     the experiment committed (dvc.lock, params.yaml, the small git-tracked outputs)."""
-    from fmnist.pipeline.dvc_cli import experiment_ref
+    from fmnist.pipeline.dvc_cli import find_experiment
 
-    ref = experiment_ref(repo, name)
+    ref, _ = find_experiment(repo, name)
     run("dvc", "exp", "apply", name)
     run("git", "add", *run("git", "diff", "--name-only", "HEAD", ref).stdout.split())
     run("git", "commit", "-q", "-m", f"adopt {name}")

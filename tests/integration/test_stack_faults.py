@@ -21,7 +21,7 @@ import psutil
 import pytest
 
 from fmnist import stack
-from fmnist.stack.processes import port_busy
+from fmnist.stack.processes import MARKER, port_busy
 from tests.integration.conftest import copy_repo
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -58,7 +58,7 @@ class Repo:
         procs = []
         for proc in psutil.process_iter(["environ", "status"]):
             env = proc.info["environ"] or {}
-            if env.get(stack.MARKER) == str(self.state) and proc.info["status"] != "zombie":
+            if env.get(MARKER) == str(self.state) and proc.info["status"] != "zombie":
                 procs.append(proc)
         return procs
 

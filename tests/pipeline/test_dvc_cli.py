@@ -9,8 +9,8 @@ import pytest
 from fmnist.pipeline.dvc_cli import (
     clean_line,
     experiment_file,
-    experiment_ref,
     failure_line,
+    find_experiment,
     lock_changes,
     reproduce,
     run_experiment,
@@ -95,7 +95,7 @@ def test_experiment_leaves_the_workspace_alone(tiny_repo: Path) -> None:
     env = stage_env(GIT_ENV)
     run = run_experiment(tiny_repo, "three", ["-S", "n=3"], env, lambda line: None)
     assert (run.name, run.changed, run.unchanged) == ("three", ("count",), ())
-    assert experiment_ref(tiny_repo, "three") == run.ref
+    assert find_experiment(tiny_repo, "three")[0] == run.ref
     assert "n: 3" in experiment_file(tiny_repo, run.ref, "params.yaml")
     assert (tiny_repo / "params.yaml").read_text() == "n: 1\n"
     assert not (tiny_repo / "out.txt").exists()
@@ -106,7 +106,7 @@ def test_a_failing_stage_raises_its_own_line(tiny_repo: Path) -> None:
     with pytest.raises(StageError, match=r"^fmnist count: error: n must be odd$"):
         run_experiment(tiny_repo, "two", ["-S", "n=2"], stage_env(), lambda line: None)
     with pytest.raises(StageError, match="not found"):
-        experiment_ref(tiny_repo, "two")
+        find_experiment(tiny_repo, "two")
 
 
 @pytest.mark.slow  # real dvc processes

@@ -1,5 +1,5 @@
 """Services for the stack's tests: real, short-lived processes (sleepers started the way `up`
-starts services, by fmnist.stack.services.start) and recorded; stopped at the end of each test
+starts services, by fmnist.stack.processes.start) and recorded; stopped at the end of each test
 whatever happens."""
 
 from __future__ import annotations
@@ -15,9 +15,9 @@ import psutil
 import pytest
 
 from fmnist import stack
-from fmnist.stack.processes import alive
+from fmnist.stack import processes
+from fmnist.stack.processes import alive, start
 from fmnist.stack.record import save
-from fmnist.stack.services import start
 
 PASSWORD = "s3cret-Pa55"
 PYTHON = Path(sys.executable).name  # how `python -c ...` is named (no module, no script)
@@ -51,15 +51,17 @@ class Stack:
             time.sleep(0.05)
         return self.services[-1], psutil.Process(int(out.read_text()))
 
-    def found(self) -> dict[int, stack.Found]:
-        return {f.process.pid: f for f in stack.find_processes(self.cfg.state_dir, self.services)}
+    def found(self) -> dict[int, processes.Found]:
+        return {
+            f.process.pid: f for f in processes.find_processes(self.cfg.state_dir, self.services)
+        }
 
 
 @pytest.fixture
 def run(tmp_path: Path) -> Iterator[Stack]:
     started = Stack(tmp_path)
     yield started
-    stack.stop(started.cfg.state_dir, started.services, timeout=5)
+    processes.stop(started.cfg.state_dir, started.services, timeout=5)
 
 
 def kill(service: stack.Service) -> None:

@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 
 from fmnist import stack
+from fmnist.stack import processes, write_prefect_toml
 from fmnist.stack.processes import alive
-from fmnist.stack.services import write_prefect_toml
 from tests.stack.conftest import PASSWORD, PYTHON, Stack, kill, runs
 
 
@@ -21,7 +21,7 @@ def test_status_tells_running_from_stopped(run: Stack) -> None:
     run.parent("worker")
     (row,) = stack.status(run.cfg.state_dir).services
     assert (row.state, row.orphans) == ("running", [])  # "" answers no health check
-    stack.stop(run.cfg.state_dir, run.services, timeout=5)
+    processes.stop(run.cfg.state_dir, run.services, timeout=5)
     (row,) = stack.status(run.cfg.state_dir).services
     assert (row.state, row.orphans) == ("stopped", [])
 

@@ -10,6 +10,7 @@ import psutil
 import pytest
 
 from fmnist import stack
+from fmnist.stack import processes
 from fmnist.stack.processes import alive
 from tests.stack.conftest import PYTHON, Stack, kill, runs, session_members
 
@@ -23,7 +24,7 @@ def test_a_service_and_its_child_are_found_and_stopped(run: Stack) -> None:
     assert {f.service for f in found.values()} == {"a", "b"}
     assert service.create_time == psutil.Process(service.pid).create_time()
 
-    stopped = stack.stop(run.cfg.state_dir, run.services, timeout=5)
+    stopped = processes.stop(run.cfg.state_dir, run.services, timeout=5)
     assert {f.process.pid for f in stopped} == set(found)
     assert run.found() == {}
     assert session_members(service.pid) == [] and session_members(other.pid) == []
@@ -55,8 +56,8 @@ def test_a_reused_pid_is_not_ours(run: Stack) -> None:
         "a", service.pid, service.cmdline, "", "", "", service.create_time - 60
     )
     assert not alive(stranger)
-    assert stack.find_processes(run.cfg.root / "elsewhere", [stranger]) == []
-    assert stack.stop(run.cfg.root / "elsewhere", [stranger]) == []  # left alone
+    assert processes.find_processes(run.cfg.root / "elsewhere", [stranger]) == []
+    assert processes.stop(run.cfg.root / "elsewhere", [stranger]) == []  # left alone
     assert alive(service)
 
 
@@ -69,4 +70,4 @@ def test_another_stacks_processes_are_not_ours(run: Stack, tmp_path: Path) -> No
         assert stack.down(run.cfg.root, run.cfg.state_dir).services == []
         assert alive(theirs)
     finally:
-        stack.stop(other.cfg.state_dir, other.services, timeout=5)
+        processes.stop(other.cfg.state_dir, other.services, timeout=5)

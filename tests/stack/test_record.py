@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 
 from fmnist import stack
+from fmnist.stack import write_prefect_toml
 from fmnist.stack.processes import alive
 from fmnist.stack.record import passwords
-from fmnist.stack.services import write_prefect_toml
 from tests.stack.conftest import Stack, runs
 
 DAMAGED = [

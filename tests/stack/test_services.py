@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from fmnist import stack
+from fmnist.stack.processes import start, wait_healthy
 from fmnist.stack.record import passwords, save
-from fmnist.stack.services import start, wait_healthy
 from tests.stack.conftest import PASSWORD, Stack
 
 

@@ -18,10 +18,12 @@ from pathlib import Path
 from subprocess import PIPE, STDOUT
 from typing import Any
 
+import psutil
 import yaml
 
 from fmnist.pipeline.lineage import LOCK, stages
 from fmnist.process.errors import DataIntegrityError, StageError
+from fmnist.process.stopping import terminate
 
 LineSink = Callable[[str], None]
 _ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
@@ -64,29 +66,13 @@ def run_dvc(args: list[str], root: Path, env: Mapping[str, str], on_line: LineSi
                 if line := clean_line(raw):
                     tail.append(line)
                     on_line(line)
-        except BaseException:  # interrupted (Ctrl-C, SIGTERM): DVC stops its stage too
-            _stop(proc)
+        except BaseException:  # interrupted: stop DVC and its stage (its MLflow run ends KILLED)
+            with contextlib.suppress(psutil.NoSuchProcess):
+                top = psutil.Process(proc.pid)
+                terminate([*top.children(recursive=True), top], timeout=30)
             raise
     if proc.returncode:
         raise StageError(failure_line(list(tail), f"dvc {' '.join(args)}", proc.returncode))
-
-
-def _stop(proc: subprocess.Popen[bytes]) -> None:
-    """SIGTERM to DVC and its stage (whose MLflow run then ends KILLED), SIGKILL 30 s later.
-    DVC stays in our process group, so a group-wide stop reaches it too."""
-    import psutil
-
-    try:
-        family = [*psutil.Process(proc.pid).children(recursive=True), psutil.Process(proc.pid)]
-    except psutil.NoSuchProcess:
-        return
-    for member in family:
-        with contextlib.suppress(psutil.NoSuchProcess):
-            member.terminate()
-    for member in psutil.wait_procs(family, timeout=30)[1]:  # still alive
-        with contextlib.suppress(psutil.NoSuchProcess):
-            member.kill()
-    proc.wait()
 
 
 def reproduce(root: Path, stage: str, env: Mapping[str, str], on_line: LineSink = print) -> None:
@@ -125,11 +111,11 @@ def run_experiment(
     force_arg = ["--force"] if force else []
     args = ["--wait-for-lock", "exp", "run", "--temp", *force_arg, "--name", name, *set_params]
     run_dvc(args, root, env, on_line)
-    rev, baseline = _find_experiment(root, name)
+    rev, baseline = find_experiment(root, name)
     return ExperimentRun(name, rev, *lock_changes(_lock_at(root, baseline), _lock_at(root, rev)))
 
 
-def _find_experiment(root: Path, name: str) -> tuple[str, str]:
+def find_experiment(root: Path, name: str) -> tuple[str, str]:
     """(commit, baseline commit) of finished experiment NAME, from `dvc exp show --json`."""
     args = ["exp", "show", "--json", "--hide-workspace", "--hide-queued", "--hide-failed"]
     done = subprocess.run(
@@ -143,11 +129,6 @@ def _find_experiment(root: Path, name: str) -> tuple[str, str]:
             if exp.get("name") == name and done_running and exp.get("revs"):
                 return str(exp["revs"][0]["rev"]), str(baseline["rev"])
     raise StageError(f"DVC experiment {name!r} not found (`dvc exp show` does not list it)")
-
-
-def experiment_ref(root: Path, name: str) -> str:
-    """The commit DVC keeps experiment NAME in, for the current baseline commit."""
-    return _find_experiment(root, name)[0]
 
 
 def _lock_at(root: Path, rev: str) -> Any:

@@ -27,7 +27,7 @@ class DamagedRecord(StackError):
     """stack.json is unreadable, not JSON, or not the list of services `up` writes."""
 
     def __init__(self, path: Path, why: str) -> None:
-        self.path, self.why = path, why
+        self.why = why
         shown = path.relative_to(Path.cwd()) if path.is_relative_to(Path.cwd()) else path
         super().__init__(
             f"{shown} is damaged ({why}); run `fmnist stack down` to stop what can be found"
@@ -42,14 +42,11 @@ class StackConfig:
     state_dir: Path  # absolute: it is the marker every process of the stack carries
     prefect_port: int = 4200
     mlflow_port: int = 5000
-    worker_port: int = 0  # the worker's health endpoint; 0 = any free port
     tracking_uri: str | None = None  # default: sqlite:///<root>/mlflow.db
-    # The production profile: the MLflow server on a database (postgresql://...) with its
-    # own artifact root, every run tracking through the server; Prefect on a database too.
+    # Production: MLflow on a database (runs then track through it), Prefect on one too
     mlflow_backend_uri: str | None = None  # default: the tracking store above
     mlflow_artifacts: str | None = None  # default: <root>/mlruns
     prefect_database_url: str | None = None  # postgresql+asyncpg://...; default: sqlite
-    deploy: bool = True
     env: Mapping[str, str] = field(default_factory=dict)  # extra env for every process
 
 
@@ -89,7 +86,7 @@ def passwords(values: Iterable[str]) -> set[str]:
 
 
 def private_dir(path: Path) -> None:
-    """A folder only its owner can enter (the state dir: logs, Prefect home, the record)."""
+    """A folder only its owner can enter (the state dir, its logs)."""
     path.mkdir(mode=0o700, parents=True, exist_ok=True)
     path.chmod(0o700)
 

@@ -1,28 +1,30 @@
-"""Fetching one file from an http(s) mirror within the time limits of an HttpPolicy.
-
-Per file and mirror: connecting, the answer and every read get `timeout` seconds (httpx's
-timeouts), and the file's deadline, retries and waits included, is `timeout + bytes received /
-min_speed` seconds after the first request: a watchdog thread shuts the socket (handed over by
-httpx's trace extension) when it passes, so no read (nor a trickled answer) outlasts it.
-"""
+"""One .gz from a mirror into a verified file, and the HttpPolicy limits of an http(s) mirror.
+The file's deadline, retries and waits included, is `timeout + bytes received / min_speed`
+seconds after the first request: a watchdog thread shuts the socket when it passes."""
 
 from __future__ import annotations
 
 import contextlib
+import errno
+import hashlib
 import socket
 import ssl
 import sys
 import threading
 import time
-from collections.abc import Iterator
+import zlib
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import httpx
 
-from fmnist.data.gz_sink import GzSink, gz_sink, os_reason
+from fmnist.process.errors import DataIntegrityError, FmnistError
+from fmnist.process.files import atomic_path
 
+CHUNK = 1 << 20  # bytes per read of a local file
+INTERRUPTED_NOTE = "nothing kept of the partial file"
 _TICK = 0.1  # seconds between the watchdog's looks at the clock
 PROGRESS_EVERY = 5.0  # seconds between progress lines when stderr is not a terminal
 
@@ -56,14 +58,91 @@ def human_bytes(n: float) -> str:
     return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
 
 
+class LocalDiskError(FmnistError):
+    """The local disk refused to make, write or remove the output folder or a file in it."""
+
+    exit_code = 9  # fmnist.process.failures.STORAGE_EXIT: a local file or folder refused
+
+
+def os_reason(exc: OSError) -> str:
+    """The OS's words and the errno's name: 'No space left on device, ENOSPC'."""
+    name = None if isinstance(exc, ssl.SSLError) else errno.errorcode.get(exc.errno or 0)
+    text = " ".join(str(exc.strerror or exc).split())[:200] or type(exc).__name__
+    return f"{text}, {name}" if name else text
+
+
+def local_error(path: Path, doing: str, exc: OSError) -> LocalDiskError:
+    """'path: cannot <doing> (<the OS's reason>)' as a LocalDiskError."""
+    return LocalDiskError(f"{path}: cannot {doing} ({os_reason(exc)})")
+
+
+@contextlib.contextmanager
+def gz_sink(
+    dest: Path, expected_sha256: str, source: str = ""
+) -> Iterator[Callable[[bytes], None]]:
+    """write(gz_chunk) for the block; dest is put in place (atomic_path) only if the block ends
+    with the stream complete and its content's SHA-256 as expected, else left as it was (also
+    on Ctrl-C). The block's errors pass through, but atomic_path names dest in an OSError
+    without a file name: catch a source's read errors in the block."""
+    prefix = f"{source}: " if source else ""
+    digest, inflate = hashlib.sha256(), zlib.decompressobj(wbits=31)  # 31: a gzip member
+
+    def write(gz_chunk: bytes) -> None:
+        nonlocal inflate
+        try:
+            data = inflate.decompress(gz_chunk)
+            while inflate.eof and inflate.unused_data.strip(b"\0"):
+                rest, inflate = inflate.unused_data, zlib.decompressobj(wbits=31)
+                data += inflate.decompress(rest)  # gzip allows several members
+        except zlib.error as exc:
+            raise DataIntegrityError(f"{prefix}not a valid gzip file ({exc})") from None
+        digest.update(data)
+        try:
+            out.write(data)
+        except OSError as exc:
+            raise local_error(dest, "write", exc) from None
+
+    created = placing = False
+    try:
+        with atomic_path(dest) as tmp:
+            out = tmp.open("wb")  # an ordinary mode (the umask's): the raw files are data
+            created = True
+            try:
+                yield write
+                if not inflate.eof:
+                    reason = "it ends before the end-of-stream marker"
+                    raise DataIntegrityError(f"{prefix}not a valid gzip file ({reason})")
+                try:
+                    out.close()  # the last flush may be the write that finds the disk full
+                except OSError as exc:
+                    raise local_error(dest, "write", exc) from None
+            finally:
+                with contextlib.suppress(OSError):
+                    out.close()
+            if (got := digest.hexdigest()) != expected_sha256:
+                reason = f"SHA-256 of the content is {got}, expected {expected_sha256}"
+                raise DataIntegrityError(prefix + reason)
+            placing = True  # atomic_path renames the file onto dest as its block ends
+    except OSError as exc:
+        if placing:
+            raise local_error(dest, "put the verified file in place", exc) from None
+        if not created:
+            raise local_error(dest.parent, "create a file in it", exc) from None
+        raise
+    except KeyboardInterrupt as exc:
+        if created:
+            exc.add_note(INTERRUPTED_NOTE)
+        raise
+
+
 def fetch_http(url: str, dest: Path, expected_sha256: str, policy: HttpPolicy) -> None:
     """Put url's .gz, decompressed and verified, in place as dest, retrying within the
     deadline; the mirror's failures are MirrorError (see gz_sink for the others)."""
     budget = _Budget(policy)
     for attempt in range(policy.retries + 1):
         try:
-            with gz_sink(dest, expected_sha256) as sink:
-                _attempt(url, sink, budget)
+            with gz_sink(dest, expected_sha256) as write:
+                _attempt(url, write, budget)
             return
         except MirrorError as exc:
             wait = attempt + 1.0
@@ -155,7 +234,7 @@ class _Progress:
         return f"{human_bytes(self.done)} of {human_bytes(self.size)}{share}"
 
 
-def _attempt(url: str, sink: GzSink, budget: _Budget) -> None:
+def _attempt(url: str, write: Callable[[bytes], None], budget: _Budget) -> None:
     """One GET of url into sink, within budget; failures are MirrorError."""
     policy = budget.policy
     progress = _Progress(url, policy.progressbar)
@@ -176,7 +255,7 @@ def _attempt(url: str, sink: GzSink, budget: _Budget) -> None:
                 progress.begin(int(length) if length.isdigit() else None)
                 for chunk in resp.iter_raw():  # as the network gives it (64 kB at most)
                     budget.received += len(chunk)
-                    sink.write(chunk)
+                    write(chunk)
                     progress.update(len(chunk))
         except (httpx.HTTPError, httpx.InvalidURL) as exc:
             raise _transport_failure(exc, budget, progress) from None

@@ -51,8 +51,7 @@ class Evaluation:
 
 
 def load_model(path: Path) -> Any:
-    """The saved .keras file, loaded as every registered version loads it to serve, so the
-    test metrics are the served model's."""
+    """The .keras file, loaded as a registered version loads it to serve (the served metrics)."""
     from fmnist.process.keras_compat import load_keras
     from fmnist_model.keras_file import load_keras_model
 
@@ -139,8 +138,7 @@ def curves_figure(history: Mapping[str, Sequence[float]]) -> Any:
 
 
 def evaluate_predictions(y_true: np.ndarray, proba: np.ndarray) -> Evaluation:
-    """All test metrics from labels (n,) and class probabilities (n, 10); the loss is the mean
-    sparse categorical cross-entropy, as Keras computes it."""
+    """All test metrics from labels (n,) and class probabilities (n, 10), the loss as Keras'."""
     from sklearn.metrics import accuracy_score, confusion_matrix, precision_recall_fscore_support
 
     labels = np.arange(len(CLASS_NAMES))

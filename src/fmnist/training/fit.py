@@ -28,8 +28,7 @@ def seed_everything(seed: int) -> None:
 
 
 def make_optimizer(cfg: TrainConfig, train_rows: int) -> keras.optimizers.Optimizer:
-    """The optimizer named in params, momentum for sgd, at cfg.learning_rate or with a cosine
-    decay from it to 0 over every step of the training."""
+    """The optimizer named in params, at cfg.learning_rate or decaying from it (cosine)."""
     import keras
 
     rate: float | keras.optimizers.schedules.LearningRateSchedule = cfg.learning_rate

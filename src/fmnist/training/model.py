@@ -29,8 +29,7 @@ def build_model(cfg: ModelConfig) -> keras.Sequential:
 
 
 def hidden_block(keras: Any, layer: LayerConfig) -> list[Any]:
-    """Dense(units, activation) as the tutorial has it; with batch_norm, Dense -> BatchNormalization
-    -> Activation; with dropout, then Dropout(rate). Extra layers are named after the Dense one."""
+    """One hidden layer's Keras layers; the extra ones are named after its Dense layer."""
     named = (lambda suffix: f"{layer.name}_{suffix}") if layer.name else (lambda suffix: None)
     if layer.batch_norm:
         block: list[Any] = [

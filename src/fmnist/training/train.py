@@ -35,8 +35,7 @@ def run(
     root: Path,
     parent_run_id: str | None = None,
 ) -> dict[str, Any]:
-    """Fit the model from params, track it in MLflow (as a child of parent_run_id, in a
-    sweep), save it; returns the last epoch's metrics."""
+    """Fit, track (a child of parent_run_id in a sweep) and save; the last epoch's metrics."""
     from fmnist.process.console import fit_settings
     from fmnist.training import fit
     from fmnist.training.model import build_model, summary_text

@@ -14,7 +14,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from fmnist.data.idx import encode_idx
 from fmnist.params.config import Params, parse_params
 from fmnist.process.console import QUIET_ENV
 
@@ -33,6 +32,13 @@ def synthetic_images(n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
         row, col = divmod(int(label), 5)
         images[i, 4 + row * 12 : 12 + row * 12, 2 + col * 5 : 6 + col * 5] = 250
     return images, labels
+
+
+def encode_idx(array: np.ndarray) -> bytes:
+    """A uint8 array as IDX bytes (the inverse of fmnist.data.idx.parse_idx)."""
+    assert array.dtype == np.uint8, array.dtype
+    dims = b"".join(int(d).to_bytes(4, "big") for d in array.shape)
+    return bytes([0, 0, 0x08, array.ndim]) + dims + np.ascontiguousarray(array).tobytes()
 
 
 def write_gz(path: Path, data: bytes) -> Path:

@@ -1,9 +1,9 @@
 import numpy as np
 import pytest
 
-from fmnist.data.idx import check_pair, encode_idx, parse_idx
+from fmnist.data.idx import check_pair, parse_idx
 from fmnist.process.errors import DataIntegrityError
-from tests.conftest import synthetic_images
+from tests.conftest import encode_idx, synthetic_images
 
 
 def test_round_trip() -> None:

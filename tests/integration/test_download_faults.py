@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from fmnist.data.gz_sink import LocalDiskError
+from fmnist.data.http_fetch import LocalDiskError
 from fmnist.process.errors import DownloadError
 
 pytestmark = pytest.mark.integration

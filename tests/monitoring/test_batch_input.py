@@ -9,11 +9,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from fmnist.data.idx import encode_idx
 from fmnist.monitoring.batch_input import read_batch
 from fmnist.pipeline.lineage import dir_md5
 from fmnist.process.errors import DataIntegrityError
-from tests.conftest import synthetic_images, write_gz
+from tests.conftest import encode_idx, synthetic_images, write_gz
 
 
 def md5(path: Path) -> str:

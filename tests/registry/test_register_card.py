@@ -22,8 +22,7 @@ from fmnist.registry import register as register_stage
 from fmnist.registry.card import PENDING
 from fmnist.tracking import runs as tracking
 from fmnist.tracking.runs import log_datasets, split_input
-from fmnist.training.evaluate import track_evaluation
-from fmnist.training.metrics import confusion_figure, evaluate_predictions
+from fmnist.training.evaluate import confusion_figure, evaluate_predictions, track_evaluation
 
 MLMODEL = "artifact_path: model\nflavors: {}\n"  # enough for the registry to take the folder
 

@@ -18,8 +18,7 @@ from fmnist.process.files import file_digest
 from fmnist.registry import register as register_stage
 from fmnist.training import evaluate as evaluate_stage
 from fmnist.training import train as train_stage
-from fmnist.training.metrics import CLASS_NAMES
-from fmnist_model.images import scale_images
+from fmnist_model.images import CLASS_NAMES, scale_images
 from tests.training.outputs import evaluate_outputs, train_outputs
 
 pytestmark = pytest.mark.slow

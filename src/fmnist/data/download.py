@@ -9,8 +9,16 @@ import hashlib
 from collections.abc import Sequence
 from pathlib import Path
 
-from fmnist.data.gz_sink import CHUNK, LocalDiskError, gz_sink, local_error, os_reason
-from fmnist.data.http_fetch import HttpPolicy, MirrorError, fetch_http
+from fmnist.data.http_fetch import (
+    CHUNK,
+    HttpPolicy,
+    LocalDiskError,
+    MirrorError,
+    fetch_http,
+    gz_sink,
+    local_error,
+    os_reason,
+)
 from fmnist.params.config import Params
 from fmnist.process.errors import DataIntegrityError, DownloadError
 
@@ -33,16 +41,13 @@ def run(params: Params, out_dir: Path, env_mirror: str | None) -> dict[str, str]
     """data/raw: the four decompressed files, verified; returns which mirror served each."""
     cfg = params.download
     policy = HttpPolicy(timeout=cfg.timeout, retries=cfg.retries, min_speed=cfg.min_speed)
-    return download_dataset(mirror_order(cfg.mirrors, env_mirror), out_dir, policy)
-
-
-def mirror_order(configured: Sequence[str], env_mirror: str | None) -> list[str]:
-    """The env mirror first when set, then the configured ones, without repeats."""
-    return list(dict.fromkeys([env_mirror, *configured] if env_mirror else configured))
+    mirrors = dict.fromkeys([env_mirror, *cfg.mirrors] if env_mirror else cfg.mirrors)
+    return download_dataset(list(mirrors), out_dir, policy)  # the env mirror first, no repeats
 
 
 def download_dataset(mirrors: Sequence[str], out_dir: Path, policy: HttpPolicy) -> dict[str, str]:
-    """Fill out_dir with the four verified, decompressed files; return which mirror served each."""
+    """Fill out_dir with the four verified, decompressed files, each from the first mirror that
+    serves it; return which mirror served each."""
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
     except FileExistsError:
@@ -50,13 +55,34 @@ def download_dataset(mirrors: Sequence[str], out_dir: Path, policy: HttpPolicy) 
     except OSError as exc:
         raise local_error(out_dir, "create the folder", exc) from None
     clear_unverified(out_dir)
-    dropped: dict[str, str] = {}
-    return {
-        name: "already present"
-        if (out_dir / name).is_file()
-        else download_file(name, sha256, mirrors, out_dir, policy, dropped)
-        for name, sha256 in CANONICAL_FILES.items()
-    }
+    served: dict[str, str] = {}
+    dropped: dict[str, str] = {}  # mirror -> why it is not asked again this run
+    for name, sha256 in CANONICAL_FILES.items():
+        if (out_dir / name).is_file():
+            served[name] = "already present"
+            continue
+        failures = []
+        for mirror in mirrors:
+            http = mirror.startswith(("http://", "https://"))  # anything else is a folder
+            where = f"{mirror.rstrip('/')}/{name}.gz" if http else mirror
+            if mirror in dropped:
+                failures.append(f"{where}: skipped ({dropped[mirror]})")
+                continue
+            try:
+                if http:
+                    fetch_http(where, out_dir / name, sha256, policy)
+                else:
+                    _from_folder(Path(mirror).expanduser(), name, sha256, out_dir)
+                served[name] = mirror
+                break
+            except (MirrorError, DataIntegrityError) as exc:
+                failures.append(f"{where}: {exc}")
+                if isinstance(exc, MirrorError) and exc.drop:
+                    dropped[mirror] = f"{name}.gz: {exc}"
+        else:
+            tried = "; ".join(failures)
+            raise DownloadError(f"could not get {name}.gz from any mirror: {tried}. {HINT}")
+    return served
 
 
 def clear_unverified(out_dir: Path) -> None:
@@ -74,75 +100,39 @@ def clear_unverified(out_dir: Path) -> None:
         partial = name.startswith(".") and (
             name.endswith(".partial") or name[1:].rpartition(".")[0] in CANONICAL_FILES
         )
+        if not partial and expected is not None and path.is_file():
+            try:
+                with path.open("rb") as f:
+                    partial = hashlib.file_digest(f, "sha256").hexdigest() != expected
+            except OSError as exc:
+                raise local_error(path, "read", exc) from None
         try:
-            if partial or (expected is not None and not _is_verified(path, expected)):
+            if partial:
                 path.unlink()
         except OSError as exc:
             raise local_error(path, "remove an unverified file", exc) from None
 
 
-def _is_verified(path: Path, expected_sha256: str) -> bool:
-    if not path.is_file():
-        return False
-    try:
-        with path.open("rb") as f:
-            return hashlib.file_digest(f, "sha256").hexdigest() == expected_sha256
-    except OSError as exc:
-        raise local_error(path, "read", exc) from None
-
-
-def download_file(
-    name: str,
-    expected_sha256: str,
-    mirrors: Sequence[str],
-    out_dir: Path,
-    policy: HttpPolicy,
-    dropped: dict[str, str] | None = None,
-) -> str:
-    """Put a verified out_dir/name in place from the first mirror that serves it; return it.
-    dropped: mirror -> why it is not asked again this run (filled in here)."""
-    dropped = {} if dropped is None else dropped
-    failures = []
-    for mirror in mirrors:
-        http = mirror.startswith(("http://", "https://"))  # anything else is a folder
-        where = f"{mirror.rstrip('/')}/{name}.gz" if http else mirror
-        if mirror in dropped:
-            failures.append(f"{where}: skipped ({dropped[mirror]})")
-            continue
-        try:
-            if http:
-                fetch_http(where, out_dir / name, expected_sha256, policy)
-            else:
-                _from_folder(Path(mirror).expanduser(), name, expected_sha256, out_dir)
-            return mirror
-        except (MirrorError, DataIntegrityError) as exc:
-            failures.append(f"{where}: {exc}")
-            if isinstance(exc, MirrorError) and exc.drop:
-                dropped[mirror] = f"{name}.gz: {exc}"
-    raise DownloadError(f"could not get {name}.gz from any mirror: {'; '.join(failures)}. {HINT}")
-
-
 def _from_folder(folder: Path, name: str, expected_sha256: str, out_dir: Path) -> None:
+    """Decompress folder/name.gz to out_dir/name (gz_sink); the source's faults are MirrorError."""
+    if not folder.is_dir():
+        raise MirrorError("not a folder" if folder.exists() else "no such folder")
+    gz_path = folder / f"{name}.gz"
     try:
-        if not folder.is_dir():
-            raise MirrorError("not a folder" if folder.exists() else "no such folder")
-        verify_into(folder / f"{name}.gz", expected_sha256, out_dir / name)
+        with (
+            gz_path.open("rb") as src,
+            gz_sink(out_dir / name, expected_sha256, gz_path.name) as write,
+        ):
+            while True:
+                try:
+                    chunk = src.read(CHUNK)
+                except OSError as exc:  # named here, else atomic_path names dest
+                    exc.filename = exc.filename or name
+                    raise
+                if not chunk:
+                    return
+                write(chunk)
     except FileNotFoundError:
         raise MirrorError(f"no file {name}.gz") from None
     except OSError as exc:  # the disk's refusals are LocalDiskError, not OSError
-        raise MirrorError(f"cannot read {exc.filename or name} ({os_reason(exc)})") from None
-
-
-def verify_into(gz_path: Path, expected_sha256: str, dest: Path) -> None:
-    """Decompress gz_path to dest (gz_sink) only if its content hashes to expected_sha256.
-    Opening gz_path may raise OSError, reading it MirrorError."""
-    with gz_path.open("rb") as src, gz_sink(dest, expected_sha256, gz_path.name) as sink:
-        while True:
-            try:
-                chunk = src.read(CHUNK)
-            except OSError as exc:  # said here: passing through atomic_path, it would name dest
-                reason = f"cannot read {exc.filename or gz_path.stem} ({os_reason(exc)})"
-                raise MirrorError(reason) from None
-            if not chunk:
-                return
-            sink.write(chunk)
+        raise MirrorError(f"cannot read {exc.filename} ({os_reason(exc)})") from None

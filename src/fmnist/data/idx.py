@@ -1,4 +1,4 @@
-"""The IDX format of the MNIST family: parse and encode, with every header field checked."""
+"""The IDX format of the MNIST family, parsed with every header field checked."""
 
 from __future__ import annotations
 
@@ -28,14 +28,6 @@ def parse_idx(data: bytes, *, ndim: int, source: str = "IDX data") -> np.ndarray
             f"{len(data)} bytes (truncated or padded)"
         )
     return np.frombuffer(data, dtype=np.uint8, offset=header).reshape(shape)
-
-
-def encode_idx(array: np.ndarray) -> bytes:
-    """Encode a uint8 array as IDX bytes (the inverse of parse_idx)."""
-    if array.dtype != np.uint8:
-        raise ValueError(f"IDX encoding here is for uint8 arrays, got {array.dtype}")
-    dims = b"".join(int(d).to_bytes(4, "big") for d in array.shape)
-    return bytes([0, 0, _UBYTE, array.ndim]) + dims + np.ascontiguousarray(array).tobytes()
 
 
 def check_pair(images: np.ndarray, labels: np.ndarray, source: str) -> None:

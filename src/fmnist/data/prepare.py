@@ -8,9 +8,8 @@ from pathlib import Path
 import numpy as np
 
 from fmnist.data.idx import check_pair, parse_idx
-from fmnist.data.split import make_split, split_indices
 from fmnist.data.splits import save_split
-from fmnist.params.config import Params
+from fmnist.params.config import Params, PrepareConfig
 from fmnist.process.errors import DataIntegrityError
 
 RAW_FILES = {  # split -> (images, labels) in data/raw
@@ -24,13 +23,25 @@ def run(params: Params, raw_dir: Path, out_dir: Path) -> dict[str, int]:
     images, labels = read_raw(raw_dir, "train")  # (60000, 28, 28) uint8, (60000,) uint8
     train_rows, val_rows = split_indices(labels, params.prepare)
     parts = {
-        "train": make_split(images, labels, train_rows),
-        "val": make_split(images, labels, val_rows),
-        "test": make_split(*read_raw(raw_dir, "test")),
+        "train": (images[train_rows], labels[train_rows]),
+        "val": (images[val_rows], labels[val_rows]),
+        "test": read_raw(raw_dir, "test"),
     }
-    for split, part in parts.items():
-        save_split(out_dir / f"{split}.npz", part.x, part.y)
-    return {split: int(part.y.shape[0]) for split, part in parts.items()}
+    for split, (x, y) in parts.items():
+        save_split(out_dir / f"{split}.npz", x, y)
+    return {split: int(y.shape[0]) for split, (_, y) in parts.items()}
+
+
+def split_indices(labels: np.ndarray, cfg: PrepareConfig) -> tuple[np.ndarray, np.ndarray]:
+    """Train/val row indices, the very permutation train_test_split(x, y, ...) applies."""
+    from sklearn.model_selection import train_test_split
+
+    stratify = labels if cfg.stratify else None
+    rows = np.arange(labels.shape[0])
+    train_rows, val_rows = train_test_split(
+        rows, test_size=cfg.val_size, random_state=cfg.seed, stratify=stratify
+    )
+    return train_rows, val_rows
 
 
 def read_raw(raw_dir: Path, split: str) -> tuple[np.ndarray, np.ndarray]:

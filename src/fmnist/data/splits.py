@@ -1,7 +1,6 @@
-"""The prepared splits on disk: data/prepared/{train,val,test}.npz, written and read back
-checked. Raw uint8 pixels, not x / 255: the model's input step scales
-(fmnist_model.images.scale_images) in training, evaluation and serving alike, and the files
-hold a quarter of float32's bytes to write, hash, cache and read."""
+"""The prepared splits: data/prepared/{train,val,test}.npz, written and read back checked. Raw
+uint8 pixels, not x / 255: the model's input step scales them (scale_images) everywhere alike,
+and the files hold a quarter of float32's bytes to write, hash, cache and read."""
 
 from __future__ import annotations
 

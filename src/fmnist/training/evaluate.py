@@ -1,6 +1,5 @@
-"""The evaluate stage: the trained model on the test split, once: test metrics, per-class
-report and confusion matrix, to files and to the training's MLflow run; the run also gets
-the training curves (drawn from its per-epoch metrics) and the test split as a dataset."""
+"""The evaluate stage: the trained model's test metrics, per-class report and confusion matrix,
+to files and to the training's MLflow run, with the training curves and the test dataset."""
 
 from __future__ import annotations
 
@@ -10,6 +9,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any
+
+import numpy as np
 
 from fmnist.data.splits import load_split
 from fmnist.params.config import Params
@@ -24,9 +25,8 @@ from fmnist_model.images import CLASS_NAMES, model_features
 if TYPE_CHECKING:
     from mlflow.entities import DatasetInput
 
-    from fmnist.training.metrics import Evaluation
-
 CURVES = ("loss", "accuracy", "val_loss", "val_accuracy")  # the training's per-epoch metrics
+_EPSILON = 1e-7  # Keras clips probabilities to [eps, 1 - eps] in its cross-entropy
 
 
 @dataclass(frozen=True)
@@ -37,9 +37,21 @@ class EvaluateOutputs:
     confusion_png: Path  # plots/confusion.png
 
 
+@dataclass(frozen=True)
+class Evaluation:
+    test_loss: float
+    test_accuracy: float
+    per_class: dict[str, dict[str, float]]  # class name -> precision, recall, f1, support
+    confusion: np.ndarray  # (10, 10) int, rows = actual, columns = predicted
+    predicted: np.ndarray  # (n,) predicted class per test image
+
+    @property
+    def headline(self) -> dict[str, float]:
+        return {"test_loss": self.test_loss, "test_accuracy": self.test_accuracy}
+
+
 def load_model(path: Path) -> Any:
-    """The saved .keras file, loaded as every registered version loads it to serve, so the
-    test metrics are the served model's."""
+    """The .keras file, loaded as a registered version loads it to serve (the served metrics)."""
     from fmnist.process.imports import load_keras
     from fmnist_model.keras_file import load_keras_model
 
@@ -61,8 +73,6 @@ def run(
     tracking_uri: str,
 ) -> dict[str, float]:
     """The stage's outputs and the training's run's additions; returns the headline metrics."""
-    from fmnist.training.metrics import confusion_figure, evaluate_predictions
-
     x_test, y_test = load_split(data_dir / "test.npz")  # (n, 28, 28) uint8 pixels, (n,) uint8
     trained = records.read_trained(trained_path)
     model = load_model(model_path)
@@ -92,8 +102,6 @@ def track_evaluation(
     """The evaluation added to the training's run without reopening it (the run stays
     FINISHED whatever happens here; an interrupted evaluate cannot end it FAILED or leave it
     RUNNING), with the training curves drawn from the run's per-epoch metrics."""
-    from fmnist.training.metrics import flat_class_metrics
-
     history = tracking.metric_history(tracking_uri, run_id, CURVES)
     confusion = PurePosixPath(layout.CONFUSION_ARTIFACT)
     curves = PurePosixPath(layout.CURVES_ARTIFACT)
@@ -125,5 +133,52 @@ def curves_figure(history: Mapping[str, Sequence[float]]) -> Any:
         ax.grid(alpha=0.3)
         ax.legend()
     fig.suptitle("Training curves")
+    fig.tight_layout()
+    return fig
+
+
+def evaluate_predictions(y_true: np.ndarray, proba: np.ndarray) -> Evaluation:
+    """All test metrics from labels (n,) and class probabilities (n, 10), the loss as Keras'."""
+    from sklearn.metrics import accuracy_score, confusion_matrix, precision_recall_fscore_support
+
+    labels = np.arange(len(CLASS_NAMES))
+    predicted = proba.argmax(axis=1)
+    picked = proba[np.arange(y_true.shape[0]), y_true.astype(np.intp)]  # the true class's
+    precision, recall, f1, support = precision_recall_fscore_support(
+        y_true, predicted, labels=labels, zero_division=0
+    )
+    per_class = {
+        name: {"precision": float(p), "recall": float(r), "f1": float(f), "support": int(n)}
+        for name, p, r, f, n in zip(CLASS_NAMES, precision, recall, f1, support, strict=True)
+    }
+    return Evaluation(
+        test_loss=float(-np.mean(np.log(np.clip(picked, _EPSILON, 1 - _EPSILON)))),
+        test_accuracy=float(accuracy_score(y_true, predicted)),
+        per_class=per_class,
+        confusion=confusion_matrix(y_true, predicted, labels=labels),
+        predicted=predicted,
+    )
+
+
+def flat_class_metrics(per_class: dict[str, dict[str, float]]) -> dict[str, float]:
+    """{'test_precision_t-shirt_top': 0.8, ...} for trackers that take flat metric names."""
+    return {
+        f"test_{stat}_{name.lower().replace('/', '_').replace(' ', '_')}": float(values[stat])
+        for name, values in per_class.items()
+        for stat in ("precision", "recall", "f1")
+    }
+
+
+def confusion_figure(confusion: np.ndarray) -> Any:
+    """A labelled confusion-matrix figure (matplotlib, no display needed)."""
+    from matplotlib.figure import Figure  # not pyplot's: nothing kept once the figure is saved
+    from sklearn.metrics import ConfusionMatrixDisplay
+
+    fig = Figure(figsize=(8, 7), dpi=100)
+    ax = fig.subplots()
+    ConfusionMatrixDisplay(confusion, display_labels=CLASS_NAMES).plot(
+        ax=ax, cmap="Blues", xticks_rotation=45, colorbar=False, text_kw={"fontsize": 8}
+    )
+    ax.set(xlabel="predicted", ylabel="actual", title="Fashion-MNIST test set: confusion matrix")
     fig.tight_layout()
     return fig

@@ -9,7 +9,7 @@ import numpy as np
 
 from fmnist.params.config import TrainConfig
 from fmnist.process.errors import TrainingError
-from fmnist_model.images import CLASS_NAMES
+from fmnist.training.model import N_CLASSES
 
 if TYPE_CHECKING:
     import keras
@@ -27,26 +27,17 @@ def seed_everything(seed: int) -> None:
     load_keras().utils.set_random_seed(seed)
 
 
-def learning_rate(
-    cfg: TrainConfig, train_rows: int
-) -> float | keras.optimizers.schedules.LearningRateSchedule:
-    """cfg.learning_rate, or a cosine decay from it to 0 over every step of the training."""
-    if cfg.schedule == "constant":
-        return cfg.learning_rate
-    import keras
-
-    total = cfg.epochs * -(-train_rows // cfg.batch_size)  # the last batch may be short
-    return keras.optimizers.schedules.CosineDecay(cfg.learning_rate, decay_steps=total)
-
-
 def make_optimizer(cfg: TrainConfig, train_rows: int) -> keras.optimizers.Optimizer:
-    """The optimizer named in params, with its learning rate (or schedule), momentum for sgd."""
+    """The optimizer named in params, at cfg.learning_rate or decaying from it (cosine)."""
     import keras
 
+    rate: float | keras.optimizers.schedules.LearningRateSchedule = cfg.learning_rate
+    if cfg.schedule == "cosine":
+        total = cfg.epochs * -(-train_rows // cfg.batch_size)  # the last batch may be short
+        rate = keras.optimizers.schedules.CosineDecay(cfg.learning_rate, decay_steps=total)
     extra = {"momentum": cfg.momentum} if cfg.optimizer == "sgd" else {}
     names = {"sgd": "SGD", "adagrad": "Adagrad", "rmsprop": "RMSprop", "adam": "Adam"}
-    optimizer = getattr(keras.optimizers, names[cfg.optimizer])
-    return optimizer(learning_rate=learning_rate(cfg, train_rows), **extra)
+    return getattr(keras.optimizers, names[cfg.optimizer])(learning_rate=rate, **extra)
 
 
 def compile_model(model: keras.Model, cfg: TrainConfig, train_rows: int) -> None:
@@ -66,12 +57,9 @@ def pixel_batches(
     batch_size: int,
     shuffle: bool,
 ) -> tf.data.Dataset:
-    """Batches of (pixels / 255 in the model's input shape, labels), scaled as they are fed.
-
-    The model sees scale_images(pixels) bit for bit while the data stays uint8 in memory (a
-    quarter of float32's size). With shuffle, every epoch draws a new permutation of all rows,
-    repeatably under a seed (Keras' own array input, seeded, repeats one permutation).
-    """
+    """Batches of (pixels / 255 in the model's input shape, labels): scale_images(pixels) bit for
+    bit, the data kept uint8. With shuffle, a new permutation of all rows every epoch, repeatably
+    under a seed (Keras' own array input, seeded, repeats one permutation)."""
     import tensorflow as tf
 
     x = tf.convert_to_tensor(pixels)
@@ -137,7 +125,6 @@ def fit_model(
     return {k: [float(v) for v in history.history[k]] for k in HISTORY_KEYS}
 
 
-N_CLASSES = len(CLASS_NAMES)
 CHANCE_FACTOR = 1.5  # a last val_accuracy at or below 1.5 x chance is no model
 
 

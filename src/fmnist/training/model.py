@@ -13,28 +13,23 @@ if TYPE_CHECKING:
 N_CLASSES = len(CLASS_NAMES)
 
 
-def input_shape(cfg: ModelConfig) -> tuple[int, ...]:
-    """(784,) for the tutorial's flat model, (28, 28) for the one with a Flatten layer."""
-    return (FLAT_SIZE,) if cfg.input == "flat" else IMAGE_SHAPE
-
-
 def build_model(cfg: ModelConfig) -> keras.Sequential:
     """Input -> [Flatten] -> hidden Dense layers -> Dense(10, softmax), named cfg.name."""
     from fmnist.process.imports import load_keras
 
     keras = load_keras()
-    layers: list[Any] = []
-    if cfg.input == "image":
-        layers.append(keras.layers.Flatten())
+    flat = cfg.input == "flat"  # the tutorial's (784,) input, else (28, 28) and a Flatten layer
+    layers: list[Any] = [] if flat else [keras.layers.Flatten()]
     for h in cfg.hidden:
         layers += hidden_block(keras, h)
     layers.append(keras.layers.Dense(N_CLASSES, activation="softmax", name=cfg.output_name))
-    return keras.Sequential([keras.Input(shape=input_shape(cfg)), *layers], name=cfg.name)
+    return keras.Sequential(
+        [keras.Input(shape=(FLAT_SIZE,) if flat else IMAGE_SHAPE), *layers], name=cfg.name
+    )
 
 
 def hidden_block(keras: Any, layer: LayerConfig) -> list[Any]:
-    """Dense(units, activation) as the tutorial has it; with batch_norm, Dense -> BatchNormalization
-    -> Activation; with dropout, then Dropout(rate). Extra layers are named after the Dense one."""
+    """One hidden layer's Keras layers; the extra ones are named after its Dense layer."""
     named = (lambda suffix: f"{layer.name}_{suffix}") if layer.name else (lambda suffix: None)
     if layer.batch_norm:
         block: list[Any] = [

@@ -17,8 +17,6 @@ if TYPE_CHECKING:
     import keras
     import numpy as np
 
-MODEL_ARTIFACT = "model"
-
 
 def log_served_model(
     model: keras.Model, keras_file: Path, sample_pixels: np.ndarray
@@ -44,7 +42,7 @@ def log_served_model(
         signature = infer_signature(None, predict_table(model, sample_pixels))
     with _uv_project_detection_off():
         info = mlflow.pyfunc.log_model(
-            name=MODEL_ARTIFACT,
+            name="model",
             python_model=str(package / "model_code.py"),
             code_paths=[str(package)],
             artifacts={KERAS_ARTIFACT: str(keras_file)},
@@ -86,21 +84,18 @@ SERVED_DISTRIBUTIONS = ("keras", "numpy", "pandas", "mlflow")  # what fmnist_mod
 
 def served_requirements() -> list[str]:
     """The served model's pip requirements: this environment's versions, pinned."""
-    tf_version = next(filter(None, map(_installed, TENSORFLOW_BUILDS)), None)
-    pins = {dist: _installed(dist) for dist in SERVED_DISTRIBUTIONS}
-    missing = [d for d, v in pins.items() if v is None] + ([] if tf_version else ["tensorflow"])
+    found = {}
+    for dist in (*TENSORFLOW_BUILDS, *SERVED_DISTRIBUTIONS):
+        with contextlib.suppress(PackageNotFoundError):
+            found[dist] = version(dist)
+    tf_version = next((found[d] for d in TENSORFLOW_BUILDS if d in found), None)
+    missing = [d for d in SERVED_DISTRIBUTIONS if d not in found]
+    missing += [] if tf_version else ["tensorflow"]
     if missing:
         raise TrackingError(f"cannot pin the served model's requirements: {', '.join(missing)}")
     return [f"{d}=={tf_version}; {marker}" for d, marker in TENSORFLOW_BUILDS.items()] + [
-        f"{d}=={v}" for d, v in pins.items()
+        f"{d}=={found[d]}" for d in SERVED_DISTRIBUTIONS
     ]
-
-
-def _installed(dist: str) -> str | None:
-    try:
-        return version(dist)
-    except PackageNotFoundError:
-        return None
 
 
 @contextlib.contextmanager

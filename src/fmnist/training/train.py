@@ -27,12 +27,6 @@ class TrainOutputs:
     metrics: Path  # metrics/train.json, last epoch (DVC metrics)
 
 
-def run_name(params: Params) -> str:
-    """The MLflow run's name: optimizer, activations, epochs."""
-    acts = "-".join(h.activation for h in params.model.hidden)
-    return f"{params.train.optimizer}-{acts}-{params.train.epochs}ep"
-
-
 def run(
     params: Params,
     data_dir: Path,
@@ -41,8 +35,7 @@ def run(
     root: Path,
     parent_run_id: str | None = None,
 ) -> dict[str, Any]:
-    """Fit the model from params, track it in MLflow (as a child of parent_run_id, in a
-    sweep), save it; returns the last epoch's metrics."""
+    """Fit, track (a child of parent_run_id in a sweep) and save; the last epoch's metrics."""
     from fmnist.process.console import fit_settings
     from fmnist.training import fit
     from fmnist.training.model import build_model, summary_text
@@ -51,7 +44,7 @@ def run(
     with ThreadPoolExecutor(max_workers=1) as pool:
         # DVC's check of the data (`dvc data status`, a second process) runs while Keras loads
         checked = pool.submit(data_version, root, data_dir)
-        train = load_split(data_dir / "train.npz")  # x (n, 28, 28) uint8 pixels, y (n,) uint8
+        train = load_split(data_dir / "train.npz")
         val = load_split(data_dir / "val.npz")
         raw_sample = val[0][:32].copy()  # raw 0-255 pixels, as the served model takes them
         fit.seed_everything(params.train.seed)
@@ -73,15 +66,16 @@ def run(
     del train, val
     summary = summary_text(model)
     print(summary, flush=True)
+    acts = "-".join(h.activation for h in params.model.hidden)
     with tracking.tracked_run(
         tracking_uri,
         params.tracking.experiment,
-        run_name=run_name(params),
+        run_name=f"{params.train.optimizer}-{acts}-{params.train.epochs}ep",
         tags=tags,
         parent_run_id=parent_run_id,
     ) as run_id:
         tracking.load_mlflow().log_params(tracking.params_for_tracking(params))
-        log_datasets(tracking_uri, run_id, inputs)  # training and validation splits
+        log_datasets(tracking_uri, run_id, inputs)
         tracking.load_mlflow().log_text(summary, tracking.SUMMARY_ARTIFACT)
         started = time.perf_counter()
         verbose, progress = fit_settings()  # a live bar on a terminal, else a line per epoch

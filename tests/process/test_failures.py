@@ -8,7 +8,9 @@ import signal
 import sqlite3
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
@@ -176,3 +178,59 @@ def test_a_block_failing_with_a_signal_held_ends_interrupted_with_its_line() -> 
         "interrupted (SIGTERM); m v8 is left half-made; the next `fmnist register` completes it",
         143,
     )
+
+
+# --- signals a library lost on their way -------------------------------------------------------
+
+
+class _LosesASignal:
+    """Gets a real SIGTERM while Python finalizes it: the handler's raise happens inside
+    __del__, where Python prints "Exception ignored" and goes on (as in TensorFlow's and
+    Keras' finalizers during a fit)."""
+
+    def __del__(self) -> None:
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(5)  # the handler runs in here and its Interrupted ends the sleep
+
+
+def test_a_signal_lost_in_a_finalizer_is_raised_at_the_next_safe_point(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from fmnist.process.failures import raise_lost_signal, signals_unwind
+
+    lost: list[Any] = []  # what Python "ignored": its hook for exceptions it cannot raise
+    monkeypatch.setattr(sys, "unraisablehook", lost.append)
+    before = signal.getsignal(signal.SIGTERM)
+    steps = []
+    with pytest.raises(Interrupted) as raised, signals_unwind():
+        _LosesASignal()  # finalized at once
+        steps.append("carried on")  # the raise was lost: the block goes on
+        raise_lost_signal()
+        steps.append("past the safe point")
+    assert steps == ["carried on"]
+    assert raised.value.signum == signal.SIGTERM
+    assert [u.exc_type for u in lost] == [Interrupted]  # it was lost, then raised again
+    assert signal.getsignal(signal.SIGTERM) is before  # put back
+
+
+def test_a_signal_lost_before_a_blocks_end_is_raised_there(monkeypatch: pytest.MonkeyPatch) -> None:
+    from fmnist.process.failures import raise_lost_signal, signals_unwind
+
+    monkeypatch.setattr(sys, "unraisablehook", lambda unraisable: None)
+
+    with pytest.raises(Interrupted) as raised, signals_unwind():
+        _LosesASignal()
+    assert raised.value.signum == signal.SIGTERM
+    raise_lost_signal()  # outside the block: nothing is pending
+
+
+def test_signals_unwind_leaves_an_ignored_signal_ignored() -> None:
+    from fmnist.process.failures import signals_unwind
+
+    before = signal.signal(signal.SIGINT, signal.SIG_IGN)  # as in a background job
+    try:
+        with signals_unwind():
+            assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN
+            assert signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL
+    finally:
+        signal.signal(signal.SIGINT, before)

@@ -50,6 +50,19 @@ def test_a_run_nests_under_its_parent(tracking_uri: str) -> None:
     assert MlflowClient(tracking_uri).get_run(child).data.tags[PARENT_TAG] == parent
 
 
+def test_a_signal_a_library_lost_inside_the_run_ends_it_killed(
+    tracking_uri: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from fmnist.process.failures import Interrupted, signals_unwind
+    from tests.process.test_failures import _LosesASignal
+
+    monkeypatch.setattr(sys, "unraisablehook", lambda unraisable: None)  # Python's "ignored"
+
+    with pytest.raises(Interrupted), signals_unwind(), tracked_run(tracking_uri, "lost") as run_id:
+        _LosesASignal()  # a real SIGTERM whose raise Python drops in a finalizer
+    assert MlflowClient(tracking_uri).get_run(run_id).info.status == "KILLED"
+
+
 @pytest.mark.slow  # processes racing, seconds of waiting
 def test_a_cli_command_on_a_store_another_process_holds_is_one_line(
     tmp_path: Path, tracking_uri: str

@@ -38,15 +38,13 @@ def user_errors(command: F) -> F:
 
     @functools.wraps(command)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
-        from fmnist.process.failures import interrupted_line, raise_interrupted
+        from fmnist.process.failures import interrupted_line, signals_unwind
         from fmnist.tracking.mlflow_store import failure_line
 
-        # A terminated stage (dvc, Prefect cancelling) unwinds like Ctrl-C: runs end KILLED,
-        # temporary files are removed.
-        signal.signal(signal.SIGTERM, raise_interrupted)
         name = command.__name__.replace("_", " ")  # stack_up -> `stack up`, as typed
         try:
-            result = command(*args, **kwargs)
+            with signals_unwind():  # a terminated stage unwinds like Ctrl-C: runs end KILLED
+                result = command(*args, **kwargs)
         except KeyboardInterrupt as exc:
             line, code = interrupted_line(exc)
         except Exception as exc:

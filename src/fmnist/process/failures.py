@@ -42,6 +42,46 @@ def raise_interrupted(signum: int, frame: Any) -> None:
     raise Interrupted(signum)
 
 
+_unwinding: list[list[int]] = []  # per signals_unwind block, innermost last: the signals it saw
+
+
+@contextlib.contextmanager
+def signals_unwind() -> Iterator[None]:
+    """Ctrl-C and SIGTERM (dvc, Prefect cancelling) unwind the block as Interrupted: runs end
+    KILLED, temporary files go. A signal whose raise a library lost (inside a finalizer, where
+    Python only prints "Exception ignored", or a bare `except:`; TensorFlow and Keras have both
+    on a fit's path) is raised at the next safe point (raise_lost_signal) or the block's end."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    seen: list[int] = []
+
+    def unwind(signum: int, frame: Any) -> None:
+        seen.append(signum)
+        raise Interrupted(signum)
+
+    previous: dict[int, Any] = {
+        signum: signal.signal(signum, unwind)
+        for signum in (signal.SIGINT, signal.SIGTERM)
+        if signal.getsignal(signum) is not signal.SIG_IGN
+    }
+    _unwinding.append(seen)
+    try:
+        yield
+        raise_lost_signal()
+    finally:
+        _unwinding.remove(seen)
+        for signum, handler in previous.items():
+            if signal.getsignal(signum) is unwind:
+                signal.signal(signum, handler)
+
+
+def raise_lost_signal() -> None:
+    """A safe point: raise a Ctrl-C or SIGTERM the signals_unwind block saw but lost."""
+    if _unwinding and _unwinding[-1]:
+        raise Interrupted(_unwinding[-1][-1])
+
+
 @dataclass
 class Held:
     """A Ctrl-C or SIGTERM that came inside signals_held, kept for a safe point."""

@@ -9,6 +9,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from fmnist.process.failures import raise_lost_signal
 from fmnist.process.files import file_digest
 from fmnist.process.imports import load_mlflow as load_mlflow
 from fmnist.tracking.lifecycle import OWNER_TAG, owner
@@ -91,6 +92,7 @@ def tracked_run(
         run = mlflow.start_run(run_name=run_name, tags=tags, experiment_id=experiment_id)
     try:
         yield run.info.run_id
+        raise_lost_signal()  # a signal a library lost inside the block: the run ends KILLED
     except BaseException as exc:
         with contextlib.suppress(MlflowException):  # the error on its way is the one to say
             mlflow.end_run("KILLED" if isinstance(exc, KeyboardInterrupt) else "FAILED")

@@ -13,6 +13,7 @@ from fmnist.data.splits import load_split
 from fmnist.params.config import Params
 from fmnist.pipeline import records
 from fmnist.pipeline.lineage import data_version, git_commit
+from fmnist.process.failures import raise_lost_signal
 from fmnist.process.files import atomic_path, write_csv, write_json, write_text
 from fmnist.tracking import runs as tracking
 from fmnist.tracking.runs import log_datasets, split_input
@@ -79,8 +80,9 @@ def run(
         tracking.load_mlflow().log_text(summary, tracking.SUMMARY_ARTIFACT)
         started = time.perf_counter()
         verbose, progress = fit_settings()  # a live bar on a terminal, else a line per epoch
+        hooks = [tracking.log_epoch, lambda epoch, logs: raise_lost_signal()]
         history = fit.fit_model(
-            model, batches.pop(), params.train, [tracking.log_epoch], verbose, progress
+            model, batches.pop(), params.train, hooks, verbose, progress
         )  # the data is freed here: the peak RSS is the fit's, not the fit's plus logging's
         fit_seconds = time.perf_counter() - started
         print(f"fit: {fit_seconds:.2f} s", flush=True)

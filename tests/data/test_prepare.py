@@ -9,6 +9,7 @@ import pytest
 from sklearn.model_selection import train_test_split
 
 from fmnist.data import prepare as prepare_stage
+from fmnist.data.split import split_indices
 from fmnist.data.splits import load_split
 from fmnist.params.config import Params, PrepareConfig
 from fmnist.process.errors import DataIntegrityError
@@ -51,7 +52,7 @@ def test_split_scaled_as_fed_is_the_tutorials_train_test_split_exactly(val_size:
     scales them: the values the model sees are the tutorial's, bit for bit (as float32)."""
     images, labels = synthetic_images(200, seed=5)
     cfg = PrepareConfig(val_size=val_size, seed=42)
-    train_rows, val_rows = prepare_stage.split_indices(labels, cfg)
+    train_rows, val_rows = split_indices(labels, cfg)
     x_train_raw, x_val_raw = images[train_rows], images[val_rows]
     x_train, x_val, y_train, y_val = train_test_split(
         images / 255.0, labels, test_size=val_size, random_state=42
@@ -64,7 +65,7 @@ def test_split_scaled_as_fed_is_the_tutorials_train_test_split_exactly(val_size:
 
 def test_stratified_split_keeps_class_shares() -> None:
     _, labels = synthetic_images(200, seed=6)
-    _, val_rows = prepare_stage.split_indices(
+    _, val_rows = split_indices(
         labels, PrepareConfig(val_size=0.2, seed=1, stratify=True)
     )
     assert np.bincount(labels[val_rows], minlength=10).tolist() == [4] * 10

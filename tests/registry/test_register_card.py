@@ -22,7 +22,8 @@ from fmnist.registry import register as register_stage
 from fmnist.registry.card import PENDING
 from fmnist.tracking import runs as tracking
 from fmnist.tracking.runs import log_datasets, split_input
-from fmnist.training.evaluate import confusion_figure, evaluate_predictions, track_evaluation
+from fmnist.training.evaluate import track_evaluation
+from fmnist.training.metrics import confusion_figure, evaluate_predictions
 
 MLMODEL = "artifact_path: model\nflavors: {}\n"  # enough for the registry to take the folder
 

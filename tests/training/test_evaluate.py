@@ -16,7 +16,7 @@ from fmnist.params.config import Params
 from fmnist.process.errors import DataIntegrityError
 from fmnist.training import evaluate as evaluate_stage
 from fmnist.training import train as train_stage
-from fmnist.training.evaluate import evaluate_predictions, flat_class_metrics
+from fmnist.training.metrics import evaluate_predictions, flat_class_metrics
 from fmnist_model.images import CLASS_NAMES
 from tests.training.outputs import evaluate_outputs, train_outputs
 

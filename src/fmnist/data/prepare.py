@@ -8,8 +8,9 @@ from pathlib import Path
 import numpy as np
 
 from fmnist.data.idx import check_pair, parse_idx
+from fmnist.data.split import split_indices
 from fmnist.data.splits import save_split
-from fmnist.params.config import Params, PrepareConfig
+from fmnist.params.config import Params
 from fmnist.process.errors import DataIntegrityError
 
 RAW_FILES = {  # split -> (images, labels) in data/raw
@@ -30,18 +31,6 @@ def run(params: Params, raw_dir: Path, out_dir: Path) -> dict[str, int]:
     for split, (x, y) in parts.items():
         save_split(out_dir / f"{split}.npz", x, y)
     return {split: int(y.shape[0]) for split, (_, y) in parts.items()}
-
-
-def split_indices(labels: np.ndarray, cfg: PrepareConfig) -> tuple[np.ndarray, np.ndarray]:
-    """Train/val row indices, the very permutation train_test_split(x, y, ...) applies."""
-    from sklearn.model_selection import train_test_split
-
-    stratify = labels if cfg.stratify else None
-    rows = np.arange(labels.shape[0])
-    train_rows, val_rows = train_test_split(
-        rows, test_size=cfg.val_size, random_state=cfg.seed, stratify=stratify
-    )
-    return train_rows, val_rows
 
 
 def read_raw(raw_dir: Path, split: str) -> tuple[np.ndarray, np.ndarray]:

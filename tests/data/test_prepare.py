@@ -65,7 +65,5 @@ def test_split_scaled_as_fed_is_the_tutorials_train_test_split_exactly(val_size:
 
 def test_stratified_split_keeps_class_shares() -> None:
     _, labels = synthetic_images(200, seed=6)
-    _, val_rows = split_indices(
-        labels, PrepareConfig(val_size=0.2, seed=1, stratify=True)
-    )
+    _, val_rows = split_indices(labels, PrepareConfig(val_size=0.2, seed=1, stratify=True))
     assert np.bincount(labels[val_rows], minlength=10).tolist() == [4] * 10

@@ -10,7 +10,7 @@ import pytest
 from PIL import Image
 
 from fmnist.data.idx import encode_idx
-from fmnist.monitoring.batch_input import read_batch
+from fmnist.monitoring.batch import read_batch
 from fmnist.pipeline.lineage import dir_md5
 from fmnist.process.errors import DataIntegrityError
 from tests.conftest import synthetic_images, write_gz

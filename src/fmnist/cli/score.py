@@ -47,5 +47,7 @@ def score(
     for line in batch_scoring.report_lines(done.scored, p.score.experiment):
         typer.echo(line)
     if done.reference is not None:
-        summary = drift_check.run(p, done.scored, done.pixels, done.proba, done.reference, uri)
+        summary = drift_check.run(
+            p, done.scored.run_id, done.pixels, done.proba, done.reference, uri
+        )
         typer.echo(f"{summary.headline()} [reference: {done.reference.where}]")

@@ -20,7 +20,6 @@ import numpy as np
 import yaml
 
 from fmnist.monitoring.drift import CATEGORICAL, NUMERICAL, DriftSummary, image_features, summarize
-from fmnist.monitoring.scorer import Scored
 from fmnist.params.config import MonitorConfig, Params
 from fmnist.process import layout
 from fmnist.process.errors import DataIntegrityError
@@ -141,7 +140,7 @@ def drift_report(
 
 def run(
     params: Params,
-    scored: Scored,
+    run_id: str,
     pixels: np.ndarray,
     proba: np.ndarray,
     ref: Reference,
@@ -157,7 +156,7 @@ def run(
         snapshot.save_html(str(html))
         tracking.log_to_run(
             tracking_uri,
-            scored.run_id,
+            run_id,
             metrics=metrics,
             dicts={f"{REPORT_ARTIFACT}/summary.json": _summary_json(summary, ref.where, ref.rows)},
             files=[(html, REPORT_ARTIFACT)],

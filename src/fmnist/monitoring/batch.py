@@ -194,7 +194,8 @@ def run(
             }
         )
         metrics = {"rows": len(labels), "mean_confidence": confidence}
-        metrics |= {f"count.{metric_key(k)}": v for k, v in counts.items()}
+        # a class label as an MLflow metric name: no '/' (`T-shirt/top` -> `T-shirt_top`)
+        metrics |= {f"count.{k.replace('/', '_').replace(' ', '_')}": v for k, v in counts.items()}
         if batch.labels is not None:  # a labelled batch (IDX pair, .npz with y): how right
             metrics["accuracy"] = float((proba.argmax(axis=1) == batch.labels).mean())
         tracking.log_metrics(metrics)
@@ -207,11 +208,6 @@ def run(
         rid, scorer.version, len(labels), counts, confidence, out, batch.source, batch.digest
     )
     return scored, proba
-
-
-def metric_key(label: str) -> str:
-    """A class label as an MLflow metric name (no '/': `T-shirt/top` -> `T-shirt_top`)."""
-    return label.replace("/", "_").replace(" ", "_")
 
 
 def _predictions_csv(batch: Batch, proba: np.ndarray) -> str:

@@ -41,7 +41,7 @@ def load_model(path: Path) -> Any:
     """The saved .keras file, loaded as every registered version loads it to serve, so the
     test metrics are the served model's."""
     from fmnist.process.keras_compat import load_keras
-    from fmnist_model.keras_file import load_keras_model
+    from fmnist_model.unicode_names import load_keras_model
 
     if not path.is_file():  # said before TensorFlow's seconds of import
         raise DataIntegrityError(f"{path}: missing (run `dvc repro train` first)")

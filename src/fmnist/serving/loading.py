@@ -53,13 +53,11 @@ class ModelHolder:
     """The model being served: a request reads `current` once, so one version answers it."""
 
     def __init__(self, served: ServedModel) -> None:
-        self.current = served  # readers need no lock: one attribute read is atomic
-        self._swapping = threading.Lock()
+        self.current = served  # no lock: one attribute read is atomic, one thread swaps
 
     def swap(self, served: ServedModel) -> ServedModel:
         """Serve `served` from the next request on; return the model it replaces."""
-        with self._swapping:  # two swappers cannot both return the same previous model
-            previous, self.current = self.current, served
+        previous, self.current = self.current, served
         return previous
 
 

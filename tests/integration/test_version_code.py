@@ -28,8 +28,9 @@ from tests.scoring_helpers import MODEL_NAME, Champion, register_champion
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 BIN = Path(sys.executable).parent
-SCALING = "out /= np.float32(255.0)"
-EDITED_SCALING = "out /= np.float32(128.0)"  # a preprocessing change no version was trained on
+SCALING = "images.astype(np.float32) / np.float32(255.0)"
+# a preprocessing change no version was trained on
+EDITED_SCALING = "images.astype(np.float32) / np.float32(128.0)"
 
 
 @dataclass(frozen=True)

@@ -124,20 +124,10 @@ def warm_up(served: ServedModel) -> None:
             raise ValueError(f"v{served.version} answered {len(answer)} rows for {n} images")
 
 
-@dataclass(frozen=True)
-class Predicted:
-    """`fmnist predict`'s answer: which version classified the files, and one row per file."""
-
-    name: str
-    version: int
-    aliases: list[str]
-    rows: list[dict[str, Any]]
-
-
 def run_predict(
     params: Params, images: list[Path], tracking_uri: str, version: int | None = None
-) -> Predicted:
-    """Classify image files with version `version` (None: the champion's)."""
+) -> tuple[ServedModel, list[dict[str, Any]]]:
+    """Classify image files with version `version` (None: the champion's): it, a row per file."""
     from fmnist.serving.image_files import read_image
 
     read = [read_image(path) for path in images]  # bad files: one line, before any loading
@@ -152,4 +142,4 @@ def run_predict(
         }
         for i, (path, (_, note)) in enumerate(zip(images, read, strict=True))
     ]
-    return Predicted(served.name, served.version, list(served.aliases), rows)
+    return served, rows

@@ -23,9 +23,7 @@ def scale_images(images: np.ndarray) -> np.ndarray:
     """(n, 28, 28) uint8 -> float32 in [0, 1]; bit-equal to float32(images / 255.0)."""
     # Division is correctly rounded in float32, and float64 -> float32 double rounding is
     # exact for division (53 >= 2 * 24 + 2 bits), so this equals the tutorial's x / 255.0.
-    out = images.astype(np.float32)
-    out /= np.float32(255.0)
-    return out
+    return images.astype(np.float32) / np.float32(255.0)
 
 
 def check_pixels(values: Any) -> np.ndarray:
@@ -58,10 +56,5 @@ def model_features(images: np.ndarray, input_rank: int) -> np.ndarray:
 def prediction_table(probabilities: np.ndarray) -> dict[str, list[Any]]:
     """(n, 10) probabilities -> columns: class id, class name, one probability per class."""
     ids = probabilities.argmax(axis=1)
-    table: dict[str, list[Any]] = {
-        "class_id": [int(i) for i in ids],
-        "label": [CLASS_NAMES[i] for i in ids],
-    }
-    for k, name in enumerate(CLASS_NAMES):
-        table[name] = [float(p) for p in probabilities[:, k]]
-    return table
+    columns = {name: [float(p) for p in probabilities[:, k]] for k, name in enumerate(CLASS_NAMES)}
+    return {"class_id": [int(i) for i in ids], "label": [CLASS_NAMES[i] for i in ids], **columns}

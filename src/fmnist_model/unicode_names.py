@@ -1,9 +1,7 @@
-"""Keras models with Unicode names (the tutorial's `패션 MNIST 모델`) on TensorFlow, which
-refuses them as name scopes (in `fit`, `predict`) and in optimizer variables' names ("not a
-valid root scope name"). Keras has no public hook, so `allow_unicode_names` patches those two
-seams of its TensorFlow backend: TensorFlow gets a stable ASCII spelling, Keras' own names (all
-a user sees or saves) stay as given. Keras' JAX and NumPy backends need no fix.
-"""
+"""Keras models with Unicode names (the tutorial's `패션 MNIST 모델`) on TensorFlow, which refuses
+them as name scopes and optimizer variables' names: `allow_unicode_names` patches those two seams
+of its TensorFlow backend (no public hook) to give TensorFlow a stable ASCII spelling, Keras'
+own names staying as given; and the .keras file loaded for inference with the fix in place."""
 
 from __future__ import annotations
 
@@ -13,7 +11,6 @@ from typing import Any
 
 _VALID_SCOPE = re.compile(r"^[A-Za-z0-9.][A-Za-z0-9_.\\/>-]*$")
 _INVALID_CHAR = re.compile(r"[^A-Za-z0-9_.\\/>-]")
-_installed = False
 
 
 def tf_scope_name(name: str) -> str:
@@ -27,22 +24,25 @@ def tf_scope_name(name: str) -> str:
     return f"{ascii_part}_{digest}"
 
 
+def load_keras_model(path: str) -> Any:
+    """The .keras file, ready to predict on any Keras backend (Unicode model names too)."""
+    import keras
+
+    allow_unicode_names()
+    return keras.models.load_model(path, compile=False)
+
+
 def allow_unicode_names() -> None:
     """Install the fix into Keras' TensorFlow backend (idempotent; no-op on other backends)."""
-    global _installed
-    if _installed:
-        return
     import keras
 
     if keras.backend.backend() != "tensorflow":
-        _installed = True
         return
     import tensorflow as tf
     from keras.src.backend.tensorflow import core  # private: Keras has no public hook
 
     if getattr(core.name_scope.__init__, "__module__", "") == __name__:
-        _installed = True  # another version's copy of this module put the fix in already
-        return
+        return  # put in already, by this module or another version's copy of it
     original_init = core.name_scope.__init__
 
     def __init__(self: Any, name: str, **kwargs: Any) -> None:
@@ -62,4 +62,3 @@ def allow_unicode_names() -> None:
 
     core.name_scope.__init__ = __init__
     core.Variable._initialize = _initialize  # noqa: SLF001 (the same fix)
-    _installed = True

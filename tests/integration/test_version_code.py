@@ -28,8 +28,9 @@ from tests.scoring_helpers import MODEL_NAME, Champion, register_champion
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 BIN = Path(sys.executable).parent
-SCALING = "out /= np.float32(255.0)"
-EDITED_SCALING = "out /= np.float32(128.0)"  # a preprocessing change no version was trained on
+SCALING = "images.astype(np.float32) / np.float32(255.0)"
+# a preprocessing change no version was trained on
+EDITED_SCALING = "images.astype(np.float32) / np.float32(128.0)"
 
 
 @dataclass(frozen=True)
@@ -64,7 +65,7 @@ def setup(tmp_path_factory: pytest.TempPathFactory) -> Setup:
 
 def own_probabilities(keras_file: Path, pixels: np.ndarray, scale: float = 255.0) -> np.ndarray:
     """(n, 10): the Keras file on pixels scaled as a version's code scales them."""
-    from fmnist_model.keras_file import load_keras_model
+    from fmnist_model.unicode_names import load_keras_model
 
     model = load_keras_model(str(keras_file))
     x = (pixels.astype(np.float32) / np.float32(scale)).reshape(len(pixels), 784)

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from fmnist.monitoring.batch_input import read_batch
+from fmnist.monitoring.batch import read_batch
 from fmnist.pipeline.lineage import dir_md5
 from fmnist.process.errors import DataIntegrityError
 from tests.conftest import encode_idx, synthetic_images, write_gz

@@ -8,12 +8,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from fmnist.monitoring.batch import report_lines, run
-from fmnist.monitoring.batch_input import read_batch
+from fmnist.monitoring.batch import read_batch, report_lines, run
 from fmnist.monitoring.drift_check import reference
-from fmnist.monitoring.scorer import load_scoring_model
 from fmnist.params.config import parse_params
 from fmnist.process.errors import DataIntegrityError, TrackingError
+from fmnist.serving.loading import load_champion
 from tests.scoring_helpers import MODEL_NAME, Champion, register_champion
 
 pytestmark = pytest.mark.slow  # Keras + MLflow: a small model trained and registered
@@ -36,7 +35,7 @@ def test_a_batch_scored_by_the_champion(tmp_path: Path, champion: Champion) -> N
     params = parse_params({"score": {"batch_size": 7}})  # several prediction calls
     np.savez(tmp_path / "batch.npz", x=champion.pixels[:20].reshape(20, 784))
     batch = read_batch(tmp_path / "batch.npz")
-    scorer = load_scoring_model(champion.tracking_uri, MODEL_NAME, None)
+    scorer = load_champion(champion.tracking_uri, MODEL_NAME, None)
     scored, proba = run(params, batch, scorer, tmp_path / "out.csv", champion.tracking_uri)
     assert scored.version == scorer.version == 1 and scored.rows == 20 == len(proba)
     expected = scorer.model.predict(champion.pixels[:20])
@@ -61,11 +60,11 @@ def test_what_cannot_be_scored_starts_no_run_and_writes_nothing(
 ) -> None:
     before = len(_runs(champion.tracking_uri))
     with pytest.raises(TrackingError, match=rf"^models:/{MODEL_NAME}/9: .*version=9\) not found"):
-        load_scoring_model(champion.tracking_uri, MODEL_NAME, 9)
+        load_champion(champion.tracking_uri, MODEL_NAME, 9)
     with pytest.raises(TrackingError, match=r"^models:/nomodel/9: .*version=9\) not found"):
-        load_scoring_model(champion.tracking_uri, "nomodel", 9)  # the version named, not the model
+        load_champion(champion.tracking_uri, "nomodel", 9)  # the version named, not the model
     np.savez(tmp_path / "good.npz", x=champion.pixels[:3])
-    scorer = load_scoring_model(champion.tracking_uri, MODEL_NAME, 1)
+    scorer = load_champion(champion.tracking_uri, MODEL_NAME, 1)
     with pytest.raises(DataIntegrityError, match="out.txt: the predictions file must be a .csv"):
         run(parse_params({}), read_batch(tmp_path / "good.npz"), scorer, tmp_path / "out.txt",
             champion.tracking_uri)  # fmt: skip

@@ -270,7 +270,7 @@ def test_run_predict_gives_every_png_form_the_same_predictions(
     paths = [save_png(px, form, tmp_path / f"{i}-{form.replace(';', '')}.png")
              for form in PNG_FORMS for i, px in enumerate(images)]  # fmt: skip
     params = _params(champion)
-    rows = run_predict(params, paths, champion.tracking_uri).rows
+    _, rows = run_predict(params, paths, champion.tracking_uri)
     by_form = np.array([(r["label"], round(r["probability"], 6)) for r in rows]).reshape(
         len(PNG_FORMS), 200, 2
     )

@@ -75,10 +75,10 @@ def predict(
     """Classify images with the champion model (or --version); prints each file's class."""
     from fmnist.serving.loading import run_predict
 
-    found = run_predict(load_params(params), images, tracking_uri(tracking_uri_), version)
+    found, rows = run_predict(load_params(params), images, tracking_uri(tracking_uri_), version)
     held = f" ({' '.join(f'@{a}' for a in found.aliases)})" if found.aliases else ""
     typer.echo(f"classified by {found.name} v{found.version}{held}:")
-    for row in found.rows:
+    for row in rows:
         note = f"  ({row['note']})" if row["note"] else ""
         typer.echo(f"{row['image']}: {row['label']} (p={row['probability']:.3f}){note}")
 
@@ -148,5 +148,7 @@ def score(
     for line in batch_scoring.report_lines(done.scored, p.score.experiment):
         typer.echo(line)
     if done.reference is not None:
-        summary = drift_check.run(p, done.scored, done.pixels, done.proba, done.reference, uri)
+        summary = drift_check.run(
+            p, done.scored.run_id, done.pixels, done.proba, done.reference, uri
+        )
         typer.echo(f"{summary.headline()} [reference: {done.reference.where}]")

@@ -13,8 +13,8 @@ from prefect.cache_policies import NO_CACHE
 import fmnist.monitoring.batch as batch_scoring
 from fmnist.flows.common import tracking_uri
 from fmnist.monitoring import drift_check
+from fmnist.monitoring.batch import Scored
 from fmnist.monitoring.drift import DriftSummary, markdown
-from fmnist.monitoring.scorer import Scored
 from fmnist.params.config import Params, load_params
 from fmnist.process import layout
 
@@ -37,7 +37,7 @@ def monitor(params: Params, done: batch_scoring.Outcome, uri: str) -> DriftSumma
     """Drift against the scoring version's validation data, logged to the scoring run."""
     ref = done.reference
     assert ref is not None  # the score task resolved it: this flow always monitors
-    summary = drift_check.run(params, done.scored, done.pixels, done.proba, ref, uri)
+    summary = drift_check.run(params, done.scored.run_id, done.pixels, done.proba, ref, uri)
     get_run_logger().info(f"{summary.headline()} [reference: {ref.where}]")
     return summary
 

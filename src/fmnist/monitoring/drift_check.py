@@ -1,8 +1,6 @@
-"""The drift check of a scored batch (Evidently's data drift preset, reported to the scoring
-run): its image features against the validation split the version was trained on, found by the
-DVC hash the version records, in the workspace or the DVC cache. Validation, not train: on its
-training images the model is more confident, so every batch would look drifted.
-"""
+"""The drift check of a scored batch (Evidently's data drift preset, logged to the scoring run)
+against the validation split the version was trained on, found by the DVC hash it records. Not
+train: on its training images the model is more confident, so every batch would look drifted."""
 
 from __future__ import annotations
 
@@ -20,7 +18,6 @@ import numpy as np
 import yaml
 
 from fmnist.monitoring.drift import CATEGORICAL, NUMERICAL, DriftSummary, image_features, summarize
-from fmnist.monitoring.scorer import Scored
 from fmnist.params.config import MonitorConfig, Params
 from fmnist.process import layout
 from fmnist.process.errors import DataIntegrityError
@@ -141,7 +138,7 @@ def drift_report(
 
 def run(
     params: Params,
-    scored: Scored,
+    run_id: str,
     pixels: np.ndarray,
     proba: np.ndarray,
     ref: Reference,
@@ -155,22 +152,19 @@ def run(
     with tempfile.TemporaryDirectory(prefix="fmnist-drift-") as tmp:
         html = Path(tmp) / "drift_report.html"
         snapshot.save_html(str(html))
+        said = ("detected", "judged", "rows", "min_rows", "share", "drift_share", "moved")
+        summary_json = {
+            "headline": summary.headline(),
+            **{key: getattr(summary, key) for key in said},
+            "reference": ref.where,
+            "reference_rows": ref.rows,
+            "features": [{**asdict(f), "drifted": f.drifted} for f in summary.features],
+        }
         tracking.log_to_run(
             tracking_uri,
-            scored.run_id,
+            run_id,
             metrics=metrics,
-            dicts={f"{REPORT_ARTIFACT}/summary.json": _summary_json(summary, ref.where, ref.rows)},
+            dicts={f"{REPORT_ARTIFACT}/summary.json": summary_json},
             files=[(html, REPORT_ARTIFACT)],
         )
     return summary
-
-
-def _summary_json(summary: DriftSummary, reference: str, rows: int) -> dict[str, Any]:
-    said = ("detected", "judged", "rows", "min_rows", "share", "drift_share", "moved")
-    return {
-        "headline": summary.headline(),
-        **{key: getattr(summary, key) for key in said},
-        "reference": reference,
-        "reference_rows": rows,
-        "features": [{**asdict(f), "drifted": f.drifted} for f in summary.features],
-    }

@@ -1,9 +1,6 @@
-"""`fmnist serve` follows @champion: a daemon thread looks the alias up every `--poll-seconds`,
-loads and warms up the version it names, then swaps it in; running requests finish on the old
-model. A failure (registry down or hanging, alias deleted, a version that will not load) keeps
-the old model serving, is logged once until it changes, and is retried. Waits are bounded
-(check_reachable before each look), so Ctrl-C never waits on a registry that does not answer.
-"""
+"""`fmnist serve` follows @champion: a daemon thread loads and warms up the version the alias
+names, then swaps it in. A failure keeps the old model serving, is logged once until it changes,
+and is retried; waits are bounded, so Ctrl-C never waits on a registry that does not answer."""
 
 from __future__ import annotations
 
@@ -32,8 +29,7 @@ def kept_line(name: str, serving: int, why: str, poll_seconds: float) -> str:
 
 
 class ChampionWatcher:
-    """Polls @champion (look_up: its version, or None when gone) and swaps in what
-    load(version) returns; both may raise, which keeps the served model."""
+    """Polls @champion (look_up: its version, None when gone), swaps in load(version)'s model."""
 
     def __init__(
         self,
@@ -49,7 +45,7 @@ class ChampionWatcher:
         self.look_up = look_up
         self.load = load
         self.poll_seconds = poll_seconds
-        self.describe = describe  # an exception -> one line naming the cause
+        self.describe = describe
         self.said: str | None = None  # the problem logged last: each is said once, till it ends
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="champion-watch", daemon=True)
@@ -102,8 +98,7 @@ class ChampionWatcher:
                 log.exception("following @%s failed", CHAMPION)
 
     def stop(self, timeout: float = STOP_WAIT) -> bool:
-        """Stop polling; whether the thread ended within timeout (a poll stuck on the registry
-        is left behind: a daemon, it never holds the process)."""
+        """Stop polling; whether the thread ended within timeout (a stuck poll is left behind)."""
         self._stop.set()
         if self._thread.is_alive():
             self._thread.join(timeout)

@@ -20,8 +20,7 @@ ALPHA_MODES = ("RGBA", "LA", "PA", "La", "RGBa")
 
 
 def read_image(path: Path) -> tuple[np.ndarray, str | None]:
-    """An image file as (28, 28) uint8 grayscale 0-255 (resized by Lanczos), and a note if it
-    was resized."""
+    """An image file as (28, 28) uint8 grayscale 0-255 (Lanczos-resized), and a note if resized."""
     from PIL import Image, UnidentifiedImageError
 
     try:

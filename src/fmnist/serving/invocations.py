@@ -99,10 +99,9 @@ def pixel_array(value: list[Any]) -> np.ndarray:
         array = np.array(value)
     except (ValueError, TypeError):  # ragged: rows of different lengths
         raise bad_pixels("pixels must be an array of numbers (ragged or mixed input)") from None
-    if array.dtype.kind in "iuf":
-        if bool in _leaf_types(value, array.ndim):
-            raise bad_pixels("pixels must be numbers 0-255, got boolean values")
-    elif array.dtype == object and _leaf_types(value, array.ndim) <= {int, float}:
+    if array.dtype.kind in "iuf" and bool in _leaf_types(value, array.ndim):
+        raise bad_pixels("pixels must be numbers 0-255, got boolean values")
+    if array.dtype == object and _leaf_types(value, array.ndim) <= {int, float}:
         try:  # integers too large for int64: numbers all the same, out of range
             return array.astype(np.float64)
         except OverflowError:

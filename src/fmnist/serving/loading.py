@@ -3,17 +3,16 @@ with, warmed up before requests come; and `fmnist predict`."""
 
 from __future__ import annotations
 
-import contextlib
 import sys
 import threading
-from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from fmnist.pipeline import records
 from fmnist.process.errors import TrackingError, first_line
 from fmnist_model.images import CLASS_NAMES
 
@@ -35,6 +34,7 @@ class ServedModel:
     model: Any  # mlflow.pyfunc.PyFuncModel
     run_id: str = ""  # the training run it came from (batch scoring's lineage)
     data_version: str = ""  # DVC's hash of the data/prepared it was trained on (version tag)
+    aliases: tuple[str, ...] = ()
 
     def predict(self, pixels: np.ndarray) -> pd.DataFrame:
         """Raw pixels -> class id, label, ten probabilities."""
@@ -50,58 +50,44 @@ class ServedModel:
 
 
 class ModelHolder:
-    """The model being served: a request reads `current` once, so it predicts with, and
-    reports, one version even if a swap comes meanwhile."""
+    """The model being served: a request reads `current` once, so one version answers it."""
 
     def __init__(self, served: ServedModel) -> None:
-        self.current = served  # readers need no lock: one attribute read is atomic
-        self._swapping = threading.Lock()
+        self.current = served  # no lock: one attribute read is atomic, one thread swaps
 
     def swap(self, served: ServedModel) -> ServedModel:
         """Serve `served` from the next request on; return the model it replaces."""
-        with self._swapping:  # two swappers cannot both return the same previous model
-            previous, self.current = self.current, served
+        previous, self.current = self.current, served
         return previous
 
 
-def load_champion(tracking_uri: str, name: str) -> ServedModel:
-    """The version holding @champion, loaded by its number (the alias cannot move meanwhile)."""
-    from fmnist.registry.versions import champion_version
+def load_champion(tracking_uri: str, name: str, version: int | None = None) -> ServedModel:
+    """Version `version` (None: @champion's), loaded by its number, with its lineage and aliases."""
+    from fmnist.registry.versions import champion_version, client_for
+    from fmnist.tracking.mlflow_store import mlflow_errors
 
-    return load_version(tracking_uri, name, champion_version(tracking_uri, name))
+    number = version or champion_version(tracking_uri, name)  # the alias cannot move meanwhile
+    with mlflow_errors(f"models:/{name}/{number}"):  # the entry first: its error names the version
+        found = client_for(tracking_uri).get_model_version(name, str(number))
+    return replace(
+        load_version(tracking_uri, name, number),
+        run_id=str(found.run_id),
+        data_version=str(found.tags.get(records.VERSION_DATA_TAG, "")),
+        aliases=tuple(sorted(found.aliases)),
+    )
 
 
 def _shipped_modules() -> dict[str, ModuleType]:
-    return {
-        name: module
-        for name, module in list(sys.modules.items())
-        if name.partition(".")[0] == SHIPPED_PACKAGE
-    }
-
-
-@contextlib.contextmanager
-def shipped_code() -> Iterator[None]:
-    """Load a version inside: its own `fmnist_model` (MLflow's `code/`) is imported afresh, then
-    the process gets its own modules back. Python imports a package once, so an already
-    imported copy would silently serve (a rollback: old weights, today's preprocessing)."""
-    with _loading:
-        own = _shipped_modules()
-        path = list(sys.path)
-        for name in own:
-            del sys.modules[name]
-        try:
-            yield
-        finally:
-            for name in _shipped_modules():  # the version's: its model holds them
-                del sys.modules[name]
-            sys.modules.update(own)
-            sys.path[:] = path  # MLflow prepended the version's code/ folder
+    return {n: m for n, m in list(sys.modules.items()) if n.partition(".")[0] == SHIPPED_PACKAGE}
 
 
 def load_version(
     tracking_uri: str, name: str, version: int, dst_path: Path | None = None
 ) -> ServedModel:
-    """A registered version, loaded (its artifacts downloaded into dst_path, if given)."""
+    """A registered version, loaded (its artifacts downloaded into dst_path, if given) with its
+    own `fmnist_model` (MLflow's `code/`) imported afresh; the process gets its own modules back.
+    Python imports a package once: an already imported copy would silently serve (a rollback:
+    old weights, today's preprocessing)."""
     import mlflow.pyfunc
     from mlflow.exceptions import MlflowException
 
@@ -111,47 +97,42 @@ def load_version(
     if dst_path is not None:
         dst_path.mkdir(parents=True, exist_ok=True)  # MLflow downloads only into a folder
     uri = f"models:/{name}/{version}"
-    try:
-        with shipped_code():
+    with _loading:
+        own, path = _shipped_modules(), list(sys.path)
+        for module in own:
+            del sys.modules[module]
+        try:
             model = mlflow.pyfunc.load_model(uri, dst_path=dst_path and str(dst_path))
-    except MlflowException as exc:
-        raise TrackingError(f"{uri}: {first_line(exc)}") from None
-    except (OSError, ValueError) as exc:  # Keras' own: a missing or broken model file
-        raise TrackingError(f"{uri}: {type(exc).__name__}: {first_line(exc)}") from None
+        except MlflowException as exc:
+            raise TrackingError(f"{uri}: {first_line(exc)}") from None
+        except (OSError, ValueError) as exc:  # Keras' own: a missing or broken model file
+            raise TrackingError(f"{uri}: {type(exc).__name__}: {first_line(exc)}") from None
+        finally:
+            for module in _shipped_modules():  # the version's: its model holds them
+                del sys.modules[module]
+            sys.modules.update(own)
+            sys.path[:] = path  # MLflow prepended the version's code/ folder
     return ServedModel(name, version, model)
 
 
 def warm_up(served: ServedModel) -> None:
-    """One, then two black images through the version, so Keras has compiled its prediction
-    for any batch size (concurrent first requests of a new size would each compile it again)."""
+    """One, then two black images through the version: Keras compiles its prediction for any
+    batch size once, not on each of concurrent first requests."""
     for n in (1, 2):
         answer = served.predict(np.zeros((n, 28, 28), dtype=np.uint8))  # (n, 12)
         if len(answer) != n:
             raise ValueError(f"v{served.version} answered {len(answer)} rows for {n} images")
 
 
-@dataclass(frozen=True)
-class Predicted:
-    """`fmnist predict`'s answer: which version classified the files, and one row per file."""
-
-    name: str
-    version: int
-    aliases: list[str]
-    rows: list[dict[str, Any]]
-
-
 def run_predict(
     params: Params, images: list[Path], tracking_uri: str, version: int | None = None
-) -> Predicted:
-    """Classify image files with version `version` (None: the champion's)."""
-    from fmnist.registry.versions import champion_version, model_version
+) -> tuple[ServedModel, list[dict[str, Any]]]:
+    """Classify image files with version `version` (None: the champion's): it, a row per file."""
     from fmnist.serving.image_files import read_image
 
-    name = params.register_.model_name
     read = [read_image(path) for path in images]  # bad files: one line, before any loading
-    pixels = np.stack([pixels for pixels, _ in read])  # (n, 28, 28) uint8, a form it takes
-    served = load_version(tracking_uri, name, version or champion_version(tracking_uri, name))
-    table = served.predict(pixels)
+    served = load_champion(tracking_uri, params.register_.model_name, version)
+    table = served.predict(np.stack([pixels for pixels, _ in read]))
     rows = [
         {
             "image": str(path),
@@ -161,5 +142,4 @@ def run_predict(
         }
         for i, (path, (_, note)) in enumerate(zip(images, read, strict=True))
     ]
-    aliases = sorted(model_version(tracking_uri, name, served.version).aliases)
-    return Predicted(name, served.version, aliases, rows)
+    return served, rows

@@ -4,13 +4,12 @@ server lacks: a size limit enforced while the body arrives, refusals as one shor
 
 from __future__ import annotations
 
-import logging
 import socket
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from fmnist.process.errors import FmnistError
-from fmnist.serving.champion_watch import watch_champion
+from fmnist.serving.champion_watch import log, watch_champion
 from fmnist.serving.invocations import RequestRefused, read_pixels
 from fmnist.serving.loading import ModelHolder, ServedModel, warm_up
 
@@ -25,7 +24,6 @@ if TYPE_CHECKING:
 DEFAULT_MAX_REQUEST_MB = 50.0
 INTERNAL_ERROR = "internal error (see the server log)"
 MESSAGE_LIMIT = 180  # characters of a refusal's line, at most
-log = logging.getLogger("uvicorn.error")  # the server's log, in uvicorn's format
 
 
 def create_app(holder: ModelHolder, max_request_bytes: int) -> Starlette:
@@ -38,8 +36,7 @@ def create_app(holder: ModelHolder, max_request_bytes: int) -> Starlette:
     from starlette.routing import Route
 
     def answer(body: dict[str, Any], served: ServedModel, status: int = 200) -> Response:
-        headers = {"X-Model-Version": str(served.version)}  # every response says who answered
-        return JSONResponse(body, status_code=status, headers=headers)
+        return JSONResponse(body, status, headers={"X-Model-Version": str(served.version)})
 
     def refuse(status: int, code: str, message: str, served: ServedModel) -> Response:
         line = (message.strip().splitlines() or ["refused"])[0].strip()  # the first line, cut

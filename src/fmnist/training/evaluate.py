@@ -43,7 +43,7 @@ class EvaluateOutputs:
 def load_model(path: Path) -> Any:
     """The .keras file, loaded as a registered version loads it to serve (the served metrics)."""
     from fmnist.process.imports import load_keras
-    from fmnist_model.keras_file import load_keras_model
+    from fmnist_model.unicode_names import load_keras_model
 
     if not path.is_file():  # said before TensorFlow's seconds of import
         raise DataIntegrityError(f"{path}: missing (run `dvc repro train` first)")

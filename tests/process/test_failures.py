@@ -234,3 +234,30 @@ def test_signals_unwind_leaves_an_ignored_signal_ignored() -> None:
             assert signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL
     finally:
         signal.signal(signal.SIGINT, before)
+
+
+def test_a_nested_block_keeps_the_outer_ones_lost_signal(monkeypatch: pytest.MonkeyPatch) -> None:
+    from fmnist.process.failures import raise_lost_signal, signals_unwind
+
+    monkeypatch.setattr(sys, "unraisablehook", lambda unraisable: None)
+    before = signal.getsignal(signal.SIGTERM)
+    with pytest.raises(Interrupted), signals_unwind():
+        with signals_unwind():
+            pass  # an inner block that ends cleanly
+        _LosesASignal()
+        raise_lost_signal()
+    assert signal.getsignal(signal.SIGTERM) is before
+    raise_lost_signal()  # nothing left over
+
+
+def test_a_lost_signal_does_not_overturn_an_outcome_already_said(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from fmnist.process.failures import signals_unwind
+
+    monkeypatch.setattr(sys, "unraisablehook", lambda unraisable: None)
+    before = signal.getsignal(signal.SIGTERM)
+    with signals_unwind():
+        _LosesASignal()
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)  # as exit_on_signal does once said
+    signal.signal(signal.SIGTERM, before)

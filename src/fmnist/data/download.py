@@ -115,10 +115,10 @@ def clear_unverified(out_dir: Path) -> None:
 
 def _from_folder(folder: Path, name: str, expected_sha256: str, out_dir: Path) -> None:
     """Decompress folder/name.gz to out_dir/name (gz_sink); the source's faults are MirrorError."""
-    if not folder.is_dir():
-        raise MirrorError("not a folder" if folder.exists() else "no such folder")
     gz_path = folder / f"{name}.gz"
     try:
+        if not folder.is_dir():  # may raise: an unreadable parent, a stale mount
+            raise MirrorError("not a folder" if folder.exists() else "no such folder")
         with (
             gz_path.open("rb") as src,
             gz_sink(out_dir / name, expected_sha256, gz_path.name) as write,

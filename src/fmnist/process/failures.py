@@ -60,20 +60,21 @@ def signals_unwind() -> Iterator[None]:
         seen.append(signum)
         raise Interrupted(signum)
 
-    previous: dict[int, Any] = {
-        signum: signal.signal(signum, unwind)
-        for signum in (signal.SIGINT, signal.SIGTERM)
-        if signal.getsignal(signum) is not signal.SIG_IGN
-    }
+    previous: dict[int, Any] = {}
     _unwinding.append(seen)
     try:
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            if signal.getsignal(signum) is not signal.SIG_IGN:
+                previous[signum] = signal.getsignal(signum)  # kept first: restored whatever comes
+                signal.signal(signum, unwind)
         yield
-        raise_lost_signal()
+        if all(signal.getsignal(signum) is unwind for signum in previous):  # else said: it stands
+            raise_lost_signal()
     finally:
-        _unwinding.remove(seen)
         for signum, handler in previous.items():
             if signal.getsignal(signum) is unwind:
                 signal.signal(signum, handler)
+        _unwinding[:] = [entry for entry in _unwinding if entry is not seen]  # by identity
 
 
 def raise_lost_signal() -> None:

@@ -151,9 +151,10 @@ def listed(found: Sequence[Found], limit: int = 6) -> str:
 
 def stop(state_dir: Path, services: Sequence[Service], timeout: float = 15.0) -> list[Found]:
     """SIGTERM every process of the stack and the process groups `up` made, SIGKILL what runs
-    after timeout; returns what ran. StackError if something survives (another user's, say)."""
+    after timeout, then what is found again at once; returns what ran. StackError if something
+    survives (another user's, say)."""
     stopped: dict[int, Found] = {}
-    for _ in range(2):  # again: children started meanwhile
+    for sig, wait in ((signal.SIGTERM, timeout), (signal.SIGKILL, 0.0)):  # again: new children
         found = find_processes(state_dir, services)
         leaders = {s.pid for s in services} | {f.process.pid for f in found}
         groups: set[int] = set()
@@ -163,8 +164,8 @@ def stop(state_dir: Path, services: Sequence[Service], timeout: float = 15.0) ->
                 groups.add(os.getpgid(f.process.pid))
         for group in (groups & leaders) - {os.getpgrp()}:  # never our own group
             with contextlib.suppress(OSError):
-                os.killpg(group, signal.SIGTERM)
-        terminate([f.process for f in found], timeout)
+                os.killpg(group, sig)
+        terminate([f.process for f in found], wait)
     left = find_processes(state_dir, services)
     if left:
         raise StackError(f"could not stop {listed(left)}")

@@ -63,12 +63,12 @@ def signals_unwind() -> Iterator[None]:
     previous: dict[int, Any] = {}
     _unwinding.append(seen)
     try:
-        for signum in (signal.SIGINT, signal.SIGTERM):
-            if signal.getsignal(signum) is not signal.SIG_IGN:
-                previous[signum] = signal.getsignal(signum)  # kept first: restored whatever comes
-                signal.signal(signum, unwind)
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            if signal.getsignal(sig) is not signal.SIG_IGN:
+                previous[sig] = signal.getsignal(sig)  # kept first: restored whatever comes
+                signal.signal(sig, unwind)
         yield
-        if all(signal.getsignal(signum) is unwind for signum in previous):  # else said: it stands
+        if all(signal.getsignal(sig) is unwind for sig in previous):  # else said: it stands
             raise_lost_signal()
     finally:
         for signum, handler in previous.items():

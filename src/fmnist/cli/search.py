@@ -36,7 +36,7 @@ def search(
     written back as a DVC experiment that trains, evaluates and registers it."""
     import time
 
-    from fmnist.tuning.grid import Tuning
+    from fmnist.tuning.space import Tuning
     from fmnist.tuning.study import shown_url, storage_url
     from fmnist.tuning.workers import tune_on_dask
 

@@ -1,5 +1,5 @@
 """`fmnist sweep`: the tutorial's optimizer comparison without Prefect: an Optuna study on a
-grid (tuning.grid), run as the search runs (tuning.search); what both commands share."""
+grid (tuning.space), run as the search runs (tuning.search); what both commands share."""
 
 from __future__ import annotations
 
@@ -54,7 +54,7 @@ def sweep(
 
     from fmnist.params.config import load_params
     from fmnist.params.overrides import RunOverrides, dotted_overrides
-    from fmnist.tuning.grid import ACTIVATIONS, OPTIMIZERS, Tuning, grid
+    from fmnist.tuning.space import ACTIVATIONS, OPTIMIZERS, Tuning, grid
     from fmnist.tuning.workers import tune_on_dask
 
     sweep_name = name or time.strftime("sweep-%Y%m%d-%H%M%S")

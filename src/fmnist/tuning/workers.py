@@ -13,8 +13,8 @@ from fmnist.params.config import Params
 from fmnist.pipeline import dvc_cli
 from fmnist.process.errors import SearchError, first_line
 from fmnist.tracking.store import redact
-from fmnist.tuning.grid import Tuning
 from fmnist.tuning.search import SearchResult, tune
+from fmnist.tuning.space import Tuning
 from fmnist.tuning.trial import TrialJob, TrialRecord, run_trial, warm_up
 
 LineSink = Callable[[str], None]

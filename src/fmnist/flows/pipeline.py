@@ -52,9 +52,8 @@ def experiment(
 
 @task(name="report")
 def report(root: Path, run: dvc_cli.ExperimentRun) -> dict[str, Any]:
-    """The registered model's markdown and per-epoch artifacts, from the experiment's commit
-    (exactly what this run made); says so (log line, artifact's first line) when DVC reused an
-    earlier run's version instead of registering (dvc.lock's register is the baseline's)."""
+    """The registered model's markdown and per-epoch artifacts from the experiment's commit; says
+    so (log line, artifact's first line) when DVC reused an earlier run's version."""
     registered = dvc_cli.experiment_json(root, run.ref, layout.REGISTERED)
     trained = dvc_cli.experiment_json(root, run.ref, layout.TRAINED)
     version, run_id = int(registered["version"]), registered["run_id"]

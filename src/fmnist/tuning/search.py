@@ -79,9 +79,8 @@ def search_run(
     timeout: float | None = None,
     on_line: LineSink = print,
 ) -> Iterator[tuple[TrialJob, int, int]]:
-    """The parent run, the job every trial gets, how many trials it adds (a sweep's: its cells
-    still to run) and on how many workers; its workers' runs and trials are closed if it fails.
-    The study is created here, once."""
+    """The parent run: the trials' job, how many it adds (a sweep's: its cells still to run), on
+    how many workers; its workers' runs and trials are closed if it fails."""
     from fmnist.pipeline.lineage import data_version, git_commit
 
     study = study_store.load(root, params.search, tuning)

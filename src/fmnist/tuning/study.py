@@ -41,8 +41,7 @@ def storage_url(root: Path) -> str:
 
 
 def shown_url(url: str, text: str | None = None) -> str:
-    """The URL as fmnist prints it, or text with the URL's password hidden (never a URL that
-    does not parse)."""
+    """The URL as fmnist prints it, or text with its password hidden (never an unparsable URL)."""
     from sqlalchemy.engine import make_url
     from sqlalchemy.exc import ArgumentError
 

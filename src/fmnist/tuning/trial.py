@@ -1,7 +1,6 @@
-"""One trial of the search or a sweep in the process that runs it (a Dask worker, or this one):
-ask the study, train with the train stage's code (the pruner may stop it after an epoch), record
-it as a nested MLflow run, tell the study. Trials never read the test split. A worker keeps
-TensorFlow and the splits loaded: a trial's overhead is its model's build and the bookkeeping."""
+"""One trial in the process that runs it (a Dask worker, or this one): ask the study, train with
+the train stage's code (the pruner may stop it), as a nested MLflow run, tell the study. Never the
+test split. A worker keeps TensorFlow and the splits loaded: a trial's overhead is its build."""
 
 from __future__ import annotations
 
@@ -148,8 +147,7 @@ def run_trial(job: TrialJob) -> TrialRecord | None:
 
 
 def _train(job: TrialJob, trial: Any, overrides: dict[str, Any], started: float) -> TrialRecord:
-    """The trial's fit with pruning inside its MLflow run (FAILED when training fails): its
-    params, per-epoch metrics, timing and state logged."""
+    """The trial's pruned fit in its MLflow run (FAILED when training fails), logged as train's."""
     from fmnist.process.errors import TrainingError
     from fmnist.process.keras_compat import load_keras
     from fmnist.training.fit import compile_model, fit_model, seed_everything, training_batches

@@ -119,7 +119,7 @@ SCALE_RUN = """
 import sys, time
 from pathlib import Path
 from fmnist.tuning import search, workers as dask
-from fmnist.tuning.grid import Tuning
+from fmnist.tuning.space import Tuning
 from fmnist.params.config import load_params
 from fmnist.params.overrides import apply_dotted
 from fmnist.params.config import parse_params
@@ -132,8 +132,8 @@ params = parse_params(apply_dotted(raw, dotted))
 uri = f"sqlite:///{{root / 'mlflow.db'}}"
 open_store(uri)
 tuning = Tuning(params.search.study)
-with search.search_run(uri, params, tuning, f"scale-{{workers}}", root, trials) as (parent, _):
-    job = search.jobs(root, params, tuning, parent, uri, workers, timeout=0)
+with search.search_run(uri, params, tuning, f"scale-{{workers}}", root, trials, workers, 0) as run:
+    job = run[0]
     started = time.perf_counter()
     results = dask.run_trials(job, trials, workers, None, lambda line: None)
     wall = time.perf_counter() - started

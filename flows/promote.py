@@ -1,6 +1,6 @@
-"""Entry point that prefect.yaml names; the flow lives in fmnist.flows.promote (importable)."""
+"""Entry point that prefect.yaml names; the flow lives in fmnist.flows.pipeline (importable)."""
 
-from fmnist.flows.promote import promote_model
+from fmnist.flows.pipeline import promote_model
 
 __all__ = ["promote_model"]
 

@@ -1,6 +1,6 @@
-"""Entry point that prefect.yaml names; the flow lives in fmnist.flows.sweep (importable)."""
+"""Entry point that prefect.yaml names; the flow lives in fmnist.flows.search (importable)."""
 
-from fmnist.flows.sweep import sweep
+from fmnist.flows.search import sweep
 
 __all__ = ["sweep"]
 

@@ -11,7 +11,7 @@ from optuna.trial import FixedTrial, TrialState
 from fmnist.params.config import parse_params
 from fmnist.process.errors import ConfigError, SearchError
 from fmnist.tuning import study as study_store
-from fmnist.tuning.grid import ACTIVATIONS, OPTIMIZERS, Tuning, cell_name, grid, suggest_cell
+from fmnist.tuning.space import ACTIVATIONS, OPTIMIZERS, Tuning, cell_name, grid, suggest_cell
 
 HIDDEN = [
     {"units": 100, "activation": "sigmoid", "name": "hidden"},

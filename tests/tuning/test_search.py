@@ -9,9 +9,9 @@ from optuna.trial import TrialState
 
 from fmnist.params.config import parse_params
 from fmnist.tuning import study as study_store
-from fmnist.tuning.grid import Tuning
 from fmnist.tuning.report import counts
 from fmnist.tuning.search import study_trials
+from fmnist.tuning.space import Tuning
 from fmnist.tuning.trial import OVERRIDES_ATTR, RUN_ATTR
 
 

@@ -11,7 +11,7 @@ import pytest
 
 from fmnist.params.config import Params, parse_params
 from fmnist.params.overrides import apply_dotted
-from fmnist.tuning.grid import Tuning
+from fmnist.tuning.space import Tuning
 
 pytestmark = pytest.mark.slow  # Keras/TensorFlow
 
@@ -54,7 +54,9 @@ def test_a_trial_trains_reports_each_epoch_and_nests_its_run(
 ) -> None:
     from mlflow import MlflowClient
 
+    from fmnist.tracking.lifecycle import owner
     from fmnist.tracking.mlflow_store import open_store
+    from fmnist.tuning.study import OWNER_ATTR, PARENT_ATTR
     from fmnist.tuning.trial import run_trial
 
     monkeypatch.setenv("MLFLOW_TRACKING_URI", tracking_uri)  # the worker's own store
@@ -75,6 +77,8 @@ def test_a_trial_trains_reports_each_epoch_and_nests_its_run(
     study = _study(tmp_path, params)
     (trial,) = study.trials
     assert trial.value == pytest.approx(result.val_accuracy)
+    # claimed by this process, for this search's run
+    assert trial.user_attrs[OWNER_ATTR] == owner() and trial.user_attrs[PARENT_ATTR] == parent
     assert sorted(trial.intermediate_values) == [1, 2]
 
 

@@ -18,12 +18,10 @@ from fmnist.params.config import SearchConfig
 from fmnist.process.errors import SearchError
 from fmnist.tracking.lifecycle import owner
 from fmnist.tuning import study as study_store
-from fmnist.tuning.grid import Tuning
+from fmnist.tuning.space import Tuning
 from fmnist.tuning.study import (
     OWNER_ATTR,
-    PARENT_ATTR,
     STORAGE_ENV,
-    claim,
     fail_orphans,
     load,
     storage_url,
@@ -120,18 +118,11 @@ def test_tell_failed(study: Any, state: str) -> None:
     assert (done.state, done.value) == (TrialState.FAIL, None)
 
 
-def test_claim_marks_the_trial_as_this_process(study: Any) -> None:
-    trial = study.ask()
-    claim(trial, "parent-run-1")
-    attrs = study.get_trials()[0].user_attrs
-    assert attrs == {OWNER_ATTR: owner(), PARENT_ATTR: "parent-run-1"}
-
-
 def test_fail_orphans_fails_the_dead_process_trials_only(study: Any) -> None:
     orphan = study.ask()
     orphan.set_user_attr(OWNER_ATTR, _dead_owner())
     mine = study.ask()
-    claim(mine, "parent-run-1")  # this live process
+    mine.set_user_attr(OWNER_ATTR, owner())  # this live process
     other_host = study.ask()
     other_host.set_user_attr(OWNER_ATTR, f"elsewhere.example:{orphan.number + 1}:12.00")
     unowned = study.ask()  # no owner recorded: not ours to judge

@@ -55,7 +55,7 @@ def sweep(
 
     from fmnist.params import config
     from fmnist.params.overrides import RunOverrides, dotted_overrides
-    from fmnist.tuning.grid import ACTIVATIONS, OPTIMIZERS, Tuning, grid
+    from fmnist.tuning.space import ACTIVATIONS, OPTIMIZERS, Tuning, grid
     from fmnist.tuning.workers import tune_on_dask
 
     sweep_name = name or time.strftime("sweep-%Y%m%d-%H%M%S")
@@ -111,7 +111,7 @@ def search(
     written back as a DVC experiment that trains, evaluates and registers it."""
     import time
 
-    from fmnist.tuning.grid import Tuning
+    from fmnist.tuning.space import Tuning
     from fmnist.tuning.study import shown_url, storage_url
     from fmnist.tuning.workers import tune_on_dask
 

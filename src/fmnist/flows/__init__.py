@@ -1,2 +1,1 @@
-"""Prefect flows and tasks of fmnist, importable (Dask workers unpickle tasks by reference);
-the files prefect.yaml names (flows/*.py) only import them from here."""
+"""Prefect flows and tasks, importable (Dask workers unpickle tasks by reference)."""

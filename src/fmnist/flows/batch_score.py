@@ -11,12 +11,12 @@ from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 
 import fmnist.monitoring.batch as batch_scoring
-from fmnist.flows.common import tracking_uri
 from fmnist.monitoring import drift_check
 from fmnist.monitoring.batch import Scored
 from fmnist.monitoring.drift import DriftSummary, markdown
 from fmnist.params.config import Params, load_params
 from fmnist.process import layout
+from fmnist.tracking.mlflow_store import environment_tracking_uri
 
 ARTIFACT_KEY = "fashion-mnist-batch-score"
 
@@ -75,7 +75,7 @@ def batch_score(
     the project) with the champion (or VERSION); check drift; retrain when it drifted."""
     root = Path.cwd()
     params = load_params(root / layout.PARAMS)
-    uri = tracking_uri(root)
+    uri = environment_tracking_uri(root)
     input_path = root / input
     dest = root / out if out else batch_scoring.default_output(input_path)
     done = score(params, input_path, dest, uri, version)

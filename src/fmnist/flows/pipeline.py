@@ -1,6 +1,7 @@
 """Prefect flow `fashion-mnist-pipeline`: the DVC pipeline as a tracked, deployable run. DVC
 runs the stages; flow parameters become an experiment's `--set-param`s (params.yaml is never
-edited). Unchanged data, code and params run nothing: the version reused is reported."""
+edited). Unchanged data, code and params run nothing: the version reused is reported. And
+`promote-model`: `fmnist promote` as a deployment (wiring only)."""
 
 from __future__ import annotations
 
@@ -9,16 +10,30 @@ from typing import Any
 
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
+from prefect.runtime import flow_run
 
-from fmnist.flows.common import flow_run_label, stage_env, tracking_uri
 from fmnist.params.config import Optimizer, load_params
 from fmnist.params.overrides import RunOverrides, dotted_overrides, set_param_args
 from fmnist.pipeline import dvc_cli, records
 from fmnist.pipeline.report import epoch_rows, model_markdown, reuse_line
 from fmnist.process import layout
+from fmnist.registry.promotion import by_hand_lines
+from fmnist.registry.register import promote as promote_version
+from fmnist.tracking.mlflow_store import environment_tracking_uri
 
 ARTIFACT_KEY = "fashion-mnist-model"
 EPOCHS_ARTIFACT_KEY = "fashion-mnist-epochs"
+
+
+def flow_run_label(default: str) -> str:
+    """`<flow run name>-<id prefix>`: names the DVC experiment or sweep this flow run makes."""
+    run_id = flow_run.get_id() or ""
+    return f"{flow_run.get_name() or default}-{run_id[:8]}".strip("-")
+
+
+def stage_env(root: Path) -> dict[str, str]:
+    """DVC's env: this worker's, with its store (not a flow parameter: Prefect keeps those)."""
+    return dvc_cli.stage_env({"MLFLOW_TRACKING_URI": environment_tracking_uri(root)})
 
 
 @task(name="download", retries=2, retry_delay_seconds=10)
@@ -37,9 +52,8 @@ def experiment(
 
 @task(name="report")
 def report(root: Path, run: dvc_cli.ExperimentRun) -> dict[str, Any]:
-    """The registered model's markdown and per-epoch artifacts, from the experiment's commit
-    (exactly what this run made); says so (log line, artifact's first line) when DVC reused an
-    earlier run's version instead of registering (dvc.lock's register is the baseline's)."""
+    """The registered model's markdown and per-epoch artifacts from the experiment's commit; says
+    so (log line, artifact's first line) when DVC reused an earlier run's version."""
     registered = dvc_cli.experiment_json(root, run.ref, layout.REGISTERED)
     trained = dvc_cli.experiment_json(root, run.ref, layout.TRAINED)
     version, run_id = int(registered["version"]), registered["run_id"]
@@ -83,9 +97,28 @@ def pipeline(
     hidden = load_params(root / layout.PARAMS).model.hidden
     dotted = dotted_overrides(overrides, [h.model_dump(exclude_defaults=True) for h in hidden])
     load_params(root / layout.PARAMS, dotted)  # a bad override fails here, before any stage
-    env = stage_env(tracking_uri(root))
+    env = stage_env(root)
     download.with_options(retries=download_retries, retry_delay_seconds=download_retry_delay)(
         root, env
     )
     run = experiment(root, flow_run_label("pipeline"), set_param_args(dotted), env, force)
     return report(root, run)
+
+
+@task(name="promote")
+def promote(version: int, force: bool) -> str:
+    """The registry's promotion (threshold unless forced); a refusal fails the run."""
+    root = Path.cwd()
+    params = load_params(root / layout.PARAMS)
+    decision = promote_version(params, version, force, environment_tracking_uri(root))
+    lines = by_hand_lines(params.register_.model_name, version, decision)
+    for line in lines:
+        get_run_logger().info(line)
+    create_markdown_artifact(key="fashion-mnist-promotion", markdown="\n\n".join(lines))
+    return decision.reason
+
+
+@flow(name="promote-model")
+def promote_model(version: int, force: bool = False) -> str:
+    """Make VERSION the registered model's `champion` (refused below min_accuracy unless force)."""
+    return promote(version, force)

@@ -1,5 +1,5 @@
-"""Prefect flow `fashion-mnist-search`, and the tuning run it shares with `fashion-mnist-sweep`
-(fmnist.tuning.search does the work): each trial a task on Dask (a `dask_address` scheduler's
+"""Prefect flows `fashion-mnist-search` and `fashion-mnist-sweep` (a study on the grid optimizers
+x hidden activations), one tuning run: each trial a task on Dask (a `dask_address` scheduler's
 workers need this project, the repo at the same path and FMNIST_SEARCH_STORAGE)."""
 
 from __future__ import annotations
@@ -11,19 +11,21 @@ from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_table_artifact
 from prefect_dask import DaskTaskRunner
 
-from fmnist.flows.common import flow_run_label, stage_env, tracking_uri
+from fmnist.flows.pipeline import flow_run_label, stage_env
 from fmnist.params.config import Params, load_params
+from fmnist.params.overrides import RunOverrides, dotted_overrides
 from fmnist.pipeline import dvc_cli
 from fmnist.process import layout
+from fmnist.tracking.mlflow_store import environment_tracking_uri
 from fmnist.tuning import search as searching
-from fmnist.tuning.grid import Tuning
+from fmnist.tuning.space import ACTIVATIONS, OPTIMIZERS, Tuning, grid
 from fmnist.tuning.trial import TrialJob, TrialRecord, run_trial
 
 
 @task(name="prepare", retries=2, retry_delay_seconds=10)
-def prepare(root: Path, uri: str) -> None:
+def prepare(root: Path) -> None:
     """download -> prepare in the workspace, once: every trial reads it."""
-    dvc_cli.reproduce(root, "prepare", stage_env(uri), get_run_logger().info)
+    dvc_cli.reproduce(root, "prepare", stage_env(root), get_run_logger().info)
 
 
 @task(name="trial", task_run_name="trial-{index}")
@@ -59,8 +61,8 @@ def tune(
 ) -> dict[str, Any]:
     """The run: prepare, the trials (a worker process each), the table artifact, the best."""
     root = Path.cwd()
-    uri = tracking_uri(root)
-    prepare(root, uri)
+    uri = environment_tracking_uri(root)
+    prepare(root)
     logger = get_run_logger()
 
     def on_dask(job: TrialJob, n: int, workers: int) -> list[TrialRecord]:
@@ -101,3 +103,24 @@ def search(
     params = load_params(Path.cwd() / layout.PARAMS)
     n = trials or params.search.trials
     return tune(params, Tuning(params.search.study), n, timeout, dask_address, dask_workers)
+
+
+@flow(name="fashion-mnist-sweep")
+def sweep(
+    optimizers: list[str] = list(OPTIMIZERS),  # noqa: B006 (Prefect parameters are copied)
+    activations: list[str] = list(ACTIVATIONS),  # noqa: B006
+    epochs: int | None = None,
+    batch_size: int | None = None,
+    learning_rate: float | None = None,
+    hidden_units: list[int] | None = None,
+    dask_address: str | None = None,
+    dask_workers: int | None = None,
+) -> dict[str, Any]:
+    """optimizers x activations, in parallel; registers the best by validation accuracy.
+    None keeps params.yaml's value."""
+    cells = grid(optimizers, activations)  # a bad value: fails now, before anything runs
+    path = Path.cwd() / layout.PARAMS
+    hidden = [h.model_dump(mode="json") for h in load_params(path).model.hidden]
+    base = RunOverrides(epochs, batch_size, None, learning_rate, hidden_units)
+    params = load_params(path, dotted_overrides(base, hidden))
+    return tune(params, Tuning(flow_run_label("sweep"), cells), 0, 0, dask_address, dask_workers)

@@ -1,12 +1,10 @@
-"""A tuning run (the search's or a sweep's, by the commands or the flows): its MLflow run, the
-trials, the study's summary with Optuna's plots, and the best by validation accuracy written
-back as a DVC experiment that trains, evaluates (the test set, once) and registers it."""
+"""A tuning run (the search's or a sweep's): its MLflow run, the trials, the study's summary with
+Optuna's plots, and the best written back as a DVC experiment that trains, evaluates, registers."""
 
 from __future__ import annotations
 
 import json
 import os
-import tempfile
 import time
 import warnings
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -22,9 +20,8 @@ from fmnist.process import console, layout
 from fmnist.process.errors import SearchError, first_line
 from fmnist.tracking import runs as tracking
 from fmnist.tuning import study as study_store
-from fmnist.tuning.grid import Tuning, cell_name
 from fmnist.tuning.report import Cost, TrialRecord, cost, counts, ranked, ranking, rows
-from fmnist.tuning.space import describe, differences
+from fmnist.tuning.space import Tuning, cell_name, describe, differences
 from fmnist.tuning.trial import OVERRIDES_ATTR, RUN_ATTR, TRAINED_WITH_ATTR, TrialJob, trained_with
 
 LineSink = Callable[[str], None]
@@ -50,30 +47,6 @@ class SearchResult:
     parent_run_id: str
 
 
-def jobs(
-    root: Path,
-    params: Params,
-    tuning: Tuning,
-    parent_run_id: str,
-    uri: str,
-    workers: int,
-    timeout: float | None = None,
-) -> TrialJob:
-    """The job every trial of this run gets (the workers share the CPUs' threads)."""
-    from fmnist.pipeline.lineage import data_version, git_commit
-
-    data_dir = root / layout.PREPARED
-    limit = params.search.timeout if timeout is None else timeout
-    stores = study_store.fingerprint(uri), study_store.fingerprint(study_store.storage_url(root))
-    tags = {records.DATA_TAG: data_version(root, data_dir), records.COMMIT_TAG: git_commit(root)}
-    threads = max(1, (os.cpu_count() or 1) // max(1, workers))
-    deadline = time.time() + limit if limit else None
-    quiet = not console.chatter_shown()
-    return TrialJob(
-        root, data_dir, params, tuning, parent_run_id, *stores, tags, threads, deadline, quiet
-    )
-
-
 def tune(
     params: Params,
     tuning: Tuning,
@@ -88,10 +61,9 @@ def tune(
 ) -> SearchResult:
     """A whole run in the working folder, its data prepared (workers: default one per CPU)."""
     root = Path.cwd()
-    with search_run(uri, params, tuning, name, root, trials, on_line) as (parent, n):
-        workers = min(workers or os.cpu_count() or 1, max(n, 1))
-        job = jobs(root, params, tuning, parent, uri, workers, timeout)
-        results = run_trials(job, n, workers) if n else []
+    with search_run(uri, params, tuning, name, root, trials, workers, timeout, on_line) as run:
+        job, n, used = run
+        results = run_trials(job, n, used) if n else []
         return finish(job, results, uri, on_line, on_table)
 
 
@@ -103,10 +75,14 @@ def search_run(
     name: str,
     root: Path,
     trials: int,
+    workers: int | None,
+    timeout: float | None = None,
     on_line: LineSink = print,
-) -> Iterator[tuple[str, int]]:
-    """The parent run and how many trials it adds (a sweep's: its cells still to run); its
-    workers' runs and trials are closed if it fails. The study is created here, once."""
+) -> Iterator[tuple[TrialJob, int, int]]:
+    """The parent run: the trials' job, how many it adds (a sweep's: its cells still to run), on
+    how many workers; its workers' runs and trials are closed if it fails."""
+    from fmnist.pipeline.lineage import data_version, git_commit
+
     study = study_store.load(root, params.search, tuning)
     failed = study_store.fail_orphans(study)
     if failed:
@@ -118,12 +94,26 @@ def search_run(
     else:
         study_store.check_space(study, params.search)
         logged = params.search.model_dump(mode="json")
+    workers = min(workers or os.cpu_count() or 1, max(trials, 1))
+    data_dir = root / layout.PREPARED
+    limit = params.search.timeout if timeout is None else timeout
+    stores = study_store.fingerprint(uri), study_store.fingerprint(study_store.storage_url(root))
+    threads = max(1, (os.cpu_count() or 1) // workers)  # the workers share the CPUs' threads
     tags = {f"fmnist.tuning.{tuning.kind}": tuning.study}
-    with tracking.tracked_run(uri, params.tracking.experiment, run_name=name, tags=tags) as run_id:
+    with tracking.tracked_run(uri, params.tracking.experiment, run_name=name, tags=tags) as run:
         flat = tracking.flatten(logged)
         tracking.load_mlflow().log_params({f"{tuning.kind}.{k}": str(v) for k, v in flat.items()})
         try:
-            yield run_id, trials
+            lineage = {
+                records.DATA_TAG: data_version(root, data_dir),
+                records.COMMIT_TAG: git_commit(root),
+            }
+            deadline = time.time() + limit if limit else None
+            quiet = not console.chatter_shown()
+            job = TrialJob(
+                root, data_dir, params, tuning, run, *stores, lineage, threads, deadline, quiet
+            )
+            yield job, trials, workers
         except BaseException as exc:
             try:
                 close_orphans(uri, params, tuning, root)
@@ -178,9 +168,9 @@ def finish(
     table = rows(ranked(trials), cell_name if tuning.grid else describe)
     spent = cost([(r.fit_seconds, r.overhead_seconds) for r in results])
     per_state = counts(trials)
-    summary = {"study": tuning.study, "trials": per_state, "table": table}
     this_run = asdict(spent) if spent else None
-    log_summary(study, summary | {"this_run": this_run}, f"{tuning.kind}/summary.json")
+    summary = {"study": tuning.study, "trials": per_state, "table": table, "this_run": this_run}
+    log_summary(study, summary, f"{tuning.kind}/summary.json")
     if on_table:
         on_table(table)
     if results and not any(r.state in ("complete", "pruned") for r in results):
@@ -271,15 +261,13 @@ def log_summary(study: Any, summary: Mapping[str, Any], artifact: str) -> None:
         except (RuntimeError, ValueError):
             importances = None
         tracking.load_mlflow().log_dict({**summary, "param_importances": importances}, artifact)
-        with tempfile.TemporaryDirectory() as tmp:
-            for function, name in PLOTS[: 3 if importances else 2]:
-                try:
-                    axes = getattr(plots, function)(study)
-                except (RuntimeError, ValueError):
-                    continue  # nothing to draw yet
-                figure = axes.figure if hasattr(axes, "figure") else axes[0].figure
-                figure.set_size_inches(9, 5)
-                figure.tight_layout()
-                figure.savefig(Path(tmp) / name, dpi=100)
-                plt.close(figure)
-                tracking.load_mlflow().log_artifact(str(Path(tmp) / name), "search")
+        for function, name in PLOTS[: 3 if importances else 2]:
+            try:
+                axes = getattr(plots, function)(study)
+            except (RuntimeError, ValueError):
+                continue  # nothing to draw yet
+            figure = axes.figure if hasattr(axes, "figure") else axes[0].figure
+            figure.set_size_inches(9, 5)
+            figure.tight_layout()
+            tracking.load_mlflow().log_figure(figure, f"search/{name}", save_kwargs={"dpi": 100})
+            plt.close(figure)

@@ -1,15 +1,20 @@
-"""The search space: one Optuna trial's suggestions -> params.yaml overrides (dotted keys), what
-a trial trains with and what the best is written back as (DVC `--set-param`s). Pure: a trial
-(anything with Optuna's suggest_* methods, e.g. `optuna.trial.FixedTrial`) and the space in."""
+"""What a study's trials suggest, as params.yaml overrides (dotted keys): the search's space (TPE)
+or a sweep's grid, the tutorial's optimizer comparison (every optimizer with every hidden
+activation). Pure: a trial (anything with Optuna's suggest_* methods, e.g. FixedTrial) in."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any, Protocol
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol, get_args
 
-from fmnist.params.config import SearchSpace
+from fmnist.params.config import Activation, Optimizer, SearchSpace
+from fmnist.params.overrides import hidden_layers
+from fmnist.process.errors import ConfigError
 
 DROPOUT_STEP = 0.05
+OPTIMIZERS = ("sgd", "adagrad", "rmsprop", "adam")  # the tutorial's list, in its order
+ACTIVATIONS = ("sigmoid", "relu")  # its first model's hidden activation, then its last's
 
 
 class Suggests(Protocol):
@@ -81,3 +86,71 @@ def describe(overrides: dict[str, Any]) -> str:
         f"{overrides['train.learning_rate']:g} {overrides['train.schedule']}, "
         f"batch {overrides['train.batch_size']}, {overrides['train.epochs']} epochs"
     )
+
+
+@dataclass(frozen=True)
+class Grid:
+    """A sweep's cells: optimizers x hidden activations."""
+
+    optimizers: tuple[str, ...]
+    activations: tuple[str, ...]
+
+    def space(self) -> dict[str, list[str]]:
+        """GridSampler's search space (and what a trial of it suggests)."""
+        return {"optimizer": list(self.optimizers), "activation": list(self.activations)}
+
+    def cells(self) -> list[dict[str, str]]:
+        """Every cell as a trial's params, optimizer-major (as the tutorial lists them)."""
+        return [
+            {"optimizer": o, "activation": a} for o in self.optimizers for a in self.activations
+        ]
+
+
+@dataclass(frozen=True)
+class Tuning:
+    """The study a run adds trials to: the search's search.study, or a sweep's name and grid."""
+
+    study: str
+    grid: Grid | None = None  # None: the search's space, TPE and the median pruner
+
+    @property
+    def kind(self) -> str:
+        """`sweep` or `search`: the word its MLflow tags and artifacts use."""
+        return "sweep" if self.grid else "search"
+
+
+def _checked(kind: str, values: Sequence[str], allowed: Sequence[str]) -> tuple[str, ...]:
+    values = list(values)
+    unknown = [v for v in values if v not in allowed]
+    repeated = sorted({v for v in values if values.count(v) > 1})
+    if not values:
+        raise ConfigError(f"sweep {kind}: empty; give at least one of {', '.join(allowed)}")
+    if unknown:
+        raise ConfigError(f"sweep {kind}: {unknown[0]!r} is not one of {', '.join(allowed)}")
+    if repeated:
+        raise ConfigError(f"sweep {kind}: {repeated[0]!r} given twice")
+    return tuple(values)
+
+
+def grid(optimizers: Sequence[str], activations: Sequence[str]) -> Grid:
+    """The grid, every value checked (ConfigError: one line naming the bad one)."""
+    return Grid(
+        _checked("optimizers", optimizers, get_args(Optimizer)),
+        _checked("activations", activations, get_args(Activation)),
+    )
+
+
+def suggest_cell(
+    trial: Suggests, cells: Grid, hidden: Sequence[Mapping[str, Any]]
+) -> dict[str, Any]:
+    """A cell as dotted overrides: its optimizer, and its activation on every hidden layer."""
+    activation = trial.suggest_categorical("activation", list(cells.activations))
+    return {
+        "train.optimizer": trial.suggest_categorical("optimizer", list(cells.optimizers)),
+        "model.hidden": hidden_layers(hidden, None, activation),
+    }
+
+
+def cell_name(overrides: Mapping[str, Any]) -> str:
+    """`adam-relu`: a cell's overrides as its row, its run and its DVC experiment say it."""
+    return f"{overrides['train.optimizer']}-{overrides['model.hidden'][0]['activation']}"

@@ -5,6 +5,7 @@ environment only, as it may hold a password (fmnist prints it redacted)."""
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import warnings
 from pathlib import Path
@@ -12,9 +13,9 @@ from typing import Any
 
 from fmnist.params.config import SearchConfig
 from fmnist.process.errors import SearchError, first_line
-from fmnist.tracking.lifecycle import owner, owner_gone
+from fmnist.tracking.lifecycle import owner_gone
 from fmnist.tracking.mlflow_store import redact
-from fmnist.tuning.grid import Grid, Tuning
+from fmnist.tuning.space import Grid, Tuning
 
 STORAGE_ENV = "FMNIST_SEARCH_STORAGE"
 DEFAULT_DB = "optuna.db"
@@ -40,19 +41,15 @@ def storage_url(root: Path) -> str:
 
 
 def shown_url(url: str, text: str | None = None) -> str:
-    """The URL as fmnist prints it, or text with the URL's password hidden (never a URL that
-    does not parse)."""
+    """The URL as fmnist prints it, or text with its password hidden (never an unparsable URL)."""
     from sqlalchemy.engine import make_url
     from sqlalchemy.exc import ArgumentError
 
     try:
         parsed = make_url(url)
     except (ArgumentError, ValueError):
-        return (
-            f"{STORAGE_ENV} (not a database URL)"
-            if text is None
-            else f"{STORAGE_ENV} is not a database URL"
-        )
+        bad = "(not a database URL)" if text is None else "is not a database URL"
+        return f"{STORAGE_ENV} {bad}"
     if text is None:
         return redact(parsed.render_as_string(hide_password=True))
     return redact(text.replace(parsed.password, "***") if parsed.password else text)
@@ -60,8 +57,6 @@ def shown_url(url: str, text: str | None = None) -> str:
 
 def fingerprint(url: str) -> str:
     """Names a store without saying what it is (no password travels with a job)."""
-    import hashlib
-
     return hashlib.sha256(url.encode()).hexdigest()[:16]
 
 
@@ -143,20 +138,12 @@ def check_space(study: Any, search: SearchConfig) -> None:
                 )
 
 
-def claim(trial: Any, parent_run_id: str) -> None:
-    """Mark a trial as this process's, for this search invocation."""
-    trial.set_user_attr(OWNER_ATTR, owner())
-    trial.set_user_attr(PARENT_ATTR, parent_run_id)
-
-
 def tell(study: Any, trial: Any, state: str, value: float | None, error: str | None = None) -> None:
     """complete -> its value; pruned -> PRUNED (its last reported value kept); else failed."""
     from optuna.trial import TrialState
 
-    if state == "complete":
-        study.tell(trial, value)
-    elif state == "pruned":
-        study.tell(trial, state=TrialState.PRUNED)
+    if state in ("complete", "pruned"):
+        study.tell(trial, value if state == "complete" else None, state=TrialState[state.upper()])
     else:
         tell_failed(study, trial, error)
 

@@ -1,7 +1,6 @@
-"""One trial of the search or a sweep in the process that runs it (a Dask worker, or this one):
-ask the study, train with the train stage's code (the pruner may stop it after an epoch), record
-it as a nested MLflow run, tell the study. Trials never read the test split. A worker keeps
-TensorFlow and the splits loaded: a trial's overhead is its model's build and the bookkeeping."""
+"""One trial in the process that runs it (a Dask worker, or this one): ask the study, train with
+the train stage's code (the pruner may stop it), as a nested MLflow run, tell the study. Never the
+test split. A worker keeps TensorFlow and the splits loaded: a trial's overhead is its build."""
 
 from __future__ import annotations
 
@@ -21,11 +20,11 @@ from fmnist.params.overrides import apply_dotted
 from fmnist.process import console
 from fmnist.process.errors import FmnistError, SearchError, first_line
 from fmnist.tracking import runs as tracking
+from fmnist.tracking.lifecycle import owner
 from fmnist.tracking.mlflow_store import environment_tracking_uri, redact
 from fmnist.tuning import study as study_store
-from fmnist.tuning.grid import Tuning, cell_name, suggest_cell
 from fmnist.tuning.report import TrialRecord
-from fmnist.tuning.space import describe, suggest
+from fmnist.tuning.space import Tuning, cell_name, describe, suggest, suggest_cell
 
 WARM = 0.5  # seconds: a warm-up this long started the worker (later ones only check it)
 OVERRIDES_ATTR = "fmnist.overrides"  # a trial's searched params.yaml keys (JSON)
@@ -89,16 +88,16 @@ def warm_up(job: TrialJob) -> float:
     if job.quiet:
         console.quiet_libraries(verbose=False)
     uri = environment_tracking_uri(job.root)  # this worker's: MLFLOW_TRACKING_URI or the file
-    if study_store.fingerprint(uri) != job.tracking_id:
-        raise SearchError(
-            "this Dask worker's MLflow store is not the search's: give the workers the "
-            "search's MLFLOW_TRACKING_URI"
-        )
-    if study_store.fingerprint(study_store.storage_url(job.root)) != job.storage_id:
-        raise SearchError(
-            f"this Dask worker's study database is not the search's: give the workers the "
-            f"search's {study_store.STORAGE_ENV}"
-        )
+    storage = study_store.storage_url(job.root)
+    for what, url, expected, variable in (
+        ("MLflow store", uri, job.tracking_id, "MLFLOW_TRACKING_URI"),
+        ("study database", storage, job.storage_id, study_store.STORAGE_ENV),
+    ):
+        if study_store.fingerprint(url) != expected:
+            raise SearchError(
+                f"this Dask worker's {what} is not the search's: give the workers the "
+                f"search's {variable}"
+            )
     load_keras()  # TensorFlow's first import, then its threads, before its first operation
     if job.threads > 0:
         import tensorflow as tf
@@ -121,7 +120,8 @@ def run_trial(job: TrialJob) -> TrialRecord | None:
     study = study_store.load(job.root, job.params.search, job.tuning, worker_seed=_worker_seed())
     trial = study.ask()
     try:
-        study_store.claim(trial, job.parent_run_id)
+        trial.set_user_attr(study_store.OWNER_ATTR, owner())  # this process's, for this run
+        trial.set_user_attr(study_store.PARENT_ATTR, job.parent_run_id)
         if job.tuning.grid:
             hidden = [h.model_dump(mode="json") for h in job.params.model.hidden]
             overrides = suggest_cell(trial, job.tuning.grid, hidden)
@@ -146,7 +146,12 @@ def run_trial(job: TrialJob) -> TrialRecord | None:
 
 
 def _train(job: TrialJob, trial: Any, overrides: dict[str, Any], started: float) -> TrialRecord:
-    """The trial's training inside its MLflow run (FAILED when training fails)."""
+    """The trial's pruned fit in its MLflow run (FAILED when training fails), logged as train's."""
+    from fmnist.process.errors import TrainingError
+    from fmnist.process.imports import load_keras
+    from fmnist.training.fit import compile_model, fit_model, seed_everything, training_batches
+    from fmnist.training.model import build_model
+
     kind = f"fmnist.tuning.{job.tuning.kind}"
     config = cell_name(overrides) if job.tuning.grid else describe(overrides)
     result = TrialRecord(trial.number, "failed", None, overrides, config=config)
@@ -163,60 +168,51 @@ def _train(job: TrialJob, trial: Any, overrides: dict[str, Any], started: float)
         ) as run_id:
             trial.set_user_attr(RUN_ATTR, run_id)
             result = replace(result, run_id=run_id)
-            result = _fit(job, trial, params, result, started)
+            train = _split(job.data_dir / "train.npz")  # x (n, 28, 28) uint8, y (n,) uint8
+            val = _split(job.data_dir / "val.npz")
+            load_keras().backend.clear_session()  # the previous trial's model and graphs go
+            seed_everything(params.train.seed)
+            model = build_model(params.model)
+            compile_model(model, params.train, train_rows=len(train[1]))
+            batches = training_batches(train, val, model, params.train)
+            flat = tracking.params_for_tracking(params)  # as the train stage logs them
+            logged = {k: v for k, v in flat.items() if k.startswith(("model.", "train."))}
+            tracking.load_mlflow().log_params(logged | {"search.trial": str(trial.number)})
+            reported: list[float] = []  # each epoch's val_accuracy, as the pruner heard it
+            pruned_at: list[int] = []
+
+            def report(epoch: int, logs: Mapping[str, float]) -> None:
+                reported.append(float(logs["val_accuracy"]))
+                trial.report(reported[-1], epoch)
+                if trial.should_prune():
+                    pruned_at.append(epoch)
+                    model.stop_training = True  # Keras' own way to end a fit early
+
+            fit_started = time.perf_counter()
+            try:
+                hooks = [tracking.log_epoch, report]
+                history = fit_model(model, batches, params.train, hooks, verbose=0)
+            except TrainingError:
+                if not pruned_at:
+                    raise
+                history = {"val_accuracy": reported}  # a pruned trial that also diverged
+            fit_seconds = time.perf_counter() - fit_started
+            state = "pruned" if pruned_at else "complete"
+            overhead = time.perf_counter() - started - fit_seconds
+            tracking.load_mlflow().log_metrics(
+                {"fit_seconds": fit_seconds, "overhead_seconds": overhead}
+            )
+            tracking.load_mlflow().set_tags({f"{kind}.state": state})
+            result = replace(
+                result,
+                state=state,
+                val_accuracy=float(history["val_accuracy"][-1]),
+                epochs=pruned_at[0] if pruned_at else len(history["val_accuracy"]),
+                fit_seconds=fit_seconds,
+            )
     except FmnistError as exc:  # a fitted trial whose run could not be ended keeps its result
         return replace(result, error=first_line(exc))
     return result
-
-
-def _fit(
-    job: TrialJob, trial: Any, params: Params, result: TrialRecord, started: float
-) -> TrialRecord:
-    """Fit with pruning; log the trial's params, per-epoch metrics, timing and state."""
-    from fmnist.process.errors import TrainingError
-    from fmnist.process.imports import load_keras
-    from fmnist.training.fit import compile_model, fit_model, seed_everything, training_batches
-    from fmnist.training.model import build_model
-
-    train = _split(job.data_dir / "train.npz")  # x (n, 28, 28) uint8 pixels, y (n,) uint8
-    val = _split(job.data_dir / "val.npz")
-    load_keras().backend.clear_session()  # the previous trial's model and graphs go
-    seed_everything(params.train.seed)
-    model = build_model(params.model)
-    compile_model(model, params.train, train_rows=len(train[1]))
-    batches = training_batches(train, val, model, params.train)
-    flat = tracking.params_for_tracking(params)  # the sections it trained with, as train logs them
-    logged = {k: v for k, v in flat.items() if k.startswith(("model.", "train."))}
-    tracking.load_mlflow().log_params(logged | {"search.trial": str(trial.number)})
-    reported: list[float] = []  # each epoch's val_accuracy, as the pruner heard it
-    pruned_at: list[int] = []
-
-    def report(epoch: int, logs: Mapping[str, float]) -> None:
-        reported.append(float(logs["val_accuracy"]))
-        trial.report(reported[-1], epoch)
-        if trial.should_prune():
-            pruned_at.append(epoch)
-            model.stop_training = True  # Keras' own way to end a fit early
-
-    fit_started = time.perf_counter()
-    try:
-        history = fit_model(model, batches, params.train, [tracking.log_epoch, report], verbose=0)
-    except TrainingError:
-        if not pruned_at:
-            raise
-        history = {"val_accuracy": reported}  # a pruned trial that also diverged
-    fit_seconds = time.perf_counter() - fit_started
-    state = "pruned" if pruned_at else "complete"
-    overhead = time.perf_counter() - started - fit_seconds
-    tracking.load_mlflow().log_metrics({"fit_seconds": fit_seconds, "overhead_seconds": overhead})
-    tracking.load_mlflow().set_tags({f"fmnist.tuning.{job.tuning.kind}.state": state})
-    return replace(
-        result,
-        state=state,
-        val_accuracy=float(history["val_accuracy"][-1]),
-        epochs=pruned_at[0] if pruned_at else len(history["val_accuracy"]),
-        fit_seconds=fit_seconds,
-    )
 
 
 def trained_with(params: Params) -> dict[str, Any]:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import functools
 import os
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -13,11 +12,9 @@ from fmnist.params.config import Params
 from fmnist.pipeline import dvc_cli
 from fmnist.process.errors import SearchError, first_line
 from fmnist.tracking.mlflow_store import redact
-from fmnist.tuning.grid import Tuning
-from fmnist.tuning.search import SearchResult, tune
+from fmnist.tuning.search import LineSink, SearchResult, tune
+from fmnist.tuning.space import Tuning
 from fmnist.tuning.trial import TrialJob, TrialRecord, run_trial, warm_up
-
-LineSink = Callable[[str], None]
 
 
 def tune_on_dask(

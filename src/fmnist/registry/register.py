@@ -35,9 +35,6 @@ _ARTIFACT_DIRS = sorted(
 _CONTEXT_ORDER = {"training": 0, "validation": 1, "testing": 2}  # the card's order of datasets
 
 
-Report = Callable[[dict[str, Any]], None]
-
-
 def run(
     params: Params,
     trained_path: Path,
@@ -45,33 +42,19 @@ def run(
     summary_path: Path,
     out_path: Path,
     tracking_uri: str,
-    report: Report | None = None,
+    report: Callable[[dict[str, Any]], None] | None = None,
 ) -> dict[str, Any]:
-    """Register what train recorded; returns the record written to out_path. report: called
-    with it once complete, unless a signal came meanwhile (no signal can cut what it says)."""
-    trained, metrics = records.read_trained(trained_path), read_json(metrics_path)
-    summary = read_text(summary_path)
-    return register_trained(params, trained, metrics, summary, tracking_uri, out_path, report)
-
-
-def register_trained(
-    params: Params,
-    trained: Mapping[str, Any],
-    metrics: Mapping[str, float],
-    summary: str,
-    tracking_uri: str,
-    out_path: Path | None = None,
-    report: Report | None = None,
-) -> dict[str, Any]:
-    """Register a trained record with its metrics and card, apply the promotion rule, write
-    the record (read back from the registry). All or nothing: signals are held (signals_held),
-    and stop it before the version is made, while it waits for the lock (the version is
-    deleted again), or once version and record are complete."""
+    """Register what train recorded with its metrics and card, apply the promotion rule, write
+    the record (read back from the registry) to out_path and return it. report: called with it
+    once complete, unless a signal came meanwhile (no signal can cut what it says).
+    All or nothing: signals are held (signals_held), and stop it before the version is made,
+    while it waits for the lock (the version is deleted again), or once all is complete."""
     from fmnist.process.failures import Held, signals_held
     from fmnist.registry.card import model_card
     from fmnist.registry.versions import RESUMED, register_version, registered_record
 
-    facts = _card_facts(tracking_uri, trained, metrics, summary)
+    trained, metrics = records.read_trained(trained_path), read_json(metrics_path)
+    facts = _card_facts(tracking_uri, trained, metrics, read_text(summary_path))
     tags = {
         **{k: f"{v:.4f}" for k, v in metrics.items()},
         "run_id": trained["run_id"],
@@ -96,8 +79,7 @@ def register_trained(
                       "that was stopped", flush=True)  # fmt: skip
             _promote_or_undo(params, registration, tracking_uri, facts, held)
             record = registered_record(tracking_uri, name, number)
-            if out_path is not None:
-                write_json(out_path, record)
+            write_json(out_path, record)
             if report is not None and held.signum is None:
                 report(record)
             return record  # (a signal held meanwhile is raised as the block ends)
@@ -135,7 +117,9 @@ def _promote_or_undo(
     if registration.state == versions.COMPLETE:
         return
     try:
-        decision = _apply_rule(params, number, tracking_uri, False, checkpoint=held.safe_point)
+        decision = _apply_rule(
+            params, number, tracking_uri, require_better=True, checkpoint=held.safe_point
+        )
     except BaseException as exc:
         before, state = registration.challenger_before, registration.state
         left = versions.undo_registration(tracking_uri, name, number, before, state, exc)
@@ -209,36 +193,19 @@ def _json_object(text: str | None) -> dict[str, Any]:
     return found if isinstance(found, dict) else {}
 
 
-def _apply_rule(
-    params: Params,
-    version: int,
-    tracking_uri: str,
-    by_hand: bool,
-    force: bool = False,
-    checkpoint: Callable[[], None] = lambda: None,
-) -> Decision:
-    """The promotion with register's thresholds; checkpoint: a safe point in the lock's wait."""
+def _apply_rule(params: Params, version: int, tracking_uri: str, **how: Any) -> Decision:
+    """champion.promote with register's thresholds (how: require_better, force, checkpoint)."""
     from fmnist.registry.champion import promote as promote_version
 
     cfg = params.register_
-    return promote_version(
-        tracking_uri,
-        cfg.model_name,
-        version,
-        min_accuracy=cfg.min_accuracy,
-        min_delta=cfg.min_delta,
-        require_better=not by_hand,
-        force=force,
-        echo=lambda line: print(line, flush=True),  # the lock's wait: a line every few seconds
-        checkpoint=checkpoint,
-    )
+    rule = cfg.model_dump(include={"min_accuracy", "min_delta"})
+    return promote_version(tracking_uri, cfg.model_name, version, **rule, **how)
 
 
 def promote(params: Params, version: int, force: bool, tracking_uri: str) -> Decision:
     """Make a version `champion` by hand (threshold unless forced); a refusal raises."""
-    decision = _apply_rule(params, version, tracking_uri, True, force)
+    decision = _apply_rule(params, version, tracking_uri, require_better=False, force=force)
     if not decision.promote:
-        raise TrackingError(
-            f"{params.register_.model_name} v{version} not promoted: {decision.reason}"
-        )
+        name = params.register_.model_name
+        raise TrackingError(f"{name} v{version} not promoted: {decision.reason}")
     return decision

@@ -8,22 +8,20 @@ import json
 import tempfile
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from fmnist.params.config import Params
 from fmnist.pipeline import records
 from fmnist.process import layout
 from fmnist.process.errors import TrackingError
+from fmnist.process.failures import Held, signals_held
 from fmnist.process.files import read_json, read_text, write_json
+from fmnist.registry import versions
+from fmnist.registry.card import CardFacts, DataFile, model_card
+from fmnist.registry.champion import promote as promote_version
 from fmnist.registry.promotion import Decision
 from fmnist.tracking import runs as tracking
 from fmnist.tracking.mlflow_store import store_client
-from fmnist.tracking.runs import SUMMARY_ARTIFACT
-
-if TYPE_CHECKING:
-    from fmnist.process.failures import Held
-    from fmnist.registry.card import CardFacts, DataFile
-    from fmnist.registry.versions import Registration
 
 _IMAGES = (  # the run's images a card shows (those evaluate logged), in order
     ("Confusion matrix (test)", layout.CONFUSION_ARTIFACT),
@@ -49,10 +47,6 @@ def run(
     once complete, unless a signal came meanwhile (no signal can cut what it says).
     All or nothing: signals are held (signals_held), and stop it before the version is made,
     while it waits for the lock (the version is deleted again), or once all is complete."""
-    from fmnist.process.failures import Held, signals_held
-    from fmnist.registry.card import model_card
-    from fmnist.registry.versions import RESUMED, register_version, registered_record
-
     trained, metrics = records.read_trained(trained_path), read_json(metrics_path)
     facts = _card_facts(tracking_uri, trained, metrics, read_text(summary_path))
     tags = {
@@ -69,16 +63,16 @@ def run(
     try:
         with signals_held() as held:
             held.doing = f"the registration of {trained['run_id']}'s model as {name}"
-            registration = register_version(
+            registration = versions.register_version(
                 tracking_uri, name, trained["model_uri"], trained["run_id"],
                 description=model_card(facts), tags=tags, held=held,
             )  # fmt: skip
             number = int(registration.version.version)
-            if registration.state == RESUMED:
+            if registration.state == versions.RESUMED:
                 print(f"fmnist: completing {name} v{number}, left half-made by a register "
                       "that was stopped", flush=True)  # fmt: skip
             _promote_or_undo(params, registration, tracking_uri, facts, held)
-            record = registered_record(tracking_uri, name, number)
+            record = versions.registered_record(tracking_uri, name, number)
             write_json(out_path, record)
             if report is not None and held.signum is None:
                 report(record)
@@ -105,29 +99,24 @@ def _left_by_interrupt(exc: KeyboardInterrupt, held: Held, record: dict[str, Any
 
 
 def _promote_or_undo(
-    params: Params, registration: Registration, tracking_uri: str, facts: CardFacts, held: Held
+    params: Params, registration: versions.Registration, uri: str, facts: CardFacts, held: Held
 ) -> None:
     """The promotion rule, then the card with its result (the last registry write). A rule
     failing or a signal in the lock's wait undoes a new version; once the rule ran nothing is
     undone (a moved `champion` was its decision): a *pending* card is completed next run."""
-    from fmnist.registry import versions
-    from fmnist.registry.card import model_card
-
     name, number = params.register_.model_name, int(registration.version.version)
     if registration.state == versions.COMPLETE:
         return
     try:
-        decision = _apply_rule(
-            params, number, tracking_uri, require_better=True, checkpoint=held.safe_point
-        )
+        decision = _apply_rule(params, number, uri, require_better=True, checkpoint=held.safe_point)
     except BaseException as exc:
         before, state = registration.challenger_before, registration.state
-        left = versions.undo_registration(tracking_uri, name, number, before, state, exc)
+        left = versions.undo_registration(uri, name, number, before, state, exc)
         versions.raise_undone(exc, "", left)
     try:  # the decision as recorded (one holding `champion` already was decided before)
-        found = versions.model_version(tracking_uri, name, number)
+        found = versions.model_version(uri, name, number)
         card = model_card(facts, Decision.from_tags(dict(found.tags)) or decision)
-        versions.describe_version(tracking_uri, name, number, card)
+        versions.describe_version(uri, name, number, card)
     except TrackingError as exc:
         again = "run register again to complete it"
         raise TrackingError(f"{exc}; its card still says pending ({again})") from None
@@ -137,8 +126,6 @@ def _card_facts(
     tracking_uri: str, trained: Mapping[str, Any], metrics: Mapping[str, float], summary: str
 ) -> CardFacts:
     """The card's facts: the records, and the run's params, datasets, report and images."""
-    from fmnist.registry.card import CardFacts
-
     run_id = trained["run_id"]
     run = tracking.get_run(tracking_uri, run_id)
     with (
@@ -159,7 +146,7 @@ def _card_facts(
         # the params the model was trained with (a flow run's overrides included)
         params={k: v for k, v in run.data.params.items() if k.startswith(("model.", "train."))},
         summary=summary,
-        summary_artifact=SUMMARY_ARTIFACT,
+        summary_artifact=tracking.SUMMARY_ARTIFACT,
         metrics=metrics,
         per_class=per_class,
         images=[(title, path) for title, path in _IMAGES if path in logged],
@@ -169,8 +156,6 @@ def _card_facts(
 def _data_files(run: Any, data_version: str) -> list[DataFile]:
     """The run's datasets in the card's order, each path without its `@<folder hash>`."""
     from mlflow.utils.mlflow_tags import MLFLOW_DATASET_CONTEXT
-
-    from fmnist.registry.card import DataFile
 
     files = []
     for given in run.inputs.dataset_inputs if run.inputs else []:
@@ -195,8 +180,6 @@ def _json_object(text: str | None) -> dict[str, Any]:
 
 def _apply_rule(params: Params, version: int, tracking_uri: str, **how: Any) -> Decision:
     """champion.promote with register's thresholds (how: require_better, force, checkpoint)."""
-    from fmnist.registry.champion import promote as promote_version
-
     cfg = params.register_
     rule = cfg.model_dump(include={"min_accuracy", "min_delta"})
     return promote_version(tracking_uri, cfg.model_name, version, **rule, **how)

@@ -26,7 +26,7 @@ import pytest
 from mlflow import MlflowClient
 
 from fmnist.process.errors import TrackingError
-from fmnist.registry.lock import tickets
+from fmnist.registry.champion import tickets
 from fmnist.tracking.lifecycle import NOTE_TAG
 from tests.integration.conftest import Runner, copy_repo, make_runner
 from tests.integration.conftest import mlflow_server as running_mlflow_server

@@ -24,7 +24,7 @@ from typing import Any
 import pytest
 from mlflow import MlflowClient
 
-from fmnist.registry.lock import promotion_lock
+from fmnist.registry.champion import promotion_lock
 from tests.integration.conftest import mlflow_server as running_mlflow_server
 
 NAME = "fashion-mnist"

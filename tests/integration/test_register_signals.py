@@ -211,7 +211,7 @@ def _state(trial: Trial) -> int | None:
 
 def _no_lock_left(trial: Trial) -> None:
     """The promotion lock is free at once: none left behind for the next one to break."""
-    from fmnist.registry.lock import promotion_lock
+    from fmnist.registry.champion import promotion_lock
 
     said: list[str] = []
     with promotion_lock(MlflowClient(f"sqlite:///{trial.db}"), NAME, 5, said.append):
@@ -312,7 +312,7 @@ def test_a_signal_while_waiting_for_the_promotion_lock_undoes_it_at_once(
     """Another promotion holds the lock (this process, through fmnist's own lock): the
     command waits for it; a signal then stops it within seconds, its version deleted and
     `challenger` given back, not after the lock's minute."""
-    from fmnist.registry.lock import promotion_lock
+    from fmnist.registry.champion import promotion_lock
 
     trial = _new_trial(trained, tmp_path / "waiting")
     with promotion_lock(MlflowClient(trial.uri), NAME, echo=lambda line: None):

@@ -1,11 +1,11 @@
 """The promotion rule beyond promote-or-not: by hand below the champion is promoted and
-flagged (a rollback is a reason), and the champion itself again is a success moving nothing."""
+flagged (a rollback is a reason); tests/registry/test_registry.py: the champion again."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from fmnist.registry.promotion import Decision, decide_champion_again, decide_promotion
+from fmnist.registry.promotion import decide_promotion
 
 RULE: dict[str, Any] = {"min_accuracy": 0.80, "min_delta": 0.001}
 CHAMPION_V1 = (1, 0.8619)
@@ -33,11 +33,3 @@ def test_by_hand_level_with_or_above_the_champion_or_without_one_is_not_flagged(
 def test_the_automatic_rule_refuses_a_worse_version_without_the_flag() -> None:
     decision = decide_promotion(0.8378, CHAMPION_V1, **RULE)
     assert not decision.promote and not decision.below_champion
-
-
-def test_the_champion_again_is_a_success_that_moves_nothing() -> None:
-    assert decide_champion_again(2, CHAMPION_V1) is None
-    assert decide_champion_again(1, None) is None
-    assert decide_champion_again(1, CHAMPION_V1) == Decision(
-        True, "v1 is already champion", 1, 0.8619, already_champion=True
-    )

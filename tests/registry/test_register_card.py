@@ -4,6 +4,8 @@ changes."""
 
 from __future__ import annotations
 
+import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +19,7 @@ from fmnist.pipeline import records
 from fmnist.pipeline.lineage import dir_md5
 from fmnist.process import layout
 from fmnist.process.errors import TrackingError
-from fmnist.process.files import file_digest
+from fmnist.process.files import file_digest, write_json
 from fmnist.registry import register as register_stage
 from fmnist.registry.card import PENDING
 from fmnist.tracking import runs as tracking
@@ -57,9 +59,21 @@ def trained_run(
     }  # fmt: skip
 
 
-def register(params: Params, trained: dict[str, Any], uri: str) -> dict[str, Any]:
-    metrics = {k: trained[k] for k in ("test_loss", "test_accuracy")}
-    return register_stage.register_trained(params, trained, metrics, "Model: m\n", uri)
+def register(
+    params: Params,
+    trained: dict[str, Any],
+    uri: str,
+    out: Path | None = None,
+    report: Callable[[dict[str, Any]], None] | None = None,
+) -> dict[str, Any]:
+    """The register stage on a trained record, its metrics and summary (as files)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        record, metrics, summary = Path(tmp, "trained.json"), Path(tmp, "m.json"), Path(tmp, "s")
+        write_json(record, trained)
+        write_json(metrics, {k: trained[k] for k in ("test_loss", "test_accuracy")})
+        summary.write_text("Model: m\n", encoding="utf-8")
+        out = out or Path(tmp, "registered.json")
+        return register_stage.run(params, record, metrics, summary, out, uri, report)
 
 
 def run_state(client: MlflowClient, run_id: str) -> tuple[Any, ...]:

@@ -90,17 +90,12 @@ def test_a_signal_during_the_writes_waits_for_the_whole_registration(
     monkeypatch: pytest.MonkeyPatch,
     capfd: pytest.CaptureFixture[str],
 ) -> None:
-    from fmnist.registry import register as register_stage
-
     trained = trained_run(tmp_path, prepared_dir, tiny_params, tracking_uri, wrong=10)
     _signalled_card(monkeypatch, signals=1)
     out = tmp_path / "registered.json"
     reported: list[dict[str, Any]] = []
-    metrics = {k: trained[k] for k in ("test_loss", "test_accuracy")}
     with pytest.raises(KeyboardInterrupt) as raised:
-        register_stage.register_trained(
-            tiny_params, trained, metrics, "Model: m\n", tracking_uri, out, reported.append
-        )
+        register(tiny_params, trained, tracking_uri, out, reported.append)
     assert raised.value.__notes__ == [
         "fashion-mnist v1 was registered in full before stopping (@challenger @champion; "
         "promotion: no champion yet (test_accuracy 0.9000))"

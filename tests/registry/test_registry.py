@@ -8,9 +8,8 @@ import pytest
 from mlflow import MlflowClient
 
 from fmnist.process.errors import TrackingError
-from fmnist.registry.champion import HISTORY_TAG, promote, rollback
-from fmnist.registry.lock import promotion_lock
-from fmnist.registry.promotion import CHAMPION, decide_promotion, previous_champion
+from fmnist.registry.champion import HISTORY_TAG, promote, promotion_lock, rollback
+from fmnist.registry.promotion import CHAMPION, Decision, decide_promotion
 from fmnist.registry.versions import list_versions
 
 NAME = "fashion-mnist"
@@ -51,11 +50,6 @@ def test_by_hand_only_the_threshold_applies_and_force_skips_it() -> None:
     assert decide_promotion(0.81, (3, 0.90), **RULE, require_better=False).promote
     assert not decide_promotion(0.50, (3, 0.90), **RULE, require_better=False).promote
     assert decide_promotion(0.50, (3, 0.90), **RULE, require_better=False, force=True).promote
-
-
-def test_previous_champion_skips_deleted_versions() -> None:
-    assert previous_champion([1, 2, 4], 4, {1, 4}) == 1
-    assert previous_champion([4], 4, {4}) is None
 
 
 # --- on a real (sqlite) store ----------------------------------------------------------------
@@ -100,6 +94,27 @@ def test_rollback_gives_champion_back_then_refuses(tracking_uri: str) -> None:
     with pytest.raises(TrackingError, match="no previous champion"):
         rollback(tracking_uri, NAME)
     assert _champion(client) == 1
+
+
+def test_rollback_skips_deleted_versions(tracking_uri: str) -> None:
+    client = _versions(tracking_uri, [0.85, 0.86, 0.87])
+    for version in (1, 2, 3):
+        promote(tracking_uri, NAME, version, **RULE, require_better=True)
+    client.delete_model_version(NAME, "2")
+    assert rollback(tracking_uri, NAME) == (3, 1)
+    assert _champion(client) == 1
+
+
+def test_the_champion_again_is_a_success_that_moves_nothing(tracking_uri: str) -> None:
+    client = _versions(tracking_uri, [0.8619, 0.87])
+    first = promote(tracking_uri, NAME, 1, **RULE, require_better=True)
+    assert first.promote and not first.already_champion
+    assert promote(tracking_uri, NAME, 1, **RULE, require_better=False) == Decision(
+        True, "v1 is already champion", 1, 0.8619, already_champion=True
+    )
+    assert client.get_registered_model(NAME).tags[HISTORY_TAG] == "[1]"  # nothing recorded
+    second = promote(tracking_uri, NAME, 2, **RULE, require_better=True)
+    assert second.promote and not second.already_champion
 
 
 def test_failed_promotion_leaves_aliases_as_they_were(tracking_uri: str) -> None:

@@ -12,8 +12,8 @@ import pytest
 from mlflow import MlflowClient
 
 from fmnist.process.errors import TrackingError
-from fmnist.registry import lock as registry_lock
-from fmnist.registry.lock import (
+from fmnist.registry import champion as registry_lock
+from fmnist.registry.champion import (
     HOLDER_TAG,
     SINCE_TAG,
     STARTED_TAG,

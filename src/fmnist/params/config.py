@@ -20,6 +20,7 @@ from pydantic import (
     field_validator,
 )
 
+from fmnist.params.overrides import apply_dotted
 from fmnist.process.errors import ConfigError
 
 DEFAULT_MIRRORS = (
@@ -245,9 +246,7 @@ def load_params(path: Path, overrides: Mapping[str, Any] | None = None) -> Param
         raise ConfigError(f"{path}: not valid YAML ({' '.join(str(exc).split())})") from None
     if raw is not None and not isinstance(raw, dict):
         raise ConfigError(f"{path}: expected a mapping of sections, got {type(raw).__name__}")
-    if overrides:
-        from fmnist.params.overrides import apply_dotted
-
-        raw = apply_dotted(raw or {}, overrides)
-        return parse_params(raw, source=f"{path} with {', '.join(overrides)} overridden")
-    return parse_params(raw, source=str(path))
+    if not overrides:
+        return parse_params(raw, source=str(path))
+    source = f"{path} with {', '.join(overrides)} overridden"
+    return parse_params(apply_dotted(raw or {}, overrides), source=source)

@@ -7,6 +7,7 @@ import copy
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from functools import reduce
 from typing import Any
 
 
@@ -61,10 +62,7 @@ def apply_dotted(raw: Mapping[str, Any], dotted: Mapping[str, Any]) -> dict[str,
     result = copy.deepcopy(dict(raw))
     for key, value in dotted.items():
         *parents, leaf = key.split(".")
-        node = result
-        for part in parents:
-            node = node.setdefault(part, {})
-        node[leaf] = value
+        reduce(lambda node, part: node.setdefault(part, {}), parents, result)[leaf] = value
     return result
 
 

@@ -1,42 +1,190 @@
-"""Moving `champion` under the promotion lock: the promotion rule applied to a version, and
-the rollback to the one before; a failure moves no alias."""
+"""Moving `champion` under a registry-wide promotion lock; a failure moves no alias. A contender
+takes a ticket, a version of `<name>.promotion-lock` (numbered atomically, never reused); the
+lowest live ticket holds the lock; each removal names one ticket (its own, or a stale one)."""
 
 from __future__ import annotations
 
+import contextlib
 import json
-from collections.abc import Callable
+import socket
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
-from fmnist.process.errors import TrackingError
-from fmnist.registry.lock import promotion_lock
-from fmnist.registry.promotion import (
-    CHAMPION,
-    METRIC,
-    Decision,
-    decide_champion_again,
-    decide_promotion,
-    previous_champion,
-)
+from fmnist.process.errors import TrackingError, first_line
+from fmnist.registry.promotion import CHAMPION, METRIC, Decision, decide_promotion
 from fmnist.registry.versions import champion_of, client_for, not_found
+from fmnist.tracking.lifecycle import owner, owner_gone
 from fmnist.tracking.mlflow_store import mlflow_errors
 
+# A ticket's source: a URI both a sqlite store and a tracking server accept (a server refuses
+# local paths outside a run's artifacts, and relative ones); it points at nothing.
+TICKET_SCHEME = "fmnist-lock:/"
+HOLDER_TAG = "fmnist.lock.holder"  # lifecycle.owner(): host:pid:start time
+SINCE_TAG = "fmnist.lock.since"
+STARTED_TAG = "fmnist.lock.started"  # unix time, to tell a ticket's age
+TIMEOUT = 60.0
+PROGRESS_EVERY = 5.0
+POLL_EVERY = 0.2
+# A promotion takes seconds; a ticket older than this was left by a holder that cannot be
+# checked (another host) and is broken too.
+STALE_AFTER = 600.0
 HISTORY_TAG = "fmnist.champion_history"  # versions that held `champion`, oldest first
+_PRINT = partial(print, flush=True)  # the wait's lines, one every few seconds
+
+
+@dataclass(frozen=True)
+class Ticket:
+    """A contender's place in line: its version of the lock, holder, since when, age in s."""
+
+    version: int
+    holder: str
+    since: str
+    age: float
+
+
+def lock_name(name: str) -> str:
+    return f"{name}.promotion-lock"
+
+
+def tickets(client: Any, name: str) -> list[Ticket]:
+    """The live tickets for name's promotion lock, its holder first; [] when it is free."""
+    line = []
+    for v in client.search_model_versions(f"name = '{lock_name(name)}'"):
+        started = v.tags.get(STARTED_TAG, "")
+        age = time.time() - float(started) if started.isdigit() else float("nan")
+        holder, since = v.tags.get(HOLDER_TAG, "unknown"), v.tags.get(SINCE_TAG, "?")
+        line.append(Ticket(int(v.version), holder, since, age))
+    return sorted(line, key=lambda t: t.version)
+
+
+def _take_ticket(client: Any, name: str) -> int:
+    """A new ticket in line, numbered after every ticket taken before it."""
+    from mlflow.exceptions import MlflowException
+
+    lock = lock_name(name)
+    try:
+        client.create_registered_model(
+            lock, description=f"promotions of {name} in line: its lowest version holds the lock"
+        )
+    except MlflowException as exc:
+        if exc.error_code != "RESOURCE_ALREADY_EXISTS":
+            raise
+    tags = {
+        HOLDER_TAG: owner(),
+        SINCE_TAG: time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        STARTED_TAG: f"{time.time():.0f}",
+    }
+    ticket = client.create_model_version(
+        lock, f"{TICKET_SCHEME}{lock}", tags=tags, await_creation_for=0
+    )
+    return int(ticket.version)
+
+
+def _remove(client: Any, name: str, version: int) -> bool:
+    """Delete that one ticket; False if it was gone already."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        client.delete_model_version(lock_name(name), str(version))
+    except MlflowException as exc:
+        if exc.error_code == "RESOURCE_DOES_NOT_EXIST":
+            return False
+        raise
+    return True
+
+
+def _to_break(ahead: list[Ticket]) -> list[tuple[Ticket, str]]:
+    """The stale tickets ahead and why; only those behind this host's nearest live contender
+    ahead (it breaks those in front of it), so each has one breaker. NaN age: never too old."""
+    host, found = socket.gethostname(), []
+    for ticket in reversed(ahead):
+        if owner_gone(ticket.holder):
+            found.append((ticket, "gone"))
+        elif ticket.age > STALE_AFTER:
+            found.append((ticket, f"held for {ticket.age / 60:.0f} min"))
+        elif ticket.holder.partition(":")[0] == host:
+            break
+    return found
+
+
+def _wait_turn(
+    client: Any,
+    name: str,
+    mine: int,
+    timeout: float,
+    echo: Callable[[str], None],
+    checkpoint: Callable[[], None],
+) -> None:
+    """Return once no live ticket is ahead of mine, breaking stale ones."""
+    deadline = time.monotonic() + timeout
+    next_progress = time.monotonic() + PROGRESS_EVERY
+    while True:
+        line = tickets(client, name)
+        if all(t.version != mine for t in line):  # broken as stale, or the lock model deleted
+            raise TrackingError(
+                f"{name}: this promotion's place in line ({lock_name(name)!r} v{mine}) was "
+                "removed by another process; try again"
+            )
+        ahead = [t for t in line if t.version < mine]
+        for ticket, why in _to_break(ahead):
+            if _remove(client, name, ticket.version):  # False: another broke it first
+                held = f"{ticket.holder} (since {ticket.since})"
+                echo(f"{name}: breaking a stale promotion lock of {held}: {why}")
+            ahead.remove(ticket)
+        if not ahead:
+            return
+        holder, since, now = ahead[0].holder, ahead[0].since, time.monotonic()
+        if now > deadline:
+            raise TrackingError(
+                f"{name}: another promotion ({holder}, since {since}) still holds "
+                f"{lock_name(name)!r} after {timeout:.0f} s; try again when it is done"
+            )
+        if now >= next_progress:
+            echo(f"{name}: waiting for the promotion of {holder} (since {since}) to finish")
+            next_progress = now + PROGRESS_EVERY
+        checkpoint()
+        time.sleep(POLL_EVERY)
+
+
+@contextlib.contextmanager
+def promotion_lock(
+    client: Any,
+    name: str,
+    timeout: float = TIMEOUT,
+    echo: Callable[[str], None] = _PRINT,
+    checkpoint: Callable[[], None] = lambda: None,
+) -> Iterator[None]:
+    """Promotions of `name` one at a time; checkpoint: a safe point to stop at while waiting."""
+    with mlflow_errors(f"{name}: taking the promotion lock"):
+        from mlflow.exceptions import MlflowException
+
+        mine = _take_ticket(client, name)
+        try:
+            _wait_turn(client, name, mine, timeout, echo, checkpoint)
+        except BaseException:  # timeout, Ctrl-C/SIGTERM, a store error: out of the line
+            with contextlib.suppress(MlflowException):  # the first failure is the one to say
+                _remove(client, name, mine)
+            raise
+    try:
+        yield
+    finally:
+        lock = f"{lock_name(name)!r} v{mine}"
+        try:
+            if not _remove(client, name, mine):
+                echo(f"{name}: {lock} was gone already (another promotion broke it as stale)")
+        except MlflowException as exc:  # what was promoted stays; the next one breaks the ticket
+            echo(
+                f"{name}: could not release {lock} ({first_line(exc)}); the next promotion "
+                "breaks it once this process has ended"
+            )
 
 
 def _history(client: Any, name: str) -> list[int]:
     tags = client.get_registered_model(name).tags
     return [int(v) for v in json.loads(tags.get(HISTORY_TAG, "[]"))]
-
-
-def _version(client: Any, name: str, version: int) -> Any:
-    from mlflow.exceptions import MlflowException
-
-    try:
-        return client.get_model_version(name, str(version))
-    except MlflowException as exc:
-        if not_found(exc):
-            raise TrackingError(f"{name} has no version {version}") from None
-        raise
 
 
 def _move_champion(client: Any, name: str, version: int, history: list[int]) -> None:
@@ -62,23 +210,29 @@ def promote(
     min_delta: float,
     require_better: bool,
     force: bool = False,
-    echo: Callable[[str], None] = print,
     checkpoint: Callable[[], None] = lambda: None,
 ) -> Decision:
     """Apply the promotion rule to a version, record the decision on it, move `champion`.
-    checkpoint is called while the lock is waited for (a safe point to stop at)."""
+    checkpoint: a safe point to stop at while the lock is waited for."""
+    from mlflow.exceptions import MlflowException
+
     client = client_for(uri)
     with (
         mlflow_errors(f"promoting {name} v{version}"),
-        promotion_lock(client, name, echo=echo, checkpoint=checkpoint),
+        promotion_lock(client, name, checkpoint=checkpoint),
     ):
-        candidate = _version(client, name, version)
+        try:
+            candidate = client.get_model_version(name, str(version))
+        except MlflowException as exc:
+            if not_found(exc):
+                raise TrackingError(f"{name} has no version {version}") from None
+            raise
         if METRIC not in candidate.tags:
             raise TrackingError(f"{name} v{version} has no {METRIC} tag to judge it by")
         current = champion_of(client, name)
-        already = decide_champion_again(version, current)
-        if already:
-            return already  # nothing to move or record
+        if current is not None and current[0] == version:  # nothing to move or record
+            reason = f"v{version} is already champion"
+            return Decision(True, reason, *current, already_champion=True)
         run_id = candidate.run_id  # a version without a run is not judged by it
         status = "FINISHED" if force or not run_id else client.get_run(run_id).info.status
         if status != "FINISHED":
@@ -109,7 +263,8 @@ def rollback(uri: str, name: str) -> tuple[int, int]:
             raise TrackingError(f"{name} has no champion to roll back")
         history = _history(client, name)
         existing = {int(v.version) for v in client.search_model_versions(f"name = '{name}'")}
-        previous = previous_champion(history, current[0], existing)
+        # the version that held it before the current one and still exists
+        previous = next((v for v in reversed(history) if v != current[0] and v in existing), None)
         if previous is None:
             raise TrackingError(f"{name}: no previous champion to roll back to")
         kept = history[: len(history) - history[::-1].index(previous)]

@@ -3,7 +3,6 @@ only (MLflow's stages are deprecated): every new version is `challenger`; `champ
 
 from __future__ import annotations
 
-from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 
 CHALLENGER = "challenger"
@@ -87,17 +86,3 @@ def by_hand_lines(name: str, version: int, decision: Decision) -> list[str]:
             "promoting it by hand anyway",
         )
     return lines
-
-
-def decide_champion_again(version: int, champion: tuple[int, float] | None) -> Decision | None:
-    """Success moving nothing when the version holds champion already, else None."""
-    if champion is None or champion[0] != version:
-        return None
-    return Decision(True, f"v{version} is already champion", *champion, already_champion=True)
-
-
-def previous_champion(
-    history: Sequence[int], current: int, existing: Collection[int]
-) -> int | None:
-    """The version that held champion before `current` and still exists, if any."""
-    return next((v for v in reversed(history) if v != current and v in existing), None)

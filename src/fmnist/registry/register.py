@@ -8,21 +8,20 @@ import json
 import tempfile
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from fmnist.params.config import Params
 from fmnist.pipeline import records
 from fmnist.process import layout
 from fmnist.process.errors import TrackingError
+from fmnist.process.failures import Held, signals_held
 from fmnist.process.files import read_json, read_text, write_json
+from fmnist.registry import versions
+from fmnist.registry.card import CardFacts, DataFile, model_card
+from fmnist.registry.champion import promote as promote_version
 from fmnist.registry.promotion import Decision
 from fmnist.tracking.mlflow_store import store_client
 from fmnist.tracking.runs import SUMMARY_ARTIFACT
-
-if TYPE_CHECKING:
-    from fmnist.process.failures import Held
-    from fmnist.registry.card import CardFacts, DataFile
-    from fmnist.registry.versions import Registration
 
 _IMAGES = (  # the run's images a card shows (those evaluate logged), in order
     ("Confusion matrix (test)", layout.CONFUSION_ARTIFACT),
@@ -34,9 +33,6 @@ _ARTIFACT_DIRS = sorted(
 _CONTEXT_ORDER = {"training": 0, "validation": 1, "testing": 2}  # the card's order of datasets
 
 
-Report = Callable[[dict[str, Any]], None]
-
-
 def run(
     params: Params,
     trained_path: Path,
@@ -44,33 +40,15 @@ def run(
     summary_path: Path,
     out_path: Path,
     tracking_uri: str,
-    report: Report | None = None,
+    report: Callable[[dict[str, Any]], None] | None = None,
 ) -> dict[str, Any]:
-    """Register what train recorded; returns the record written to out_path. report: called
-    with it once complete, unless a signal came meanwhile (no signal can cut what it says)."""
+    """Register what train recorded with its metrics and card, apply the promotion rule, write
+    the record (read back from the registry) to out_path and return it. report: called with it
+    once complete, unless a signal came meanwhile (no signal can cut what it says).
+    All or nothing: signals are held (signals_held), and stop it before the version is made,
+    while it waits for the lock (the version is deleted again), or once all is complete."""
     trained, metrics = records.read_trained(trained_path), read_json(metrics_path)
-    summary = read_text(summary_path)
-    return register_trained(params, trained, metrics, summary, tracking_uri, out_path, report)
-
-
-def register_trained(
-    params: Params,
-    trained: Mapping[str, Any],
-    metrics: Mapping[str, float],
-    summary: str,
-    tracking_uri: str,
-    out_path: Path | None = None,
-    report: Report | None = None,
-) -> dict[str, Any]:
-    """Register a trained record with its metrics and card, apply the promotion rule, write
-    the record (read back from the registry). All or nothing: signals are held (signals_held),
-    and stop it before the version is made, while it waits for the lock (the version is
-    deleted again), or once version and record are complete."""
-    from fmnist.process.failures import Held, signals_held
-    from fmnist.registry.card import model_card
-    from fmnist.registry.versions import RESUMED, register_version, registered_record
-
-    facts = _card_facts(tracking_uri, trained, metrics, summary)
+    facts = _card_facts(tracking_uri, trained, metrics, read_text(summary_path))
     tags = {
         **{k: f"{v:.4f}" for k, v in metrics.items()},
         "run_id": trained["run_id"],
@@ -85,18 +63,17 @@ def register_trained(
     try:
         with signals_held() as held:
             held.doing = f"the registration of {trained['run_id']}'s model as {name}"
-            registration = register_version(
+            registration = versions.register_version(
                 tracking_uri, name, trained["model_uri"], trained["run_id"],
                 description=model_card(facts), tags=tags, held=held,
             )  # fmt: skip
             number = int(registration.version.version)
-            if registration.state == RESUMED:
+            if registration.state == versions.RESUMED:
                 print(f"fmnist: completing {name} v{number}, left half-made by a register "
                       "that was stopped", flush=True)  # fmt: skip
             _promote_or_undo(params, registration, tracking_uri, facts, held)
-            record = registered_record(tracking_uri, name, number)
-            if out_path is not None:
-                write_json(out_path, record)
+            record = versions.registered_record(tracking_uri, name, number)
+            write_json(out_path, record)
             if report is not None and held.signum is None:
                 report(record)
             return record  # (a signal held meanwhile is raised as the block ends)
@@ -122,27 +99,24 @@ def _left_by_interrupt(exc: KeyboardInterrupt, held: Held, record: dict[str, Any
 
 
 def _promote_or_undo(
-    params: Params, registration: Registration, tracking_uri: str, facts: CardFacts, held: Held
+    params: Params, registration: versions.Registration, uri: str, facts: CardFacts, held: Held
 ) -> None:
     """The promotion rule, then the card with its result (the last registry write). A rule
     failing or a signal in the lock's wait undoes a new version; once the rule ran nothing is
     undone (a moved `champion` was its decision): a *pending* card is completed next run."""
-    from fmnist.registry import versions
-    from fmnist.registry.card import model_card
-
     name, number = params.register_.model_name, int(registration.version.version)
     if registration.state == versions.COMPLETE:
         return
     try:
-        decision = _apply_rule(params, number, tracking_uri, False, checkpoint=held.safe_point)
+        decision = _apply_rule(params, number, uri, require_better=True, checkpoint=held.safe_point)
     except BaseException as exc:
         before, state = registration.challenger_before, registration.state
-        left = versions.undo_registration(tracking_uri, name, number, before, state, exc)
+        left = versions.undo_registration(uri, name, number, before, state, exc)
         versions.raise_undone(exc, "", left)
     try:  # the decision as recorded (one holding `champion` already was decided before)
-        found = versions.model_version(tracking_uri, name, number)
+        found = versions.model_version(uri, name, number)
         card = model_card(facts, Decision.from_tags(dict(found.tags)) or decision)
-        versions.describe_version(tracking_uri, name, number, card)
+        versions.describe_version(uri, name, number, card)
     except TrackingError as exc:
         again = "run register again to complete it"
         raise TrackingError(f"{exc}; its card still says pending ({again})") from None
@@ -152,8 +126,6 @@ def _card_facts(
     tracking_uri: str, trained: Mapping[str, Any], metrics: Mapping[str, float], summary: str
 ) -> CardFacts:
     """The card's facts: the records, and the run's params, datasets, report and images."""
-    from fmnist.registry.card import CardFacts
-
     run_id = trained["run_id"]
     with (
         store_client(tracking_uri, run_id, "reading it for the model card: ") as client,
@@ -185,8 +157,6 @@ def _data_files(run: Any, data_version: str) -> list[DataFile]:
     """The run's datasets in the card's order, each path without its `@<folder hash>`."""
     from mlflow.utils.mlflow_tags import MLFLOW_DATASET_CONTEXT
 
-    from fmnist.registry.card import DataFile
-
     files = []
     for given in run.inputs.dataset_inputs if run.inputs else []:
         dataset = given.dataset
@@ -208,36 +178,17 @@ def _json_object(text: str | None) -> dict[str, Any]:
     return found if isinstance(found, dict) else {}
 
 
-def _apply_rule(
-    params: Params,
-    version: int,
-    tracking_uri: str,
-    by_hand: bool,
-    force: bool = False,
-    checkpoint: Callable[[], None] = lambda: None,
-) -> Decision:
-    """The promotion with register's thresholds; checkpoint: a safe point in the lock's wait."""
-    from fmnist.registry.champion import promote as promote_version
-
+def _apply_rule(params: Params, version: int, tracking_uri: str, **how: Any) -> Decision:
+    """champion.promote with register's thresholds (how: require_better, force, checkpoint)."""
     cfg = params.register_
-    return promote_version(
-        tracking_uri,
-        cfg.model_name,
-        version,
-        min_accuracy=cfg.min_accuracy,
-        min_delta=cfg.min_delta,
-        require_better=not by_hand,
-        force=force,
-        echo=lambda line: print(line, flush=True),  # the lock's wait: a line every few seconds
-        checkpoint=checkpoint,
-    )
+    rule = cfg.model_dump(include={"min_accuracy", "min_delta"})
+    return promote_version(tracking_uri, cfg.model_name, version, **rule, **how)
 
 
 def promote(params: Params, version: int, force: bool, tracking_uri: str) -> Decision:
     """Make a version `champion` by hand (threshold unless forced); a refusal raises."""
-    decision = _apply_rule(params, version, tracking_uri, True, force)
+    decision = _apply_rule(params, version, tracking_uri, require_better=False, force=force)
     if not decision.promote:
-        raise TrackingError(
-            f"{params.register_.model_name} v{version} not promoted: {decision.reason}"
-        )
+        name = params.register_.model_name
+        raise TrackingError(f"{name} v{version} not promoted: {decision.reason}")
     return decision

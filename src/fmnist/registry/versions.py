@@ -1,7 +1,6 @@
 """The MLflow model registry: versions and aliases (never stages). Registering is idempotent
-per run (a half-made version is completed), all or nothing (a failure or an interrupt before
-the promotion deletes the new version and gives `challenger` back), and what is reported is
-read back from the registry, never assumed."""
+per run (a half-made version is completed), all or nothing (an undo deletes a new version and
+gives `challenger` back); what is reported is read back from the registry, never assumed."""
 
 from __future__ import annotations
 
@@ -17,8 +16,8 @@ from fmnist.tracking.mlflow_store import mlflow_errors, open_store
 
 
 def client_for(uri: str) -> Any:
-    """A client of the store at uri, opened (fmnist.tracking.mlflow_store.open_store)."""
-    open_store(uri)  # (imports mlflow first, the long-lived way)
+    """A client of the store at uri, opened (open_store imports mlflow the long-lived way)."""
+    open_store(uri)
     from mlflow import MlflowClient
 
     return MlflowClient(uri)
@@ -92,7 +91,9 @@ def register_version(
         before = alias_version(client, name, CHALLENGER)
     state = NEW if existing is None else RESUMED
     if existing is None:
-        existing = _create_version(uri, name, model_uri, run_id, tags, before, held)
+        held.safe_point()  # the last point at which stopping leaves nothing to undo
+        held.doing = f"the registration of a new version of {name}"
+        existing = _create_version(uri, name, model_uri, run_id, tags, before)
     number = int(existing.version)
     held.doing = f"the registration of {name} v{number}"
     try:
@@ -116,13 +117,7 @@ def raise_undone(exc: BaseException, doing: str, left: str) -> NoReturn:
 
 
 def _create_version(
-    uri: str,
-    name: str,
-    model_uri: str,
-    run_id: str,
-    tags: Mapping[str, str],
-    before: Any | None,
-    held: Held,
+    uri: str, name: str, model_uri: str, run_id: str, tags: Mapping[str, str], before: Any
 ) -> Any:
     """mlflow.register_model; a failure after the version's row was made deletes it."""
     mlflow = load_mlflow()
@@ -130,8 +125,6 @@ def _create_version(
 
     from fmnist.process.console import library_prints
 
-    held.safe_point()  # the last point at which stopping leaves nothing to undo
-    held.doing = f"the registration of a new version of {name}"
     try:
         with library_prints():  # its two progress lines, only with --verbose
             return mlflow.register_model(model_uri, name, tags=dict(tags))
@@ -231,7 +224,7 @@ def list_versions(uri: str, name: str) -> list[VersionRow]:
         found = client.search_model_versions(f"name = '{name}'")
         # (search omits aliases: each is read once more)
         versions = [client.get_model_version(name, v.version) for v in found]
-    rows = [
+    return [
         VersionRow(
             int(v.version),
             sorted(v.aliases),
@@ -239,9 +232,8 @@ def list_versions(uri: str, name: str) -> list[VersionRow]:
             v.tags.get("optimizer", ""),
             time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(v.creation_timestamp / 1000)),
         )
-        for v in versions
+        for v in sorted(versions, key=lambda v: -int(v.version))
     ]
-    return sorted(rows, key=lambda r: -r.version)
 
 
 def champion_version(uri: str, name: str) -> int:

@@ -21,7 +21,9 @@ from fmnist.tuning import study as study_store
 from fmnist.tuning.space import Tuning
 from fmnist.tuning.study import (
     OWNER_ATTR,
+    PARENT_ATTR,
     STORAGE_ENV,
+    claim,
     fail_orphans,
     load,
     storage_url,
@@ -116,6 +118,13 @@ def test_tell_failed(study: Any, state: str) -> None:
     tell(study, trial, state, None)
     done = study.get_trials()[0]
     assert (done.state, done.value) == (TrialState.FAIL, None)
+
+
+def test_claim_marks_the_trial_as_this_process(study: Any) -> None:
+    trial = study.ask()
+    claim(trial, "parent-run-1")
+    attrs = study.get_trials()[0].user_attrs
+    assert attrs == {OWNER_ATTR: owner(), PARENT_ATTR: "parent-run-1"}
 
 
 def test_fail_orphans_fails_the_dead_process_trials_only(study: Any) -> None:

@@ -214,9 +214,9 @@ def promote(
 ) -> Decision:
     """Apply the promotion rule to a version, record the decision on it, move `champion`.
     checkpoint: a safe point to stop at while the lock is waited for."""
+    client = client_for(uri)  # opens the store: MLflow's import is a long-lived one
     from mlflow.exceptions import MlflowException
 
-    client = client_for(uri)
     with (
         mlflow_errors(f"promoting {name} v{version}"),
         promotion_lock(client, name, checkpoint=checkpoint),

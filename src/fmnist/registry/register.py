@@ -127,11 +127,12 @@ def _card_facts(
 ) -> CardFacts:
     """The card's facts: the records, and the run's params, datasets, report and images."""
     run_id = trained["run_id"]
+    with store_client(tracking_uri, run_id) as client:  # a missing run says only that
+        run = client.get_run(run_id)
     with (
         store_client(tracking_uri, run_id, "reading it for the model card: ") as client,
         tempfile.TemporaryDirectory() as tmp,
     ):
-        run = client.get_run(run_id)
         logged = {a.path for d in _ARTIFACT_DIRS for a in client.list_artifacts(run_id, d)}
         per_class = None
         if layout.CLASSES_ARTIFACT in logged:  # a damaged report: DataIntegrityError, exit 3

@@ -13,7 +13,7 @@ from typing import Any
 
 from fmnist.params.config import SearchConfig
 from fmnist.process.errors import SearchError, first_line
-from fmnist.tracking.lifecycle import owner_gone
+from fmnist.tracking.lifecycle import owner, owner_gone
 from fmnist.tracking.mlflow_store import redact
 from fmnist.tuning.space import Grid, Tuning
 
@@ -136,6 +136,12 @@ def check_space(study: Any, search: SearchConfig) -> None:
                     f"trials drew from {list(distribution.choices)}: put it back, or name a new "
                     "search.study"
                 )
+
+
+def claim(trial: Any, parent_run_id: str) -> None:
+    """Mark a trial as this process's, for this search invocation (fail_orphans reads it)."""
+    trial.set_user_attr(OWNER_ATTR, owner())
+    trial.set_user_attr(PARENT_ATTR, parent_run_id)
 
 
 def tell(study: Any, trial: Any, state: str, value: float | None, error: str | None = None) -> None:

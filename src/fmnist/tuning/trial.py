@@ -20,7 +20,6 @@ from fmnist.params.overrides import apply_dotted
 from fmnist.process import console
 from fmnist.process.errors import FmnistError, SearchError, first_line
 from fmnist.tracking import runs as tracking
-from fmnist.tracking.lifecycle import owner
 from fmnist.tracking.mlflow_store import environment_tracking_uri, redact
 from fmnist.tuning import study as study_store
 from fmnist.tuning.report import TrialRecord
@@ -120,8 +119,7 @@ def run_trial(job: TrialJob) -> TrialRecord | None:
     study = study_store.load(job.root, job.params.search, job.tuning, worker_seed=_worker_seed())
     trial = study.ask()
     try:
-        trial.set_user_attr(study_store.OWNER_ATTR, owner())  # this process's, for this run
-        trial.set_user_attr(study_store.PARENT_ATTR, job.parent_run_id)
+        study_store.claim(trial, job.parent_run_id)
         if job.tuning.grid:
             hidden = [h.model_dump(mode="json") for h in job.params.model.hidden]
             overrides = suggest_cell(trial, job.tuning.grid, hidden)

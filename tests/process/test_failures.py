@@ -78,12 +78,15 @@ def test_an_interrupt_during_a_deferred_block_is_raised_after_it() -> None:
 # --- signals held over writes that must not be cut --------------------------------------------
 
 
+def _unwind(signum: int, frame: Any) -> None:
+    """SIGTERM unwinding, as inside a command (fmnist.process.failures.signals_unwind)."""
+    raise Interrupted(signum)
+
+
 @pytest.fixture
 def sigterm_unwinds() -> Iterator[None]:
-    """SIGTERM as a command has it (fmnist.cli.app.user_errors), put back after."""
-    from fmnist.process.failures import raise_interrupted
-
-    before = signal.signal(signal.SIGTERM, raise_interrupted)
+    """SIGTERM unwinds as in a command, put back after."""
+    before = signal.signal(signal.SIGTERM, _unwind)
     yield
     signal.signal(signal.SIGTERM, before)
 
@@ -92,7 +95,7 @@ def sigterm_unwinds() -> Iterator[None]:
 def test_a_held_signal_is_said_at_once_and_raised_when_the_block_is_done(
     capfd: pytest.CaptureFixture[str],
 ) -> None:
-    from fmnist.process.failures import raise_interrupted, signals_held
+    from fmnist.process.failures import signals_held
 
     steps = []
     with pytest.raises(Interrupted) as raised, signals_held() as held:
@@ -105,7 +108,7 @@ def test_a_held_signal_is_said_at_once_and_raised_when_the_block_is_done(
         "fmnist: stopping once the registration of m v8 is finished or undone "
         "(a second signal stops at once)\n"
     )
-    assert signal.getsignal(signal.SIGTERM) is raise_interrupted  # put back
+    assert signal.getsignal(signal.SIGTERM) is _unwind  # put back
 
 
 def test_a_safe_point_raises_a_held_signal_and_only_then() -> None:

@@ -37,11 +37,6 @@ class Interrupted(KeyboardInterrupt):
         self.at_once = at_once  # a second signal cut a held block short: nothing was undone
 
 
-def raise_interrupted(signum: int, frame: Any) -> None:
-    """A signal handler: SIGTERM (dvc, Prefect cancelling) unwinds like Ctrl-C."""
-    raise Interrupted(signum)
-
-
 _unwinding: list[list[int]] = []  # per signals_unwind block, innermost last: the signals it saw
 
 

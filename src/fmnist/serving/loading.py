@@ -66,9 +66,8 @@ def load_champion(tracking_uri: str, name: str, version: int | None = None) -> S
     from fmnist.registry.versions import champion_version, client_for
     from fmnist.tracking.mlflow_store import mlflow_errors
 
-    number = (
-        version if version is not None else champion_version(tracking_uri, name)
-    )  # the alias cannot move meanwhile
+    # by its number: the alias cannot move meanwhile
+    number = version if version is not None else champion_version(tracking_uri, name)
     with mlflow_errors(f"models:/{name}/{number}"):  # the entry first: its error names the version
         found = client_for(tracking_uri).get_model_version(name, str(number))
     return replace(
